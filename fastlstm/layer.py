@@ -1,0 +1,218 @@
+"""``fastlstm.LSTM``: Keras 3's LSTM layer on a compiled CPU kernel."""
+import numpy as np
+
+from . import _kernel, activations, initializers, validation
+
+
+class LSTM:
+    """Long Short-Term Memory layer with the semantics of ``keras.layers.LSTM``.
+
+    Parameters
+    ----------
+    units : int
+        Dimensionality of the output space (and of the states h and c).
+    activation : str, default "tanh"
+        Applied to the candidate cell value and to the cell state; one of
+        "tanh", "sigmoid", "hard_sigmoid", "relu", "linear" (or None).
+    recurrent_activation : str, default "sigmoid"
+        Applied to the input, forget and output gates (same choices).
+    use_bias : bool, default True
+    kernel_initializer, recurrent_initializer, bias_initializer : str or callable
+        "glorot_uniform", "orthogonal", "zeros", "ones", or ``f(shape, dtype)``.
+    unit_forget_bias : bool, default True
+        Put ones in the forget-gate block of the initial bias.
+    return_sequences : bool, default False
+        Return the output of every step, shape (batch, timesteps, units).
+    return_state : bool, default False
+        Also return the final states: ``[output, h, c]``.
+    go_backwards : bool, default False
+        Process the sequence in reverse; the returned sequence is in
+        processing order (reversed), as in Keras.
+    seed : int or None
+        Seed of the weight initializers.
+    dtype : "float32" or "float64"
+
+    Weights are ``kernel (input_dim, 4*units)``, ``recurrent_kernel
+    (units, 4*units)`` and ``bias (4*units,)``, gate blocks in Keras's order
+    i, f, c, o.  The layer builds itself on its first call.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlstm
+    >>> x = np.random.default_rng(0).random((100, 4, 10), dtype=np.float32)
+    >>> layer = fastlstm.LSTM(16, return_state=True)
+    >>> output, state_h, state_c = layer(x)
+    >>> output.shape, state_c.shape, layer.count_params()
+    ((100, 16), (100, 16), 1728)
+    """
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 unit_forget_bias=True, return_sequences=False,
+                 return_state=False, go_backwards=False, seed=None,
+                 dtype="float32"):
+        # 4 * units columns must fit BLAS's 32-bit ints.
+        self.units = validation.positive_int(units, "units", limit=(2**31 - 1) // 4)
+        self.activation = activations.canonical(activation, "activation")
+        self.recurrent_activation = activations.canonical(
+            recurrent_activation, "recurrent_activation")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.check(kernel_initializer, "kernel_initializer")
+        self.recurrent_initializer = initializers.check(
+            recurrent_initializer, "recurrent_initializer")
+        self.bias_initializer = initializers.check(bias_initializer, "bias_initializer")
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self.seed = seed
+        self.dtype = validation.layer_dtype(dtype)
+        self.input_dim = None
+        self._weights = None
+
+    # ------------------------------------------------------------------ build
+    @property
+    def built(self):
+        return self._weights is not None
+
+    def build(self, input_shape):
+        """Create the weights for ``input_shape``: an int (the feature size)
+        or a shape whose last entry is the feature size."""
+        if isinstance(input_shape, (tuple, list)):
+            if not input_shape:
+                raise ValueError("input_shape must not be empty")
+            input_dim = input_shape[-1]
+        else:
+            input_dim = input_shape
+        input_dim = validation.positive_int(input_dim, "input_dim (last entry of input_shape)")
+        rng = np.random.default_rng(self.seed)
+        units, dtype = self.units, self.dtype
+        kernel = initializers.initialize(
+            self.kernel_initializer, (input_dim, 4 * units), dtype, rng)
+        recurrent_kernel = initializers.initialize(
+            self.recurrent_initializer, (units, 4 * units), dtype, rng)
+        weights = [kernel, recurrent_kernel]
+        if self.use_bias:
+            if self.unit_forget_bias:
+                bias = np.concatenate([
+                    initializers.initialize(self.bias_initializer, (units,), dtype, rng),
+                    np.ones(units, dtype),
+                    initializers.initialize(self.bias_initializer, (2 * units,), dtype, rng),
+                ])
+            else:
+                bias = initializers.initialize(self.bias_initializer, (4 * units,), dtype, rng)
+            weights.append(bias)
+        self.input_dim = input_dim
+        self._store(weights)
+
+    def _store(self, weights):
+        for array in weights:
+            array.flags.writeable = False   # only set_weights changes them
+        self._weights = weights
+        self._kernel_bias = (weights[2] if self.use_bias
+                             else np.zeros(4 * self.units, self.dtype))
+
+    def _weight_shapes(self, input_dim):
+        shapes = [(input_dim, 4 * self.units), (self.units, 4 * self.units)]
+        if self.use_bias:
+            shapes.append((4 * self.units,))
+        return shapes
+
+    def _require_built(self, what):
+        if not self.built:
+            raise ValueError(
+                f"{what}: the layer has no weights yet; call it on an input or "
+                f"call build(input_dim) first")
+
+    # ---------------------------------------------------------------- weights
+    @property
+    def kernel(self):
+        self._require_built("kernel")
+        return self._weights[0]
+
+    @property
+    def recurrent_kernel(self):
+        self._require_built("recurrent_kernel")
+        return self._weights[1]
+
+    @property
+    def bias(self):
+        self._require_built("bias")
+        return self._weights[2] if self.use_bias else None
+
+    def get_weights(self):
+        """``[kernel, recurrent_kernel, bias]`` (no bias when use_bias=False), copies."""
+        self._require_built("get_weights")
+        return [w.copy() for w in self._weights]
+
+    def set_weights(self, weights):
+        """Set the weights from a list shaped like ``get_weights()``.
+
+        An unbuilt layer builds itself from the kernel's shape."""
+        input_dim = self.input_dim
+        if input_dim is None:
+            if (isinstance(weights, (list, tuple)) and weights
+                    and np.ndim(weights[0]) == 2):
+                input_dim = np.shape(weights[0])[0]
+            else:
+                input_dim = "input_dim"
+        shapes = self._weight_shapes(input_dim)
+        arrays = validation.weights(weights, shapes, self.dtype)
+        if not self.built:
+            self.input_dim = validation.positive_int(input_dim, "input_dim (rows of weights[0])")
+        self._store(arrays)
+
+    def count_params(self):
+        self._require_built("count_params")
+        return sum(w.size for w in self._weights)
+
+    # ------------------------------------------------------------------- call
+    def __call__(self, x, mask=None, initial_state=None):
+        """Run the layer on ``x`` (batch, timesteps, features).
+
+        Parameters
+        ----------
+        x : array_like
+            Inputs; bool, integer and float values are cast to the layer's dtype.
+        mask : array_like of bool, shape (batch, timesteps), optional
+            False marks a step to skip: h and c are carried over and the
+            output repeats the previous step's output (zeros before the
+            first unmasked step).
+        initial_state : [h, c], each (batch, units), optional
+
+        Returns
+        -------
+        The last output (batch, units), or the sequence (batch, timesteps,
+        units) with ``return_sequences``; with ``return_state`` a list
+        ``[output, h, c]``.
+        """
+        x = validation.inputs(x, self.input_dim, self.dtype)
+        if not self.built:
+            self.build(x.shape[2])
+        batch, timesteps = x.shape[:2]
+        mask = validation.mask(mask, batch, timesteps)
+        h, c = validation.initial_state(initial_state, batch, self.units, self.dtype)
+        # Last output: carried by the kernel when there is a mask; zeros when
+        # no step ran (timesteps == 0); otherwise the final h.
+        last = np.zeros((batch, self.units), self.dtype)
+        sequence = (np.empty((batch, timesteps, self.units), self.dtype)
+                    if self.return_sequences else None)
+        kernel, recurrent_kernel = self._weights[:2]
+        _kernel.forward(x, kernel, recurrent_kernel, self._kernel_bias, h, c, last,
+                        mask, sequence, self.go_backwards,
+                        activations.CODES[self.activation],
+                        activations.CODES[self.recurrent_activation])
+        if mask is None and timesteps > 0:
+            last[...] = h
+        output = sequence if self.return_sequences else last
+        if self.return_state:
+            return [output, h, c]
+        return output
+
+    def __repr__(self):
+        shape = f"input_dim={self.input_dim}, " if self.built else ""
+        return (f"LSTM(units={self.units}, {shape}return_sequences={self.return_sequences}, "
+                f"return_state={self.return_state}, dtype={self.dtype.name})")

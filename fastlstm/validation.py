@@ -1,0 +1,120 @@
+"""Input rules for the layer, in one place.
+
+Every function returns fresh or read-only-safe arrays in the layout the
+kernel wants, or raises a ValueError/TypeError that names the argument, what
+was expected and what was given.
+"""
+import numbers
+
+import numpy as np
+
+# BLAS takes 32-bit ints: every dimension it sees must fit one.
+_INT_MAX = 2**31 - 1
+_FLOAT_DTYPES = {np.dtype(np.float32), np.dtype(np.float64)}
+
+
+def layer_dtype(dtype):
+    """The layer's compute dtype: float32 or float64."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in _FLOAT_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return resolved
+
+
+def positive_int(value, argument, limit=_INT_MAX):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{argument} must be a positive integer, got {value!r}")
+    if not 0 < value <= limit:
+        raise ValueError(f"{argument} must be a positive integer <= {limit}, got {value!r}")
+    return int(value)
+
+
+def _numeric_array(value, argument):
+    """``np.asarray`` that refuses ragged, string, object and complex data."""
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # ragged nested sequences
+        raise ValueError(f"{argument} must be a rectangular numeric array: {error}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{argument} must hold bool, integer or float values, got dtype {array.dtype}")
+    return array
+
+
+def inputs(x, input_dim, dtype):
+    """x → C-contiguous (batch, timesteps, features) array of ``dtype``.
+
+    ``input_dim`` is None before the layer is built.  The result is never
+    the caller's buffer made writable; the kernel only reads it.
+    """
+    array = _numeric_array(x, "x")
+    if array.ndim != 3:
+        raise ValueError(
+            f"LSTM expected input x of shape (batch, timesteps, features), "
+            f"got shape {array.shape} (rank {array.ndim})")
+    expected = "features" if input_dim is None else input_dim
+    if array.shape[2] == 0 or (input_dim is not None and array.shape[2] != input_dim):
+        raise ValueError(
+            f"LSTM expected input x of shape (batch, timesteps, {expected}), "
+            f"got {array.shape}")
+    for size, name in zip(array.shape, ("batch", "timesteps", "features")):
+        if size > _INT_MAX:
+            raise ValueError(f"x has {size} {name}, more than the {_INT_MAX} supported")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def mask(value, batch, timesteps):
+    """mask → C-contiguous uint8 (batch, timesteps), 1 = step is processed."""
+    if value is None:
+        return None
+    array = _numeric_array(value, "mask")
+    if array.dtype.kind == "f":
+        raise TypeError(f"mask must hold bool (or integer 0/1) values, got dtype {array.dtype}")
+    if array.shape != (batch, timesteps):
+        raise ValueError(
+            f"mask must have shape (batch, timesteps) = {(batch, timesteps)}, got {array.shape}")
+    return np.ascontiguousarray(array != 0, dtype=np.uint8)
+
+
+def initial_state(value, batch, units, dtype):
+    """initial_state → fresh (h, c) arrays the kernel may overwrite."""
+    if value is None:
+        return np.zeros((batch, units), dtype), np.zeros((batch, units), dtype)
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(
+            f"initial_state must be a list [h, c] of two arrays of shape "
+            f"(batch, units) = {(batch, units)}, got {_describe(value)}")
+    states = []
+    for state, name in zip(value, ("h", "c")):
+        array = _numeric_array(state, f"initial_state[{name}]")
+        if array.shape != (batch, units):
+            raise ValueError(
+                f"initial_state[{name}] must have shape (batch, units) = "
+                f"{(batch, units)}, got {array.shape}")
+        states.append(np.array(array, dtype=dtype, order="C", copy=True))
+    return tuple(states)
+
+
+def weights(values, shapes, dtype):
+    """A list of arrays with exactly ``shapes`` → C-contiguous copies."""
+    if not isinstance(values, (list, tuple)) or len(values) != len(shapes):
+        raise ValueError(
+            f"weights must be a list of {len(shapes)} arrays with shapes {shapes}, "
+            f"got {_describe(values)}")
+    result = []
+    for index, (value, shape) in enumerate(zip(values, shapes)):
+        array = _numeric_array(value, f"weights[{index}]")
+        if array.shape != shape:
+            raise ValueError(
+                f"weights[{index}] must have shape {shape}, got {array.shape}")
+        result.append(np.array(array, dtype=dtype, order="C", copy=True))
+    return result
+
+
+def _describe(value):
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__

@@ -1,0 +1,20 @@
+"""Build the compiled kernel: src/ sources become the private module
+fastlstm._kernel.  BLAS comes from SciPy's Cython interface at run time, so
+nothing is linked here."""
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+extensions = [
+    Extension(
+        "fastlstm._kernel",
+        sources=["src/_kernel.pyx"],
+        include_dirs=["src"],
+        extra_compile_args=["-O3"],
+    )
+]
+
+setup(
+    # A top-level src/ would make setuptools guess a src-layout: list the package.
+    packages=["fastlstm"],
+    ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}),
+)
