@@ -154,15 +154,14 @@ class LSTM:
         An unbuilt layer builds itself from the kernel's shape."""
         input_dim = self.input_dim
         if input_dim is None:
-            if (isinstance(weights, (list, tuple)) and weights
-                    and np.ndim(weights[0]) == 2):
-                input_dim = np.shape(weights[0])[0]
-            else:
-                input_dim = "input_dim"
-        shapes = self._weight_shapes(input_dim)
-        arrays = validation.weights(weights, shapes, self.dtype)
-        if not self.built:
-            self.input_dim = validation.positive_int(input_dim, "input_dim (rows of weights[0])")
+            first = weights[0] if isinstance(weights, (list, tuple)) and weights else None
+            shape = np.shape(first)
+            if len(shape) != 2 or shape[1] != 4 * self.units or shape[0] == 0:
+                raise ValueError(
+                    f"weights[0] must have shape (input_dim, {4 * self.units}), got {shape}")
+            input_dim = shape[0]
+        arrays = validation.weights(weights, self._weight_shapes(input_dim), self.dtype)
+        self.input_dim = input_dim
         self._store(arrays)
 
     def count_params(self):

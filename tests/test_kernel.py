@@ -50,18 +50,19 @@ def test_matches_reference(shape, dtype, masked, with_state, backwards, make_wei
         np.testing.assert_allclose(got, want, **tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation,recurrent_activation",
                          list(itertools.product(CODES, repeat=2)))
-def test_every_activation(activation, recurrent_activation, make_weights, tol):
+def test_every_activation(activation, recurrent_activation, dtype, make_weights, tol):
     rng = np.random.default_rng(5)
-    weights = make_weights(4, 6, np.float64, seed=2)
-    x = rng.normal(size=(3, 8, 4))
+    weights = make_weights(4, 6, dtype, seed=2)
+    x = rng.normal(size=(3, 8, 4)).astype(dtype)
     mask = rng.random((3, 8)) > 0.2
     (seq, h, c), _, (w_seq, _, w_h, w_c) = run_both(
-        weights, x, dtype=np.float64, mask=mask, activation=activation,
+        weights, x, dtype=dtype, mask=mask, activation=activation,
         recurrent_activation=recurrent_activation)
     for got, want in ((seq, w_seq), (h, w_h), (c, w_c)):
-        np.testing.assert_allclose(got, want, **tol(np.float64))
+        np.testing.assert_allclose(got, want, **tol(dtype))
 
 
 @pytest.mark.parametrize("backwards", [False, True])
