@@ -51,6 +51,14 @@ def _is_tensor(value):
     return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
 
 
+def _holds_tensor(value):
+    if _is_tensor(value):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    return isinstance(value, dict) and any(_holds_tensor(v) for v in value.values())
+
+
 def _triples(value):
     """input_layers/output_layers: one [name, node, index] or a list of them."""
     return [value] if value and isinstance(value[0], str) else list(value)
@@ -74,8 +82,10 @@ def _functional_chain(config):
         _check_class(layer)
         nodes = layer["inbound_nodes"]
         tensors = [a for a in nodes[0]["args"] if _is_tensor(a)] if len(nodes) == 1 else []
+        # Masks are recomputed from Masking layers; any other tensor input
+        # (such as an initial_state from an encoder) leaves the chain.
         extra = sorted(k for k, v in nodes[0]["kwargs"].items()
-                       if k != "mask" and v is not None) if len(nodes) == 1 else []
+                       if k != "mask" and _holds_tensor(v)) if len(nodes) == 1 else []
         if len(nodes) != 1 or len(tensors) != 1 or extra:
             raise ValueError(
                 f"from_keras: layer {name!r} is not a plain link of a chain (it is called "
