@@ -97,10 +97,14 @@ def _functional_chain(config):
     return by_name[name], chain[::-1]
 
 
+def _name(entry):
+    # Functional configs name a layer at the top, Sequential ones in its config.
+    return entry.get("name") or entry["config"]["name"]
+
+
 def _check_class(layer):
     if layer["class_name"] not in _SUPPORTED:
-        name = layer.get("name") or layer.get("config", {}).get("name")
-        raise ValueError(f"from_keras: layer {name!r} is a {layer['class_name']}; fastlstm "
+        raise ValueError(f"from_keras: layer {_name(layer)!r} is a {layer['class_name']}; fastlstm "
                          f"supports only {', '.join(_SUPPORTED)}")
 
 
@@ -111,8 +115,8 @@ def _model_from_config(class_name, config):
     if class_name == "Sequential":
         for layer in layers:
             _check_class(layer)
-        input_layer = next((l for l in layers if l["class_name"] == "InputLayer"), None)
-        chain = [l for l in layers if l["class_name"] != "InputLayer"]
+        input_layer = next((e for e in layers if e["class_name"] == "InputLayer"), None)
+        chain = [entry for entry in layers if entry["class_name"] != "InputLayer"]
     elif class_name == "Functional":
         input_layer, chain = _functional_chain(config)
     else:
@@ -120,14 +124,14 @@ def _model_from_config(class_name, config):
                         f"got {class_name}")
     if not chain:
         raise ValueError("from_keras: the model has no layers besides its input")
-    keys = _keys([l["class_name"] for l in layers])
-    names = [l.get("name") or l["config"]["name"] for l in layers]
-    key_of = dict(zip(names, keys))
-    stack = Sequential([_layer_from_config(l["class_name"], l["config"]) for l in chain])
+    keys = _keys([entry["class_name"] for entry in layers])
+    names = [_name(entry) for entry in layers]
+    key_of = dict(zip(names, keys, strict=True))
+    stack = Sequential([_layer_from_config(e["class_name"], e["config"]) for e in chain])
     shape = input_layer["config"].get("batch_shape") if input_layer else None
     if shape is not None and shape[-1] is not None and len(shape) == 3:
         stack.build(tuple(shape[1:]))
-    chain_names = [l.get("name") or l["config"]["name"] for l in chain]
+    chain_names = [_name(entry) for entry in chain]
     return stack, chain_names, [key_of[n] for n in chain_names]
 
 
@@ -204,7 +208,7 @@ def from_keras(source):
         weights = source.get_weights()
     elif class_name in ("Sequential", "Functional"):
         layer, names, _ = _model_from_config(class_name, source.get_config())
-        by_name = {l.name: l for l in source.layers}
+        by_name = {entry.name: entry for entry in source.layers}
         weights = [w for name in names for w in by_name[name].get_weights()]
     else:
         raise TypeError(f"from_keras: {class_name} is not supported; fastlstm takes "
@@ -234,7 +238,7 @@ def _load_h5(layers, keys, h5):
     if "layers" not in h5:
         raise ValueError("not a Keras 3 weights file: it has no 'layers' group")
     groups = h5["layers"]
-    for layer, key in zip(layers, keys):
+    for layer, key in zip(layers, keys, strict=True):
         if isinstance(layer, Masking):
             continue
         if key not in groups:
@@ -246,11 +250,10 @@ def _load_h5(layers, keys, h5):
         else:
             weights = _cell_vars(groups[key])
         layer.set_weights(weights)
+    dataset = _h5py().Dataset
     for key in sorted(set(groups) - set(keys)):
-        arrays = []
-        groups[key].visititems(lambda name, item: arrays.append(name)
-                               if isinstance(item, _h5py().Dataset) else None)
-        if arrays:
+        # visititems stops at the first non-None return value.
+        if groups[key].visititems(lambda _, item: True if isinstance(item, dataset) else None):
             raise ValueError(f"the Keras weights file holds weights of layer {key!r}, "
                              f"which the fastlstm model does not have")
 

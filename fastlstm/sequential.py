@@ -135,7 +135,7 @@ class Sequential:
             raise ValueError(f"Sequential weights must be a list of {sum(counts)} arrays, "
                              f"got {len(weights)}")
         start = 0
-        for layer, count in zip(self.layers, counts):
+        for layer, count in zip(self.layers, counts, strict=True):
             layer.set_weights(weights[start:start + count])
             start += count
 
@@ -162,7 +162,7 @@ class Sequential:
             self.input_shape = (None, first.input_dim)
         shape = (None,) + tuple(self.input_shape)
         rows = []
-        for name, layer in zip(self.layer_names(), self.layers):
+        for name, layer in zip(self.layer_names(), self.layers, strict=True):
             shape = layer.compute_output_shape(shape)
             rows.append((f"{name} ({type(layer).__name__})", _format_shape(shape),
                          f"{layer.count_params():,}"))

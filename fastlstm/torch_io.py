@@ -82,7 +82,7 @@ def layer_to_torch(layer):
     arrays = convert.keras_to_torch(*layer.get_weights())
     names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
     with torch.no_grad():
-        for name, array in zip(names, arrays):
+        for name, array in zip(names, arrays, strict=True):
             if array is not None:
                 getattr(module, name).copy_(torch.from_numpy(np.ascontiguousarray(array)))
     return module.eval()

@@ -57,7 +57,7 @@ def test_matches_keras(make_weights, tol, merge_mode, return_sequences, return_s
     got = got if isinstance(got, list) else [got]
     count = (2 if merge_mode is None else 1) + (4 if return_state else 0)
     assert len(got) == len(expected) == count
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert g.dtype == np.float32
         np.testing.assert_allclose(g, e, **tol(np.float32))
 
@@ -70,7 +70,7 @@ def test_float64_initial_state_matches_keras(make_weights, tol):
     expected = _as_list(theirs(x, initial_state=[keras.ops.convert_to_tensor(s)
                                                   for s in states]))
     got = ours(x, initial_state=states)
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, **tol(np.float64))
 
 
@@ -91,7 +91,7 @@ def test_directions_match_reference(make_weights, tol):
 
 def test_weights_in_keras_order(make_weights):
     ours, theirs = _pair(make_weights, "concat", False, False)
-    for g, e in zip(ours.get_weights(), theirs.get_weights()):
+    for g, e in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         np.testing.assert_array_equal(g, e)
     assert ours.count_params() == theirs.count_params()
 
@@ -133,7 +133,7 @@ def test_stateful_carries_both_directions(make_weights, tol):
                                   np.concatenate(first[1:], axis=1))
     second = layer(x)
     expected = fresh(x, initial_state=first[1:])
-    for g, e in zip(second, expected):
+    for g, e in zip(second, expected, strict=True):
         np.testing.assert_allclose(g, e, **tol(np.float32))
     layer.reset_state()
     assert all(not s.any() for s in layer.states)

@@ -49,7 +49,7 @@ def test_keras_to_onnx_computes_the_same_lstm(make_weights):
 def test_onnx_round_trip_is_exact(make_weights):
     weights = make_weights(3, 4, np.float32, 3)
     (back,) = convert.onnx_to_keras(*convert.keras_to_onnx([weights]))
-    for a, b in zip(back, weights):
+    for a, b in zip(back, weights, strict=True):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
 

@@ -56,7 +56,7 @@ def _functional():
 def _assert_same(got, expected, tol):
     got = got if isinstance(got, list) else [got]
     assert len(got) == len(expected)
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, **tol(np.float32))
 
 
@@ -76,7 +76,7 @@ def test_live_lstm_layer(make_weights, tol, dtype):
     ours = fastlstm.LSTM.from_keras(layer)
     assert ours.dtype == dtype and ours.go_backwards and ours.return_state
     x = np.random.default_rng(4).uniform(-1, 1, (2, 5, 3)).astype(dtype)
-    for g, e in zip(ours(x), _numpy(layer(x))):
+    for g, e in zip(ours(x), _numpy(layer(x)), strict=True):
         np.testing.assert_allclose(g, e, **tol(dtype))
     assert isinstance(fastlstm.from_keras(layer), fastlstm.LSTM)
 

@@ -40,7 +40,7 @@ def test_stack_with_masking_matches_keras(tol):
     expected = [keras.ops.convert_to_numpy(v) for v in theirs(x)]
     got = ours(x)
     assert len(got) == len(expected) == 3
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, **tol(np.float32))
 
 
@@ -56,7 +56,7 @@ def test_stateful_stack_matches_keras(tol):
             for layer in theirs.layers:     # Keras models have no reset_state
                 layer.reset_state()
         x = _inputs(3 + step)
-        for g, e in zip(ours(x), theirs(x)):
+        for g, e in zip(ours(x), theirs(x), strict=True):
             np.testing.assert_allclose(g, keras.ops.convert_to_numpy(e), **tol(np.float32))
 
 
@@ -72,7 +72,8 @@ def test_summary_and_shapes_match_keras():
     text = "\n".join(lines)
     assert ours.count_params() == theirs.count_params()
     assert f"Total params: {theirs.count_params():,}" in text
-    for name, ours_layer, theirs_layer in zip(ours.layer_names(), ours.layers, theirs.layers):
+    rows = zip(ours.layer_names(), ours.layers, theirs.layers, strict=True)
+    for name, ours_layer, theirs_layer in rows:
         output = theirs_layer.output
         shape = [t.shape for t in output] if isinstance(output, (list, tuple)) else output.shape
         assert ours_layer.count_params() == theirs_layer.count_params()
@@ -90,7 +91,7 @@ def test_time_major_transposes_inputs_and_sequences(tol):
     x = _inputs(6)
     expected = batch_major(x)
     got = time_major(x.transpose(1, 0, 2))
-    for index, (g, e) in enumerate(zip(got, expected)):
+    for index, (g, e) in enumerate(zip(got, expected, strict=True)):
         np.testing.assert_array_equal(g, e.transpose(1, 0, 2) if index < 2 else e)
 
 

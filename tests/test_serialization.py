@@ -34,13 +34,13 @@ def test_save_load_round_trip(tmp_path, make):
     loaded = fastlstm.load(path)
     assert type(loaded) is type(obj)
     assert loaded.get_config() == obj.get_config()
-    for a, b in zip(loaded.get_weights(), obj.get_weights()):
+    for a, b in zip(loaded.get_weights(), obj.get_weights(), strict=True):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(5).uniform(-1, 1, (4, 6, 3))
     got, expected = loaded(x), obj(x)
     for g, e in zip(got if isinstance(got, list) else [got],
-                    expected if isinstance(expected, list) else [expected]):
+                    expected if isinstance(expected, list) else [expected], strict=True):
         np.testing.assert_array_equal(g, e)
 
 

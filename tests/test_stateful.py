@@ -26,11 +26,11 @@ def test_matches_keras_over_batches_and_after_reset(make_weights, tol, dtype):
     theirs.build((BATCH, None, FEATURES))
     theirs.set_weights(weights)
     chunks = _chunks(2, dtype=dtype)
-    for round_ in range(2):
+    for _ in range(2):
         for x in chunks:
             expected = keras.ops.convert_to_numpy(theirs(x))
             np.testing.assert_allclose(ours(x), expected, **tol(dtype))
-            for g, e in zip(ours.states, theirs.states):
+            for g, e in zip(ours.states, theirs.states, strict=True):
                 np.testing.assert_allclose(g, keras.ops.convert_to_numpy(e), **tol(dtype))
         ours.reset_states()     # the alias; Keras's reset_state() below
         theirs.reset_state()
@@ -57,7 +57,7 @@ def test_chunks_equal_one_long_sequence_with_mask(make_weights, tol):
     layer.set_weights(weights)
     chunks = _chunks(6)
     masks = [np.random.default_rng(7 + i).random((BATCH, 4)) < 0.7 for i in range(3)]
-    for x, mask in zip(chunks, masks):
+    for x, mask in zip(chunks, masks, strict=True):
         _, h, c = layer(x, mask=mask)
     _, _, h_ref, c_ref = reference.lstm(np.concatenate(chunks, axis=1), *weights,
                                         mask=np.concatenate(masks, axis=1))
@@ -123,7 +123,7 @@ def test_lengths_are_a_right_padded_mask(make_weights, tol):
     lengths = np.array([6, 3, 1, 0])
     got = layer(x, lengths=lengths)
     expected = reference.lstm(x, *weights, mask=np.arange(6) < lengths[:, None])
-    for g, e in zip(got, [expected[0], expected[2], expected[3]]):
+    for g, e in zip(got, [expected[0], expected[2], expected[3]], strict=True):
         np.testing.assert_allclose(g, e, **tol(np.float32))
 
 

@@ -86,7 +86,7 @@ def test_to_torch_without_bias_round_trips(make_weights):
     module = layer.to_torch()
     assert module.bias is False
     back = fastlstm.LSTM.from_torch(module)
-    for a, b in zip(back.get_weights(), layer.get_weights()):
+    for a, b in zip(back.get_weights(), layer.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
