@@ -47,7 +47,7 @@ class Bidirectional:
     >>> x = np.random.default_rng(0).random((2, 5, 3), dtype=np.float32)
     >>> bi = fastlstm.Bidirectional(fastlstm.LSTM(4, return_sequences=True, seed=0))
     >>> bi(x).shape, bi.count_params()
-    ((2, 5, 8), 192)
+    ((2, 5, 8), 256)
     """
 
     def __init__(self, layer, merge_mode="concat", backward_layer=None):

@@ -182,10 +182,15 @@ def from_keras(source):
 
     Examples
     --------
-    >>> import keras, numpy as np, fastlstm                   # doctest: +SKIP
-    >>> model = keras.Sequential([keras.Input((4, 10)), keras.layers.LSTM(16)])
-    >>> fast = fastlstm.from_keras(model)      # or fastlstm.from_keras("model.keras")
-    >>> fast.summary()
+    With Keras 3 installed (any backend)::
+
+        model = keras.Sequential([keras.Input((4, 10)), keras.layers.LSTM(16)])
+        fast = fastlstm.from_keras(model)
+        fast.summary()                              # lstm (LSTM)  (None, 16)  1,728
+
+    and, on a machine with only h5py::
+
+        fast = fastlstm.from_keras("model.keras")
     """
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
