@@ -5,6 +5,8 @@ import itertools
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastlstm
 from fastlstm import reference
@@ -169,3 +171,41 @@ def test_errors():
         layer.set_weights([np.zeros((5, 12))] * 3)
     with pytest.raises(ValueError, match="not stateful"):
         layer.reset_state()
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(0, 3), timesteps=st.integers(0, 5), units=st.integers(1, 3),
+       merge_mode=st.sampled_from(["concat", "sum", "mul", "ave", None]),
+       return_sequences=st.booleans(), return_state=st.booleans(),
+       go_backwards=st.booleans(), seed=st.integers(0, 2**16))
+def test_property_against_reference(batch, timesteps, units, merge_mode, return_sequences,
+                                     return_state, go_backwards, seed):
+    """Both directions from the NumPy reference, arranged as Keras does."""
+    rng = np.random.default_rng(seed)
+    forward_w, backward_w = ([rng.uniform(-0.5, 0.5, s) for s in
+                              [(2, 4 * units), (units, 4 * units), (4 * units,)]]
+                             for _ in range(2))
+    x = rng.uniform(-1, 1, (batch, timesteps, 2))
+    mask = rng.random((batch, timesteps)) < 0.7
+    layer = fastlstm.Bidirectional(
+        fastlstm.LSTM(units, return_sequences=return_sequences, return_state=return_state,
+                      go_backwards=go_backwards, dtype="float64"), merge_mode=merge_mode)
+    layer.set_weights(forward_w + backward_w)
+    got = layer(x, mask=mask)
+    got = got if isinstance(got, list) else [got]
+    directions = []
+    for weights, backwards in ((forward_w, go_backwards), (backward_w, not go_backwards)):
+        sequence, last, h, c = reference.lstm(x, *weights, mask=mask, go_backwards=backwards)
+        if return_sequences:
+            # The backward layer's sequence is flipped back to time order,
+            # and Keras zeroes masked steps (zero_output_for_mask).
+            sequence = sequence[:, ::-1] if weights is backward_w else sequence
+            sequence = np.where(mask[:, :, None], sequence, 0)
+        directions.append((sequence if return_sequences else last, h, c))
+    (y_f, h_f, c_f), (y_b, h_b, c_b) = directions
+    merged = {"concat": [np.concatenate([y_f, y_b], -1)], "sum": [y_f + y_b],
+              "mul": [y_f * y_b], "ave": [(y_f + y_b) / 2], None: [y_f, y_b]}[merge_mode]
+    expected = merged + ([h_f, c_f, h_b, c_b] if return_state else [])
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)

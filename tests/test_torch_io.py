@@ -105,6 +105,14 @@ def test_stack_from_torch(tol, num_layers, bidirectional, batch_first):
     np.testing.assert_allclose(got, expected, **tol(np.float32))
 
 
+def test_stack_without_bias_float64(tol):
+    module = _module(12, 3, 4, num_layers=2, bidirectional=True, bias=False,
+                     dtype=torch.float64)
+    x = np.random.default_rng(13).uniform(-1, 1, (5, 2, 3))
+    np.testing.assert_allclose(fastlstm.from_torch(module)(x), _run(module, x)[0].numpy(),
+                               **tol(np.float64))
+
+
 @pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (2, False), (1, True),
                                                       (2, True)])
 @pytest.mark.parametrize("batch_first", [False, True])
