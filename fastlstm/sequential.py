@@ -154,13 +154,14 @@ class Sequential:
 
     def summary(self, print_fn=print):
         """Print a Keras-like table: layer (type), output shape, param #."""
-        if self.input_shape is None:
-            if not self.built or not self.layers:
+        input_shape = self.input_shape
+        if input_shape is None:
+            if not self.built:
                 raise ValueError("summary: the stack is not built; pass input_shape= "
                                  "or call it on an input first")
             first = next(layer for layer in self.layers if not isinstance(layer, Masking))
-            self.input_shape = (None, first.input_dim)
-        shape = (None,) + tuple(self.input_shape)
+            input_shape = (None, first.input_dim)
+        shape = (None,) + tuple(input_shape)
         rows = []
         for name, layer in zip(self.layer_names(), self.layers, strict=True):
             shape = layer.compute_output_shape(shape)
