@@ -75,14 +75,9 @@ def reference_runner(weights, x):
 def torch_runner(weights, x, threads):
     import torch
 
-    kernel, recurrent_kernel, bias = weights
-    module = torch.nn.LSTM(kernel.shape[0], recurrent_kernel.shape[0], batch_first=True)
-    with torch.no_grad():
-        module.weight_ih_l0.copy_(torch.from_numpy(kernel.T.copy()))
-        module.weight_hh_l0.copy_(torch.from_numpy(recurrent_kernel.T.copy()))
-        module.bias_ih_l0.copy_(torch.from_numpy(bias))
-        module.bias_hh_l0.zero_()
-    tensor = torch.from_numpy(x)
+    layer = fastlstm.LSTM(weights[1].shape[0])
+    layer.set_weights(weights)
+    module, tensor = layer.to_torch(), torch.from_numpy(x)
 
     def run():
         torch.set_num_threads(threads)

@@ -20,19 +20,12 @@ def _milliseconds(call):
 
 
 def _torch_call(layer, x):
-    """A torch.nn.LSTM with the layer's weights, or None without torch."""
+    """torch.nn.LSTM with the layer's weights, as a call, or None without torch."""
     try:
         import torch
     except ImportError:
         return None
-    kernel, recurrent_kernel, bias = layer.get_weights()
-    module = torch.nn.LSTM(kernel.shape[0], layer.units, batch_first=True)
-    with torch.no_grad():
-        module.weight_ih_l0.copy_(torch.from_numpy(kernel.T.copy()))
-        module.weight_hh_l0.copy_(torch.from_numpy(recurrent_kernel.T.copy()))
-        module.bias_ih_l0.copy_(torch.from_numpy(bias))
-        module.bias_hh_l0.zero_()
-    tensor = torch.from_numpy(x)
+    module, tensor = layer.to_torch(), torch.from_numpy(x)
 
     def call():
         with torch.inference_mode():
