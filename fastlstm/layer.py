@@ -94,8 +94,11 @@ class LSTM:
         else:
             input_dim = input_shape
         input_dim = validation.positive_int(input_dim, "input_dim (last entry of input_shape)")
-        rng = np.random.default_rng(self.seed)
         units, dtype = self.units, self.dtype
+        # The initializers draw in float64 before casting.
+        validation.affordable((input_dim + units + 1) * 4 * units, 8,
+                              f"the weights of LSTM(units={units}) for input_dim={input_dim}")
+        rng = np.random.default_rng(self.seed)
         kernel = initializers.initialize(
             self.kernel_initializer, (input_dim, 4 * units), dtype, rng)
         recurrent_kernel = initializers.initialize(

@@ -5,6 +5,7 @@ kernel wants, or raises a ValueError/TypeError that names the argument, what
 was expected and what was given.
 """
 import numbers
+import os
 
 import numpy as np
 
@@ -63,7 +64,34 @@ def inputs(x, input_dim, dtype):
     for size, name in zip(array.shape, ("batch", "timesteps", "features")):
         if size > _INT_MAX:
             raise ValueError(f"x has {size} {name}, more than the {_INT_MAX} supported")
+    if not (array.flags.c_contiguous and array.dtype == dtype):
+        # e.g. a broadcast view: its copy may be far larger than its buffer.
+        affordable(array.size, np.dtype(dtype).itemsize,
+                   f"a C-contiguous {np.dtype(dtype).name} copy of x {array.shape}")
     return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _physical_memory():
+    """Bytes of RAM of this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def affordable(count, itemsize, what):
+    """Refuse, before allocating, ``count`` values of ``itemsize`` bytes that
+    cannot fit in this machine's RAM.
+
+    malloc does not always refuse them (Linux overcommits), and touching
+    such a buffer then ends in the OOM killer instead of a MemoryError.
+    """
+    nbytes = count * itemsize
+    memory = _physical_memory()
+    if memory is not None and nbytes > memory:
+        raise MemoryError(
+            f"{what} needs {nbytes / 2**30:,.1f} GiB, more than the "
+            f"{memory / 2**30:,.1f} GiB of memory of this machine")
 
 
 def mask(value, batch, timesteps):
