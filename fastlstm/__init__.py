@@ -2,6 +2,7 @@
 Keras and PyTorch."""
 from ._version import __version__
 from .bidirectional import Bidirectional
+from .buildinfo import show_config
 from .keras_io import from_keras, load_keras_weights
 from .layer import LSTM
 from .masking import Masking
@@ -10,4 +11,4 @@ from .serialization import load
 from .torch_io import from_torch
 
 __all__ = ["LSTM", "Bidirectional", "Masking", "Sequential", "from_keras", "from_torch",
-           "load", "load_keras_weights", "__version__"]
+           "load", "load_keras_weights", "show_config", "__version__"]

@@ -1,15 +1,18 @@
-"""``python -m fastlstm``: the tutorial's example, end to end.
+"""``python -m fastlstm``: the tutorial's example, end to end
+(``python -m fastlstm --config``: how this fastlstm was built, see
+``fastlstm.show_config``).
 
 Runs LSTM(16) on a batch of 100 one-hot sequences of shape (4, 10) in the
 four return modes, prints their shapes and the parameter count, checks the
 numbers against the NumPy reference (and PyTorch if installed), and times
 one call of each.
 """
+import argparse
 import timeit
 
 import numpy as np
 
-from . import LSTM, __version__
+from . import LSTM, __version__, show_config
 from .reference import lstm as reference
 
 
@@ -34,7 +37,7 @@ def _torch_call(layer, x):
     return call
 
 
-def main():
+def tutorial():
     digits = np.random.default_rng(0).integers(0, 10, size=(100, 4))
     x = np.eye(10, dtype=np.float32)[digits]            # one-hot, (100, 4, 10)
     print(f"fastlstm {__version__}: LSTM(16) on input of shape {x.shape}\n")
@@ -63,6 +66,19 @@ def main():
     print("\nbest time of one call:")
     for name, ms in timings.items():
         print(f"  {name:16} {ms:8.3f} ms  ({ms / timings['fastlstm']:.1f}x fastlstm's time)")
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        prog="python -m fastlstm",
+        description="Run the tutorial's example: LSTM(16) checked against the NumPy "
+                    "reference (and PyTorch) and timed.")
+    parser.add_argument("--config", action="store_true",
+                        help="print the build configuration instead of running the example")
+    if parser.parse_args().config:
+        show_config()
+    else:
+        tutorial()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,111 @@
+"""What this installation of fastlstm is made of: versions, the compiler that
+built the kernel, OpenMP, the SIMD paths, and the BLAS in use.
+
+The compiler is recorded at build time by setup.py in ``_build_info.py``
+next to the compiled kernel; the SIMD and OpenMP facts come from the kernel
+itself, and the BLAS from threadpoolctl when it is installed (it is not a
+dependency).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import IO, Any
+
+import numpy as np
+import scipy
+
+from . import _kernel
+from ._version import __version__
+
+
+def _compiler() -> dict[str, Any]:
+    try:
+        from . import _build_info  # type: ignore[attr-defined]  # written by setup.py
+    except ImportError:
+        return {"name": "unknown (built without setup.py's build record)"}
+    return dict(_build_info.COMPILER)
+
+
+def _simd() -> dict[str, Any]:
+    # A kernel without run-time dispatch has one portable path.
+    supported = getattr(_kernel, "supported_isas", lambda: ["portable"])()
+    chosen = getattr(_kernel, "isa", lambda: "portable")()
+    return {"supported": list(supported), "chosen": chosen,
+            "FASTLSTM_ISA": os.environ.get("FASTLSTM_ISA")}
+
+
+def _blas() -> list[dict[str, Any]]:
+    """The BLAS libraries loaded in this process (SciPy's, NumPy's), or []
+    without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("internal_api", "version", "num_threads", "threading_layer",
+            "architecture", "filepath")
+    return [{key: library.get(key) for key in keys}
+            for library in threadpool_info() if library.get("user_api") == "blas"]
+
+
+def build_config() -> dict[str, Any]:
+    """The facts that ``show_config`` prints, as a dict.
+
+    Keys: ``fastlstm``, ``python``, ``platform``, ``numpy``, ``scipy``,
+    ``compiler`` (a dict with at least ``name``), ``openmp`` (bool),
+    ``threads`` (the kernel's default thread count), ``simd`` (``supported``,
+    ``chosen``, ``FASTLSTM_ISA``) and ``blas`` (a list of dicts, empty
+    without threadpoolctl).
+    """
+    return {
+        "fastlstm": __version__,
+        "python": sys.version.split()[0],
+        "platform": f"{platform.system()} {platform.machine()}",
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "compiler": _compiler(),
+        "openmp": bool(getattr(_kernel, "OPENMP", False)),
+        "threads": int(getattr(_kernel, "DEFAULT_THREADS", 1)),
+        "simd": _simd(),
+        "blas": _blas(),
+    }
+
+
+def show_config(file: IO[str] | None = None) -> None:
+    """Print how this fastlstm was built and what it runs on.
+
+    Parameters
+    ----------
+    file : text stream, optional
+        Where to print; standard output by default.
+
+    Examples
+    --------
+    >>> import fastlstm
+    >>> fastlstm.show_config()  # doctest: +ELLIPSIS
+    fastlstm ...
+    """
+    config = build_config()
+    compiler = config["compiler"]
+    simd = config["simd"]
+    lines = [
+        f"fastlstm {config['fastlstm']}",
+        f"  python:    {config['python']} ({config['platform']})",
+        f"  numpy:     {config['numpy']}",
+        f"  scipy:     {config['scipy']}",
+        "  compiler:  " + " ".join(str(compiler[key]) for key in ("name", "version")
+                                  if compiler.get(key)),
+        f"  openmp:    {'on' if config['openmp'] else 'off'} "
+        f"(default threads: {config['threads']})",
+        f"  simd:      chosen {simd['chosen']}, supported {', '.join(simd['supported'])}"
+        + (f" (FASTLSTM_ISA={simd['FASTLSTM_ISA']})" if simd["FASTLSTM_ISA"] else ""),
+    ]
+    if not config["blas"]:
+        lines.append("  blas:      not known (install threadpoolctl to list the loaded BLAS)")
+    for library in config["blas"]:
+        lines.append(
+            f"  blas:      {library['internal_api']} {library['version']} "
+            f"({library['num_threads']} threads, {library['architecture']}) "
+            f"{library['filepath']}")
+    print("\n".join(lines), file=file or sys.stdout)
