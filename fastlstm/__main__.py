@@ -7,8 +7,12 @@ four return modes, prints their shapes and the parameter count, checks the
 numbers against the NumPy reference (and PyTorch if installed), and times
 one call of each.
 """
+from __future__ import annotations
+
 import argparse
 import timeit
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -16,13 +20,13 @@ from . import LSTM, __version__, show_config
 from .reference import lstm as reference
 
 
-def _milliseconds(call):
+def _milliseconds(call: Callable[[], object]) -> float:
     runs, total = timeit.Timer(call).autorange()
     best = min(timeit.repeat(call, number=runs, repeat=5))
     return 1e3 * best / runs
 
 
-def _torch_call(layer, x):
+def _torch_call(layer: LSTM, x: np.ndarray[Any, Any]) -> Callable[[], Any] | None:
     """torch.nn.LSTM with the layer's weights, as a call, or None without torch."""
     try:
         import torch
@@ -30,14 +34,14 @@ def _torch_call(layer, x):
         return None
     module, tensor = layer.to_torch(), torch.from_numpy(x)
 
-    def call():
+    def call() -> Any:
         with torch.inference_mode():
             return module(tensor)[0][:, -1].numpy()
 
     return call
 
 
-def tutorial():
+def tutorial() -> None:
     digits = np.random.default_rng(0).integers(0, 10, size=(100, 4))
     x = np.eye(10, dtype=np.float32)[digits]            # one-hot, (100, 4, 10)
     print(f"fastlstm {__version__}: LSTM(16) on input of shape {x.shape}\n")
@@ -68,7 +72,7 @@ def tutorial():
         print(f"  {name:16} {ms:8.3f} ms  ({ms / timings['fastlstm']:.1f}x fastlstm's time)")
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m fastlstm",
         description="Run the tutorial's example: LSTM(16) checked against the NumPy "

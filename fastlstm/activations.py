@@ -3,25 +3,31 @@
 The codes must match the enum in ``src/lstm_cell.h``.  The NumPy forms are
 the definitions the reference implementation uses (Keras 3's).
 """
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 CODES = {"tanh": 0, "sigmoid": 1, "hard_sigmoid": 2, "relu": 3, "linear": 4}
 
 
-def _sigmoid(x):
-    return 1 / (1 + np.exp(-x))
+def _sigmoid(x: NDArray[Any]) -> NDArray[Any]:
+    result: NDArray[Any] = 1 / (1 + np.exp(-x))
+    return result
 
 
-def _hard_sigmoid(x):
+def _hard_sigmoid(x: NDArray[Any]) -> NDArray[Any]:
     # Keras 3: relu6(x + 3) / 6.  np.clip keeps NaN, like the kernel.
-    return np.clip(x + 3, 0, 6) / 6
+    result: NDArray[Any] = np.clip(x + 3, 0, 6) / 6
+    return result
 
 
-def _relu(x):
+def _relu(x: NDArray[Any]) -> NDArray[Any]:
     return np.where(x < 0, 0, x).astype(x.dtype)
 
 
-FUNCTIONS = {
+FUNCTIONS: dict[str, Callable[[NDArray[Any]], NDArray[Any]]] = {
     "tanh": np.tanh,
     "sigmoid": _sigmoid,
     "hard_sigmoid": _hard_sigmoid,
@@ -30,7 +36,7 @@ FUNCTIONS = {
 }
 
 
-def canonical(name, argument):
+def canonical(name: object, argument: str) -> str:
     """Return the activation's canonical name; ``None`` means ``"linear"``."""
     if name is None:
         return "linear"

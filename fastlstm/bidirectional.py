@@ -1,13 +1,21 @@
 """``fastlstm.Bidirectional``: a forward and a backward LSTM over one sequence."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import validation
+from ._typing import Array, Output, Shape
 from .layer import LSTM
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
-def _merge(mode, forward, backward):
+def _merge(mode: str | None, forward: Array, backward: Array) -> Array | list[Array]:
     if mode == "concat":
         return np.concatenate([forward, backward], axis=-1)
     if mode == "sum":
@@ -50,7 +58,8 @@ class Bidirectional:
     ((2, 5, 8), 256)
     """
 
-    def __init__(self, layer, merge_mode="concat", backward_layer=None):
+    def __init__(self, layer: LSTM, merge_mode: str | None = "concat",
+                 backward_layer: LSTM | None = None) -> None:
         if not isinstance(layer, LSTM):
             raise TypeError(f"Bidirectional expects a fastlstm.LSTM layer, "
                             f"got {type(layer).__name__}")
@@ -80,19 +89,21 @@ class Bidirectional:
         self.dtype = layer.dtype
 
     @property
-    def built(self):
+    def built(self) -> bool:
         return self.forward_layer.built and self.backward_layer.built
 
     @property
-    def input_dim(self):
+    def input_dim(self) -> int | None:
         return self.forward_layer.input_dim
 
-    def build(self, input_shape):
+    def build(self, input_shape: int | Sequence[int | None]) -> None:
         for layer in (self.forward_layer, self.backward_layer):
             if not layer.built:
                 layer.build(input_shape)
 
-    def __call__(self, x, mask=None, initial_state=None, lengths=None):
+    def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
+                 initial_state: Sequence[ArrayLike] | None = None,
+                 lengths: ArrayLike | None = None) -> Output:
         """Run both directions on ``x`` (batch, timesteps, features).
 
         ``mask``/``lengths`` as for ``LSTM``; ``initial_state`` is
@@ -122,7 +133,7 @@ class Bidirectional:
             return (output if self.merge_mode is None else [output]) + states
         return output
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> Shape | list[Shape]:
         """Output shape(s) for ``input_shape`` (batch, timesteps, features)."""
         shape = self.forward_layer.compute_output_shape(input_shape)
         states = []
@@ -139,12 +150,12 @@ class Bidirectional:
 
     # ---------------------------------------------------------------- states
     @property
-    def states(self):
+    def states(self) -> list[Array] | None:
         """``[fwd_h, fwd_c, bwd_h, bwd_c]`` of a stateful layer, or None."""
         forward, backward = self.forward_layer.states, self.backward_layer.states
         return None if forward is None or backward is None else forward + backward
 
-    def reset_state(self, states=None):
+    def reset_state(self, states: Sequence[ArrayLike] | None = None) -> None:
         """Zero the stored states, or set them to ``[fwd_h, fwd_c, bwd_h, bwd_c]``."""
         validation.state_list(states, 4, "states")
         self.forward_layer.reset_state(None if states is None else states[:2])
@@ -153,11 +164,11 @@ class Bidirectional:
     reset_states = reset_state
 
     # --------------------------------------------------------------- weights
-    def get_weights(self):
+    def get_weights(self) -> list[Array]:
         """Forward weights then backward weights, as in Keras."""
         return self.forward_layer.get_weights() + self.backward_layer.get_weights()
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Set ``get_weights()``-shaped weights (forward then backward)."""
         count = 2 + self.forward_layer.use_bias
         expected = count + 2 + self.backward_layer.use_bias
@@ -169,20 +180,20 @@ class Bidirectional:
         self.forward_layer.set_weights(list(weights[:count]))
         self.backward_layer.set_weights(list(weights[count:]))
 
-    def count_params(self):
+    def count_params(self) -> int:
         return self.forward_layer.count_params() + self.backward_layer.count_params()
 
     # ---------------------------------------------------------------- config
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """Keras's Bidirectional config keys: merge_mode, layer, backward_layer."""
         from .serialization import to_dict
         return {"merge_mode": self.merge_mode, "layer": to_dict(self.forward_layer),
                 "backward_layer": to_dict(self.backward_layer)}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Bidirectional:
         """From ``get_config()`` or a Keras Bidirectional config."""
-        def lstm(value):
+        def lstm(value: dict[str, Any]) -> LSTM:
             if value.get("class_name") != "LSTM":
                 raise ValueError(f"Bidirectional supports LSTM layers only, "
                                  f"got {value.get('class_name')!r}")
@@ -194,10 +205,10 @@ class Bidirectional:
         return cls(lstm(config["layer"]), merge_mode=config.get("merge_mode", "concat"),
                    backward_layer=None if backward is None else lstm(backward))
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
         from . import serialization
         serialization.save(self, path)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Bidirectional({self.forward_layer!r}, merge_mode={self.merge_mode!r})"

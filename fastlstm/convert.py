@@ -11,7 +11,13 @@ The one place that knows how the frameworks lay out an LSTM's weights.
   Rb); gate blocks i, o, f, c.  D is 1, or 2 for bidirectional (forward
   first).
 """
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+Array = NDArray[Any]
 
 # Keras block index (i, f, c, o) of each ONNX block (i, o, f, c).
 _ONNX_FROM_KERAS = [0, 3, 1, 2]
@@ -19,13 +25,14 @@ _ONNX_FROM_KERAS = [0, 3, 1, 2]
 _KERAS_FROM_ONNX = [0, 2, 3, 1]
 
 
-def _blocks(array, order, axis):
+def _blocks(array: ArrayLike, order: Sequence[int], axis: int) -> Array:
     """Reorder the four gate blocks of ``array`` along ``axis``."""
     parts = np.split(np.asarray(array), 4, axis=axis)
     return np.concatenate([parts[k] for k in order], axis=axis)
 
 
-def keras_to_torch(kernel, recurrent_kernel, bias=None):
+def keras_to_torch(kernel: ArrayLike, recurrent_kernel: ArrayLike, bias: ArrayLike | None = None,
+                   ) -> tuple[Array, Array, Array | None, Array | None]:
     """Keras weights → ``(weight_ih, weight_hh, bias_ih, bias_hh)`` for nn.LSTM.
 
     The Keras bias goes into ``bias_ih`` and ``bias_hh`` is zero, so the sum
@@ -40,7 +47,8 @@ def keras_to_torch(kernel, recurrent_kernel, bias=None):
     return weight_ih, weight_hh, bias, np.zeros_like(bias)
 
 
-def torch_to_keras(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
+def torch_to_keras(weight_ih: ArrayLike, weight_hh: ArrayLike, bias_ih: ArrayLike | None = None,
+                   bias_hh: ArrayLike | None = None) -> list[Array]:
     """nn.LSTM weights → Keras ``[kernel, recurrent_kernel, bias]``.
 
     ``bias = bias_ih + bias_hh``; without biases the list has two entries.
@@ -52,7 +60,7 @@ def torch_to_keras(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     return weights
 
 
-def keras_to_onnx(directions):
+def keras_to_onnx(directions: Sequence[Sequence[ArrayLike]]) -> tuple[Array, Array, Array]:
     """Keras weights of one or two directions → ONNX ``(W, R, B)``.
 
     Parameters
@@ -78,16 +86,17 @@ def keras_to_onnx(directions):
     return np.stack(w), np.stack(r), np.stack(b)
 
 
-def onnx_to_keras(W, R, B=None):
+def onnx_to_keras(W: ArrayLike, R: ArrayLike, B: ArrayLike | None = None) -> list[list[Array]]:
     """ONNX ``(W, R, B)`` → a list of Keras ``[kernel, recurrent_kernel, bias]``,
     one per direction; ``bias = Wb + Rb``."""
     W, R = np.asarray(W), np.asarray(R)
+    B = None if B is None else np.asarray(B)
     directions = []
     for d in range(W.shape[0]):
         weights = [np.ascontiguousarray(_blocks(W[d], _KERAS_FROM_ONNX, axis=0).T),
                    np.ascontiguousarray(_blocks(R[d], _KERAS_FROM_ONNX, axis=0).T)]
         if B is not None:
-            wb, rb = np.split(np.asarray(B[d]), 2)
+            wb, rb = np.split(B[d], 2)
             weights.append(_blocks(wb + rb, _KERAS_FROM_ONNX, axis=0))
         directions.append(weights)
     return directions

@@ -1,5 +1,11 @@
 """``fastlstm.Masking``: Keras's Masking layer, for stacks imported from Keras."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import validation
 
@@ -17,7 +23,7 @@ class Masking:
     dtype : "float32" or "float64"
     """
 
-    def __init__(self, mask_value=0.0, dtype="float32"):
+    def __init__(self, mask_value: float = 0.0, dtype: DTypeLike = "float32") -> None:
         if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float)):
             raise TypeError(f"mask_value must be a number, got {mask_value!r}")
         self.mask_value = float(mask_value)
@@ -25,36 +31,38 @@ class Masking:
         self.return_sequences = True     # the output keeps the time axis
         self.built = True
 
-    def compute_mask(self, x):
+    def compute_mask(self, x: ArrayLike) -> NDArray[np.bool_]:
         """The boolean mask (batch, timesteps) for ``x``."""
         x = validation.inputs(x, None, self.dtype)
-        return np.any(x != self.mask_value, axis=-1)
+        mask: NDArray[np.bool_] = np.any(x != self.mask_value, axis=-1)
+        return mask
 
-    def __call__(self, x, mask=None):
+    def __call__(self, x: ArrayLike, mask: ArrayLike | None = None) -> NDArray[Any]:
         """``x`` with masked steps zeroed; an incoming ``mask`` is ignored, as in Keras."""
         x = validation.inputs(x, None, self.dtype)
-        return x * np.any(x != self.mask_value, axis=-1, keepdims=True)
+        kept: NDArray[Any] = x * np.any(x != self.mask_value, axis=-1, keepdims=True)
+        return kept
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
         return tuple(input_shape)
 
-    def count_params(self):
+    def count_params(self) -> int:
         return 0
 
-    def get_weights(self):
+    def get_weights(self) -> list[NDArray[Any]]:
         return []
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         if len(weights):
             raise ValueError(f"Masking has no weights, got {len(weights)} arrays")
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"mask_value": self.mask_value, "dtype": self.dtype.name}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Masking:
         from . import serialization
         return cls(**serialization.constructor_kwargs(cls, config))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Masking(mask_value={self.mask_value}, dtype={self.dtype.name})"

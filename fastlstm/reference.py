@@ -11,14 +11,20 @@ torch backends) step by step:
 A masked step keeps h and c; its output repeats the previous output, which
 is zeros before the first unmasked step.
 """
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .activations import FUNCTIONS
 
 
-def lstm(x, kernel, recurrent_kernel, bias=None, *, initial_state=None,
-         mask=None, go_backwards=False, activation="tanh",
-         recurrent_activation="sigmoid"):
+def lstm(x: ArrayLike, kernel: NDArray[Any], recurrent_kernel: NDArray[Any],
+         bias: NDArray[Any] | None = None, *,
+         initial_state: tuple[ArrayLike, ArrayLike] | list[ArrayLike] | None = None,
+         mask: ArrayLike | None = None, go_backwards: bool = False,
+         activation: str = "tanh", recurrent_activation: str = "sigmoid",
+         ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """Run an LSTM over ``x`` (batch, timesteps, features).
 
     Returns ``(sequence, last_output, h, c)``: the outputs of every step in
@@ -50,7 +56,7 @@ def lstm(x, kernel, recurrent_kernel, bias=None, *, initial_state=None,
         if mask is None:
             h, c, output = h_new, c_new, h_new
         else:
-            keep = np.asarray(mask[:, t], bool)[:, None]
+            keep = np.asarray(mask, bool)[:, t, None]
             h = np.where(keep, h_new, h)
             c = np.where(keep, c_new, c)
             output = np.where(keep, h_new, output)

@@ -1,16 +1,25 @@
 """``fastlstm.Sequential``: layers stacked one on top of the other."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import validation
+from ._typing import Array, Output, Shape
 from .bidirectional import Bidirectional
 from .layer import LSTM
 from .masking import Masking
 from .serialization import snake_case
 
 _LAYER_TYPES = (LSTM, Bidirectional, Masking)
+Layer = Union[LSTM, Bidirectional, Masking]
 
 
-def _single_output(layer):
+def _single_output(layer: Layer) -> bool:
     """Whether ``layer`` returns one array (so another layer can follow it)."""
     return not getattr(layer, "return_state", False) and getattr(
         layer, "merge_mode", "concat") is not None
@@ -42,7 +51,8 @@ class Sequential:
     1728
     """
 
-    def __init__(self, layers, input_shape=None, time_major=False):
+    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] | None = None,
+                 time_major: bool = False) -> None:
         layers = list(layers)
         if not layers:
             raise ValueError("Sequential needs at least one layer, got an empty list")
@@ -62,14 +72,14 @@ class Sequential:
             self.build(input_shape)
 
     @property
-    def built(self):
+    def built(self) -> bool:
         return all(layer.built for layer in self.layers)
 
     @property
-    def return_sequences(self):
+    def return_sequences(self) -> bool:
         return bool(self.layers) and self.layers[-1].return_sequences
 
-    def build(self, input_shape):
+    def build(self, input_shape: Sequence[int]) -> None:
         """Build every layer for ``input_shape`` = (timesteps, features)."""
         shape = (None,) + tuple(input_shape)
         if len(shape) != 3:
@@ -86,7 +96,8 @@ class Sequential:
                 layer.build(shape[-1])
             shape = layer.compute_output_shape(shape)
 
-    def __call__(self, x, mask=None, lengths=None):
+    def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
+                 lengths: ArrayLike | None = None) -> Output:
         """Run the stack on ``x``; returns what the last layer returns.
 
         ``mask`` (batch, timesteps) of bool or ``lengths`` (batch,) mark the
@@ -114,7 +125,7 @@ class Sequential:
         return x
 
     # --------------------------------------------------------------- states
-    def reset_state(self):
+    def reset_state(self) -> None:
         """Zero the stored states of every stateful layer."""
         for layer in self.layers:
             if getattr(layer, "stateful", False):
@@ -123,11 +134,11 @@ class Sequential:
     reset_states = reset_state
 
     # -------------------------------------------------------------- weights
-    def get_weights(self):
+    def get_weights(self) -> list[Array]:
         """All layers' weights in order, as Keras's ``model.get_weights()``."""
         return [w for layer in self.layers for w in layer.get_weights()]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Set a flat list shaped like ``get_weights()``."""
         weights = list(weights)
         counts = [_weight_count(layer) for layer in self.layers]
@@ -139,10 +150,10 @@ class Sequential:
             layer.set_weights(weights[start:start + count])
             start += count
 
-    def count_params(self):
+    def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
-    def layer_names(self):
+    def layer_names(self) -> list[str]:
         """Keras-style names: the snake-case class name, numbered from the
         second layer of a class on (``lstm``, ``lstm_1``, ...)."""
         names, used = [], {}
@@ -152,7 +163,7 @@ class Sequential:
             names.append(name if used[name] == 0 else f"{name}_{used[name]}")
         return names
 
-    def summary(self, print_fn=print):
+    def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """Print a Keras-like table: layer (type), output shape, param #."""
         input_shape = self.input_shape
         if input_shape is None:
@@ -173,7 +184,7 @@ class Sequential:
                   for i in range(3)]
         line = "+-" + "-+-".join("-" * w for w in widths) + "-+"
 
-        def row(cells):
+        def row(cells: Sequence[str]) -> str:
             return ("| " + cells[0].ljust(widths[0]) + " | " + cells[1].ljust(widths[1])
                     + " | " + cells[2].rjust(widths[2]) + " |")
 
@@ -184,37 +195,37 @@ class Sequential:
                   " Non-trainable params: 0"]
         print_fn("\n".join(lines))
 
-    def compute_output_shape(self, input_shape):
-        shape = tuple(input_shape)
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> Shape | list[Shape]:
+        shape: Shape | list[Shape] = tuple(input_shape)
         for layer in self.layers:
             shape = layer.compute_output_shape(shape)
         return shape
 
     # --------------------------------------------------------------- config
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         from .serialization import to_dict
         return {"layers": [to_dict(layer) for layer in self.layers],
                 "input_shape": None if self.input_shape is None else list(self.input_shape),
                 "time_major": self.time_major}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
         from .serialization import from_dict
         shape = config.get("input_shape")
         return cls([from_dict(layer) for layer in config["layers"]],
                    input_shape=None if shape is None else tuple(shape),
                    time_major=config.get("time_major", False))
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
         from . import serialization
         serialization.save(self, path)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Sequential({self.layers!r})"
 
 
-def _weight_count(layer):
+def _weight_count(layer: Layer) -> int:
     if isinstance(layer, Bidirectional):
         return _weight_count(layer.forward_layer) + _weight_count(layer.backward_layer)
     if isinstance(layer, LSTM):
@@ -222,7 +233,7 @@ def _weight_count(layer):
     return 0
 
 
-def _format_shape(shape):
+def _format_shape(shape: Shape | list[Shape]) -> str:
     if isinstance(shape, list):
         return "[" + ", ".join(_format_shape(s) for s in shape) + "]"
     return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ")"

@@ -1,11 +1,23 @@
 """Configs and files: Keras-style config dicts, and ``save``/``load`` of a
 layer or stack as one ``.npz`` (JSON config + weights, no pickle)."""
+from __future__ import annotations
+
 import inspect
 import json
 import os
 import re
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .bidirectional import Bidirectional
+    from .layer import LSTM
+    from .masking import Masking
+    from .sequential import Sequential
+
+# What save writes and load reads.
+Model = Union["LSTM", "Bidirectional", "Masking", "Sequential"]
 
 # Keras LSTM config keys with no effect on inference outputs: dropped when a
 # constructor does not take them.
@@ -18,14 +30,14 @@ _INFERENCE_NEUTRAL = {
 _INITIALIZER_KEYS = ("kernel_initializer", "recurrent_initializer", "bias_initializer")
 
 
-def snake_case(name):
+def snake_case(name: str) -> str:
     """Keras's ``to_snake_case``: "GlorotUniform" → "glorot_uniform", "LSTM" → "lstm"."""
     name = re.sub(r"\W+", "", name)
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _keras_dtype(value):
+def _keras_dtype(value: Any) -> Any:
     # Keras 3 writes a DTypePolicy dict; its name is a dtype only when the
     # policy is not mixed precision.
     if isinstance(value, dict):
@@ -33,7 +45,7 @@ def _keras_dtype(value):
     return value
 
 
-def constructor_kwargs(cls, config):
+def constructor_kwargs(cls: type, config: object) -> dict[str, Any]:
     """Keyword arguments for ``cls`` from our config or a Keras config.
 
     Keras-only keys that do not change inference are dropped; Keras's
@@ -42,7 +54,7 @@ def constructor_kwargs(cls, config):
     """
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     kwargs = {}
     for key, value in config.items():
         if key == "zero_output_for_mask" and key not in params:
@@ -50,7 +62,7 @@ def constructor_kwargs(cls, config):
                 raise ValueError(
                     f"{cls.__name__} config: zero_output_for_mask=True is supported only "
                     f"inside Bidirectional (which sets it), got it on a single layer")
-        elif key in params and key != "self":
+        elif key in params:
             if key == "dtype":
                 value = _keras_dtype(value)
             elif key in _INITIALIZER_KEYS and isinstance(value, dict):
@@ -61,12 +73,12 @@ def constructor_kwargs(cls, config):
     return kwargs
 
 
-def to_dict(obj):
+def to_dict(obj: Model) -> dict[str, Any]:
     """``{"class_name": ..., "config": ...}`` of a fastlstm layer or stack."""
     return {"class_name": type(obj).__name__, "config": obj.get_config()}
 
 
-def from_dict(value):
+def from_dict(value: object) -> Model:
     """The (unbuilt) object described by ``to_dict``'s result."""
     from .bidirectional import Bidirectional
     from .layer import LSTM
@@ -79,7 +91,7 @@ def from_dict(value):
     return classes[value["class_name"]].from_config(value["config"])
 
 
-def save(obj, path):
+def save(obj: Model, path: str | os.PathLike[str]) -> None:
     """Write ``obj``'s config and weights (when built) to ``path`` (.npz)."""
     try:
         config = json.dumps(to_dict(obj))
@@ -89,10 +101,11 @@ def save(obj, path):
     arrays = {"config": np.array(config)}
     if obj.built:
         arrays.update({f"weight_{i}": w for i, w in enumerate(obj.get_weights())})
-    np.savez(os.fspath(path), **arrays)
+    # NumPy's stub types every keyword as savez's allow_pickle flag.
+    np.savez(os.fspath(path), **arrays)  # type: ignore[arg-type]
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> Model:
     """Read a layer or stack written by ``save``.
 
     Parameters

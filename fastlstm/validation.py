@@ -6,34 +6,41 @@ was expected and what was given.
 """
 import numbers
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+Array = NDArray[Any]
 
 # BLAS takes 32-bit ints: every dimension it sees must fit one.
 _INT_MAX = 2**31 - 1
 _FLOAT_DTYPES = {np.dtype(np.float32), np.dtype(np.float64)}
 
 
-def layer_dtype(dtype):
+def layer_dtype(dtype: object) -> np.dtype[Any]:
     """The layer's compute dtype: float32 or float64."""
+    resolved: np.dtype[Any] | None
     try:
-        resolved = np.dtype(dtype)
+        resolved = np.dtype(dtype)  # type: ignore[call-overload]  # any object may come in
     except TypeError:
         resolved = None
-    if resolved not in _FLOAT_DTYPES:
+    if resolved is None or resolved not in _FLOAT_DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return resolved
 
 
-def positive_int(value, argument, limit=_INT_MAX):
+def positive_int(value: object, argument: str, limit: int = _INT_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{argument} must be a positive integer, got {value!r}")
-    if not 0 < value <= limit:
+    number = int(value)
+    if not 0 < number <= limit:
         raise ValueError(f"{argument} must be a positive integer <= {limit}, got {value!r}")
-    return int(value)
+    return number
 
 
-def _numeric_array(value, argument):
+def _numeric_array(value: object, argument: str) -> Array:
     """``np.asarray`` that refuses ragged, string, object and complex data."""
     try:
         array = np.asarray(value)
@@ -45,7 +52,7 @@ def _numeric_array(value, argument):
     return array
 
 
-def inputs(x, input_dim, dtype):
+def inputs(x: ArrayLike, input_dim: int | None, dtype: DTypeLike) -> Array:
     """x → C-contiguous (batch, timesteps, features) array of ``dtype``.
 
     ``input_dim`` is None before the layer is built.  The result is never
@@ -71,7 +78,7 @@ def inputs(x, input_dim, dtype):
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def _physical_memory():
+def _physical_memory() -> int | None:
     """Bytes of RAM of this machine, or None where the OS does not say."""
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -79,7 +86,7 @@ def _physical_memory():
         return None
 
 
-def affordable(count, itemsize, what):
+def affordable(count: int, itemsize: int, what: str) -> None:
     """Refuse, before allocating, ``count`` values of ``itemsize`` bytes that
     cannot fit in this machine's RAM.
 
@@ -94,7 +101,7 @@ def affordable(count, itemsize, what):
             f"{memory / 2**30:,.1f} GiB of memory of this machine")
 
 
-def mask(value, batch, timesteps):
+def mask(value: ArrayLike | None, batch: int, timesteps: int) -> Array | None:
     """mask → C-contiguous uint8 (batch, timesteps), 1 = step is processed."""
     if value is None:
         return None
@@ -107,7 +114,8 @@ def mask(value, batch, timesteps):
     return np.ascontiguousarray(array != 0, dtype=np.uint8)
 
 
-def mask_or_lengths(mask_value, lengths, batch, timesteps):
+def mask_or_lengths(mask_value: ArrayLike | None, lengths: ArrayLike | None, batch: int,
+                    timesteps: int) -> Array | None:
     """mask or lengths → uint8 mask (batch, timesteps), or None.
 
     ``lengths[b]`` valid steps at the start of row b make a right-padded
@@ -129,7 +137,7 @@ def mask_or_lengths(mask_value, lengths, batch, timesteps):
     return np.ascontiguousarray(np.arange(timesteps) < array[:, None], dtype=np.uint8)
 
 
-def state_list(value, count, argument):
+def state_list(value: object, count: int, argument: str) -> Any:
     """A list of ``count`` state arrays (e.g. Bidirectional's four), or None."""
     if value is not None and (not isinstance(value, (list, tuple)) or len(value) != count):
         raise ValueError(
@@ -137,7 +145,7 @@ def state_list(value, count, argument):
     return value
 
 
-def stateful_batch(expected, batch):
+def stateful_batch(expected: int | None, batch: int) -> None:
     """A stateful layer's states are for one batch size."""
     if expected is not None and batch != expected:
         raise ValueError(
@@ -146,7 +154,8 @@ def stateful_batch(expected, batch):
             f"size or use a layer per batch size")
 
 
-def initial_state(value, batch, units, dtype):
+def initial_state(value: object, batch: int, units: int, dtype: DTypeLike,
+                  ) -> tuple[Array, Array]:
     """initial_state → fresh (h, c) arrays the kernel may overwrite."""
     if value is None:
         return np.zeros((batch, units), dtype), np.zeros((batch, units), dtype)
@@ -162,10 +171,11 @@ def initial_state(value, batch, units, dtype):
                 f"initial_state[{name}] must have shape (batch, units) = "
                 f"{(batch, units)}, got {array.shape}")
         states.append(np.array(array, dtype=dtype, order="C", copy=True))
-    return tuple(states)
+    return states[0], states[1]
 
 
-def weights(values, shapes, dtype):
+def weights(values: object, shapes: Sequence[tuple[int, ...]], dtype: DTypeLike,
+            ) -> list[Array]:
     """A list of arrays with exactly ``shapes`` → C-contiguous copies."""
     if not isinstance(values, (list, tuple)) or len(values) != len(shapes):
         raise ValueError(
@@ -181,7 +191,7 @@ def weights(values, shapes, dtype):
     return result
 
 
-def _describe(value):
+def _describe(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
     return type(value).__name__
