@@ -10,10 +10,14 @@ and a layer's variables under ``<key>/cell/vars/0, 1, 2`` (LSTM) or
 (Bidirectional).  A ``.keras`` file is a zip holding ``config.json`` and
 ``model.weights.h5``.
 """
+from __future__ import annotations
+
 import io
 import json
 import os
 import zipfile
+from collections.abc import Sequence
+from typing import Any, Union
 
 from .bidirectional import Bidirectional
 from .layer import LSTM
@@ -21,12 +25,17 @@ from .masking import Masking
 from .sequential import Sequential
 from .serialization import snake_case
 
+# Keras configs are JSON: nested dicts and lists.
+Config = dict[str, Any]
+# What from_keras returns: a layer, or a stack for a model.
+Imported = Union[LSTM, Bidirectional, Sequential]
+
 _SUPPORTED = ("InputLayer", "Masking", "LSTM", "Bidirectional")
 _INITIALIZER_KEYS = ("kernel_initializer", "recurrent_initializer", "bias_initializer")
 
 
 # ------------------------------------------------------------------ configs
-def _without_initializers(value):
+def _without_initializers(value: Any) -> Any:
     """Drop initializer keys (weights come from the model, and Keras allows
     initializers that fastlstm does not have)."""
     if isinstance(value, dict):
@@ -35,7 +44,7 @@ def _without_initializers(value):
     return value
 
 
-def _layer_from_config(class_name, config):
+def _layer_from_config(class_name: str, config: Config) -> LSTM | Bidirectional | Masking:
     if class_name == "LSTM":
         return LSTM.from_config(_without_initializers(config))
     if class_name == "Bidirectional":
@@ -43,15 +52,15 @@ def _layer_from_config(class_name, config):
     return Masking.from_config(config)
 
 
-def _history_name(tensor):
-    return tensor["config"]["keras_history"][0]
+def _history_name(tensor: Config) -> str:
+    return str(tensor["config"]["keras_history"][0])
 
 
-def _is_tensor(value):
+def _is_tensor(value: object) -> bool:
     return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
 
 
-def _holds_tensor(value):
+def _holds_tensor(value: object) -> bool:
     if _is_tensor(value):
         return True
     if isinstance(value, (list, tuple)):
@@ -59,12 +68,12 @@ def _holds_tensor(value):
     return isinstance(value, dict) and any(_holds_tensor(v) for v in value.values())
 
 
-def _triples(value):
+def _triples(value: list[Any]) -> list[Any]:
     """input_layers/output_layers: one [name, node, index] or a list of them."""
     return [value] if value and isinstance(value[0], str) else list(value)
 
 
-def _functional_chain(config):
+def _functional_chain(config: Config) -> tuple[Config, list[Config]]:
     """The layer configs from the input to the output of a single-path
     functional model, input excluded."""
     by_name = {layer["name"]: layer for layer in config["layers"]}
@@ -97,21 +106,23 @@ def _functional_chain(config):
     return by_name[name], chain[::-1]
 
 
-def _name(entry):
+def _name(entry: Config) -> str:
     # Functional configs name a layer at the top, Sequential ones in its config.
-    return entry.get("name") or entry["config"]["name"]
+    return str(entry.get("name") or entry["config"]["name"])
 
 
-def _check_class(layer):
+def _check_class(layer: Config) -> None:
     if layer["class_name"] not in _SUPPORTED:
         raise ValueError(f"from_keras: layer {_name(layer)!r} is a {layer['class_name']}; fastlstm "
                          f"supports only {', '.join(_SUPPORTED)}")
 
 
-def _model_from_config(class_name, config):
+def _model_from_config(class_name: str, config: Config,
+                       ) -> tuple[Sequential, list[str], list[str]]:
     """A ``Sequential`` for a Keras model config, and the Keras names and
     ``.weights.h5`` keys of its layers."""
     layers = config["layers"]
+    input_layer: Config | None
     if class_name == "Sequential":
         for layer in layers:
             _check_class(layer)
@@ -135,8 +146,9 @@ def _model_from_config(class_name, config):
     return stack, chain_names, [key_of[n] for n in chain_names]
 
 
-def _keys(class_names):
-    keys, used = [], {}
+def _keys(class_names: Sequence[str]) -> list[str]:
+    keys: list[str] = []
+    used: dict[str, int] = {}
     for class_name in class_names:
         key = snake_case(class_name)
         used[key] = used.get(key, -1) + 1
@@ -145,7 +157,7 @@ def _keys(class_names):
 
 
 # --------------------------------------------------------------- live Keras
-def _keras_class(obj):
+def _keras_class(obj: object) -> str:
     module = type(obj).__module__
     if not module.startswith("keras"):
         raise TypeError(f"expected a Keras 3 layer or model, got {type(obj).__name__} "
@@ -153,7 +165,7 @@ def _keras_class(obj):
     return type(obj).__name__
 
 
-def lstm_from_keras(cls, layer):
+def lstm_from_keras(cls: type[LSTM], layer: Any) -> LSTM:
     """``LSTM.from_keras``: config and weights of a live ``keras.layers.LSTM``."""
     if _keras_class(layer) != "LSTM":
         raise TypeError(f"LSTM.from_keras expects a keras.layers.LSTM, got "
@@ -165,7 +177,7 @@ def lstm_from_keras(cls, layer):
     return result
 
 
-def from_keras(source):
+def from_keras(source: Any) -> Imported:
     """A fastlstm layer or stack with the config and weights of a Keras model.
 
     Parameters
@@ -208,8 +220,9 @@ def from_keras(source):
     class_name = _keras_class(source)
     if class_name == "LSTM":
         return LSTM.from_keras(source)
+    layer: Imported
     if class_name == "Bidirectional":
-        layer = _layer_from_config(class_name, source.get_config())
+        layer = Bidirectional.from_config(_without_initializers(source.get_config()))
         weights = source.get_weights()
     elif class_name in ("Sequential", "Functional"):
         layer, names, _ = _model_from_config(class_name, source.get_config())
@@ -225,7 +238,7 @@ def from_keras(source):
 
 
 # -------------------------------------------------------------------- files
-def _h5py():
+def _h5py() -> Any:
     try:
         import h5py
     except ImportError as error:
@@ -234,12 +247,13 @@ def _h5py():
     return h5py
 
 
-def _cell_vars(group):
+def _cell_vars(group: Any) -> list[Any]:
     variables = group["cell"]["vars"]
     return [variables[k][()] for k in sorted(variables, key=int)]
 
 
-def _load_h5(layers, keys, h5):
+def _load_h5(layers: Sequence[LSTM | Bidirectional | Masking], keys: Sequence[str],
+             h5: Any) -> None:
     if "layers" not in h5:
         raise ValueError("not a Keras 3 weights file: it has no 'layers' group")
     groups = h5["layers"]
@@ -263,7 +277,8 @@ def _load_h5(layers, keys, h5):
                              f"which the fastlstm model does not have")
 
 
-def load_keras_weights(target, path):
+def load_keras_weights(target: LSTM | Bidirectional | Sequential,
+                       path: str | os.PathLike[str]) -> None:
     """Load weights that Keras saved into a fastlstm layer or stack, without Keras.
 
     Parameters

@@ -1,5 +1,9 @@
 """PyTorch ``nn.LSTM`` → fastlstm and back.  torch is imported only here,
 inside the functions, so fastlstm never needs it otherwise."""
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 from . import convert
@@ -10,7 +14,7 @@ from .sequential import Sequential
 _DTYPES = {"torch.float32": "float32", "torch.float64": "float64"}
 
 
-def _torch():
+def _torch() -> Any:
     try:
         import torch
     except ImportError as error:
@@ -18,7 +22,7 @@ def _torch():
     return torch
 
 
-def _check_module(module):
+def _check_module(module: Any) -> str:
     """Refuse anything but a plain ``nn.LSTM`` we can reproduce; returns its dtype."""
     torch = _torch()
     if not isinstance(module, torch.nn.LSTM):
@@ -36,10 +40,10 @@ def _check_module(module):
     return dtype
 
 
-def _weights(module, index, reverse):
+def _weights(module: Any, index: int, reverse: bool) -> list[np.ndarray[Any, Any]]:
     suffix = f"_l{index}" + ("_reverse" if reverse else "")
 
-    def get(name):
+    def get(name: str) -> Any:
         value = getattr(module, name + suffix, None)
         return None if value is None else value.detach().cpu().numpy()
 
@@ -47,7 +51,7 @@ def _weights(module, index, reverse):
                                   get("bias_ih"), get("bias_hh"))
 
 
-def layer_from_torch(cls, module, **kwargs):
+def layer_from_torch(cls: type[LSTM], module: Any, **kwargs: Any) -> LSTM:
     """``LSTM.from_torch``: a one-layer unidirectional ``nn.LSTM`` → ``cls``.
 
     Weights: ``kernel = weight_ih.T``, ``recurrent_kernel = weight_hh.T``,
@@ -65,7 +69,7 @@ def layer_from_torch(cls, module, **kwargs):
     return layer
 
 
-def layer_to_torch(layer):
+def layer_to_torch(layer: LSTM) -> Any:
     """``LSTM.to_torch``: an ``nn.LSTM`` (batch_first=True) with the layer's
     weights; the bias goes to ``bias_ih`` and ``bias_hh`` is zero."""
     torch = _torch()
@@ -88,7 +92,7 @@ def layer_to_torch(layer):
     return module.eval()
 
 
-def from_torch(module):
+def from_torch(module: Any) -> Sequential:
     """Any ``torch.nn.LSTM`` → a ``fastlstm.Sequential`` computing its ``output``.
 
     Parameters
@@ -119,13 +123,13 @@ def from_torch(module):
     True
     """
     dtype = _check_module(module)
-    layers = []
+    layers: list[LSTM | Bidirectional] = []
     for index in range(module.num_layers):
-        def lstm():
+        def lstm() -> LSTM:
             return LSTM(module.hidden_size, return_sequences=True, use_bias=module.bias,
                         dtype=dtype)
         if module.bidirectional:
-            layer = Bidirectional(lstm(), merge_mode="concat")
+            layer: LSTM | Bidirectional = Bidirectional(lstm(), merge_mode="concat")
             layer.set_weights(_weights(module, index, False) + _weights(module, index, True))
         else:
             layer = lstm()
