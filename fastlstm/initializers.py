@@ -1,12 +1,12 @@
 """Weight initializers with Keras 3's definitions, reproducible from a seed."""
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 # A name from NAMES, or f(shape, dtype) returning an array of that shape.
-Initializer = Union[str, Callable[[tuple[int, ...], np.dtype[Any]], Any]]
+Initializer = str | Callable[[tuple[int, ...], np.dtype[Any]], Any]
 
 NAMES = ("glorot_uniform", "orthogonal", "zeros", "ones")
 

@@ -17,7 +17,7 @@ import json
 import os
 import zipfile
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 from .bidirectional import Bidirectional
 from .layer import LSTM
@@ -28,7 +28,7 @@ from .serialization import snake_case
 # Keras configs are JSON: nested dicts and lists.
 Config = dict[str, Any]
 # What from_keras returns: a layer, or a stack for a model.
-Imported = Union[LSTM, Bidirectional, Sequential]
+Imported = LSTM | Bidirectional | Sequential
 
 _SUPPORTED = ("InputLayer", "Masking", "LSTM", "Bidirectional")
 _INITIALIZER_KEYS = ("kernel_initializer", "recurrent_initializer", "bias_initializer")

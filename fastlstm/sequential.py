@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -16,7 +16,7 @@ from .masking import Masking
 from .serialization import snake_case
 
 _LAYER_TYPES = (LSTM, Bidirectional, Masking)
-Layer = Union[LSTM, Bidirectional, Masking]
+Layer = LSTM | Bidirectional | Masking
 
 
 def _single_output(layer: Layer) -> bool:

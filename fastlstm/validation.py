@@ -68,7 +68,7 @@ def inputs(x: ArrayLike, input_dim: int | None, dtype: DTypeLike) -> Array:
         raise ValueError(
             f"LSTM expected input x of shape (batch, timesteps, {expected}), "
             f"got {array.shape}")
-    for size, name in zip(array.shape, ("batch", "timesteps", "features")):
+    for size, name in zip(array.shape, ("batch", "timesteps", "features"), strict=True):
         if size > _INT_MAX:
             raise ValueError(f"x has {size} {name}, more than the {_INT_MAX} supported")
     if not (array.flags.c_contiguous and array.dtype == dtype):
@@ -164,7 +164,7 @@ def initial_state(value: object, batch: int, units: int, dtype: DTypeLike,
             f"initial_state must be a list [h, c] of two arrays of shape "
             f"(batch, units) = {(batch, units)}, got {_describe(value)}")
     states = []
-    for state, name in zip(value, ("h", "c")):
+    for state, name in zip(value, ("h", "c"), strict=True):
         array = _numeric_array(state, f"initial_state[{name}]")
         if array.shape != (batch, units):
             raise ValueError(
@@ -182,7 +182,7 @@ def weights(values: object, shapes: Sequence[tuple[int, ...]], dtype: DTypeLike,
             f"weights must be a list of {len(shapes)} arrays with shapes {shapes}, "
             f"got {_describe(values)}")
     result = []
-    for index, (value, shape) in enumerate(zip(values, shapes)):
+    for index, (value, shape) in enumerate(zip(values, shapes, strict=True)):
         array = _numeric_array(value, f"weights[{index}]")
         if array.shape != shape:
             raise ValueError(
