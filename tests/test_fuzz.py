@@ -45,8 +45,8 @@ def _values(rng, shape, dtype):
     if kind == "b":
         return values > 0
     if kind in "iu":
-        return np.abs(np.rint(values)).astype(dtype) if kind == "u" else \
-            np.rint(values).astype(dtype)
+        integers = np.rint(values)
+        return (np.abs(integers) if kind == "u" else integers).astype(dtype)
     return values.astype(dtype)
 
 
