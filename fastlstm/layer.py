@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import _kernel, activations, initializers, validation
+from . import training as training_
 
 
 class LSTM:
@@ -28,8 +29,12 @@ class LSTM:
     go_backwards : bool, default False
         Process the sequence in reverse; the returned sequence is in
         processing order (reversed), as in Keras.
+    dropout, recurrent_dropout : float in [0, 1), default 0
+        Fraction of the inputs / of the recurrent state h dropped in
+        training calls (Keras 3's masks: one per sequence, see
+        ``fastlstm.training``).
     seed : int or None
-        Seed of the weight initializers.
+        Seed of the weight initializers and of the dropout masks.
     dtype : "float32" or "float64"
 
     Weights are ``kernel (input_dim, 4*units)``, ``recurrent_kernel
@@ -51,7 +56,7 @@ class LSTM:
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  unit_forget_bias=True, return_sequences=False,
                  return_state=False, go_backwards=False, seed=None,
-                 dtype="float32"):
+                 dtype="float32", dropout=0.0, recurrent_dropout=0.0):
         # 4 * units columns must fit BLAS's 32-bit ints.
         self.units = validation.positive_int(units, "units", limit=(2**31 - 1) // 4)
         self.activation = activations.canonical(activation, "activation")
@@ -70,8 +75,13 @@ class LSTM:
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.seed = seed
         self.dtype = validation.layer_dtype(dtype)
+        self.dropout = validation.dropout_rate(dropout, "dropout")
+        self.recurrent_dropout = validation.dropout_rate(recurrent_dropout, "recurrent_dropout")
         self.input_dim = None
         self._weights = None
+        self.grads = None           # filled by backward()
+        self._tape = None           # workspace of the last training call
+        self._dropout_rng = None    # drawn from seed on the first dropout
 
     # ------------------------------------------------------------------ build
     @property
@@ -170,7 +180,7 @@ class LSTM:
         return sum(w.size for w in self._weights)
 
     # ------------------------------------------------------------------- call
-    def __call__(self, x, mask=None, initial_state=None):
+    def __call__(self, x, mask=None, initial_state=None, training=False):
         """Run the layer on ``x`` (batch, timesteps, features).
 
         Parameters
@@ -182,6 +192,8 @@ class LSTM:
             output repeats the previous step's output (zeros before the
             first unmasked step).
         initial_state : [h, c], each (batch, units), optional
+        training : bool, default False
+            Record the pass for ``backward`` and apply dropout.
 
         Returns
         -------
@@ -195,6 +207,9 @@ class LSTM:
         batch, timesteps = x.shape[:2]
         mask = validation.mask(mask, batch, timesteps)
         h, c = validation.initial_state(initial_state, batch, self.units, self.dtype)
+        if training:
+            sequence, last, h, c = training_.layer_forward(self, x, mask, h, c)
+            return self._arrange(sequence, last, h, c)
         # Last output: carried by the kernel when there is a mask; zeros when
         # no step ran (timesteps == 0); otherwise the final h.
         last = np.zeros((batch, self.units), self.dtype)
@@ -207,10 +222,41 @@ class LSTM:
                         activations.CODES[self.recurrent_activation])
         if mask is None and timesteps > 0:
             last[...] = h
+        return self._arrange(sequence, last, h, c)
+
+    def _arrange(self, sequence, last, h, c):
         output = sequence if self.return_sequences else last
         if self.return_state:
             return [output, h, c]
         return output
+
+    def backward(self, d_outputs):
+        """Backpropagate through the last ``training=True`` call.
+
+        Parameters
+        ----------
+        d_outputs : array or list
+            Gradient of the loss with respect to what that call returned,
+            shaped like it: one array, or ``[d_output, d_h, d_c]`` with
+            ``return_state``; None stands for a zero gradient.
+
+        Returns
+        -------
+        [d_x, d_h0, d_c0]
+            Gradients with respect to the input and the initial states
+            (at the zero states when none was given).  The weight
+            gradients go to ``layer.grads``, ordered like ``get_weights()``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastlstm
+        >>> layer = fastlstm.LSTM(4, seed=0)
+        >>> out = layer(np.ones((2, 3, 5)), training=True)
+        >>> d_x, d_h0, d_c0 = layer.backward(np.ones_like(out))
+        >>> d_x.shape, [g.shape for g in layer.grads]
+        ((2, 3, 5), [(5, 16), (4, 16), (16,)])
+        """
+        return training_.layer_backward(self, d_outputs)
 
     def __repr__(self):
         shape = f"input_dim={self.input_dim}, " if self.built else ""
