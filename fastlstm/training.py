@@ -25,19 +25,20 @@ _INT_MAX = 2**31 - 1
 
 
 class Tape:
-    """Workspace of one training-mode forward pass, consumed by one backward.
+    """Workspace of one training-mode forward pass and of its backward.
 
-    Buffers are indexed by real time (see ``src/_train.pyx``); ``gates``
-    is overwritten by the backward pass, so a tape serves one backward.
+    Buffers are indexed by real time (see ``src/_train.pyx``).  The backward
+    pass writes only ``dz``, so a recorded pass can be backpropagated more
+    than once (``retain_graph`` in PyTorch).
     """
 
     def __init__(self, batch, timesteps, units, dtype, recurrent_blocks):
         shape = (batch, timesteps, units)
         self.gates = np.empty((batch, timesteps, 4 * units), dtype)
+        self.dz = np.empty_like(self.gates)
         self.cs = np.empty(shape, dtype)
         self.acts = np.empty(shape, dtype)
         self.hp = np.empty((recurrent_blocks,) + shape, dtype)
-        self.used = True     # nothing recorded yet
 
     def fits(self, batch, timesteps, units, dtype, recurrent_blocks):
         return (self.gates.shape == (batch, timesteps, 4 * units)
@@ -90,7 +91,6 @@ def forward(x, kernel, recurrent_kernel, bias, h, c, *, mask=None,
     tape.c0 = c.copy()
     tape.go_backwards = bool(go_backwards)
     tape.codes = (activations.CODES[activation], activations.CODES[recurrent_activation])
-    tape.used = False
     last = np.zeros((batch, units), dtype)
     sequence = np.zeros((batch, timesteps, units), dtype) if return_sequence else None
     if batch and timesteps:
@@ -108,17 +108,12 @@ def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None):
     The gradients of the outputs (each may be None) are fresh C-contiguous
     arrays of the tape's dtype: ``d_sequence`` (batch, timesteps, units) in
     processing order, the others (batch, units); ``d_h``, ``d_c`` may be
-    overwritten.
+    overwritten.  The tape is left as it was.
 
     Returns
     -------
     dx, dh0, dc0, dkernel, drecurrent_kernel, dbias
     """
-    if tape.used:
-        raise RuntimeError(
-            "backward needs a forward pass with training=True before each call "
-            "(a recorded pass serves one backward)")
-    tape.used = True
     batch, timesteps, units = tape.cs.shape
     features, dtype = tape.kernel.shape[0], tape.kernel.dtype
     zeros = lambda: np.zeros((batch, units), dtype)  # noqa: E731
@@ -131,7 +126,7 @@ def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None):
     dxs = np.zeros(tape.xs.shape, dtype)
     if batch and timesteps:
         _train.backward(tape.xs, tape.kernel, tape.recurrent_kernel, tape.gates,
-                        tape.cs, tape.acts, tape.hp, tape.c0, tape.mask,
+                        tape.dz, tape.cs, tape.acts, tape.hp, tape.c0, tape.mask,
                         tape.recurrent_masks, d_sequence, dh, dc, dy, dxs, dkernel,
                         drecurrent_kernel, dbias, tape.go_backwards, *tape.codes)
     # Without steps the outputs are zeros or the initial states unchanged:
@@ -181,9 +176,8 @@ def layer_forward(layer, x, mask, h, c):
 def layer_backward(layer, d_outputs):
     """Body of ``LSTM.backward``: see its docstring."""
     tape = layer._tape
-    if tape is None or tape.used:
-        raise RuntimeError(
-            "LSTM.backward needs a call with training=True before each backward")
+    if tape is None:
+        raise RuntimeError("LSTM.backward needs a call with training=True first")
     batch, timesteps, units = tape.cs.shape
     output_shape = ((batch, timesteps, units) if layer.return_sequences
                     else (batch, units))

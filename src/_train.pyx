@@ -7,8 +7,7 @@ workspace and arranges results.  Shapes use B = batch, T = timesteps,
 I = input features, U = units, G = 4U.  The workspace is indexed by real
 time t (so row b*T + t of every [B, T, .] buffer lines up with x[b, t]):
 
-    gates  [B, T, G]     forward: activated gates i, f, c, o of each step;
-                         backward: overwritten by dL/d(pre-activations) dZ
+    gates  [B, T, G]     activated gates i, f, c, o of each step
     cs     [B, T, U]     c after each step (carried over masked steps)
     acts   [B, T, U]     act(c) of each processed step
     hp     [Q, B, T, U]  h entering each step, times the recurrent dropout
@@ -20,7 +19,8 @@ gate block, as Keras does when recurrent dropout is on); the recurrent
 masks ``rmask`` [4, B, U] multiply h inside the time loop.
 
 Only the recurrence is sequential.  The backward pass walks the steps in
-reverse through the cell and one GEMM per step (dh_prev = dZ_t @ R^T), then
+reverse through the cell and one GEMM per step (dh_prev = dZ_t @ R^T),
+writing dZ = dL/d(gate pre-activations) [B, T, G] into its own buffer, then
 forms dW = X^T dZ, dR = H_prev^T dZ, db = sum dZ and dX = dZ W^T as one
 large GEMM each.
 """
@@ -35,12 +35,12 @@ cdef extern from "lstm_train.h" nogil:
                                int act, int rec_act)
     void fl_train_cell_row_f64(double *z, double *c, double *h, double *a, long U,
                                int act, int rec_act)
-    void fl_train_cell_back_row_f32(float *z, const float *c_prev, const float *a,
-                                    const float *dh, float *dc, long U, int act,
-                                    int rec_act)
-    void fl_train_cell_back_row_f64(double *z, const double *c_prev, const double *a,
-                                    const double *dh, double *dc, long U, int act,
-                                    int rec_act)
+    void fl_train_cell_back_row_f32(const float *z, float *dz, const float *c_prev,
+                                    const float *a, const float *dh, float *dc, long U,
+                                    int act, int rec_act)
+    void fl_train_cell_back_row_f64(const double *z, double *dz, const double *c_prev,
+                                    const double *a, const double *dh, double *dc,
+                                    long U, int act, int rec_act)
 
 
 cdef inline void _cell(floating *z, floating *c, floating *h, floating *a,
@@ -51,13 +51,13 @@ cdef inline void _cell(floating *z, floating *c, floating *h, floating *a,
         fl_train_cell_row_f64(z, c, h, a, U, act, rec_act)
 
 
-cdef inline void _cell_back(floating *z, const floating *c_prev, const floating *a,
-                            const floating *dh, floating *dc, Py_ssize_t U,
-                            int act, int rec_act) noexcept nogil:
+cdef inline void _cell_back(const floating *z, floating *dz, const floating *c_prev,
+                            const floating *a, const floating *dh, floating *dc,
+                            Py_ssize_t U, int act, int rec_act) noexcept nogil:
     if floating is float:
-        fl_train_cell_back_row_f32(z, c_prev, a, dh, dc, U, act, rec_act)
+        fl_train_cell_back_row_f32(z, dz, c_prev, a, dh, dc, U, act, rec_act)
     else:
-        fl_train_cell_back_row_f64(z, c_prev, a, dh, dc, U, act, rec_act)
+        fl_train_cell_back_row_f64(z, dz, c_prev, a, dh, dc, U, act, rec_act)
 
 
 cdef inline void _scaled_copy(floating *dst, const floating *src,
@@ -122,7 +122,8 @@ cdef void _forward(const floating *xs, Py_ssize_t P, const floating *kernel,
 
 
 cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
-                    const floating *rkernel, floating *gates, const floating *cs,
+                    const floating *rkernel, const floating *gates, floating *dzs,
+                    const floating *cs,
                     const floating *acts, const floating *hp, const floating *c0,
                     const unsigned char *mask, const floating *rmask,
                     const floating *dseq, floating *dh, floating *dc, floating *dy,
@@ -144,7 +145,7 @@ cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
         t = T - 1 - s if backwards else s
         t_prev = t + 1 if backwards else t - 1
         for b in range(B):
-            dz = gates + (b * T + t) * G
+            dz = dzs + (b * T + t) * G
             if mask == NULL:
                 if dseq != NULL:
                     for j in range(U):
@@ -162,13 +163,13 @@ cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
                     dh[b * U + j] += dy[b * U + j]
                     dy[b * U + j] = 0
             c_prev = c0 + b * U if s == 0 else cs + (b * T + t_prev) * U
-            _cell_back(dz, c_prev, acts + (b * T + t) * U, dh + b * U, dc + b * U,
-                       U, act, rec_act)
+            _cell_back(gates + (b * T + t) * G, dz, c_prev, acts + (b * T + t) * U,
+                       dh + b * U, dc + b * U, U, act, rec_act)
         # dh_prev = dZ_t @ R^T (per gate block, times its mask, with dropout);
         # masked rows keep dh.
         if rmask == NULL:
             rows_dh = dh if mask == NULL else tmp
-            gemm(False, True, <int>B, <int>U, <int>G, <floating>1, gates + t * G,
+            gemm(False, True, <int>B, <int>U, <int>G, <floating>1, dzs + t * G,
                  <int>(T * G), rkernel, <int>G, <floating>0, rows_dh, <int>U)
             if mask != NULL:
                 for b in range(B):
@@ -177,7 +178,7 @@ cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
         else:
             for g in range(4):
                 gemm(False, True, <int>B, <int>U, <int>U, <floating>1,
-                     gates + t * G + g * U, <int>(T * G), rkernel + g * U, <int>G,
+                     dzs + t * G + g * U, <int>(T * G), rkernel + g * U, <int>G,
                      <floating>0, tmp, <int>U)
                 for b in range(B):
                     if mask != NULL and mask[b * T + t] == 0:
@@ -192,29 +193,29 @@ cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
     # Everything below is one large product over all B*T rows.
     if P == 1:
         gemm(True, False, <int>I, <int>G, <int>BT, <floating>1, xs, <int>I,
-             gates, <int>G, <floating>0, dkernel, <int>G)
+             dzs, <int>G, <floating>0, dkernel, <int>G)
         if dxs != NULL:
-            gemm(False, True, <int>BT, <int>I, <int>G, <floating>1, gates, <int>G,
+            gemm(False, True, <int>BT, <int>I, <int>G, <floating>1, dzs, <int>G,
                  kernel, <int>G, <floating>0, dxs, <int>I)
     else:
         for g in range(4):
             gemm(True, False, <int>I, <int>U, <int>BT, <floating>1, xs + g * BT * I,
-                 <int>I, gates + g * U, <int>G, <floating>0, dkernel + g * U, <int>G)
+                 <int>I, dzs + g * U, <int>G, <floating>0, dkernel + g * U, <int>G)
             if dxs != NULL:
-                gemm(False, True, <int>BT, <int>I, <int>U, <floating>1, gates + g * U,
+                gemm(False, True, <int>BT, <int>I, <int>U, <floating>1, dzs + g * U,
                      <int>G, kernel + g * U, <int>G, <floating>0, dxs + g * BT * I,
                      <int>I)
     if rmask == NULL:
         gemm(True, False, <int>U, <int>G, <int>BT, <floating>1, hp, <int>U,
-             gates, <int>G, <floating>0, drkernel, <int>G)
+             dzs, <int>G, <floating>0, drkernel, <int>G)
     else:
         for g in range(4):
             gemm(True, False, <int>U, <int>U, <int>BT, <floating>1, hp + g * BTU,
-                 <int>U, gates + g * U, <int>G, <floating>0, drkernel + g * U, <int>G)
+                 <int>U, dzs + g * U, <int>G, <floating>0, drkernel + g * U, <int>G)
     memset(dbias, 0, G * sizeof(floating))
     for row in range(BT):
         for j in range(G):
-            dbias[j] += gates[row * G + j]
+            dbias[j] += dzs[row * G + j]
 
 
 def forward(const floating[:, :, :, ::1] xs,
@@ -269,7 +270,8 @@ def forward(const floating[:, :, :, ::1] xs,
 def backward(const floating[:, :, :, ::1] xs,
              const floating[:, ::1] kernel,
              const floating[:, ::1] recurrent_kernel,
-             floating[:, :, ::1] gates,
+             const floating[:, :, ::1] gates,
+             floating[:, :, ::1] dz,
              const floating[:, :, ::1] cs,
              const floating[:, :, ::1] acts,
              const floating[:, :, :, ::1] hp,
@@ -287,8 +289,10 @@ def backward(const floating[:, :, :, ::1] xs,
              bint go_backwards, int activation, int recurrent_activation):
     """Backpropagation through the steps recorded by ``forward``.
 
-    gates             in: the forward's activated gates; out: dZ [B, T, G]
-    cs, acts, hp      the forward's workspace; c0 [B, U] its initial c
+    gates, cs, acts, hp  the forward's workspace (left unchanged, so one
+                      recorded pass can be backpropagated more than once)
+    c0                [B, U] the forward's initial c
+    dz                [B, T, G] out: dL/d(gate pre-activations)
     dseq              [B, T, U] dL/d(outputs, processing order), or None
     dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
     dy                [B, U] in: dL/d(last output); clobbered
@@ -316,7 +320,8 @@ def backward(const floating[:, :, :, ::1] xs,
         raise MemoryError(f"fastlstm: cannot allocate {B} x {U} values")
     with nogil:
         _backward(&xs[0, 0, 0, 0], P, &kernel[0, 0], &recurrent_kernel[0, 0],
-                  &gates[0, 0, 0], &cs[0, 0, 0], &acts[0, 0, 0], &hp[0, 0, 0, 0],
+                  &gates[0, 0, 0], &dz[0, 0, 0], &cs[0, 0, 0], &acts[0, 0, 0],
+                  &hp[0, 0, 0, 0],
                   &c0[0, 0], mask_ptr, rmask_ptr, dseq_ptr, &dh[0, 0], &dc[0, 0],
                   &dy[0, 0], tmp, dxs_ptr, &dkernel[0, 0], &drecurrent_kernel[0, 0],
                   &dbias[0], B, T, I, U, go_backwards, activation,

@@ -58,25 +58,26 @@ static inline void fl_train_cell_row_##SUF(T *z, T *c, T *h, T *a, long U,   \
     }                                                                         \
 }                                                                             \
                                                                               \
-/* z: [4U] in: activated gates of the step; out: dL/d(pre-activations).      \
+/* z: [4U] activated gates of the step.  dz: [4U] out: dL/d(pre-activations). \
  * c_prev: [U] the step's incoming c.  a: [U] act(c) of the step.            \
  * dh: [U] dL/dh of the step's output h.                                     \
  * dc: [U] in: dL/dc of the step's c; out: dL/dc_prev. */                     \
-static inline void fl_train_cell_back_row_##SUF(T *z, const T *c_prev,       \
-                                                const T *a, const T *dh,      \
-                                                T *dc, long U, int act,       \
-                                                int rec_act)                  \
+static inline void fl_train_cell_back_row_##SUF(const T *z, T *dz,           \
+                                                const T *c_prev, const T *a,  \
+                                                const T *dh, T *dc, long U,   \
+                                                int act, int rec_act)         \
 {                                                                             \
-    T *zi = z, *zf = z + U, *zg = z + 2 * U, *zo = z + 3 * U;                 \
+    const T *zi = z, *zf = z + U, *zg = z + 2 * U, *zo = z + 3 * U;           \
+    T *di = dz, *df = dz + U, *dg = dz + 2 * U, *dout = dz + 3 * U;           \
     long j;                                                                   \
     if (act == FL_ACT_TANH && rec_act == FL_ACT_SIGMOID) {                    \
         for (j = 0; j < U; ++j) {                                             \
             T i = zi[j], f = zf[j], g = zg[j], o = zo[j], aj = a[j];          \
             T dct = dc[j] + dh[j] * o * ((T)1 - aj * aj);                     \
-            zi[j] = dct * g * i * ((T)1 - i);                                 \
-            zf[j] = dct * c_prev[j] * f * ((T)1 - f);                         \
-            zg[j] = dct * i * ((T)1 - g * g);                                 \
-            zo[j] = dh[j] * aj * o * ((T)1 - o);                              \
+            di[j] = dct * g * i * ((T)1 - i);                                 \
+            df[j] = dct * c_prev[j] * f * ((T)1 - f);                         \
+            dg[j] = dct * i * ((T)1 - g * g);                                 \
+            dout[j] = dh[j] * aj * o * ((T)1 - o);                              \
             dc[j] = dct * f;                                                  \
         }                                                                     \
         return;                                                               \
@@ -84,10 +85,10 @@ static inline void fl_train_cell_back_row_##SUF(T *z, const T *c_prev,       \
     for (j = 0; j < U; ++j) {                                                 \
         T i = zi[j], f = zf[j], g = zg[j], o = zo[j], aj = a[j];              \
         T dct = dc[j] + dh[j] * o * fl_dact_##SUF(act, aj);                   \
-        zi[j] = dct * g * fl_dact_##SUF(rec_act, i);                          \
-        zf[j] = dct * c_prev[j] * fl_dact_##SUF(rec_act, f);                  \
-        zg[j] = dct * i * fl_dact_##SUF(act, g);                              \
-        zo[j] = dh[j] * aj * fl_dact_##SUF(rec_act, o);                       \
+        di[j] = dct * g * fl_dact_##SUF(rec_act, i);                          \
+        df[j] = dct * c_prev[j] * fl_dact_##SUF(rec_act, f);                  \
+        dg[j] = dct * i * fl_dact_##SUF(act, g);                              \
+        dout[j] = dh[j] * aj * fl_dact_##SUF(rec_act, o);                       \
         dc[j] = dct * f;                                                      \
     }                                                                         \
 }
