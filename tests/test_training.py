@@ -271,3 +271,105 @@ def test_backward_errors():
         layer.backward([None, np.ones((2, 3)), None])
     with pytest.raises(TypeError, match="d_outputs"):
         layer.backward([None, None, np.array([["a", "b"]] * 2)])
+
+
+# ------------------------------------------------------------------ dropout
+DROPOUT_CASES = [(0.3, 0.0), (0.0, 0.4), (0.25, 0.5)]
+
+
+@pytest.mark.parametrize("rate, recurrent_rate", DROPOUT_CASES)
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_dropout_matches_keras(make_weights, tol, rate, recurrent_rate, with_mask):
+    """Keras 3's LSTM (torch backend) fed the masks our layer drew gives the
+    same outputs and the same gradients for inputs and weights."""
+    import keras
+
+    x, state, mask = _case(np.float32, 14, with_mask, True)
+    weights = make_weights(I, U, np.float32, seed=15)
+    layer = fastlstm.LSTM(U, return_sequences=True, return_state=True, dropout=rate,
+                          recurrent_dropout=recurrent_rate, seed=16)
+    layer.set_weights(weights)
+    cotangents = _output_weights(layer, B, T, seed=17)
+    outputs = layer(x, mask=mask, initial_state=state, training=True)
+    grads = layer.backward(cotangents)[:1] + layer.grads
+    input_masks, recurrent_masks = layer._tape.input_masks, layer._tape.recurrent_masks
+    # Keras's shapes: one (B, I) input mask without recurrent dropout, else a
+    # list of four per gate (its implementation 1); four recurrent masks.
+    assert (input_masks is None) == (rate == 0)
+    assert (recurrent_masks is None) == (recurrent_rate == 0)
+    if input_masks is not None:
+        assert input_masks.shape == ((4 if recurrent_rate else 1), B, I)
+        kept = input_masks != 0
+        np.testing.assert_allclose(input_masks[kept], 1 / (1 - rate), **tol(np.float32))
+
+    klayer = keras.layers.LSTM(U, return_sequences=True, return_state=True, dropout=rate,
+                               recurrent_dropout=recurrent_rate, seed=16)
+    klayer.build((B, T, I))
+    klayer.set_weights(weights)
+    to_keras = lambda masks: (  # noqa: E731
+        None if masks is None else
+        torch.tensor(masks[0]) if len(masks) == 1 else [torch.tensor(m) for m in masks])
+    klayer.cell.get_dropout_mask = lambda step_input: to_keras(input_masks)
+    klayer.cell.get_recurrent_dropout_mask = lambda step_input: to_keras(recurrent_masks)
+    xt = torch.tensor(x, requires_grad=True)
+    expected = klayer(xt, mask=None if mask is None else torch.tensor(mask),
+                      initial_state=[torch.tensor(s) for s in state], training=True)
+    loss = sum((e * torch.tensor(w, dtype=e.dtype)).sum() for e, w in zip(expected, cotangents))
+    loss.backward()
+    for ours, theirs in zip(outputs, expected):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), **tol(np.float32))
+    keras_grads = [xt.grad] + [v.value.grad for v in klayer.weights]
+    for ours, theirs in zip(grads, keras_grads):
+        np.testing.assert_allclose(ours, theirs.numpy(), **tol(np.float32))
+
+
+@pytest.mark.parametrize("rate, recurrent_rate", DROPOUT_CASES)
+def test_dropout_gradients_match_torch_autograd(make_weights, tol, rate, recurrent_rate):
+    x, state, mask = _case(np.float64, 18, True, True)
+    weights = make_weights(I, U, np.float64, seed=19)
+    layer = fastlstm.LSTM(U, return_sequences=True, go_backwards=True, dropout=rate,
+                          recurrent_dropout=recurrent_rate, seed=20, dtype="float64")
+    layer.set_weights(weights)
+    cotangent = _output_weights(layer, B, T, seed=21)
+    layer(x, mask=mask, initial_state=state, training=True)
+    grads = layer.backward(cotangent) + layer.grads
+    tape = layer._tape
+    leaves = [torch.tensor(a, requires_grad=True) for a in [x, *state] + weights]
+    to_torch = lambda masks: None if masks is None else torch.tensor(masks)  # noqa: E731
+    sequence, *_ = torch_lstm(*leaves, mask=mask, go_backwards=True,
+                              input_masks=to_torch(tape.input_masks),
+                              recurrent_masks=to_torch(tape.recurrent_masks))
+    (sequence * torch.tensor(cotangent)).sum().backward()
+    for ours, leaf in zip(grads, leaves):
+        np.testing.assert_allclose(ours, leaf.grad.numpy(), **tol(np.float64))
+
+
+def test_dropout_is_reproducible_and_training_only(make_weights, tol):
+    x = np.random.default_rng(22).normal(size=(8, 6, I))
+    weights = make_weights(I, U, np.float64, seed=23)
+
+    def layer(seed):
+        result = fastlstm.LSTM(U, return_sequences=True, dropout=0.5, recurrent_dropout=0.5,
+                               seed=seed, dtype="float64")
+        result.set_weights(weights)
+        return result
+
+    first, again, other = layer(1), layer(1), layer(2)
+    runs = [first(x, training=True), first(x, training=True)]
+    np.testing.assert_array_equal(runs[0], again(x, training=True))   # same seed
+    np.testing.assert_array_equal(runs[1], again(x, training=True))
+    assert not np.allclose(runs[0], runs[1])              # fresh masks per call
+    assert not np.allclose(runs[0], other(x, training=True))
+    plain = reference.lstm(x, *weights)[0]
+    np.testing.assert_allclose(first(x), plain, **tol(np.float64))   # inference: none
+    # One mask per gate block and sequence, kept entries scaled by 1 / (1 - rate).
+    masks = first._tape.input_masks
+    assert masks.shape == (4, 8, I) and set(np.unique(masks)) == {0.0, 2.0}
+
+
+@pytest.mark.parametrize("argument", ["dropout", "recurrent_dropout"])
+@pytest.mark.parametrize("value, error", [(1.0, ValueError), (-0.1, ValueError),
+                                          ("0.5", TypeError), (True, TypeError)])
+def test_dropout_rate_validation(argument, value, error):
+    with pytest.raises(error, match=argument):
+        fastlstm.LSTM(2, **{argument: value})
