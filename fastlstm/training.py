@@ -27,21 +27,21 @@ _INT_MAX = 2**31 - 1
 class Tape:
     """Workspace of one training-mode forward pass and of its backward.
 
-    Buffers are indexed by real time (see ``src/_train.pyx``).  The backward
+    Buffers are time-major, indexed by real time (see ``src/_train.pyx``).  The backward
     pass writes only ``dz``, so a recorded pass can be backpropagated more
     than once (``retain_graph`` in PyTorch).
     """
 
     def __init__(self, batch, timesteps, units, dtype, recurrent_blocks):
-        shape = (batch, timesteps, units)
-        self.gates = np.empty((batch, timesteps, 4 * units), dtype)
+        shape = (timesteps, batch, units)
+        self.gates = np.empty((timesteps, batch, 4 * units), dtype)
         self.dz = np.empty_like(self.gates)
         self.cs = np.empty(shape, dtype)
         self.acts = np.empty(shape, dtype)
         self.hp = np.empty((recurrent_blocks,) + shape, dtype)
 
     def fits(self, batch, timesteps, units, dtype, recurrent_blocks):
-        return (self.gates.shape == (batch, timesteps, 4 * units)
+        return (self.gates.shape == (timesteps, batch, 4 * units)
                 and self.gates.dtype == dtype and self.hp.shape[0] == recurrent_blocks)
 
 
@@ -72,20 +72,20 @@ def forward(x, kernel, recurrent_kernel, bias, h, c, *, mask=None,
     batch, timesteps, features = x.shape
     units = recurrent_kernel.shape[0]
     dtype = kernel.dtype
-    if batch * timesteps > _INT_MAX or 4 * units * timesteps > _INT_MAX:
+    if batch * timesteps > _INT_MAX:
         raise ValueError(
-            f"training supports batch*timesteps and 4*units*timesteps up to "
-            f"{_INT_MAX}, got batch={batch}, timesteps={timesteps}, units={units}")
+            f"training supports batch * timesteps up to {_INT_MAX}, got "
+            f"batch={batch}, timesteps={timesteps}")
     blocks = 1 if recurrent_masks is None else 4
     tape = workspace
     if tape is None or not tape.fits(batch, timesteps, units, dtype, blocks):
         tape = Tape(batch, timesteps, units, dtype, blocks)
+    # The kernel wants x time-major, once per input mask: [P, T, B, I].
+    x_time_major = x.transpose(1, 0, 2)
     if input_masks is None:
-        xs = x[None]
-    elif input_masks.shape[0] == 1:
-        xs = (x * input_masks[0][:, None, :])[None]
+        xs = np.ascontiguousarray(x_time_major)[None]
     else:
-        xs = x[None] * input_masks[:, :, None, :]
+        xs = np.multiply(x_time_major[None], input_masks[:, None, :, :], order="C")
     tape.xs, tape.kernel, tape.recurrent_kernel = xs, kernel, recurrent_kernel
     tape.mask, tape.input_masks, tape.recurrent_masks = mask, input_masks, recurrent_masks
     tape.c0 = c.copy()
@@ -114,7 +114,7 @@ def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None):
     -------
     dx, dh0, dc0, dkernel, drecurrent_kernel, dbias
     """
-    batch, timesteps, units = tape.cs.shape
+    timesteps, batch, units = tape.cs.shape
     features, dtype = tape.kernel.shape[0], tape.kernel.dtype
     zeros = lambda: np.zeros((batch, units), dtype)  # noqa: E731
     dh = zeros() if d_h is None else d_h
@@ -132,9 +132,9 @@ def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None):
     # Without steps the outputs are zeros or the initial states unchanged:
     # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
     if tape.input_masks is None:
-        dx = dxs[0]
+        dx = np.ascontiguousarray(dxs[0].transpose(1, 0, 2))
     else:
-        dx = np.einsum("pbti,pbi->bti", dxs, tape.input_masks)
+        dx = np.einsum("ptbi,pbi->bti", dxs, tape.input_masks, order="C")
     return dx, dh, dc, dkernel, drecurrent_kernel, dbias
 
 
@@ -178,7 +178,7 @@ def layer_backward(layer, d_outputs):
     tape = layer._tape
     if tape is None:
         raise RuntimeError("LSTM.backward needs a call with training=True first")
-    batch, timesteps, units = tape.cs.shape
+    timesteps, batch, units = tape.cs.shape
     output_shape = ((batch, timesteps, units) if layer.return_sequences
                     else (batch, units))
     if layer.return_state:

@@ -4,16 +4,20 @@ backpropagation through time.
 
 Knows nothing about Keras; fastlstm/training.py validates, allocates the
 workspace and arranges results.  Shapes use B = batch, T = timesteps,
-I = input features, U = units, G = 4U.  The workspace is indexed by real
-time t (so row b*T + t of every [B, T, .] buffer lines up with x[b, t]):
+I = input features, U = units, G = 4U.  The workspace is time-major and
+indexed by real time t, so one step's rows are contiguous (a strided step
+slice of a batch-major buffer puts B rows a power-of-two-ish stride apart,
+which thrashes the cache in the per-step GEMMs) and row t*B + b of every
+buffer lines up with x[b, t]:
 
-    gates  [B, T, G]     activated gates i, f, c, o of each step
-    cs     [B, T, U]     c after each step (carried over masked steps)
-    acts   [B, T, U]     act(c) of each processed step
-    hp     [Q, B, T, U]  h entering each step, times the recurrent dropout
+    xs     [P, T, B, I]  inputs (see below)
+    gates  [T, B, G]     activated gates i, f, c, o of each step
+    cs     [T, B, U]     c after each step (carried over masked steps)
+    acts   [T, B, U]     act(c) of each processed step
+    hp     [Q, T, B, U]  h entering each step, times the recurrent dropout
                          mask of each gate block when Q == 4
 
-Dropout masks arrive pre-applied where they can be: ``xs`` is [P, B, T, I],
+Dropout masks arrive pre-applied where they can be: ``xs`` is [P, T, B, I],
 P == 1 (x, or x times one input mask) or P == 4 (x times the mask of each
 gate block, as Keras does when recurrent dropout is on); the recurrent
 masks ``rmask`` [4, B, U] multiply h inside the time loop.
@@ -94,28 +98,26 @@ cdef void _forward(const floating *xs, Py_ssize_t P, const floating *kernel,
         t = T - 1 - s if backwards else s
         # hp[:, :, t] = h (times the recurrent masks); gates[:, t] += hp @ R.
         if rmask == NULL:
-            for b in range(B):
-                memcpy(hp + (b * T + t) * U, h + b * U, U * sizeof(floating))
-            gemm(False, False, <int>B, <int>G, <int>U, <floating>1, hp + t * U,
-                 <int>(T * U), rkernel, <int>G, <floating>1, gates + t * G,
-                 <int>(T * G))
+            memcpy(hp + t * B * U, h, B * U * sizeof(floating))
+            gemm(False, False, <int>B, <int>G, <int>U, <floating>1, hp + t * B * U,
+                 <int>U, rkernel, <int>G, <floating>1, gates + t * B * G, <int>G)
         else:
             for g in range(4):
                 for b in range(B):
-                    _scaled_copy(hp + g * BTU + (b * T + t) * U, h + b * U,
+                    _scaled_copy(hp + g * BTU + (t * B + b) * U, h + b * U,
                                  rmask + (g * B + b) * U, U)
                 gemm(False, False, <int>B, <int>U, <int>U, <floating>1,
-                     hp + g * BTU + t * U, <int>(T * U), rkernel + g * U, <int>G,
-                     <floating>1, gates + t * G + g * U, <int>(T * G))
+                     hp + g * BTU + t * B * U, <int>U, rkernel + g * U, <int>G,
+                     <floating>1, gates + t * B * G + g * U, <int>G)
         for b in range(B):
             on = mask == NULL or mask[b * T + t] != 0
             if on:
-                _cell(gates + (b * T + t) * G, c + b * U, h + b * U,
-                      acts + (b * T + t) * U, U, act, rec_act)
+                _cell(gates + (t * B + b) * G, c + b * U, h + b * U,
+                      acts + (t * B + b) * U, U, act, rec_act)
                 if mask != NULL:
                     memcpy(y + b * U, h + b * U, U * sizeof(floating))
             # masked: h and c stay, the output repeats the previous one
-            memcpy(cs + (b * T + t) * U, c + b * U, U * sizeof(floating))
+            memcpy(cs + (t * B + b) * U, c + b * U, U * sizeof(floating))
             if seq != NULL:
                 memcpy(seq + (b * T + s) * U, (h if mask == NULL else y) + b * U,
                        U * sizeof(floating))
@@ -145,7 +147,7 @@ cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
         t = T - 1 - s if backwards else s
         t_prev = t + 1 if backwards else t - 1
         for b in range(B):
-            dz = dzs + (b * T + t) * G
+            dz = dzs + (t * B + b) * G
             if mask == NULL:
                 if dseq != NULL:
                     for j in range(U):
@@ -162,15 +164,15 @@ cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
                 for j in range(U):
                     dh[b * U + j] += dy[b * U + j]
                     dy[b * U + j] = 0
-            c_prev = c0 + b * U if s == 0 else cs + (b * T + t_prev) * U
-            _cell_back(gates + (b * T + t) * G, dz, c_prev, acts + (b * T + t) * U,
+            c_prev = c0 + b * U if s == 0 else cs + (t_prev * B + b) * U
+            _cell_back(gates + (t * B + b) * G, dz, c_prev, acts + (t * B + b) * U,
                        dh + b * U, dc + b * U, U, act, rec_act)
         # dh_prev = dZ_t @ R^T (per gate block, times its mask, with dropout);
         # masked rows keep dh.
         if rmask == NULL:
             rows_dh = dh if mask == NULL else tmp
-            gemm(False, True, <int>B, <int>U, <int>G, <floating>1, dzs + t * G,
-                 <int>(T * G), rkernel, <int>G, <floating>0, rows_dh, <int>U)
+            gemm(False, True, <int>B, <int>U, <int>G, <floating>1, dzs + t * B * G,
+                 <int>G, rkernel, <int>G, <floating>0, rows_dh, <int>U)
             if mask != NULL:
                 for b in range(B):
                     if mask[b * T + t] != 0:
@@ -178,7 +180,7 @@ cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
         else:
             for g in range(4):
                 gemm(False, True, <int>B, <int>U, <int>U, <floating>1,
-                     dzs + t * G + g * U, <int>(T * G), rkernel + g * U, <int>G,
+                     dzs + t * B * G + g * U, <int>G, rkernel + g * U, <int>G,
                      <floating>0, tmp, <int>U)
                 for b in range(B):
                     if mask != NULL and mask[b * T + t] == 0:
@@ -235,7 +237,8 @@ def forward(const floating[:, :, :, ::1] xs,
             bint go_backwards, int activation, int recurrent_activation):
     """Training-mode forward pass over a batch of sequences.
 
-    xs                [P, B, T, I]  inputs (P = 1, or 4 gate-masked copies)
+    xs                [P, T, B, I]  inputs, time-major (P = 1, or 4
+                                    gate-masked copies)
     kernel            [I, G], recurrent_kernel [U, G], bias [G]
     h, c              [B, U]  in: initial state; out: final state
     y                 [B, U]  in: zeros; out: last output (only with mask)
@@ -243,12 +246,12 @@ def forward(const floating[:, :, :, ::1] xs,
     rmask             [4, B, U] recurrent dropout mask per gate block, or None
     seq               [B, T, U] out: outputs in processing order, or None
     gates, cs, acts   workspace, out (see the module docstring)
-    hp                [Q, B, T, U] workspace, Q = 4 with rmask else 1
+    hp                [Q, T, B, U] workspace, Q = 4 with rmask else 1
 
-    The caller guarantees the shapes agree, B, T, I >= 1 and that B*T,
-    T*G and every size fit a C int.
+    The caller guarantees the shapes agree, B, T, I >= 1 and that B*T and
+    every size fit a C int.
     """
-    cdef Py_ssize_t P = xs.shape[0], B = xs.shape[1], T = xs.shape[2]
+    cdef Py_ssize_t P = xs.shape[0], T = xs.shape[1], B = xs.shape[2]
     cdef Py_ssize_t I = xs.shape[3], U = h.shape[1]
     cdef const unsigned char *mask_ptr = NULL
     cdef const floating *rmask_ptr = NULL
@@ -292,16 +295,16 @@ def backward(const floating[:, :, :, ::1] xs,
     gates, cs, acts, hp  the forward's workspace (left unchanged, so one
                       recorded pass can be backpropagated more than once)
     c0                [B, U] the forward's initial c
-    dz                [B, T, G] out: dL/d(gate pre-activations)
+    dz                [T, B, G] out: dL/d(gate pre-activations)
     dseq              [B, T, U] dL/d(outputs, processing order), or None
     dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
     dy                [B, U] in: dL/d(last output); clobbered
-    dxs               [P, B, T, I] out: dL/dxs, or None to skip it
+    dxs               [P, T, B, I] out: dL/dxs, or None to skip it
     dkernel, drecurrent_kernel, dbias  out: weight gradients
     Other arguments as in ``forward``; the caller guarantees the same.
     Raises MemoryError if the scratch row buffer cannot be allocated.
     """
-    cdef Py_ssize_t P = xs.shape[0], B = xs.shape[1], T = xs.shape[2]
+    cdef Py_ssize_t P = xs.shape[0], T = xs.shape[1], B = xs.shape[2]
     cdef Py_ssize_t I = xs.shape[3], U = dh.shape[1]
     cdef const unsigned char *mask_ptr = NULL
     cdef const floating *rmask_ptr = NULL

@@ -1,0 +1,95 @@
+"""Time one training step (forward + backward) of an LSTM layer.
+
+Compares, in one run and on the same weights and data:
+  fastlstm   ``LSTM(..., return_sequences=True)(x, training=True)`` then
+             ``layer.backward(d_out)`` (NumPy API, all weight gradients)
+  ft.LSTM    ``fastlstm.torch.LSTM`` forward + ``output.backward(d_out)``
+  nn.LSTM    ``torch.nn.LSTM`` forward + ``output.backward(d_out)``
+on the grid of (batch, timesteps, input_dim, units), float32, reporting
+median milliseconds, nn.LSTM's time over ours, and effective GFLOP/s of the
+step's matmuls (3 x the forward's 2*B*T*4H*(I+H)).
+
+Run with the OpenBLAS tuning variables unset:
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_training.py
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import fastlstm
+import fastlstm.torch
+
+GRID = [(100, 4, 10, 16), (1, 100, 32, 64), (32, 100, 64, 256), (64, 50, 256, 512),
+        (8, 1000, 64, 128)]
+
+
+def median_ms(step, repeats, min_seconds):
+    """Median wall time of ``step()`` in ms, after one warm-up call; at
+    least ``repeats`` calls and ``min_seconds`` of timing."""
+    step()
+    times, start = [], time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def cell(batch, steps, features, units, repeats, min_seconds):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, steps, features), dtype=np.float32)
+    d_out = rng.standard_normal((batch, steps, units), dtype=np.float32)
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(features, units, batch_first=True)
+    ours_torch = fastlstm.torch.LSTM(features, units, batch_first=True)
+    ours_torch.load_state_dict(reference.state_dict())
+    layer = fastlstm.LSTM(units, return_sequences=True)
+    layer.set_weights([reference.weight_ih_l0.detach().numpy().T,
+                       reference.weight_hh_l0.detach().numpy().T,
+                       (reference.bias_ih_l0 + reference.bias_hh_l0).detach().numpy()])
+    xt, dt = torch.from_numpy(x), torch.from_numpy(d_out)
+
+    def numpy_step():
+        layer(x, training=True)
+        layer.backward(d_out)
+
+    def torch_step(module):
+        def step():
+            module.zero_grad(set_to_none=True)
+            output, _ = module(xt)
+            output.backward(dt)
+        return step
+
+    return {
+        "fastlstm": median_ms(numpy_step, repeats, min_seconds),
+        "ft.LSTM": median_ms(torch_step(ours_torch), repeats, min_seconds),
+        "nn.LSTM": median_ms(torch_step(reference), repeats, min_seconds),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    repeats, min_seconds = (3, 0.2) if args.quick else (7, 1.0)
+    print(f"fastlstm {fastlstm.__version__}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), numpy {np.__version__}; float32, "
+          f"median ms per training step (forward + backward)\n")
+    print("| B, T, I, H | fastlstm (NumPy) | fastlstm.torch | nn.LSTM "
+          "| nn / fastlstm | nn / fastlstm.torch | GFLOP/s fastlstm |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for batch, steps, features, units in GRID:
+        ms = cell(batch, steps, features, units, repeats, min_seconds)
+        flops = 3 * 2 * batch * steps * 4 * units * (features + units)
+        print(f"| {batch}, {steps}, {features}, {units} | {ms['fastlstm']:.3f} "
+              f"| {ms['ft.LSTM']:.3f} | {ms['nn.LSTM']:.3f} "
+              f"| {ms['nn.LSTM'] / ms['fastlstm']:.2f}x "
+              f"| {ms['nn.LSTM'] / ms['ft.LSTM']:.2f}x "
+              f"| {flops / ms['fastlstm'] / 1e6:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
