@@ -26,16 +26,21 @@ GRID = [(100, 4, 10, 16), (1, 100, 32, 64), (32, 100, 64, 256), (64, 50, 256, 51
         (8, 1000, 64, 128)]
 
 
-def median_ms(step, repeats, min_seconds):
-    """Median wall time of ``step()`` in ms, after one warm-up call; at
-    least ``repeats`` calls and ``min_seconds`` of timing."""
-    step()
-    times, start = [], time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
+def median_ms(steps, repeats, min_seconds):
+    """Median wall time in ms of each of ``steps`` (name -> callable), after
+    one warm-up call each.  The steps take turns, so a change in the load of
+    a shared machine hits them alike; at least ``repeats`` rounds and
+    ``min_seconds`` of timing."""
+    for step in steps.values():
         step()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    times = {name: [] for name in steps}
+    start = time.perf_counter()
+    while len(times[next(iter(steps))]) < repeats or time.perf_counter() - start < min_seconds:
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    return {name: 1e3 * statistics.median(values) for name, values in times.items()}
 
 
 def cell(batch, steps, features, units, repeats, min_seconds):
@@ -63,11 +68,8 @@ def cell(batch, steps, features, units, repeats, min_seconds):
             output.backward(dt)
         return step
 
-    return {
-        "fastlstm": median_ms(numpy_step, repeats, min_seconds),
-        "ft.LSTM": median_ms(torch_step(ours_torch), repeats, min_seconds),
-        "nn.LSTM": median_ms(torch_step(reference), repeats, min_seconds),
-    }
+    return median_ms({"fastlstm": numpy_step, "ft.LSTM": torch_step(ours_torch),
+                      "nn.LSTM": torch_step(reference)}, repeats, min_seconds)
 
 
 def main():
