@@ -26,24 +26,29 @@ GRID = [(100, 4, 10, 16), (1, 100, 32, 64), (32, 100, 64, 256), (64, 50, 256, 51
         (8, 1000, 64, 128)]
 
 
-def median_ms(steps, repeats, min_seconds):
-    """Median wall time in ms of each of ``steps`` (name -> callable), after
-    one warm-up call each.  The steps take turns, so a change in the load of
-    a shared machine hits them alike; at least ``repeats`` rounds and
-    ``min_seconds`` of timing."""
-    for step in steps.values():
-        step()
+def median_ms(steps, rounds, block_seconds):
+    """Median wall time in ms of each of ``steps`` (name -> callable).
+
+    The steps run in blocks of back-to-back calls, taking turns for
+    ``rounds`` rounds, so that a change in the load of a shared machine hits
+    them alike; a short pause before each block lets the previous library's
+    spinning worker threads (OpenMP, OpenBLAS) go to sleep, since they would
+    otherwise steal the cores.  One warm-up call per block is not timed.
+    """
     times = {name: [] for name in steps}
-    start = time.perf_counter()
-    while len(times[next(iter(steps))]) < repeats or time.perf_counter() - start < min_seconds:
+    for _ in range(rounds):
         for name, step in steps.items():
-            t0 = time.perf_counter()
+            time.sleep(0.05)
             step()
-            times[name].append(time.perf_counter() - t0)
+            start = time.perf_counter()
+            while time.perf_counter() - start < block_seconds:
+                t0 = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - t0)
     return {name: 1e3 * statistics.median(values) for name, values in times.items()}
 
 
-def cell(batch, steps, features, units, repeats, min_seconds):
+def cell(batch, steps, features, units, rounds, block_seconds):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, steps, features), dtype=np.float32)
     d_out = rng.standard_normal((batch, steps, units), dtype=np.float32)
@@ -69,14 +74,14 @@ def cell(batch, steps, features, units, repeats, min_seconds):
         return step
 
     return median_ms({"fastlstm": numpy_step, "ft.LSTM": torch_step(ours_torch),
-                      "nn.LSTM": torch_step(reference)}, repeats, min_seconds)
+                      "nn.LSTM": torch_step(reference)}, rounds, block_seconds)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     args = parser.parse_args()
-    repeats, min_seconds = (3, 0.2) if args.quick else (7, 1.0)
+    rounds, block_seconds = (3, 0.1) if args.quick else (5, 0.4)
     print(f"fastlstm {fastlstm.__version__}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), numpy {np.__version__}; float32, "
           f"median ms per training step (forward + backward)\n")
@@ -84,7 +89,7 @@ def main():
           "| nn / fastlstm | nn / fastlstm.torch | GFLOP/s fastlstm |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for batch, steps, features, units in GRID:
-        ms = cell(batch, steps, features, units, repeats, min_seconds)
+        ms = cell(batch, steps, features, units, rounds, block_seconds)
         flops = 3 * 2 * batch * steps * 4 * units * (features + units)
         print(f"| {batch}, {steps}, {features}, {units} | {ms['fastlstm']:.3f} "
               f"| {ms['ft.LSTM']:.3f} | {ms['nn.LSTM']:.3f} "

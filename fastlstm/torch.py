@@ -51,9 +51,11 @@ class _Direction(torch.autograd.Function):
     def backward(ctx, d_sequence, d_h, d_c):
         d_sequence = d_sequence.flip(1) if ctx.reverse else d_sequence
         dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = training.backward(
-            ctx.tape, _array(d_sequence), None, _array(d_h, True), _array(d_c, True))
+            ctx.tape, _array(d_sequence), None, _array(d_h, True), _array(d_c, True),
+            input_gradient=ctx.needs_input_grad[0])
         dbias = torch.from_numpy(dbias) if ctx.has_bias else None
-        return (torch.from_numpy(dx), torch.from_numpy(dh0), torch.from_numpy(dc0),
+        dx = None if dx is None else torch.from_numpy(dx)
+        return (dx, torch.from_numpy(dh0), torch.from_numpy(dc0),
                 torch.from_numpy(dkernel).T, torch.from_numpy(drecurrent_kernel).T,
                 dbias, dbias, None)
 

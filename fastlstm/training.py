@@ -69,7 +69,7 @@ def forward(x, kernel, recurrent_kernel, bias, h, c, *, mask=None,
     sequence, last, h, c, tape
         ``sequence`` (processing order) is None unless ``return_sequence``.
     """
-    batch, timesteps, features = x.shape
+    batch, timesteps = x.shape[:2]
     units = recurrent_kernel.shape[0]
     dtype = kernel.dtype
     if batch * timesteps > _INT_MAX:
@@ -102,28 +102,33 @@ def forward(x, kernel, recurrent_kernel, bias, h, c, *, mask=None,
     return sequence, last, h, c, tape
 
 
-def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None):
+def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None, *,
+             input_gradient=True):
     """Backpropagate through the pass ``tape`` recorded.
 
     The gradients of the outputs (each may be None) are fresh C-contiguous
     arrays of the tape's dtype: ``d_sequence`` (batch, timesteps, units) in
     processing order, the others (batch, units); ``d_h``, ``d_c`` may be
-    overwritten.  The tape is left as it was.
+    overwritten.  The tape is left as it was.  ``input_gradient=False``
+    skips the product that forms ``dx`` (returned as None).
 
     Returns
     -------
     dx, dh0, dc0, dkernel, drecurrent_kernel, dbias
     """
     timesteps, batch, units = tape.cs.shape
-    features, dtype = tape.kernel.shape[0], tape.kernel.dtype
+    dtype = tape.kernel.dtype
     zeros = lambda: np.zeros((batch, units), dtype)  # noqa: E731
     dh = zeros() if d_h is None else d_h
     dc = zeros() if d_c is None else d_c
     dy = zeros() if d_last is None else d_last
-    dkernel = np.zeros_like(tape.kernel)
-    drecurrent_kernel = np.zeros_like(tape.recurrent_kernel)
-    dbias = np.zeros(4 * units, dtype)
-    dxs = np.zeros(tape.xs.shape, dtype)
+    # The kernel overwrites these (GEMMs with beta = 0); without steps they
+    # stay zero.
+    new = np.empty if batch and timesteps else np.zeros
+    dkernel = new(tape.kernel.shape, dtype)
+    drecurrent_kernel = new(tape.recurrent_kernel.shape, dtype)
+    dbias = new(4 * units, dtype)
+    dxs = new(tape.xs.shape, dtype) if input_gradient else None
     if batch and timesteps:
         _train.backward(tape.xs, tape.kernel, tape.recurrent_kernel, tape.gates,
                         tape.dz, tape.cs, tape.acts, tape.hp, tape.c0, tape.mask,
@@ -131,7 +136,9 @@ def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None):
                         drecurrent_kernel, dbias, tape.go_backwards, *tape.codes)
     # Without steps the outputs are zeros or the initial states unchanged:
     # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
-    if tape.input_masks is None:
+    if dxs is None:
+        dx = None
+    elif tape.input_masks is None:
         dx = np.ascontiguousarray(dxs[0].transpose(1, 0, 2))
     else:
         dx = np.einsum("ptbi,pbi->bti", dxs, tape.input_masks, order="C")

@@ -153,3 +153,15 @@ def test_import_fastlstm_does_not_import_torch():
     code = "import sys, fastlstm; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
+
+
+def test_input_without_grad(tol):
+    """An input that needs no gradient skips the dX product; the weight
+    gradients are unchanged."""
+    theirs, ours = _pair(torch.float64, input_size=3, hidden_size=4, num_layers=2)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    for module in (theirs, ours):
+        output, _ = module(x)
+        output.sum().backward()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), **tol(np.float64))

@@ -27,7 +27,7 @@ TORCH_ACTIVATIONS = {
     "relu": torch.relu,
     "linear": lambda z: z,
 }
-B, T, I, U = 3, 5, 4, 3
+B, T, F, U = 3, 5, 4, 3
 
 
 def torch_lstm(x, h, c, kernel, recurrent_kernel, bias, mask=None, go_backwards=False,
@@ -35,7 +35,7 @@ def torch_lstm(x, h, c, kernel, recurrent_kernel, bias, mask=None, go_backwards=
                recurrent_masks=None):
     """Keras's LSTM written step by step in torch, for autograd.
 
-    ``input_masks`` (1 or 4, B, I) / ``recurrent_masks`` (4, B, U) are dropout
+    ``input_masks`` (1 or 4, B, F) / ``recurrent_masks`` (4, B, U) are dropout
     masks applied per gate block as Keras's LSTMCell does."""
     act, rec_act = TORCH_ACTIVATIONS[activation], TORCH_ACTIVATIONS[recurrent_activation]
     units = recurrent_kernel.shape[0]
@@ -64,7 +64,7 @@ def torch_lstm(x, h, c, kernel, recurrent_kernel, bias, mask=None, go_backwards=
 
 def _case(dtype, seed, with_mask, with_state):
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(B, T, I)).astype(dtype)
+    x = rng.normal(size=(B, T, F)).astype(dtype)
     state = ([rng.normal(size=(B, U)).astype(dtype) for _ in range(2)]
              if with_state else None)
     mask = None
@@ -101,7 +101,7 @@ def test_finite_differences(make_weights, return_sequences, return_state, with_m
     x, state, mask = _case(np.float64, 1, with_mask, with_state)
     layer = fastlstm.LSTM(U, return_sequences=return_sequences, return_state=return_state,
                           go_backwards=go_backwards, dtype="float64")
-    weights = make_weights(I, U, np.float64, seed=2)
+    weights = make_weights(F, U, np.float64, seed=2)
     layer.set_weights(weights)
     cotangents = _output_weights(layer, B, T, seed=3)
     layer(x, mask=mask, initial_state=state, training=True)
@@ -146,7 +146,7 @@ def test_matches_torch_autograd(make_weights, tol, dtype, activation, recurrent_
                           recurrent_activation=recurrent_activation,
                           return_sequences=return_sequences, return_state=return_state,
                           go_backwards=go_backwards, dtype=dtype)
-    weights = make_weights(I, U, dtype, seed=5)
+    weights = make_weights(F, U, dtype, seed=5)
     layer.set_weights(weights)
     cotangents = _output_weights(layer, B, T, seed=6)
     outputs = _as_list(layer(x, mask=mask, initial_state=state, training=True))
@@ -211,7 +211,7 @@ def test_matches_torch_nn_lstm(make_weights, tol, dtype, go_backwards):
 def test_training_forward_equals_inference(make_weights, tol):
     x, state, mask = _case(np.float32, 9, True, True)
     layer = fastlstm.LSTM(U, return_sequences=True, return_state=True)
-    layer.set_weights(make_weights(I, U, np.float32, seed=10))
+    layer.set_weights(make_weights(F, U, np.float32, seed=10))
     inference = layer(x, mask=mask, initial_state=state)
     trained = layer(x, mask=mask, initial_state=state, training=True)
     for a, b in zip(trained, inference):
@@ -222,7 +222,7 @@ def test_no_bias_and_none_cotangents(make_weights, tol):
     """use_bias=False drops the bias gradient; None entries are zero
     cotangents; backward can be repeated and leaves the inputs alone."""
     x, state, _ = _case(np.float64, 11, False, True)
-    kernel, recurrent_kernel, _ = make_weights(I, U, np.float64, seed=12)
+    kernel, recurrent_kernel, _ = make_weights(F, U, np.float64, seed=12)
     layer = fastlstm.LSTM(U, use_bias=False, return_state=True, dtype="float64")
     layer.set_weights([kernel, recurrent_kernel])
     x_before = x.copy()
@@ -285,7 +285,7 @@ def test_dropout_matches_keras(make_weights, tol, rate, recurrent_rate, with_mas
     import keras
 
     x, state, mask = _case(np.float32, 14, with_mask, True)
-    weights = make_weights(I, U, np.float32, seed=15)
+    weights = make_weights(F, U, np.float32, seed=15)
     layer = fastlstm.LSTM(U, return_sequences=True, return_state=True, dropout=rate,
                           recurrent_dropout=recurrent_rate, seed=16)
     layer.set_weights(weights)
@@ -293,18 +293,18 @@ def test_dropout_matches_keras(make_weights, tol, rate, recurrent_rate, with_mas
     outputs = layer(x, mask=mask, initial_state=state, training=True)
     grads = layer.backward(cotangents)[:1] + layer.grads
     input_masks, recurrent_masks = layer._tape.input_masks, layer._tape.recurrent_masks
-    # Keras's shapes: one (B, I) input mask without recurrent dropout, else a
+    # Keras's shapes: one (B, F) input mask without recurrent dropout, else a
     # list of four per gate (its implementation 1); four recurrent masks.
     assert (input_masks is None) == (rate == 0)
     assert (recurrent_masks is None) == (recurrent_rate == 0)
     if input_masks is not None:
-        assert input_masks.shape == ((4 if recurrent_rate else 1), B, I)
+        assert input_masks.shape == ((4 if recurrent_rate else 1), B, F)
         kept = input_masks != 0
         np.testing.assert_allclose(input_masks[kept], 1 / (1 - rate), **tol(np.float32))
 
     klayer = keras.layers.LSTM(U, return_sequences=True, return_state=True, dropout=rate,
                                recurrent_dropout=recurrent_rate, seed=16)
-    klayer.build((B, T, I))
+    klayer.build((B, T, F))
     klayer.set_weights(weights)
     to_keras = lambda masks: (  # noqa: E731
         None if masks is None else
@@ -326,7 +326,7 @@ def test_dropout_matches_keras(make_weights, tol, rate, recurrent_rate, with_mas
 @pytest.mark.parametrize("rate, recurrent_rate", DROPOUT_CASES)
 def test_dropout_gradients_match_torch_autograd(make_weights, tol, rate, recurrent_rate):
     x, state, mask = _case(np.float64, 18, True, True)
-    weights = make_weights(I, U, np.float64, seed=19)
+    weights = make_weights(F, U, np.float64, seed=19)
     layer = fastlstm.LSTM(U, return_sequences=True, go_backwards=True, dropout=rate,
                           recurrent_dropout=recurrent_rate, seed=20, dtype="float64")
     layer.set_weights(weights)
@@ -345,8 +345,8 @@ def test_dropout_gradients_match_torch_autograd(make_weights, tol, rate, recurre
 
 
 def test_dropout_is_reproducible_and_training_only(make_weights, tol):
-    x = np.random.default_rng(22).normal(size=(8, 6, I))
-    weights = make_weights(I, U, np.float64, seed=23)
+    x = np.random.default_rng(22).normal(size=(8, 6, F))
+    weights = make_weights(F, U, np.float64, seed=23)
 
     def layer(seed):
         result = fastlstm.LSTM(U, return_sequences=True, dropout=0.5, recurrent_dropout=0.5,
@@ -364,7 +364,7 @@ def test_dropout_is_reproducible_and_training_only(make_weights, tol):
     np.testing.assert_allclose(first(x), plain, **tol(np.float64))   # inference: none
     # One mask per gate block and sequence, kept entries scaled by 1 / (1 - rate).
     masks = first._tape.input_masks
-    assert masks.shape == (4, 8, I) and set(np.unique(masks)) == {0.0, 2.0}
+    assert masks.shape == (4, 8, F) and set(np.unique(masks)) == {0.0, 2.0}
 
 
 @pytest.mark.parametrize("argument", ["dropout", "recurrent_dropout"])
