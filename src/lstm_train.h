@@ -17,6 +17,17 @@
 
 #include "lstm_cell.h"
 
+/* The row loops are compiled for the baseline ISA and, where the toolchain
+ * can dispatch at load time (GNU ifuncs on x86-64 Linux), also for AVX2 and
+ * AVX-512, so wheels built for baseline x86-64 still use wide vectors. */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) \
+    && !defined(__clang__)
+/* Feature names, not arch=: gcc dispatches arch= clones by CPU model. */
+#define FL_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define FL_CLONES
+#endif
+
 /* float32 exp, sigmoid and tanh written so that gcc/clang vectorise the
  * row loops (no calls, no branches): Cephes's expf polynomial after
  * rounding x/ln2 with the 1.5 * 2^23 trick, ~1 ulp.  NaN propagates
@@ -86,7 +97,7 @@ static inline T fl_dact_##SUF(int kind, T y)                                  \
                                                                               \
 /* z: [4U] in: pre-activations i, f, c, o; out: the activated gates.         \
  * c: [U] in: c_prev, out: c.  h: [U] out.  a: [U] out: act(c). */            \
-static inline void fl_train_cell_row_##SUF(T *restrict z, T *restrict c,    \
+FL_CLONES static void fl_train_cell_row_##SUF(T *restrict z, T *restrict c,    \
                                            T *restrict h, T *restrict a,      \
                                            long U, int act, int rec_act)      \
 {                                                                             \
@@ -122,7 +133,7 @@ static inline void fl_train_cell_row_##SUF(T *restrict z, T *restrict c,    \
  * c_prev: [U] the step's incoming c.  a: [U] act(c) of the step.            \
  * dh: [U] dL/dh of the step's output h.                                     \
  * dc: [U] in: dL/dc of the step's c; out: dL/dc_prev. */                     \
-static inline void fl_train_cell_back_row_##SUF(                             \
+FL_CLONES static void fl_train_cell_back_row_##SUF(                             \
     const T *restrict z, T *restrict dz, const T *restrict c_prev,            \
     const T *restrict a, const T *restrict dh, T *restrict dc, long U,        \
     int act, int rec_act)                                                     \
