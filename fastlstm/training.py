@@ -197,7 +197,9 @@ def layer_backward(layer, d_outputs):
     else:
         d_output, d_h, d_c = d_outputs, None, None
     dtype = layer.dtype
-    d_output = validation.gradient(d_output, output_shape, dtype, "d_outputs[0]")
+    # The kernel only reads the sequence gradient; it overwrites the others.
+    d_output = validation.gradient(d_output, output_shape, dtype, "d_outputs[0]",
+                                   copy=not layer.return_sequences)
     d_h = validation.gradient(d_h, (batch, units), dtype, "d_outputs[1]")
     d_c = validation.gradient(d_c, (batch, units), dtype, "d_outputs[2]")
     d_sequence, d_last = ((d_output, None) if layer.return_sequences

@@ -130,12 +130,13 @@ def dropout_rate(value, argument):
     return float(value)
 
 
-def gradient(value, shape, dtype, argument):
+def gradient(value, shape, dtype, argument, copy=True):
     """An output gradient: None (no gradient) or an array of exactly ``shape``
-    → C-contiguous array of ``dtype`` (a copy the kernel may overwrite)."""
+    → C-contiguous array of ``dtype``; with ``copy`` a copy the kernel may
+    overwrite, else possibly the caller's array (for read-only use)."""
     if value is None:
         return None
     array = _numeric_array(value, argument)
     if array.shape != shape:
         raise ValueError(f"{argument} must have shape {shape}, got {array.shape}")
-    return np.array(array, dtype=dtype, order="C", copy=True)
+    return np.array(array, dtype=dtype, order="C", copy=copy or None)

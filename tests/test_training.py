@@ -150,7 +150,10 @@ def test_matches_torch_autograd(make_weights, tol, dtype, activation, recurrent_
     layer.set_weights(weights)
     cotangents = _output_weights(layer, B, T, seed=6)
     outputs = _as_list(layer(x, mask=mask, initial_state=state, training=True))
+    saved = [w.copy() for w in _as_list(cotangents)]
     grads = layer.backward(cotangents) + layer.grads
+    for before, after in zip(saved, _as_list(cotangents)):
+        np.testing.assert_array_equal(before, after)    # never written to
 
     h0, c0 = state if state is not None else (np.zeros((B, U), dtype),) * 2
     leaves = [torch.tensor(a, requires_grad=True) for a in [x, h0, c0] + weights]
