@@ -7,7 +7,8 @@ Compares, in one run and on the same weights and data:
   nn.LSTM    ``torch.nn.LSTM`` forward + ``output.backward(d_out)``
 on the grid of (batch, timesteps, input_dim, units), float32, reporting
 median milliseconds, nn.LSTM's time over ours, and effective GFLOP/s of the
-step's matmuls (3 x the forward's 2*B*T*4H*(I+H)).
+step's matmuls (3 x the forward's 2*B*T*4H*(I+H)) next to a large float32
+matmul timed in the same run, the practical ceiling of the machine.
 
 Run with the OpenBLAS tuning variables unset:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_training.py
@@ -77,6 +78,12 @@ def cell(batch, steps, features, units, rounds, block_seconds):
                       "nn.LSTM": torch_step(reference)}, rounds, block_seconds)
 
 
+def matmul_ceiling_gflops(size=2048):
+    a = np.random.default_rng(1).standard_normal((size, size), dtype=np.float32)
+    seconds = median_ms({"matmul": lambda: a @ a}, 3, 0.2)["matmul"] / 1e3
+    return 2 * size**3 / seconds / 1e9
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
@@ -84,7 +91,8 @@ def main():
     rounds, block_seconds = (3, 0.1) if args.quick else (5, 0.4)
     print(f"fastlstm {fastlstm.__version__}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), numpy {np.__version__}; float32, "
-          f"median ms per training step (forward + backward)\n")
+          f"median ms per training step (forward + backward); float32 matmul "
+          f"ceiling {matmul_ceiling_gflops():.0f} GFLOP/s\n")
     print("| B, T, I, H | fastlstm (NumPy) | fastlstm.torch | nn.LSTM "
           "| nn / fastlstm | nn / fastlstm.torch | GFLOP/s fastlstm |")
     print("|---|---:|---:|---:|---:|---:|---:|")

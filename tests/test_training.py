@@ -14,6 +14,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastlstm
 from fastlstm import reference
@@ -376,3 +378,34 @@ def test_dropout_is_reproducible_and_training_only(make_weights, tol):
 def test_dropout_rate_validation(argument, value, error):
     with pytest.raises(error, match=argument):
         fastlstm.LSTM(2, **{argument: value})
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 4), timesteps=st.integers(1, 6), features=st.integers(1, 4),
+       units=st.integers(1, 5), go_backwards=st.booleans(), use_mask=st.booleans(),
+       recurrent_rate=st.sampled_from([0.0, 0.5]), seed=st.integers(0, 2**16))
+def test_gradients_over_shapes_and_flags(batch, timesteps, features, units, go_backwards,
+                                         use_mask, recurrent_rate, seed):
+    """Random sizes and flags, float64, every output used: torch autograd."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, timesteps, features))
+    state = [rng.normal(size=(batch, units)) for _ in range(2)]
+    mask = rng.random((batch, timesteps)) > 0.3 if use_mask else None
+    weights = [rng.uniform(-0.5, 0.5, shape) for shape in
+               [(features, 4 * units), (units, 4 * units), (4 * units,)]]
+    layer = fastlstm.LSTM(units, return_sequences=True, return_state=True,
+                          go_backwards=go_backwards, recurrent_dropout=recurrent_rate,
+                          seed=seed, dtype="float64")
+    layer.set_weights(weights)
+    cotangents = [rng.normal(size=(batch, timesteps, units)),
+                  rng.normal(size=(batch, units)), rng.normal(size=(batch, units))]
+    layer(x, mask=mask, initial_state=state, training=True)
+    grads = layer.backward(cotangents) + layer.grads
+    recurrent_masks = layer._tape.recurrent_masks
+    leaves = [torch.tensor(a, requires_grad=True) for a in [x, *state] + weights]
+    sequence, _, h, c = torch_lstm(
+        *leaves, mask=mask, go_backwards=go_backwards,
+        recurrent_masks=None if recurrent_masks is None else torch.tensor(recurrent_masks))
+    sum((o * torch.tensor(w)).sum() for o, w in zip([sequence, h, c], cotangents)).backward()
+    for ours, leaf in zip(grads, leaves):
+        np.testing.assert_allclose(ours, leaf.grad.numpy(), rtol=1e-10, atol=1e-12)
