@@ -130,7 +130,8 @@ def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None, *,
     dbias = new(4 * units, dtype)
     dxs = new(tape.xs.shape, dtype) if input_gradient else None
     if batch and timesteps:
-        _train.backward(tape.xs, tape.kernel, tape.recurrent_kernel, tape.gates,
+        _train.backward(tape.xs, tape.kernel,
+                        np.ascontiguousarray(tape.recurrent_kernel.T), tape.gates,
                         tape.dz, tape.cs, tape.acts, tape.hp, tape.c0, tape.mask,
                         tape.recurrent_masks, d_sequence, dh, dc, dy, dxs, dkernel,
                         drecurrent_kernel, dbias, tape.go_backwards, *tape.codes)

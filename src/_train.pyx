@@ -23,7 +23,8 @@ gate block, as Keras does when recurrent dropout is on); the recurrent
 masks ``rmask`` [4, B, U] multiply h inside the time loop.
 
 Only the recurrence is sequential.  The backward pass walks the steps in
-reverse through the cell and one GEMM per step (dh_prev = dZ_t @ R^T),
+reverse through the cell and one GEMM per step (dh_prev = dZ_t @ R^T,
+with R^T stored contiguously),
 writing dZ = dL/d(gate pre-activations) [B, T, G] into its own buffer, then
 forms dW = X^T dZ, dR = H_prev^T dZ, db = sum dZ and dX = dZ W^T as one
 large GEMM each.
@@ -124,7 +125,7 @@ cdef void _forward(const floating *xs, Py_ssize_t P, const floating *kernel,
 
 
 cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
-                    const floating *rkernel, const floating *gates, floating *dzs,
+                    const floating *rkernel_t, const floating *gates, floating *dzs,
                     const floating *cs,
                     const floating *acts, const floating *hp, const floating *c0,
                     const unsigned char *mask, const floating *rmask,
@@ -171,16 +172,16 @@ cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
         # masked rows keep dh.
         if rmask == NULL:
             rows_dh = dh if mask == NULL else tmp
-            gemm(False, True, <int>B, <int>U, <int>G, <floating>1, dzs + t * B * G,
-                 <int>G, rkernel, <int>G, <floating>0, rows_dh, <int>U)
+            gemm(False, False, <int>B, <int>U, <int>G, <floating>1, dzs + t * B * G,
+                 <int>G, rkernel_t, <int>U, <floating>0, rows_dh, <int>U)
             if mask != NULL:
                 for b in range(B):
                     if mask[b * T + t] != 0:
                         memcpy(dh + b * U, tmp + b * U, U * sizeof(floating))
         else:
             for g in range(4):
-                gemm(False, True, <int>B, <int>U, <int>U, <floating>1,
-                     dzs + t * B * G + g * U, <int>G, rkernel + g * U, <int>G,
+                gemm(False, False, <int>B, <int>U, <int>U, <floating>1,
+                     dzs + t * B * G + g * U, <int>G, rkernel_t + g * U * U, <int>U,
                      <floating>0, tmp, <int>U)
                 for b in range(B):
                     if mask != NULL and mask[b * T + t] == 0:
@@ -272,7 +273,7 @@ def forward(const floating[:, :, :, ::1] xs,
 
 def backward(const floating[:, :, :, ::1] xs,
              const floating[:, ::1] kernel,
-             const floating[:, ::1] recurrent_kernel,
+             const floating[:, ::1] recurrent_kernel_t,
              const floating[:, :, ::1] gates,
              floating[:, :, ::1] dz,
              const floating[:, :, ::1] cs,
@@ -292,6 +293,9 @@ def backward(const floating[:, :, :, ::1] xs,
              bint go_backwards, int activation, int recurrent_activation):
     """Backpropagation through the steps recorded by ``forward``.
 
+    recurrent_kernel_t  [G, U] the recurrent kernel transposed: the per-step
+                      product reads it row by row (OpenBLAS packs a
+                      transposed operand noticeably slower, every step)
     gates, cs, acts, hp  the forward's workspace (left unchanged, so one
                       recorded pass can be backpropagated more than once)
     c0                [B, U] the forward's initial c
@@ -322,7 +326,7 @@ def backward(const floating[:, :, :, ::1] xs,
     if tmp == NULL:
         raise MemoryError(f"fastlstm: cannot allocate {B} x {U} values")
     with nogil:
-        _backward(&xs[0, 0, 0, 0], P, &kernel[0, 0], &recurrent_kernel[0, 0],
+        _backward(&xs[0, 0, 0, 0], P, &kernel[0, 0], &recurrent_kernel_t[0, 0],
                   &gates[0, 0, 0], &dz[0, 0, 0], &cs[0, 0, 0], &acts[0, 0, 0],
                   &hp[0, 0, 0, 0],
                   &c0[0, 0], mask_ptr, rmask_ptr, dseq_ptr, &dh[0, 0], &dc[0, 0],
