@@ -118,6 +118,10 @@ class LSTM(nn.Module):
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
 
+    def flatten_parameters(self):
+        """No-op, for code written against ``nn.LSTM`` (whose cuDNN path
+        wants one contiguous weight buffer)."""
+
     def _weights(self, layer, suffix):
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         return [getattr(self, f"{name}_l{layer}{suffix}", None) for name in names]
