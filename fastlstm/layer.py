@@ -247,6 +247,10 @@ class LSTM:
             (at the zero states when none was given).  The weight
             gradients go to ``layer.grads``, ordered like ``get_weights()``.
 
+        The layer keeps the last training call's activations in a workspace
+        it reuses, so ``backward`` refers to that call, and training calls
+        on one layer must not run concurrently from several threads.
+
         Examples
         --------
         >>> import numpy as np, fastlstm

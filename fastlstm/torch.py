@@ -53,11 +53,16 @@ class _Direction(torch.autograd.Function):
         dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = training.backward(
             ctx.tape, _array(d_sequence), None, _array(d_h, True), _array(d_c, True),
             input_gradient=ctx.needs_input_grad[0])
-        dbias = torch.from_numpy(dbias) if ctx.has_bias else None
+        # Both biases get the gradient of their sum; separate tensors, since
+        # autograd may adopt a returned gradient as the parameter's .grad.
+        dbias_ih = dbias_hh = None
+        if ctx.has_bias:
+            dbias_ih = torch.from_numpy(dbias)
+            dbias_hh = dbias_ih.clone()
         dx = None if dx is None else torch.from_numpy(dx)
         return (dx, torch.from_numpy(dh0), torch.from_numpy(dc0),
                 torch.from_numpy(dkernel).T, torch.from_numpy(drecurrent_kernel).T,
-                dbias, dbias, None)
+                dbias_ih, dbias_hh, None)
 
 
 class LSTM(nn.Module):

@@ -27,9 +27,10 @@ _INT_MAX = 2**31 - 1
 class Tape:
     """Workspace of one training-mode forward pass and of its backward.
 
-    Buffers are time-major, indexed by real time (see ``src/_train.pyx``).  The backward
-    pass writes only ``dz``, so a recorded pass can be backpropagated more
-    than once (``retain_graph`` in PyTorch).
+    Buffers are time-major, indexed by real time (see ``src/_train.pyx``).
+    The backward pass writes only ``dz``, so a recorded pass can be
+    backpropagated more than once (``retain_graph`` in PyTorch).  ``forward``
+    also stores its inputs here (``xs``, weights, masks, ``c0``, flags).
     """
 
     def __init__(self, batch, timesteps, units, dtype, recurrent_blocks):

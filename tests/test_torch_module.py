@@ -165,3 +165,12 @@ def test_input_without_grad(tol):
         output.sum().backward()
     for a, b in zip(ours.parameters(), theirs.parameters()):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), **tol(np.float64))
+
+
+def test_bias_gradients_do_not_share_memory():
+    module = ft.LSTM(3, 2)
+    output, _ = module(torch.randn(4, 1, 3))
+    output.sum().backward()
+    expected = module.bias_hh_l0.grad.clone()
+    module.bias_ih_l0.grad.mul_(0)            # e.g. an in-place clipping step
+    torch.testing.assert_close(module.bias_hh_l0.grad, expected)
