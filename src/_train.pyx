@@ -23,11 +23,10 @@ gate block, as Keras does when recurrent dropout is on); the recurrent
 masks ``rmask`` [4, B, U] multiply h inside the time loop.
 
 Only the recurrence is sequential.  The backward pass walks the steps in
-reverse through the cell and one GEMM per step (dh_prev = dZ_t @ R^T,
-with R^T stored contiguously),
-writing dZ = dL/d(gate pre-activations) [B, T, G] into its own buffer, then
-forms dW = X^T dZ, dR = H_prev^T dZ, db = sum dZ and dX = dZ W^T as one
-large GEMM each.
+reverse through the cell and one GEMM per step (dh_prev = dZ_t @ R^T, with
+R^T stored contiguously), writing dZ = dL/d(gate pre-activations) [T, B, G]
+into its own buffer; then it forms dW = X^T dZ, dR = H_prev^T dZ and
+dX = dZ W^T as one large GEMM each, and db = the column sums of dZ.
 """
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
