@@ -409,3 +409,23 @@ def test_gradients_over_shapes_and_flags(batch, timesteps, features, units, go_b
     sum((o * torch.tensor(w)).sum() for o, w in zip([sequence, h, c], cotangents)).backward()
     for ours, leaf in zip(grads, leaves):
         np.testing.assert_allclose(ours, leaf.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_and_inf_propagate_like_the_reference(make_weights, dtype):
+    """Non-finite inputs give the reference's NaN pattern and never leak
+    into the rows (samples) that do not contain them."""
+    x = np.random.default_rng(24).normal(size=(4, 4, F)).astype(dtype)
+    x[0, 1, 0] = np.nan
+    x[1, 2, :] = np.inf
+    x[2, 0, 1] = -np.inf
+    weights = make_weights(F, U, dtype, seed=25)
+    layer = fastlstm.LSTM(U, return_sequences=True, dtype=dtype)
+    layer.set_weights(weights)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = reference.lstm(x, *weights)[0]
+    out = layer(x, training=True)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    d_x = layer.backward(np.ones_like(out))[0]
+    assert np.isnan(d_x[0]).any()
+    assert np.isfinite(d_x[3]).all() and np.isfinite(out[3]).all()
