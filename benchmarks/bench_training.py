@@ -2,7 +2,9 @@
 
 Compares, in one run and on the same weights and data:
   fastlstm   ``LSTM(..., return_sequences=True)(x, training=True)`` then
-             ``layer.backward(d_out)`` (NumPy API, all weight gradients)
+             ``layer.backward(d_out, input_gradient=False)`` (NumPy API, all
+             weight gradients; like the torch modules, whose input needs no
+             gradient, it skips dL/dx)
   ft.LSTM    ``fastlstm.torch.LSTM`` forward + ``output.backward(d_out)``
   nn.LSTM    ``torch.nn.LSTM`` forward + ``output.backward(d_out)``
 on the grid of (batch, timesteps, input_dim, units), float32, reporting
@@ -65,7 +67,7 @@ def cell(batch, steps, features, units, rounds, block_seconds):
 
     def numpy_step():
         layer(x, training=True)
-        layer.backward(d_out)
+        layer.backward(d_out, input_gradient=False)
 
     def torch_step(module):
         def step():

@@ -230,7 +230,7 @@ class LSTM:
             return [output, h, c]
         return output
 
-    def backward(self, d_outputs):
+    def backward(self, d_outputs, input_gradient=True):
         """Backpropagate through the last ``training=True`` call.
 
         Parameters
@@ -239,6 +239,9 @@ class LSTM:
             Gradient of the loss with respect to what that call returned,
             shaped like it: one array, or ``[d_output, d_h, d_c]`` with
             ``return_state``; None stands for a zero gradient.
+        input_gradient : bool, default True
+            False skips the product that forms ``d_x`` (returned as None),
+            for a first layer whose input needs no gradient.
 
         Returns
         -------
@@ -260,7 +263,7 @@ class LSTM:
         >>> d_x.shape, [g.shape for g in layer.grads]
         ((2, 3, 5), [(5, 16), (4, 16), (16,)])
         """
-        return training_.layer_backward(self, d_outputs)
+        return training_.layer_backward(self, d_outputs, input_gradient)
 
     def __repr__(self):
         shape = f"input_dim={self.input_dim}, " if self.built else ""

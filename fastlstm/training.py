@@ -182,7 +182,7 @@ def layer_forward(layer, x, mask, h, c):
     return sequence, last, h, c
 
 
-def layer_backward(layer, d_outputs):
+def layer_backward(layer, d_outputs, input_gradient=True):
     """Body of ``LSTM.backward``: see its docstring."""
     tape = layer._tape
     if tape is None:
@@ -207,6 +207,6 @@ def layer_backward(layer, d_outputs):
     d_sequence, d_last = ((d_output, None) if layer.return_sequences
                           else (None, d_output))
     dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = backward(
-        tape, d_sequence, d_last, d_h, d_c)
+        tape, d_sequence, d_last, d_h, d_c, input_gradient=input_gradient)
     layer.grads = [dkernel, drecurrent_kernel] + ([dbias] if layer.use_bias else [])
     return [dx, dh0, dc0]

@@ -225,7 +225,8 @@ def test_training_forward_equals_inference(make_weights, tol):
 
 def test_no_bias_and_none_cotangents(make_weights, tol):
     """use_bias=False drops the bias gradient; None entries are zero
-    cotangents; backward can be repeated and leaves the inputs alone."""
+    cotangents; backward can be repeated (also without the input gradient)
+    and leaves the inputs alone."""
     x, state, _ = _case(np.float64, 11, False, True)
     kernel, recurrent_kernel, _ = make_weights(F, U, np.float64, seed=12)
     layer = fastlstm.LSTM(U, use_bias=False, return_state=True, dtype="float64")
@@ -235,6 +236,10 @@ def test_no_bias_and_none_cotangents(make_weights, tol):
     d_c = np.random.default_rng(13).normal(size=(B, U))
     first = layer.backward([None, None, d_c])
     grads = layer.grads
+    without_input = layer.backward([None, None, d_c], input_gradient=False)
+    assert without_input[0] is None
+    for a, b in zip(first[1:] + grads, without_input[1:] + layer.grads):
+        np.testing.assert_array_equal(a, b)
     second = layer.backward([np.zeros((B, U)), None, d_c])
     assert len(grads) == 2
     np.testing.assert_array_equal(x, x_before)
