@@ -9,8 +9,9 @@ Compares, in one run and on the same weights and data:
   nn.LSTM    ``torch.nn.LSTM`` forward + ``output.backward(d_out)``
 on the grid of (batch, timesteps, input_dim, units), float32, reporting
 median milliseconds, nn.LSTM's time over ours, and effective GFLOP/s of the
-step's matmuls (3 x the forward's 2*B*T*4H*(I+H)) next to a large float32
-matmul timed in the same run, the practical ceiling of the machine.
+step's matmuls (forward 2*B*T*4H*(I+H), then dW and dR as much again and
+the per-step dh_prev 2*B*T*4H*H; no dX) next to a large float32 matmul timed
+in the same run, the practical ceiling of the machine.
 
 Run with the OpenBLAS tuning variables unset:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_training.py
@@ -100,7 +101,8 @@ def main():
     print("|---|---:|---:|---:|---:|---:|---:|")
     for batch, steps, features, units in GRID:
         ms = cell(batch, steps, features, units, rounds, block_seconds)
-        flops = 3 * 2 * batch * steps * 4 * units * (features + units)
+        forward = 2 * batch * steps * 4 * units * (features + units)
+        flops = 2 * forward + 2 * batch * steps * 4 * units * units
         print(f"| {batch}, {steps}, {features}, {units} | {ms['fastlstm']:.3f} "
               f"| {ms['ft.LSTM']:.3f} | {ms['nn.LSTM']:.3f} "
               f"| {ms['nn.LSTM'] / ms['fastlstm']:.2f}x "
