@@ -17,25 +17,39 @@ Examples
 >>> optimizer.step(weights, layer.grads)
 >>> layer.set_weights(weights)
 """
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+def _number(value: object, name: str, valid: Callable[[float], bool], expected: str) -> float:
+    """``value`` as a float, or a ValueError when it is not a real number
+    (bools excluded) for which ``valid`` holds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not valid(float(value)):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return float(value)
 
 
 class _Optimizer:
-    def __init__(self, learning_rate):
-        if isinstance(learning_rate, bool) or not np.isscalar(learning_rate) \
-                or not learning_rate > 0:
-            raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
-        self.learning_rate = float(learning_rate)
+    def __init__(self, learning_rate: float) -> None:
+        self.learning_rate = _number(learning_rate, "learning_rate", lambda v: v > 0,
+                                     "a positive number")
         self.iterations = 0
-        self._state = None
+        self._state: list[list[NDArray[Any]]] | None = None
 
-    def _slots(self, params, grads, count):
+    def _slots(self, params: Sequence[NDArray[Any]], grads: Sequence[ArrayLike],
+               count: int) -> list[list[NDArray[Any]]]:
         """Check the lists and return ``count`` state arrays per parameter."""
         if len(params) != len(grads):
             raise ValueError(
                 f"params and grads must have the same length, got {len(params)} and "
                 f"{len(grads)}")
-        for index, (param, grad) in enumerate(zip(params, grads)):
+        for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
             if np.shape(param) != np.shape(grad):
                 raise ValueError(
                     f"grads[{index}] must have the shape of params[{index}] "
@@ -55,16 +69,15 @@ class SGD(_Optimizer):
     ``torch.optim.SGD``: ``v = momentum * v + g``; ``p -= learning_rate * v``.
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.0):
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0) -> None:
         super().__init__(learning_rate)
-        if isinstance(momentum, bool) or not np.isscalar(momentum) or not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
-        self.momentum = float(momentum)
+        self.momentum = _number(momentum, "momentum", lambda v: 0 <= v < 1,
+                                "a number in [0, 1)")
 
-    def step(self, params, grads):
+    def step(self, params: Sequence[NDArray[Any]], grads: Sequence[ArrayLike]) -> None:
         """Update ``params`` (list of arrays) in place from ``grads``."""
         (velocities,) = self._slots(params, grads, 1)
-        for param, grad, velocity in zip(params, grads, velocities):
+        for param, grad, velocity in zip(params, grads, velocities, strict=True):
             velocity *= self.momentum
             velocity += grad
             param -= self.learning_rate * velocity
@@ -75,21 +88,19 @@ class Adam(_Optimizer):
     step size, ``epsilon`` added to ``sqrt(v)``.
     """
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9,
+                 beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
         super().__init__(learning_rate)
-        for value, name in ((beta_1, "beta_1"), (beta_2, "beta_2")):
-            if isinstance(value, bool) or not np.isscalar(value) or not 0 <= value < 1:
-                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-        if isinstance(epsilon, bool) or not np.isscalar(epsilon) or not epsilon > 0:
-            raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1, self.beta_2 = (_number(value, name, lambda v: 0 <= v < 1, "a number in [0, 1)")
+                                    for value, name in ((beta_1, "beta_1"), (beta_2, "beta_2")))
+        self.epsilon = _number(epsilon, "epsilon", lambda v: v > 0, "a positive number")
 
-    def step(self, params, grads):
+    def step(self, params: Sequence[NDArray[Any]], grads: Sequence[ArrayLike]) -> None:
         """Update ``params`` (list of arrays) in place from ``grads``."""
         means, variances = self._slots(params, grads, 2)
         t = self.iterations
         rate = (self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t))
-        for param, grad, mean, variance in zip(params, grads, means, variances):
+        for param, grad, mean, variance in zip(params, grads, means, variances, strict=True):
             mean += (1 - self.beta_1) * (grad - mean)
             variance += (1 - self.beta_2) * (np.square(grad) - variance)
             param -= (rate * mean / (np.sqrt(variance) + self.epsilon)).astype(param.dtype)

@@ -10,28 +10,34 @@ so autograd composes them.  PyTorch's gate order i, f, g, o is Keras's
 i, f, c, o: ``kernel = weight_ih.T``, ``recurrent_kernel = weight_hh.T``,
 ``bias = bias_ih + bias_hh``.
 """
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional
 
 from . import training
 
 
-def _array(tensor, copy=False):
+def _array(tensor: Any, copy: bool = False) -> NDArray[Any]:
     """The tensor's values as a C-contiguous NumPy array; ``copy`` for the
     arguments the kernels overwrite."""
     return np.array(tensor.detach().numpy(), order="C", copy=copy or None)
 
 
-class _Direction(torch.autograd.Function):
+# torch is not analysed (see [tool.mypy]), so its classes are Any to mypy.
+class _Direction(torch.autograd.Function):  # type: ignore[misc]
     """One LSTM layer in one direction, batch-major: x (B, T, I) ->
     outputs (B, T, H) in time order, h_n, c_n (B, H)."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, reverse):
+    def forward(ctx: Any, x: Any, h0: Any, c0: Any, weight_ih: Any, weight_hh: Any,
+                bias_ih: Any, bias_hh: Any, reverse: bool) -> tuple[Any, Any, Any]:
         kernel = _array(weight_ih.T)
         recurrent_kernel = _array(weight_hh.T)
         if bias_ih is None:
@@ -41,6 +47,7 @@ class _Direction(torch.autograd.Function):
         sequence, _, h, c, tape = training.forward(
             _array(x), kernel, recurrent_kernel, bias, _array(h0, True), _array(c0, True),
             go_backwards=reverse)
+        assert sequence is not None     # return_sequence=True (for mypy)
         if reverse:        # fastlstm returns processing order; torch, time order
             sequence = np.ascontiguousarray(sequence[:, ::-1])
         ctx.tape, ctx.reverse = tape, reverse
@@ -48,7 +55,7 @@ class _Direction(torch.autograd.Function):
         return torch.from_numpy(sequence), torch.from_numpy(h), torch.from_numpy(c)
 
     @staticmethod
-    def backward(ctx, d_sequence, d_h, d_c):
+    def backward(ctx: Any, d_sequence: Any, d_h: Any, d_c: Any) -> tuple[Any, ...]:
         d_sequence = d_sequence.flip(1) if ctx.reverse else d_sequence
         dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = training.backward(
             ctx.tape, _array(d_sequence), None, _array(d_h, True), _array(d_c, True),
@@ -65,7 +72,7 @@ class _Direction(torch.autograd.Function):
                 dbias_ih, dbias_hh, None)
 
 
-class LSTM(nn.Module):
+class LSTM(nn.Module):  # type: ignore[misc]
     """``torch.nn.LSTM`` on fastlstm's CPU kernels.
 
     Same constructor, call signature, parameters and ``state_dict`` as
@@ -84,9 +91,9 @@ class LSTM(nn.Module):
     (torch.Size([4, 7, 16]), torch.Size([2, 4, 16]), torch.Size([64, 16]))
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
-                 device=None, dtype=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 proj_size: int = 0, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
         for value, name in ((input_size, "input_size"), (hidden_size, "hidden_size"),
                             (num_layers, "num_layers")):
@@ -107,7 +114,8 @@ class LSTM(nn.Module):
         for layer in range(num_layers):
             width = input_size if layer == 0 else hidden_size * directions
             for suffix in ("", "_reverse")[:directions]:
-                shapes = {"weight_ih": (gates, width), "weight_hh": (gates, hidden_size)}
+                shapes: dict[str, tuple[int, ...]] = {
+                    "weight_ih": (gates, width), "weight_hh": (gates, hidden_size)}
                 if self.bias:
                     shapes.update(bias_ih=(gates,), bias_hh=(gates,))
                 for name, shape in shapes.items():
@@ -116,22 +124,23 @@ class LSTM(nn.Module):
                         nn.Parameter(torch.empty(shape, dtype=dtype)))
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """``nn.LSTM``'s initialisation: every weight uniform in
         (-1/sqrt(hidden_size), 1/sqrt(hidden_size))."""
         bound = 1 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
 
-    def flatten_parameters(self):
+    def flatten_parameters(self) -> None:
         """No-op, for code written against ``nn.LSTM`` (whose cuDNN path
         wants one contiguous weight buffer)."""
 
-    def _weights(self, layer, suffix):
+    def _weights(self, layer: int, suffix: str) -> list[Any]:
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         return [getattr(self, f"{name}_l{layer}{suffix}", None) for name in names]
 
-    def forward(self, input, hx=None):
+    def forward(self, input: Any, hx: tuple[Any, Any] | None = None,
+                ) -> tuple[Any, tuple[Any, Any]]:
         """``output, (h_n, c_n) = lstm(input, (h_0, c_0))`` as in ``nn.LSTM``."""
         if not isinstance(input, torch.Tensor):
             raise TypeError(
@@ -182,7 +191,7 @@ class LSTM(nn.Module):
             output, h_n, c_n = output.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
         return output, (h_n, c_n)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bias={self.bias}, batch_first={self.batch_first}, "
                 f"dropout={self.dropout}, bidirectional={self.bidirectional}")

@@ -17,9 +17,20 @@ gates; with recurrent dropout Keras switches to its per-gate implementation
 and draws four input masks and four recurrent masks (batch, units), one per
 gate block i, f, c, o.
 """
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from . import _train, activations, validation
+
+if TYPE_CHECKING:
+    from .layer import LSTM
+
+Array = NDArray[Any]
 
 _INT_MAX = 2**31 - 1
 
@@ -33,7 +44,19 @@ class Tape:
     also stores its inputs here (``xs``, weights, masks, ``c0``, flags).
     """
 
-    def __init__(self, batch, timesteps, units, dtype, recurrent_blocks):
+    # Set by forward: its inputs, kept for backward.
+    xs: Array
+    kernel: Array
+    recurrent_kernel: Array
+    mask: Array | None
+    input_masks: Array | None
+    recurrent_masks: Array | None
+    c0: Array
+    go_backwards: bool
+    codes: tuple[int, int]
+
+    def __init__(self, batch: int, timesteps: int, units: int, dtype: DTypeLike,
+                 recurrent_blocks: int) -> None:
         shape = (timesteps, batch, units)
         self.gates = np.empty((timesteps, batch, 4 * units), dtype)
         self.dz = np.empty_like(self.gates)
@@ -41,15 +64,18 @@ class Tape:
         self.acts = np.empty(shape, dtype)
         self.hp = np.empty((recurrent_blocks,) + shape, dtype)
 
-    def fits(self, batch, timesteps, units, dtype, recurrent_blocks):
+    def fits(self, batch: int, timesteps: int, units: int, dtype: DTypeLike,
+             recurrent_blocks: int) -> bool:
         return (self.gates.shape == (timesteps, batch, 4 * units)
                 and self.gates.dtype == dtype and self.hp.shape[0] == recurrent_blocks)
 
 
-def forward(x, kernel, recurrent_kernel, bias, h, c, *, mask=None,
-            go_backwards=False, activation="tanh", recurrent_activation="sigmoid",
-            input_masks=None, recurrent_masks=None, return_sequence=True,
-            workspace=None):
+def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Array,
+            c: Array, *, mask: Array | None = None, go_backwards: bool = False,
+            activation: str = "tanh", recurrent_activation: str = "sigmoid",
+            input_masks: Array | None = None, recurrent_masks: Array | None = None,
+            return_sequence: bool = True, workspace: Tape | None = None,
+            ) -> tuple[Array | None, Array, Array, Array, Tape]:
     """Run one LSTM layer and record it for ``backward``.
 
     Parameters
@@ -103,8 +129,10 @@ def forward(x, kernel, recurrent_kernel, bias, h, c, *, mask=None,
     return sequence, last, h, c, tape
 
 
-def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None, *,
-             input_gradient=True):
+def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None = None,
+             d_h: Array | None = None, d_c: Array | None = None, *,
+             input_gradient: bool = True,
+             ) -> tuple[Array | None, Array, Array, Array, Array, Array]:
     """Backpropagate through the pass ``tape`` recorded.
 
     The gradients of the outputs (each may be None) are fresh C-contiguous
@@ -119,13 +147,16 @@ def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None, *,
     """
     timesteps, batch, units = tape.cs.shape
     dtype = tape.kernel.dtype
-    zeros = lambda: np.zeros((batch, units), dtype)  # noqa: E731
+
+    def zeros() -> Array:
+        return np.zeros((batch, units), dtype)
+
     dh = zeros() if d_h is None else d_h
     dc = zeros() if d_c is None else d_c
     dy = zeros() if d_last is None else d_last
     # The kernel overwrites these (GEMMs with beta = 0); without steps they
     # stay zero.
-    new = np.empty if batch and timesteps else np.zeros
+    new: Callable[..., Array] = np.empty if batch and timesteps else np.zeros
     dkernel = new(tape.kernel.shape, dtype)
     drecurrent_kernel = new(tape.recurrent_kernel.shape, dtype)
     dbias = new(4 * units, dtype)
@@ -148,7 +179,8 @@ def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None, *,
 
 
 # ------------------------------------------------------------------ the layer
-def _dropout_masks(layer, batch, dtype):
+def _dropout_masks(layer: LSTM, batch: int, dtype: DTypeLike,
+                   ) -> tuple[Array | None, Array | None]:
     """Draw this call's (input_masks, recurrent_masks) as Keras 3 does."""
     if not (layer.dropout or layer.recurrent_dropout):
         return None, None
@@ -157,7 +189,7 @@ def _dropout_masks(layer, batch, dtype):
     rng = layer._dropout_rng
     blocks = 4 if layer.recurrent_dropout else 1
 
-    def draw(rate, width):
+    def draw(rate: float, width: int) -> Array:
         keep = rng.random((blocks, batch, width)) >= rate
         return (keep / (1 - rate)).astype(dtype)
 
@@ -167,7 +199,8 @@ def _dropout_masks(layer, batch, dtype):
     return input_masks, recurrent_masks
 
 
-def layer_forward(layer, x, mask, h, c):
+def layer_forward(layer: LSTM, x: Array, mask: Array | None, h: Array, c: Array,
+                  ) -> tuple[Array | None, Array, Array, Array]:
     """The training-mode body of ``LSTM.__call__`` on validated inputs:
     returns ``(sequence, last, h, c)`` and records the pass on the layer."""
     input_masks, recurrent_masks = _dropout_masks(layer, x.shape[0], layer.dtype)
@@ -182,7 +215,8 @@ def layer_forward(layer, x, mask, h, c):
     return sequence, last, h, c
 
 
-def layer_backward(layer, d_outputs, input_gradient=True):
+def layer_backward(layer: LSTM, d_outputs: Any, input_gradient: bool = True,
+                   ) -> list[Array | None]:
     """Body of ``LSTM.backward``: see its docstring."""
     tape = layer._tape
     if tape is None:

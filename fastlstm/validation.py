@@ -197,17 +197,19 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def dropout_rate(value, argument):
+def dropout_rate(value: object, argument: str) -> float:
     """A dropout rate in [0, 1).  Keras clamps instead, and then ignores a
     rate of 1 in its cell but not in its fused path; we refuse it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{argument} must be a float in [0, 1), got {value!r}")
-    if not 0 <= value < 1:
+    rate = float(value)
+    if not 0 <= rate < 1:
         raise ValueError(f"{argument} must be a float in [0, 1), got {value!r}")
-    return float(value)
+    return rate
 
 
-def gradient(value, shape, dtype, argument, copy=True):
+def gradient(value: object, shape: tuple[int, ...], dtype: DTypeLike, argument: str,
+             copy: bool = True) -> Array | None:
     """An output gradient: None (no gradient) or an array of exactly ``shape``
     → C-contiguous array of ``dtype``; with ``copy`` a copy the kernel may
     overwrite, else possibly the caller's array (for read-only use)."""

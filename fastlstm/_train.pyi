@@ -1,0 +1,23 @@
+"""Type stub of the compiled training kernel (src/_train.pyx).
+
+Arrays are C-contiguous, all of one float dtype (float32 or float64), shaped
+as the kernel's docstrings say; None stands for an absent mask or output.
+"""
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+_Array = NDArray[Any]
+
+def forward(xs: _Array, kernel: _Array, recurrent_kernel: _Array, bias: _Array,
+            h: _Array, c: _Array, y: _Array, mask: NDArray[np.uint8] | None,
+            rmask: _Array | None, seq: _Array | None, gates: _Array, cs: _Array,
+            acts: _Array, hp: _Array, go_backwards: bool, activation: int,
+            recurrent_activation: int, /) -> None: ...
+def backward(xs: _Array, kernel: _Array, recurrent_kernel_t: _Array, gates: _Array,
+             dz: _Array, cs: _Array, acts: _Array, hp: _Array, c0: _Array,
+             mask: NDArray[np.uint8] | None, rmask: _Array | None, dseq: _Array | None,
+             dh: _Array, dc: _Array, dy: _Array, dxs: _Array | None, dkernel: _Array,
+             drecurrent_kernel: _Array, dbias: _Array, go_backwards: bool, activation: int,
+             recurrent_activation: int, /) -> None: ...
