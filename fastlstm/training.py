@@ -58,6 +58,10 @@ class Tape:
     def __init__(self, batch: int, timesteps: int, units: int, dtype: DTypeLike,
                  recurrent_blocks: int) -> None:
         shape = (timesteps, batch, units)
+        # gates and dz (4 units each), cs, acts and the recurrent_blocks hp.
+        validation.affordable(timesteps * batch * units * (10 + recurrent_blocks),
+                              np.dtype(dtype).itemsize,
+                              f"the training workspace for {shape} (timesteps, batch, units)")
         self.gates = np.empty((timesteps, batch, 4 * units), dtype)
         self.dz = np.empty_like(self.gates)
         self.cs = np.empty(shape, dtype)

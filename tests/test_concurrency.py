@@ -125,3 +125,12 @@ def test_batch_times_timesteps_beyond_int_limit_is_refused():
     x = np.broadcast_to(np.float32(0), (2**31, 1, 1))
     with pytest.raises(ValueError, match="batch"):
         fastlstm.LSTM(1)(x)
+
+
+def test_absurd_training_workspace_is_refused_before_allocating():
+    # 2**30 (timesteps * batch) lazily zeroed inputs; the workspace would be
+    # 11 * 2**30 * 2**10 values (44 TiB).
+    x = np.zeros((2**16, 2**14, 1), np.float32)
+    layer = fastlstm.LSTM(2**10, kernel_initializer="zeros", recurrent_initializer="zeros")
+    with pytest.raises(MemoryError, match="training workspace"):
+        layer(x, training=True)
