@@ -1,5 +1,6 @@
 """Fuzz: random shapes (zero sizes included), dtypes, memory layouts, masks,
-initial states and flags thrown at ``LSTM`` and ``Bidirectional``.
+initial states and flags (training mode included) thrown at ``LSTM`` and
+``Bidirectional``.
 
 Every call must either raise a ValueError/TypeError whose message names the
 first bad argument (in the order the layer checks them: x, mask/lengths,
@@ -130,8 +131,12 @@ def cases(draw, bidirectional):
         if draw(st.integers(0, 9)) == 0:        # a wrong number of states
             states = states[:-1]
     merge_mode = draw(st.sampled_from(["concat", "sum", "mul", "ave", None]))
+    # training=True records the pass for backward; without dropout its
+    # outputs are the inference outputs (Bidirectional has no training mode).
+    training = not bidirectional and draw(st.booleans())
     return dict(config=config, input_dim=input_dim, x=x, mask=mask, lengths=lengths,
-                states=states, merge_mode=merge_mode, seed=int(rng.integers(2**31)))
+                states=states, merge_mode=merge_mode, training=training,
+                seed=int(rng.integers(2**31)))
 
 
 # ------------------------------------------------------------------ the oracle
@@ -241,16 +246,17 @@ def _run(case, bidirectional, make_weights, tol):
     arguments = {name: case[name] for name in ("x", "mask", "lengths")}
     arguments["initial_state"] = case["states"]
     before = {name: _snapshot(value) for name, value in arguments.items()}
+    flags = {"training": True} if case["training"] else {}
 
     bad = _first_bad_argument(case, bidirectional)
     if bad is not None:
         event(f"refused: {bad}")
         with pytest.raises((ValueError, TypeError)) as error:
-            layer(**arguments)
+            layer(**arguments, **flags)
         assert re.search(rf"\b{bad}\b", str(error.value)), (bad, str(error.value))
     else:
-        event("computed")
-        got = layer(**arguments)
+        event("computed in training mode" if case["training"] else "computed")
+        got = layer(**arguments, **flags)
         expected = _expected(case, layer.get_weights(), bidirectional)
         got, expected = ((got, expected) if isinstance(expected, list)
                          else ([got], [expected]))
