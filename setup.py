@@ -21,6 +21,35 @@ extensions = [
     ),
 ]
 
+
+def write_build_info(path="fastlstm/_build_info.py"):
+    """Record the C compiler that build_ext will use, for fastlstm.show_config().
+
+    build_ext makes its compiler the same way: new_compiler() customised
+    from this Python's sysconfig and the CC/CFLAGS environment variables.
+    """
+    import subprocess
+    from distutils.ccompiler import new_compiler      # setuptools' own copy
+    from distutils.sysconfig import customize_compiler
+
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    record = {"name": compiler.compiler_type, "version": "", "flags": ""}
+    command = getattr(compiler, "compiler_so", None)
+    if command:
+        try:
+            version = subprocess.run([command[0], "--version"], capture_output=True,
+                                     text=True, timeout=60).stdout.splitlines()[0]
+        except (OSError, subprocess.SubprocessError, IndexError):
+            version = ""
+        record = {"name": command[0], "version": version, "flags": " ".join(command[1:])}
+    with open(path, "w") as f:
+        f.write('"""Written by setup.py at build time; read by fastlstm.show_config()."""\n')
+        f.write(f"COMPILER = {record!r}\n")
+
+
+write_build_info()
+
 setup(
     # A top-level src/ would make setuptools guess a src-layout: list the package.
     packages=["fastlstm"],

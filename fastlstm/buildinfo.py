@@ -94,8 +94,7 @@ def show_config(file: IO[str] | None = None) -> None:
         f"  python:    {config['python']} ({config['platform']})",
         f"  numpy:     {config['numpy']}",
         f"  scipy:     {config['scipy']}",
-        "  compiler:  " + " ".join(str(compiler[key]) for key in ("name", "version")
-                                  if compiler.get(key)),
+        f"  compiler:  {compiler.get('version') or compiler['name']}",
         f"  openmp:    {'on' if config['openmp'] else 'off'} "
         f"(default threads: {config['threads']})",
         f"  simd:      chosen {simd['chosen']}, supported {', '.join(simd['supported'])}"

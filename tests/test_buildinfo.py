@@ -25,6 +25,13 @@ def test_build_config_reports_this_process():
     assert simd["FASTLSTM_ISA"] == os.environ.get("FASTLSTM_ISA")
 
 
+def test_compiler_was_recorded_at_build_time():
+    # setup.py writes fastlstm/_build_info.py whenever it builds the kernel.
+    compiler = buildinfo.build_config()["compiler"]
+    assert not compiler["name"].startswith("unknown")
+    assert set(compiler) == {"name", "version", "flags"}
+
+
 def test_blas_comes_from_threadpoolctl():
     blas = buildinfo.build_config()["blas"]
     expected = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
