@@ -29,7 +29,7 @@ def write_build_info(path="fastlstm/_build_info.py"):
     from this Python's sysconfig and the CC/CFLAGS environment variables.
     """
     import subprocess
-    from distutils.ccompiler import new_compiler      # setuptools' own copy
+    from distutils.ccompiler import new_compiler  # setuptools' own copy
     from distutils.sysconfig import customize_compiler
 
     compiler = new_compiler()
