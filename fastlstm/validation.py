@@ -32,6 +32,13 @@ def positive_int(value, argument, limit=_INT_MAX):
     return int(value)
 
 
+def num_threads(value):
+    """The layer's ``num_threads``: None (the default) or a positive int."""
+    if value is None:
+        return None
+    return positive_int(value, "num_threads", limit=4096)
+
+
 def _numeric_array(value, argument):
     """``np.asarray`` that refuses ragged, string, object and complex data."""
     try:

@@ -1,0 +1,237 @@
+/* The LSTM time loop over a chunk of steps, run by each thread of a team,
+ * and the choice of instruction set.  Plain C; _kernel.pyx owns memory,
+ * BLAS and the OpenMP team.
+ *
+ * Packed layout (built by _kernel.pack): units are padded to Up, a multiple
+ * of the block width W, and cut into NB = Up / W blocks.  Block p's slice of
+ * the recurrent kernel is a panel [U][4][W] (gates i, f, c, o of units
+ * p*W .. p*W+W-1 for each input row k), so a tile streams one contiguous
+ * panel.  The input kernel and bias use the same column order, so the input
+ * projection [B][steps][NB*4*W] comes out of one GEMM already interleaved.
+ *
+ * Threads split either the batch rows (no synchronisation: rows are
+ * independent) or the unit blocks (one barrier per step, since every block
+ * reads all of h_prev).  Each output value is computed by exactly one tile
+ * with a fixed summation order, so results are bitwise identical for any
+ * number of threads.
+ */
+#ifndef FASTLSTM_LSTM_LAYER_H
+#define FASTLSTM_LSTM_LAYER_H
+
+#include <string.h>
+#include "lstm_cell.h"
+
+/* Instruction sets; _kernel.pyx holds the names. */
+enum { FL_ISA_PORTABLE = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2 };
+
+/* One tile: mr rows of one block of W units.  Pointers are at the tile's
+ * first row; row strides in elements. */
+#define FL_DEFINE_TILE_ARGS(T, SUF)                                           \
+typedef struct {                                                              \
+    long U;                  /* units: length of the k loop */                \
+    const T *h;              /* h_prev, column 0      [mr][ldh] */            \
+    long ldh;                                                                 \
+    long col;                /* first unit of the block (p * W) */            \
+    const T *r;              /* packed panel          [U][4][W] */            \
+    const T *x;              /* input projection      [mr][ldx] at block */   \
+    long ldx;                                                                 \
+    T *c, *hn, *y;           /* cell, next h, last output at block [mr][ldc] */\
+    long ldc;                                                                 \
+    const unsigned char *mask; /* mask[b, t] of row 0, or NULL [mr][ldm] */   \
+    long ldm;                                                                 \
+    T *seq;                  /* output [b, k, col], or NULL [mr][lds] */      \
+    long lds;                                                                 \
+    int nvalid;              /* units of the block that are real (<= W) */    \
+    int act, rec_act;                                                         \
+} fl_tile_##SUF;
+
+FL_DEFINE_TILE_ARGS(float, f32)
+FL_DEFINE_TILE_ARGS(double, f64)
+#undef FL_DEFINE_TILE_ARGS
+
+#include "lstm_portable.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FL_HAVE_X86 1
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define FL_SUF avx2
+#define FL_W 8
+#define FL_MR 3
+#include "lstm_simd.h"
+#undef FL_SUF
+#undef FL_W
+#undef FL_MR
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx2,fma")
+#define FL_SUF avx512
+#define FL_W 16
+#define FL_MR 6
+#include "lstm_simd.h"
+#undef FL_SUF
+#undef FL_W
+#undef FL_MR
+#pragma GCC pop_options
+
+#pragma GCC diagnostic pop
+#else
+#define FL_HAVE_X86 0
+#endif
+
+/* Whether this CPU (and OS) can run an instruction set. */
+static int fl_isa_supported(int isa)
+{
+#if FL_HAVE_X86
+    __builtin_cpu_init();
+    if (isa == FL_ISA_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2")
+            && __builtin_cpu_supports("fma");
+    if (isa == FL_ISA_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return isa == FL_ISA_PORTABLE;
+}
+
+/* Block width W and most rows per tile of an instruction set. */
+static int fl_isa_width(int isa, int is_double)
+{
+#if FL_HAVE_X86
+    if (!is_double && isa == FL_ISA_AVX512) return 16;
+    if (!is_double && isa == FL_ISA_AVX2) return 8;
+#endif
+    (void)isa; (void)is_double;
+    return FL_PW;
+}
+
+static int fl_isa_rows(int isa, int is_double)
+{
+#if FL_HAVE_X86
+    if (!is_double && isa == FL_ISA_AVX512) return 6;
+    if (!is_double && isa == FL_ISA_AVX2) return 3;
+#endif
+    (void)isa; (void)is_double;
+    return FL_PMR;
+}
+
+static void fl_activate_f32(int isa, int kind, const float *x, float *y, long n)
+{
+#if FL_HAVE_X86
+    if (isa == FL_ISA_AVX512) { fl_activate_avx512(kind, x, y, n); return; }
+    if (isa == FL_ISA_AVX2) { fl_activate_avx2(kind, x, y, n); return; }
+#endif
+    for (long j = 0; j < n; ++j)
+        y[j] = fl_act_f32(kind, x[j]);
+}
+
+/* A chunk of `steps` time steps starting at real time t0 (processing order
+ * is reversed with `backwards`). */
+#define FL_DEFINE_CHUNK(T, SUF)                                               \
+typedef struct {                                                              \
+    long B, T_, U, Up, NB, W, MR;                                             \
+    long t0, steps;                                                           \
+    long step0;        /* steps processed before this chunk (h parity) */     \
+    int backwards, act, rec_act, isa;                                         \
+    int split_units;   /* 1: threads split blocks; 0: threads split rows */   \
+    const T *x;        /* input projection          [B][steps][NB*4*W] */     \
+    const T *r;        /* packed recurrent kernel   [NB][U][4][W] */          \
+    T *h;              /* h double buffer           [2][B][Up] */             \
+    T *c;              /* cell                      [B][Up] */                \
+    T *y;              /* last output               [B][Up], NULL: no mask */ \
+    const unsigned char *mask;  /*                  [B][T_] or NULL */        \
+    T *seq;            /* outputs                   [B][T_][U] or NULL */     \
+} fl_chunk_##SUF;                                                             \
+                                                                              \
+static void fl_chunk_thread_##SUF(const fl_chunk_##SUF *a, int tid, int nt)   \
+{                                                                             \
+    long r0 = 0, r1 = a->B, p0 = 0, p1 = a->NB, s;                            \
+    void (*tile)(int, const fl_tile_##SUF *) = fl_tile_portable_##SUF;        \
+    FL_PICK_TILE_##SUF                                                        \
+    if (a->split_units) {                                                     \
+        p0 = a->NB * tid / nt;                                                \
+        p1 = a->NB * (tid + 1) / nt;                                          \
+    } else {                                                                  \
+        r0 = a->B * tid / nt;                                                 \
+        r1 = a->B * (tid + 1) / nt;                                           \
+    }                                                                         \
+    long rows = r1 - r0, G = a->NB * 4 * a->W;                                \
+    long ntiles = (rows + a->MR - 1) / a->MR;                                 \
+    fl_tile_##SUF tl;                                                         \
+    tl.U = a->U; tl.ldh = a->Up; tl.ldx = a->steps * G; tl.ldc = a->Up;       \
+    tl.ldm = a->T_; tl.lds = a->T_ * a->U;                                    \
+    tl.act = a->act; tl.rec_act = a->rec_act;                                 \
+    for (s = 0; s < a->steps; ++s) {                                          \
+        long t = a->backwards ? a->t0 + a->steps - 1 - s : a->t0 + s;         \
+        long k = a->backwards ? a->T_ - 1 - t : t;    /* output index */      \
+        long par = (a->step0 + s) & 1;                                        \
+        T *hprev = a->h + par * a->B * a->Up;                                 \
+        T *hnext = a->h + (1 - par) * a->B * a->Up;                           \
+        for (long p = p0; p < p1; ++p) {                                      \
+            long col = p * a->W, b = r0;                                      \
+            tl.col = col;                                                     \
+            tl.r = a->r + p * a->U * 4 * a->W;                                \
+            tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);         \
+            for (long q = 0; q < ntiles; ++q) {                               \
+                /* near-equal tiles: 8 rows -> 4 + 4, not 6 + 2 */            \
+                int mr = (int)(rows / ntiles + (q < rows % ntiles));          \
+                tl.h = hprev + b * a->Up;                                     \
+                tl.x = a->x + (b * a->steps + (t - a->t0)) * G + p * 4 * a->W;\
+                tl.c = a->c + b * a->Up + col;                                \
+                tl.hn = hnext + b * a->Up + col;                              \
+                tl.y = a->y != NULL ? a->y + b * a->Up + col : NULL;          \
+                tl.mask = a->mask != NULL ? a->mask + b * a->T_ + t : NULL;   \
+                tl.seq = a->seq != NULL ? a->seq + (b * a->T_ + k) * a->U + col\
+                                        : NULL;                               \
+                tile(mr, &tl);                                                \
+                b += mr;                                                      \
+            }                                                                 \
+        }                                                                     \
+        if (a->split_units && nt > 1) {                                       \
+            FL_BARRIER                                                        \
+        }                                                                     \
+    }                                                                         \
+}
+
+#ifdef _OPENMP
+#define FL_BARRIER _Pragma("omp barrier")
+#else
+#define FL_BARRIER
+#endif
+
+#if FL_HAVE_X86
+#define FL_PICK_TILE_f32                                                      \
+    if (a->isa == FL_ISA_AVX512) tile = fl_tile_avx512;                       \
+    else if (a->isa == FL_ISA_AVX2) tile = fl_tile_avx2;
+#else
+#define FL_PICK_TILE_f32
+#endif
+#define FL_PICK_TILE_f64
+
+FL_DEFINE_CHUNK(float, f32)
+FL_DEFINE_CHUNK(double, f64)
+#undef FL_DEFINE_CHUNK
+
+/* 1 when the module was compiled with OpenMP. */
+static int fl_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* The size of the current thread team (1 outside a parallel region). */
+#ifdef _OPENMP
+#include <omp.h>
+static int fl_team_size(void) { return omp_get_num_threads(); }
+#else
+static int fl_team_size(void) { return 1; }
+#endif
+
+#endif /* FASTLSTM_LSTM_LAYER_H */

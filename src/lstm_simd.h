@@ -1,0 +1,204 @@
+/* One float32 SIMD tile of the fused LSTM step, written once with GCC
+ * vector extensions and instantiated per instruction set by lstm_layer.h:
+ *
+ *   #define FL_SUF avx512     name suffix of everything defined here
+ *   #define FL_W 16           lanes (floats) per vector
+ *   #define FL_MR 6           most batch rows per tile
+ *   #pragma GCC target(...)   set by the includer around the #include
+ *
+ * A tile owns `mr` batch rows and one block of W units.  Its 4*mr gate
+ * vectors (i, f, c, o for each row) stay in registers from the input
+ * projection through `h_prev @ U` to the cell update, and h is stored once.
+ *
+ * Lane arithmetic is identical for every tile shape: lane j of row r sums
+ * x_proj + h[r, 0] * U[0, j] + h[r, 1] * U[1, j] + ... in that order, so a
+ * result never depends on how rows or blocks are split between threads.
+ *
+ * The activations are vectorised Cephes-style approximations, accurate to a
+ * few float32 ulps (tests/test_simd.py measures them against NumPy).
+ */
+#define FL_CAT_(a, b) a##_##b
+#define FL_CAT(a, b) FL_CAT_(a, b)
+#define FN(name) FL_CAT(fl_##name, FL_SUF)
+#define V FN(vf)
+#define VI FN(vi)
+
+typedef float V __attribute__((vector_size(FL_W * 4)));
+typedef int VI __attribute__((vector_size(FL_W * 4)));
+
+static inline V FN(load)(const float *p) { V v; memcpy(&v, p, sizeof v); return v; }
+static inline void FN(store)(float *p, V v) { memcpy(p, &v, sizeof v); }
+static inline V FN(splat)(float s) { return (V){0} + s; }
+/* mask ? a : b, lane by lane (mask lanes are 0 or -1, as comparisons give). */
+static inline V FN(select)(VI mask, V a, V b)
+{
+    return (V)((mask & (VI)a) | (~mask & (VI)b));
+}
+static inline V FN(abs)(V x) { return (V)((VI)x & 0x7fffffff); }
+
+/* exp(x) for x <= 0 (or NaN, which propagates); results below FLT_MIN
+ * flush to 0, where NumPy's float32 values are subnormal or 0. */
+static inline V FN(exp_neg)(V x)
+{
+    const V lo = FN(splat)(-87.33654475f);      /* log(FLT_MIN) */
+    const V magic = FN(splat)(12582912.0f);     /* 1.5 * 2**23: rounds to int */
+    VI under = x < lo;
+    V xc = FN(select)(under, lo, x);
+    V t = xc * 1.44269504088896341f + magic;
+    V n = t - magic;                             /* round(x / ln 2) */
+    VI ni = (VI)t - (VI)magic;
+    V r = xc - n * 0.693359375f;                 /* Cody-Waite: ln 2 = hi + lo */
+    r = r - n * -2.12194440e-4f;
+    V p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    V y = p * (r * r) + r + 1.0f;
+    y = y * (V)((ni + 127) << 23);               /* * 2**n, n in [-126, 0] */
+    return FN(select)(under, FN(splat)(0.0f), y);
+}
+
+/* 1 / (1 + exp(-x)) from exp(-|x|) <= 1, so nothing overflows. */
+static inline V FN(sigmoid)(V x)
+{
+    V e = FN(exp_neg)(-FN(abs)(x));
+    V s = 1.0f / (1.0f + e);
+    return FN(select)(x < 0.0f, e * s, s);
+}
+
+/* Cephes tanhf: odd polynomial below 0.625, (1 - e) / (1 + e) with
+ * e = exp(-2|x|) above (no cancellation there since e < 0.29). */
+static inline V FN(tanh)(V x)
+{
+    V ax = FN(abs)(x);
+    V z = x * x;
+    V p = -5.70498872745e-3f * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    V small = p * z * x + x;
+    V e = FN(exp_neg)(-2.0f * ax);
+    V big = (1.0f - e) / (1.0f + e);
+    big = (V)((VI)big | ((VI)x & (int)0x80000000));   /* sign of x */
+    return FN(select)(ax < 0.625f, small, big);
+}
+
+static inline V FN(act)(int kind, V x)
+{
+    switch (kind) {
+    case FL_ACT_TANH: return FN(tanh)(x);
+    case FL_ACT_SIGMOID: return FN(sigmoid)(x);
+    case FL_ACT_HARD_SIGMOID: {
+        V y = x + 3.0f;
+        y = FN(select)(y <= 0.0f, FN(splat)(0.0f), y);
+        y = FN(select)(y >= 6.0f, FN(splat)(6.0f), y);
+        return y / 6.0f;
+    }
+    case FL_ACT_RELU: return FN(select)(x < 0.0f, FN(splat)(0.0f), x);
+    default: return x;
+    }
+}
+
+static inline __attribute__((always_inline)) void
+FN(tile_rows)(const int mr, const fl_tile_f32 *a)
+{
+    V acc[FL_MR][4];
+    const float *rp = a->r;
+    long k;
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g)
+            acc[r][g] = FN(load)(a->x + r * a->ldx + g * FL_W);
+    for (k = 0; k < a->U; ++k, rp += 4 * FL_W) {
+        V b0 = FN(load)(rp), b1 = FN(load)(rp + FL_W);
+        V b2 = FN(load)(rp + 2 * FL_W), b3 = FN(load)(rp + 3 * FL_W);
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; ++r) {
+            V hv = FN(splat)(a->h[r * a->ldh + k]);
+            acc[r][0] += hv * b0;
+            acc[r][1] += hv * b1;
+            acc[r][2] += hv * b2;
+            acc[r][3] += hv * b3;
+        }
+    }
+    const int fast = a->act == FL_ACT_TANH && a->rec_act == FL_ACT_SIGMOID;
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r) {
+        float *c = a->c + r * a->ldc, *hn = a->hn + r * a->ldc;
+        V i, f, g, o, cn, h, out;
+        V cold = FN(load)(c);
+        if (fast) {
+            i = FN(sigmoid)(acc[r][0]);
+            f = FN(sigmoid)(acc[r][1]);
+            g = FN(tanh)(acc[r][2]);
+            o = FN(sigmoid)(acc[r][3]);
+            cn = f * cold + i * g;
+            h = o * FN(tanh)(cn);
+        } else {
+            i = FN(act)(a->rec_act, acc[r][0]);
+            f = FN(act)(a->rec_act, acc[r][1]);
+            g = FN(act)(a->act, acc[r][2]);
+            o = FN(act)(a->rec_act, acc[r][3]);
+            cn = f * cold + i * g;
+            h = o * FN(act)(a->act, cn);
+        }
+        out = h;
+        if (a->mask != NULL) {
+            float *y = a->y + r * a->ldc;
+            if (a->mask[r * a->ldm]) {
+                FN(store)(y, h);
+            } else {    /* skipped step: carry h and c, repeat the output */
+                h = FN(load)(a->h + r * a->ldh + a->col);
+                cn = cold;
+                out = FN(load)(y);
+            }
+        }
+        FN(store)(c, cn);
+        FN(store)(hn, h);
+        if (a->seq != NULL) {
+            if (a->nvalid == FL_W) {
+                FN(store)(a->seq + r * a->lds, out);
+            } else {
+                float tmp[FL_W];
+                FN(store)(tmp, out);
+                memcpy(a->seq + r * a->lds, tmp, a->nvalid * sizeof(float));
+            }
+        }
+    }
+}
+
+static void FN(tile)(int mr, const fl_tile_f32 *a)
+{
+    switch (mr) {
+#if FL_MR >= 8
+    case 8: FN(tile_rows)(8, a); break;
+    case 7: FN(tile_rows)(7, a); break;
+#endif
+#if FL_MR >= 6
+    case 6: FN(tile_rows)(6, a); break;
+    case 5: FN(tile_rows)(5, a); break;
+#endif
+#if FL_MR >= 4
+    case 4: FN(tile_rows)(4, a); break;
+#endif
+    case 3: FN(tile_rows)(3, a); break;
+    case 2: FN(tile_rows)(2, a); break;
+    default: FN(tile_rows)(1, a); break;
+    }
+}
+
+/* Vector activations over n floats (n a multiple of FL_W): the accuracy
+ * test's window onto the code the tiles use. */
+static void FN(activate)(int kind, const float *x, float *y, long n)
+{
+    for (long j = 0; j < n; j += FL_W)
+        FN(store)(y + j, FN(act)(kind, FN(load)(x + j)));
+}
+
+#undef V
+#undef VI
+#undef FN
+#undef FL_CAT
+#undef FL_CAT_
