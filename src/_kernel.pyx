@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""LSTM forward kernel: packed weights, the input projection GEMM, and the
-threaded time loop of fused SIMD tiles (src/lstm_layer.h).
+"""LSTM forward kernel: packed weights and the threaded time loop of fused
+SIMD tiles (src/lstm_layer.h), input projection included.
 
 Knows nothing about Keras.  The caller (fastlstm/layer.py) validates and
 allocates; ``pack`` prepares weights once per weight change and ``forward``
@@ -16,7 +16,6 @@ from cython.parallel cimport parallel, threadid
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cnp.import_array()
 
@@ -35,28 +34,34 @@ cdef extern from "lstm_layer.h" nogil:
     void fl_activate_f32(int isa, int kind, const float *x, float *y, long n)
     int fl_openmp()
     int fl_team_size()
-    ctypedef struct fl_chunk_f32:
-        long B, T_, U, Up, NB, W, MR, t0, steps, step0
+    ctypedef struct fl_layer_f32:
+        long B, T_, n_in, U, Up, NB, W, MR, chunk
         int backwards, act, rec_act, isa, split_units
         const float *x
+        const float *kp
+        const float *bias
         const float *r
+        float *proj
         float *h
         float *c
         float *y
         const unsigned char *mask
         float *seq
-    ctypedef struct fl_chunk_f64:
-        long B, T_, U, Up, NB, W, MR, t0, steps, step0
+    ctypedef struct fl_layer_f64:
+        long B, T_, n_in, U, Up, NB, W, MR, chunk
         int backwards, act, rec_act, isa, split_units
         const double *x
+        const double *kp
+        const double *bias
         const double *r
+        double *proj
         double *h
         double *c
         double *y
         const unsigned char *mask
         double *seq
-    void fl_chunk_thread_f32(const fl_chunk_f32 *a, int tid, int nt)
-    void fl_chunk_thread_f64(const fl_chunk_f64 *a, int tid, int nt)
+    void fl_layer_thread_f32(const fl_layer_f32 *a, int tid, int nt)
+    void fl_layer_thread_f64(const fl_layer_f64 *a, int tid, int nt)
 
 ISA_NAMES = ("portable", "avx2", "avx512")
 OPENMP = bool(fl_openmp())
@@ -142,7 +147,7 @@ cdef class Packed:
 
     Built by :func:`pack`; read-only afterwards.
     """
-    cdef readonly object kernel            # [I, NB*4*W]
+    cdef readonly object kernel            # [NB, I, 4*W]
     cdef readonly object recurrent_kernel  # [NB, U, 4*W]
     cdef readonly object bias              # [NB*4*W]
     cdef readonly str isa
@@ -156,7 +161,7 @@ def pack(kernel, recurrent_kernel, bias):
 
     Units are padded with zero weights to a multiple of the block width W;
     gate columns are reordered to [block][gate][W] so one tile's gates are
-    contiguous.  Float64 always uses the portable layout.
+    contiguous, and each block's rows of a matrix form one contiguous panel.  Float64 always uses the portable layout.
     """
     cdef Packed p = Packed()
     dtype = kernel.dtype
@@ -175,10 +180,12 @@ def pack(kernel, recurrent_kernel, bias):
         order = np.moveaxis(blocks, w.ndim - 1, w.ndim)   # gate after block
         return np.ascontiguousarray(order).reshape(lead + (NB * 4 * W,))
 
-    p.kernel = columns(kernel)
+    def panels(w):    # [K, 4U] -> [NB, K, 4*W]: one contiguous panel per block
+        return np.ascontiguousarray(columns(w).reshape(w.shape[0], NB, 4 * W).transpose(1, 0, 2))
+
+    p.kernel = panels(kernel)
     p.bias = columns(bias)
-    p.recurrent_kernel = np.ascontiguousarray(
-        columns(recurrent_kernel).reshape(U, NB, 4 * W).transpose(1, 0, 2))
+    p.recurrent_kernel = panels(recurrent_kernel)
     p.isa = ISA_NAMES[code]
     p.isa_code = code
     p.width = W
@@ -188,38 +195,34 @@ def pack(kernel, recurrent_kernel, bias):
     return p
 
 
-cdef inline void _gemm_rm(int m, int n, int k, floating *a, int lda,
-                          floating *b, int ldb, floating beta,
-                          floating *c, int ldc) noexcept nogil:
-    """Row-major C[m, n] = A[m, k] @ B[k, n] + beta * C (no transposes).
+cdef int _plan(Py_ssize_t B, Py_ssize_t T, Py_ssize_t U, Py_ssize_t NB, int nt,
+               int *split_units) noexcept nogil:
+    """Threads to use, at most ``nt``; sets ``split_units``.
 
-    Fortran BLAS is column-major, so compute C^T = B^T A^T by swapping
-    the operands.
+    Split the batch rows when every thread gets a few (no synchronisation),
+    else split the unit blocks (one barrier per step), else use one thread.
     """
-    cdef char no = b'N'
-    cdef floating one = 1
-    if floating is float:
-        sgemm(&no, &no, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc)
-    else:
-        dgemm(&no, &no, &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc)
+    split_units[0] = 0
+    if nt <= 1 or <double>B * T * U * 4 * U < PARALLEL_MIN_FMAS:
+        return 1
+    if B >= 4 * nt:
+        return nt
+    if NB >= nt:
+        split_units[0] = 1
+        return nt
+    if B >= nt:
+        return nt
+    return 1
 
 
-cdef inline void _chunk(floating *dummy, void *args, int nt,
-                        bint parallel_) noexcept nogil:
-    """Run one chunk's time loop, on a team of ``nt`` threads if asked."""
-    cdef int tid = 0, size = 1
-    if parallel_:
-        with parallel(num_threads=nt):
-            tid = threadid()
-            size = fl_team_size()
-            if floating is float:
-                fl_chunk_thread_f32(<fl_chunk_f32 *>args, tid, size)
-            else:
-                fl_chunk_thread_f64(<fl_chunk_f64 *>args, tid, size)
-    elif floating is float:
-        fl_chunk_thread_f32(<fl_chunk_f32 *>args, 0, 1)
-    else:
-        fl_chunk_thread_f64(<fl_chunk_f64 *>args, 0, 1)
+def plan(B, T, U, num_threads, isa_name=None):
+    """``(threads, "rows" | "units")`` the kernel would use for a float32
+    call of this shape on the current (or the named) instruction set."""
+    code = _isa if isa_name is None else ISA_NAMES.index(isa_name)
+    W = fl_isa_width(code, 0)
+    cdef int split = 0
+    threads = _plan(B, T, U, -(-U // W), num_threads, &split)
+    return threads, ("units" if split else "rows")
 
 
 cdef int _run(floating *x, floating *kp, floating *rp, floating *bp,
@@ -234,78 +237,56 @@ cdef int _run(floating *x, floating *kp, floating *rp, floating *bp,
     chunk = max(1, min(T, chunk))
     cdef Py_ssize_t n_state = (4 if mask != NULL else 3) * B * Up
     cdef Py_ssize_t n_proj = B * chunk * G
-    cdef Py_ssize_t n_gather = B * chunk * I if chunk < T else 0
-    cdef size_t nbytes = (n_state + n_proj + n_gather) * sizeof(floating) + 64
-    cdef void *raw = malloc(nbytes)
+    cdef void *raw = malloc((n_state + n_proj) * sizeof(floating) + 64)
     if raw == NULL:
         return -1
     # 64-byte alignment keeps each block of a row on its own cache lines.
     cdef floating *hbuf = <floating *>((<uintptr_t>raw + 63) & ~(<uintptr_t>63))
     cdef floating *cbuf = hbuf + 2 * B * Up
-    cdef floating *proj = cbuf + B * Up
-    cdef floating *gather = proj + n_proj
-    cdef floating *ybuf = gather + n_gather if mask != NULL else NULL
-    cdef Py_ssize_t b, s, ci, n_chunks = (T + chunk - 1) // chunk
-    cdef Py_ssize_t t0, tc
+    cdef floating *ybuf = cbuf + B * Up if mask != NULL else NULL
+    cdef floating *proj = hbuf + n_state
+    cdef Py_ssize_t b
     cdef size_t row = U * sizeof(floating)
     # Padding lanes are computed (and discarded) too: keep them finite.
-    memset(hbuf, 0, 3 * B * Up * sizeof(floating))
-    if ybuf != NULL:
-        memset(ybuf, 0, B * Up * sizeof(floating))
+    memset(hbuf, 0, n_state * sizeof(floating))
     for b in range(B):
         memcpy(hbuf + b * Up, h + b * U, row)
         memcpy(cbuf + b * Up, c + b * U, row)
         if ybuf != NULL:
             memcpy(ybuf + b * Up, y + b * U, row)
 
-    cdef fl_chunk_f32 a32
-    cdef fl_chunk_f64 a64
-    cdef void *args
-    if floating is float:
-        a32.B = B; a32.T_ = T; a32.U = U; a32.Up = Up; a32.NB = NB; a32.W = W
-        a32.MR = MR; a32.backwards = backwards; a32.act = act
-        a32.rec_act = rec_act; a32.isa = isa_code; a32.x = proj; a32.r = rp
-        a32.h = hbuf; a32.c = cbuf; a32.y = ybuf; a32.mask = mask; a32.seq = seq
-        args = &a32
-    else:
-        a64.B = B; a64.T_ = T; a64.U = U; a64.Up = Up; a64.NB = NB; a64.W = W
-        a64.MR = MR; a64.backwards = backwards; a64.act = act
-        a64.rec_act = rec_act; a64.isa = isa_code; a64.x = proj; a64.r = rp
-        a64.h = hbuf; a64.c = cbuf; a64.y = ybuf; a64.mask = mask; a64.seq = seq
-        args = &a64
-
-    # Threads: split rows when each thread gets a useful tile, else split
-    # unit blocks (one barrier per step), else run on one thread.
     cdef int split_units = 0
-    if nt > 1 and <double>B * T * U * G < PARALLEL_MIN_FMAS:
-        nt = 1
-    if nt > 1 and B < 4 * nt:
-        if NB >= nt:
-            split_units = 1
-        elif B < nt:
-            nt = 1
-    for ci in range(n_chunks):
-        # Chunks run in processing order; the projection is indexed by real
-        # time, proj[b, t - t0, :].
-        t0 = (n_chunks - 1 - ci) * chunk if backwards else ci * chunk
-        tc = min(chunk, T - t0)
-        # Outside the thread team, so BLAS may use its own threads here.
-        for b in range(B * tc):
-            memcpy(proj + b * G, bp, G * sizeof(floating))
-        if tc == T:
-            _gemm_rm(<int>(B * T), <int>G, <int>I, x, <int>I, kp, <int>G, 1, proj, <int>G)
-        else:    # gather the chunk's rows so it is still one GEMM
-            for b in range(B):
-                memcpy(gather + b * tc * I, x + (b * T + t0) * I, tc * I * sizeof(floating))
-            _gemm_rm(<int>(B * tc), <int>G, <int>I, gather, <int>I, kp, <int>G, 1,
-                     proj, <int>G)
-        if floating is float:
-            a32.t0 = t0; a32.steps = tc; a32.step0 = ci * chunk
-            a32.split_units = split_units
-        else:
-            a64.t0 = t0; a64.steps = tc; a64.step0 = ci * chunk
-            a64.split_units = split_units
-        _chunk(x, args, nt, nt > 1)
+    nt = _plan(B, T, U, NB, nt, &split_units)
+
+    cdef fl_layer_f32 a32
+    cdef fl_layer_f64 a64
+    cdef int tid = 0, size = 1
+    if floating is float:
+        a32.B = B; a32.T_ = T; a32.n_in = I; a32.U = U; a32.Up = Up; a32.NB = NB
+        a32.W = W; a32.MR = MR; a32.chunk = chunk; a32.backwards = backwards
+        a32.act = act; a32.rec_act = rec_act; a32.isa = isa_code
+        a32.split_units = split_units; a32.x = x; a32.kp = kp; a32.bias = bp
+        a32.r = rp; a32.proj = proj; a32.h = hbuf; a32.c = cbuf; a32.y = ybuf
+        a32.mask = mask; a32.seq = seq
+    else:
+        a64.B = B; a64.T_ = T; a64.n_in = I; a64.U = U; a64.Up = Up; a64.NB = NB
+        a64.W = W; a64.MR = MR; a64.chunk = chunk; a64.backwards = backwards
+        a64.act = act; a64.rec_act = rec_act; a64.isa = isa_code
+        a64.split_units = split_units; a64.x = x; a64.kp = kp; a64.bias = bp
+        a64.r = rp; a64.proj = proj; a64.h = hbuf; a64.c = cbuf; a64.y = ybuf
+        a64.mask = mask; a64.seq = seq
+    if nt > 1:
+        with parallel(num_threads=nt):
+            tid = threadid()
+            size = fl_team_size()   # may be fewer than asked for
+            if floating is float:
+                fl_layer_thread_f32(&a32, tid, size)
+            else:
+                fl_layer_thread_f64(&a64, tid, size)
+    elif floating is float:
+        fl_layer_thread_f32(&a32, 0, 1)
+    else:
+        fl_layer_thread_f64(&a64, 0, 1)
 
     cdef floating *hfin = hbuf + (T & 1) * B * Up
     for b in range(B):

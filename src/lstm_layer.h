@@ -35,7 +35,7 @@ typedef struct {                                                              \
     const T *r;              /* packed panel          [U][4][W] */            \
     const T *x;              /* input projection      [mr][ldx] at block */   \
     long ldx;                                                                 \
-    T *c, *hn, *y;           /* cell, next h, last output at block [mr][ldc] */\
+    T *c, *hn, *y;           /* cell, next h, last output at block [mr][ldc] */ \
     long ldc;                                                                 \
     const unsigned char *mask; /* mask[b, t] of row 0, or NULL [mr][ldm] */   \
     long ldm;                                                                 \
@@ -45,9 +45,24 @@ typedef struct {                                                              \
     int act, rec_act;                                                         \
 } fl_tile_##SUF;
 
+/* Input projection of mr rows of x for one block: out = bias + x @ panel. */
+#define FL_DEFINE_PROJ_ARGS(T, SUF)                                           \
+typedef struct {                                                              \
+    long n_in;               /* features: length of the k loop */             \
+    const T *x;              /* inputs                [mr][ldx] */            \
+    long ldx;                                                                 \
+    const T *kp;             /* packed kernel panel   [I][4][W] */            \
+    const T *bias;           /* packed bias of the block [4][W] */            \
+    T *out;                  /* projection at block   [mr][ldo] */            \
+    long ldo;                                                                 \
+} fl_proj_##SUF;
+
 FL_DEFINE_TILE_ARGS(float, f32)
 FL_DEFINE_TILE_ARGS(double, f64)
+FL_DEFINE_PROJ_ARGS(float, f32)
+FL_DEFINE_PROJ_ARGS(double, f64)
 #undef FL_DEFINE_TILE_ARGS
+#undef FL_DEFINE_PROJ_ARGS
 
 #include "lstm_portable.h"
 
@@ -129,74 +144,6 @@ static void fl_activate_f32(int isa, int kind, const float *x, float *y, long n)
         y[j] = fl_act_f32(kind, x[j]);
 }
 
-/* A chunk of `steps` time steps starting at real time t0 (processing order
- * is reversed with `backwards`). */
-#define FL_DEFINE_CHUNK(T, SUF)                                               \
-typedef struct {                                                              \
-    long B, T_, U, Up, NB, W, MR;                                             \
-    long t0, steps;                                                           \
-    long step0;        /* steps processed before this chunk (h parity) */     \
-    int backwards, act, rec_act, isa;                                         \
-    int split_units;   /* 1: threads split blocks; 0: threads split rows */   \
-    const T *x;        /* input projection          [B][steps][NB*4*W] */     \
-    const T *r;        /* packed recurrent kernel   [NB][U][4][W] */          \
-    T *h;              /* h double buffer           [2][B][Up] */             \
-    T *c;              /* cell                      [B][Up] */                \
-    T *y;              /* last output               [B][Up], NULL: no mask */ \
-    const unsigned char *mask;  /*                  [B][T_] or NULL */        \
-    T *seq;            /* outputs                   [B][T_][U] or NULL */     \
-} fl_chunk_##SUF;                                                             \
-                                                                              \
-static void fl_chunk_thread_##SUF(const fl_chunk_##SUF *a, int tid, int nt)   \
-{                                                                             \
-    long r0 = 0, r1 = a->B, p0 = 0, p1 = a->NB, s;                            \
-    void (*tile)(int, const fl_tile_##SUF *) = fl_tile_portable_##SUF;        \
-    FL_PICK_TILE_##SUF                                                        \
-    if (a->split_units) {                                                     \
-        p0 = a->NB * tid / nt;                                                \
-        p1 = a->NB * (tid + 1) / nt;                                          \
-    } else {                                                                  \
-        r0 = a->B * tid / nt;                                                 \
-        r1 = a->B * (tid + 1) / nt;                                           \
-    }                                                                         \
-    long rows = r1 - r0, G = a->NB * 4 * a->W;                                \
-    long ntiles = (rows + a->MR - 1) / a->MR;                                 \
-    fl_tile_##SUF tl;                                                         \
-    tl.U = a->U; tl.ldh = a->Up; tl.ldx = a->steps * G; tl.ldc = a->Up;       \
-    tl.ldm = a->T_; tl.lds = a->T_ * a->U;                                    \
-    tl.act = a->act; tl.rec_act = a->rec_act;                                 \
-    for (s = 0; s < a->steps; ++s) {                                          \
-        long t = a->backwards ? a->t0 + a->steps - 1 - s : a->t0 + s;         \
-        long k = a->backwards ? a->T_ - 1 - t : t;    /* output index */      \
-        long par = (a->step0 + s) & 1;                                        \
-        T *hprev = a->h + par * a->B * a->Up;                                 \
-        T *hnext = a->h + (1 - par) * a->B * a->Up;                           \
-        for (long p = p0; p < p1; ++p) {                                      \
-            long col = p * a->W, b = r0;                                      \
-            tl.col = col;                                                     \
-            tl.r = a->r + p * a->U * 4 * a->W;                                \
-            tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);         \
-            for (long q = 0; q < ntiles; ++q) {                               \
-                /* near-equal tiles: 8 rows -> 4 + 4, not 6 + 2 */            \
-                int mr = (int)(rows / ntiles + (q < rows % ntiles));          \
-                tl.h = hprev + b * a->Up;                                     \
-                tl.x = a->x + (b * a->steps + (t - a->t0)) * G + p * 4 * a->W;\
-                tl.c = a->c + b * a->Up + col;                                \
-                tl.hn = hnext + b * a->Up + col;                              \
-                tl.y = a->y != NULL ? a->y + b * a->Up + col : NULL;          \
-                tl.mask = a->mask != NULL ? a->mask + b * a->T_ + t : NULL;   \
-                tl.seq = a->seq != NULL ? a->seq + (b * a->T_ + k) * a->U + col\
-                                        : NULL;                               \
-                tile(mr, &tl);                                                \
-                b += mr;                                                      \
-            }                                                                 \
-        }                                                                     \
-        if (a->split_units && nt > 1) {                                       \
-            FL_BARRIER                                                        \
-        }                                                                     \
-    }                                                                         \
-}
-
 #ifdef _OPENMP
 #define FL_BARRIER _Pragma("omp barrier")
 #else
@@ -205,16 +152,125 @@ static void fl_chunk_thread_##SUF(const fl_chunk_##SUF *a, int tid, int nt)   \
 
 #if FL_HAVE_X86
 #define FL_PICK_TILE_f32                                                      \
-    if (a->isa == FL_ISA_AVX512) tile = fl_tile_avx512;                       \
-    else if (a->isa == FL_ISA_AVX2) tile = fl_tile_avx2;
+    if (a->isa == FL_ISA_AVX512) {                                            \
+        tile = fl_tile_avx512;                                                \
+        proj = fl_proj_avx512;                                                \
+    } else if (a->isa == FL_ISA_AVX2) {                                       \
+        tile = fl_tile_avx2;                                                  \
+        proj = fl_proj_avx2;                                                  \
+    }
 #else
 #define FL_PICK_TILE_f32
 #endif
 #define FL_PICK_TILE_f64
 
-FL_DEFINE_CHUNK(float, f32)
-FL_DEFINE_CHUNK(double, f64)
-#undef FL_DEFINE_CHUNK
+/* Near-equal tiles of at most MR rows: 8 rows -> 4 + 4, not 6 + 2. */
+static inline int fl_tile_rows(long rows, long ntiles, long q)
+{
+    return (int)(rows / ntiles + (q < rows % ntiles));
+}
+
+/* The whole layer, run by every thread of a team with its id.  Time is cut
+ * into chunks of `chunk` steps; for each chunk a thread first computes the
+ * input projection of its own rows and blocks (no other thread reads them),
+ * then runs the chunk's steps. */
+#define FL_DEFINE_LAYER(T, SUF)                                               \
+typedef struct {                                                              \
+    long B, T_, n_in, U, Up, NB, W, MR, chunk;                                \
+    int backwards, act, rec_act, isa;                                         \
+    int split_units;   /* 1: threads split blocks; 0: threads split rows */   \
+    const T *x;        /* inputs                    [B][T_][I] */             \
+    const T *kp;       /* packed kernel             [NB][I][4][W] */          \
+    const T *bias;     /* packed bias               [NB][4][W] */             \
+    const T *r;        /* packed recurrent kernel   [NB][U][4][W] */          \
+    T *proj;           /* input projection          [B][chunk][NB*4*W] */     \
+                       /* (row stride `chunk` even in a shorter last chunk,   \
+                          so one thread's rows never overlap another's) */    \
+    T *h;              /* h double buffer           [2][B][Up] */             \
+    T *c;              /* cell                      [B][Up] */                \
+    T *y;              /* last output               [B][Up], NULL: no mask */ \
+    const unsigned char *mask;  /*                  [B][T_] or NULL */        \
+    T *seq;            /* outputs                   [B][T_][U] or NULL */     \
+} fl_layer_##SUF;                                                             \
+                                                                              \
+static void fl_layer_thread_##SUF(const fl_layer_##SUF *a, int tid, int nt)   \
+{                                                                             \
+    long r0 = 0, r1 = a->B, p0 = 0, p1 = a->NB, s, ci;                        \
+    void (*tile)(int, const fl_tile_##SUF *) = fl_tile_portable_##SUF;        \
+    void (*proj)(int, const fl_proj_##SUF *) = fl_proj_portable_##SUF;        \
+    FL_PICK_TILE_##SUF                                                        \
+    if (a->split_units) {                                                     \
+        p0 = a->NB * tid / nt;                                                \
+        p1 = a->NB * (tid + 1) / nt;                                          \
+    } else {                                                                  \
+        r0 = a->B * tid / nt;                                                 \
+        r1 = a->B * (tid + 1) / nt;                                           \
+    }                                                                         \
+    long rows = r1 - r0, G = a->NB * 4 * a->W, W4 = 4 * a->W;                 \
+    long ntiles = (rows + a->MR - 1) / a->MR;                                 \
+    long n_chunks = (a->T_ + a->chunk - 1) / a->chunk;                        \
+    fl_tile_##SUF tl;                                                         \
+    fl_proj_##SUF pj;                                                         \
+    tl.U = a->U; tl.ldh = a->Up; tl.ldc = a->Up;                              \
+    tl.ldm = a->T_; tl.lds = a->T_ * a->U;                                    \
+    tl.act = a->act; tl.rec_act = a->rec_act;                                 \
+    tl.ldx = a->chunk * G;  /* the same for every chunk: see proj above */    \
+    pj.n_in = a->n_in; pj.ldx = a->n_in; pj.ldo = G;                          \
+    for (ci = 0; ci < n_chunks; ++ci) {                                       \
+        /* chunks in processing order; proj is indexed by real time */        \
+        long t0 = a->backwards ? (n_chunks - 1 - ci) * a->chunk               \
+                               : ci * a->chunk;                               \
+        long tc = a->T_ - t0 < a->chunk ? a->T_ - t0 : a->chunk;              \
+        long ptiles = (tc + a->MR - 1) / a->MR;                               \
+        for (long p = p0; p < p1; ++p) {                                      \
+            pj.kp = a->kp + p * a->n_in * W4;                                 \
+            pj.bias = a->bias + p * W4;                                       \
+            for (long b = r0; b < r1; ++b) {                                  \
+                long s0 = 0;                                                  \
+                for (long q = 0; q < ptiles; ++q) {                           \
+                    int mr = fl_tile_rows(tc, ptiles, q);                     \
+                    pj.x = a->x + (b * a->T_ + t0 + s0) * a->n_in;            \
+                    pj.out = a->proj + (b * a->chunk + s0) * G + p * W4;      \
+                    proj(mr, &pj);                                            \
+                    s0 += mr;                                                 \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+        for (s = 0; s < tc; ++s) {                                            \
+            long t = a->backwards ? t0 + tc - 1 - s : t0 + s;                 \
+            long k = a->backwards ? a->T_ - 1 - t : t;    /* output index */  \
+            long par = (ci * a->chunk + s) & 1;                               \
+            T *hprev = a->h + par * a->B * a->Up;                             \
+            T *hnext = a->h + (1 - par) * a->B * a->Up;                       \
+            for (long p = p0; p < p1; ++p) {                                  \
+                long col = p * a->W, b = r0;                                  \
+                tl.col = col;                                                 \
+                tl.r = a->r + p * a->U * W4;                                  \
+                tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);     \
+                for (long q = 0; q < ntiles; ++q) {                           \
+                    int mr = fl_tile_rows(rows, ntiles, q);                   \
+                    tl.h = hprev + b * a->Up;                                 \
+                    tl.x = a->proj + (b * a->chunk + t - t0) * G + p * W4;    \
+                    tl.c = a->c + b * a->Up + col;                            \
+                    tl.hn = hnext + b * a->Up + col;                          \
+                    tl.y = a->y != NULL ? a->y + b * a->Up + col : NULL;      \
+                    tl.mask = a->mask != NULL ? a->mask + b * a->T_ + t : NULL; \
+                    tl.seq = a->seq != NULL                                   \
+                        ? a->seq + (b * a->T_ + k) * a->U + col : NULL;       \
+                    tile(mr, &tl);                                            \
+                    b += mr;                                                  \
+                }                                                             \
+            }                                                                 \
+            if (a->split_units && nt > 1) {                                   \
+                FL_BARRIER                                                    \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+}
+
+FL_DEFINE_LAYER(float, f32)
+FL_DEFINE_LAYER(double, f64)
+#undef FL_DEFINE_LAYER
 
 /* 1 when the module was compiled with OpenMP. */
 static int fl_openmp(void)

@@ -12,6 +12,25 @@
 #define FL_PMR 4    /* most rows per tile */
 
 #define FL_DEFINE_PORTABLE(T, SUF)                                            \
+static void fl_proj_portable_##SUF(int mr, const fl_proj_##SUF *a)            \
+{                                                                             \
+    T acc[FL_PMR][4 * FL_PW];                                                 \
+    const T *kp = a->kp;                                                      \
+    long k;                                                                   \
+    int r, j;                                                                 \
+    for (r = 0; r < mr; ++r)                                                  \
+        for (j = 0; j < 4 * FL_PW; ++j)                                       \
+            acc[r][j] = a->bias[j];                                           \
+    for (k = 0; k < a->n_in; ++k, kp += 4 * FL_PW)                            \
+        for (r = 0; r < mr; ++r) {                                            \
+            T xv = a->x[r * a->ldx + k];                                      \
+            for (j = 0; j < 4 * FL_PW; ++j)                                   \
+                acc[r][j] += xv * kp[j];                                      \
+        }                                                                     \
+    for (r = 0; r < mr; ++r)                                                  \
+        memcpy(a->out + r * a->ldo, acc[r], sizeof acc[r]);                   \
+}                                                                             \
+                                                                              \
 static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
 {                                                                             \
     T acc[FL_PMR][4 * FL_PW];                                                 \

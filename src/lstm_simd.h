@@ -169,24 +169,69 @@ FN(tile_rows)(const int mr, const fl_tile_f32 *a)
     }
 }
 
-static void FN(tile)(int mr, const fl_tile_f32 *a)
+/* Input projection rows: out[r] = bias + x[r] @ kernel panel, for mr rows
+ * of x and one block of W units (4 gate vectors). */
+static inline __attribute__((always_inline)) void
+FN(proj_rows)(const int mr, const fl_proj_f32 *a)
 {
-    switch (mr) {
+    V acc[FL_MR][4];
+    const float *kp = a->kp;
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g)
+            acc[r][g] = FN(load)(a->bias + g * FL_W);
+    for (long k = 0; k < a->n_in; ++k, kp += 4 * FL_W) {
+        V b0 = FN(load)(kp), b1 = FN(load)(kp + FL_W);
+        V b2 = FN(load)(kp + 2 * FL_W), b3 = FN(load)(kp + 3 * FL_W);
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; ++r) {
+            V xv = FN(splat)(a->x[r * a->ldx + k]);
+            acc[r][0] += xv * b0;
+            acc[r][1] += xv * b1;
+            acc[r][2] += xv * b2;
+            acc[r][3] += xv * b3;
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g)
+            FN(store)(a->out + r * a->ldo + g * FL_W, acc[r][g]);
+}
+
 #if FL_MR >= 8
-    case 8: FN(tile_rows)(8, a); break;
-    case 7: FN(tile_rows)(7, a); break;
+#define FL_MR_CASES_8(f) case 8: f(8, a); break; case 7: f(7, a); break;
+#else
+#define FL_MR_CASES_8(f)
 #endif
 #if FL_MR >= 6
-    case 6: FN(tile_rows)(6, a); break;
-    case 5: FN(tile_rows)(5, a); break;
+#define FL_MR_CASES_6(f) case 6: f(6, a); break; case 5: f(5, a); break;
+#else
+#define FL_MR_CASES_6(f)
 #endif
 #if FL_MR >= 4
-    case 4: FN(tile_rows)(4, a); break;
+#define FL_MR_CASES_4(f) case 4: f(4, a); break;
+#else
+#define FL_MR_CASES_4(f)
 #endif
-    case 3: FN(tile_rows)(3, a); break;
-    case 2: FN(tile_rows)(2, a); break;
-    default: FN(tile_rows)(1, a); break;
+/* mr as a compile-time constant, so the row loops unroll into registers. */
+#define FL_MR_SWITCH(f)                                                       \
+    switch (mr) {                                                             \
+    FL_MR_CASES_8(f) FL_MR_CASES_6(f) FL_MR_CASES_4(f)                        \
+    case 3: f(3, a); break;                                                   \
+    case 2: f(2, a); break;                                                   \
+    default: f(1, a); break;                                                  \
     }
+
+static void FN(proj)(int mr, const fl_proj_f32 *a)
+{
+    FL_MR_SWITCH(FN(proj_rows))
+}
+
+static void FN(tile)(int mr, const fl_tile_f32 *a)
+{
+    FL_MR_SWITCH(FN(tile_rows))
 }
 
 /* Vector activations over n floats (n a multiple of FL_W): the accuracy
@@ -197,6 +242,10 @@ static void FN(activate)(int kind, const float *x, float *y, long n)
         FN(store)(y + j, FN(act)(kind, FN(load)(x + j)));
 }
 
+#undef FL_MR_SWITCH
+#undef FL_MR_CASES_8
+#undef FL_MR_CASES_6
+#undef FL_MR_CASES_4
 #undef V
 #undef VI
 #undef FN
