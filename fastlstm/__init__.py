@@ -1,6 +1,13 @@
 """fastlstm: Keras's LSTM layer on a fast CPU kernel, weights compatible with
 Keras and PyTorch."""
 from ._version import __version__
+from .bidirectional import Bidirectional
+from .keras_io import from_keras, load_keras_weights
 from .layer import LSTM
+from .masking import Masking
+from .sequential import Sequential
+from .serialization import load
+from .torch_io import from_torch
 
-__all__ = ["LSTM", "__version__"]
+__all__ = ["LSTM", "Bidirectional", "Masking", "Sequential", "from_keras", "from_torch",
+           "load", "load_keras_weights", "__version__"]

@@ -28,6 +28,10 @@ class LSTM:
     go_backwards : bool, default False
         Process the sequence in reverse; the returned sequence is in
         processing order (reversed), as in Keras.
+    stateful : bool, default False
+        Carry the final states of a call into the next call (for one fixed
+        batch size); see ``states`` and ``reset_state``.  An explicit
+        ``initial_state`` overrides the stored states.
     seed : int or None
         Seed of the weight initializers.
     dtype : "float32" or "float64"
@@ -54,7 +58,7 @@ class LSTM:
                  use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  unit_forget_bias=True, return_sequences=False,
-                 return_state=False, go_backwards=False, seed=None,
+                 return_state=False, go_backwards=False, stateful=False, seed=None,
                  dtype="float32", num_threads=None):
         # 4 * units columns must fit BLAS's 32-bit ints.
         self.units = validation.positive_int(units, "units", limit=(2**31 - 1) // 4)
@@ -70,6 +74,8 @@ class LSTM:
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self._states = None     # (h, c) kept between calls when stateful
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.seed = seed
@@ -160,15 +166,14 @@ class LSTM:
         An unbuilt layer builds itself from the kernel's shape."""
         input_dim = self.input_dim
         if input_dim is None:
-            if (isinstance(weights, (list, tuple)) and weights
-                    and np.ndim(weights[0]) == 2):
-                input_dim = np.shape(weights[0])[0]
-            else:
-                input_dim = "input_dim"
-        shapes = self._weight_shapes(input_dim)
-        arrays = validation.weights(weights, shapes, self.dtype)
-        if not self.built:
-            self.input_dim = validation.positive_int(input_dim, "input_dim (rows of weights[0])")
+            first = weights[0] if isinstance(weights, (list, tuple)) and weights else None
+            shape = np.shape(first)
+            if len(shape) != 2 or shape[1] != 4 * self.units or shape[0] == 0:
+                raise ValueError(
+                    f"weights[0] must have shape (input_dim, {4 * self.units}), got {shape}")
+            input_dim = shape[0]
+        arrays = validation.weights(weights, self._weight_shapes(input_dim), self.dtype)
+        self.input_dim = input_dim
         self._store(arrays)
 
     def count_params(self):
@@ -176,7 +181,7 @@ class LSTM:
         return sum(w.size for w in self._weights)
 
     # ------------------------------------------------------------------- call
-    def __call__(self, x, mask=None, initial_state=None):
+    def __call__(self, x, mask=None, initial_state=None, lengths=None):
         """Run the layer on ``x`` (batch, timesteps, features).
 
         Parameters
@@ -188,6 +193,10 @@ class LSTM:
             output repeats the previous step's output (zeros before the
             first unmasked step).
         initial_state : [h, c], each (batch, units), optional
+            Overrides the stored states of a stateful layer.
+        lengths : array_like of int, shape (batch,), optional
+            Shortcut for a right-padded mask: row b has ``lengths[b]`` valid
+            steps (like PyTorch's ``pack_padded_sequence``).
 
         Returns
         -------
@@ -199,8 +208,8 @@ class LSTM:
         if not self.built:
             self.build(x.shape[2])
         batch, timesteps = x.shape[:2]
-        mask = validation.mask(mask, batch, timesteps)
-        h, c = validation.initial_state(initial_state, batch, self.units, self.dtype)
+        mask = validation.mask_or_lengths(mask, lengths, batch, timesteps)
+        h, c = self._start_states(initial_state, batch)
         # Last output: carried by the kernel when there is a mask; zeros when
         # no step ran (timesteps == 0); otherwise the final h.
         last = np.zeros((batch, self.units), self.dtype)
@@ -215,10 +224,98 @@ class LSTM:
                         self.num_threads or _kernel.DEFAULT_THREADS)
         if mask is None and timesteps > 0:
             last[...] = h
+        if self.stateful:
+            self._states = (h.copy(), c.copy())
         output = sequence if self.return_sequences else last
         if self.return_state:
             return [output, h, c]
         return output
+
+    def compute_output_shape(self, input_shape):
+        """Shape of the output for ``input_shape`` (batch, timesteps,
+        features), entries may be None; a list of three shapes with
+        return_state."""
+        batch, timesteps = tuple(input_shape)[:2]
+        output = ((batch, timesteps, self.units) if self.return_sequences
+                  else (batch, self.units))
+        if self.return_state:
+            return [output, (batch, self.units), (batch, self.units)]
+        return output
+
+    # ----------------------------------------------------------------- states
+    def _start_states(self, initial_state, batch):
+        if self.stateful and initial_state is None and self._states is not None:
+            validation.stateful_batch(self._states[0].shape[0], batch)
+            return self._states[0].copy(), self._states[1].copy()
+        return validation.initial_state(initial_state, batch, self.units, self.dtype)
+
+    @property
+    def states(self):
+        """``[h, c]`` stored by a stateful layer (copies), None before its first call."""
+        if self._states is None:
+            return None
+        return [state.copy() for state in self._states]
+
+    def reset_state(self, states=None):
+        """Zero the stored states of a stateful layer, or set them to ``[h, c]``
+        (each (batch, units); this also sets the batch size)."""
+        if not self.stateful:
+            raise ValueError("reset_state: the layer is not stateful (stateful=False)")
+        if states is not None:
+            validation.state_list(states, 2, "states")
+            batch = (np.shape(states[0]) or (None,))[0]
+            self._states = validation.initial_state(states, batch, self.units, self.dtype)
+        elif self._states is not None:
+            self._states = tuple(np.zeros_like(state) for state in self._states)
+
+    reset_states = reset_state      # the tf.keras name
+
+    # ------------------------------------------------------- config and I/O
+    def get_config(self):
+        """The constructor arguments under Keras's ``LSTM`` config keys."""
+        return {
+            "units": self.units, "activation": self.activation,
+            "recurrent_activation": self.recurrent_activation,
+            "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
+            "recurrent_initializer": self.recurrent_initializer,
+            "bias_initializer": self.bias_initializer,
+            "unit_forget_bias": self.unit_forget_bias,
+            "return_sequences": self.return_sequences, "return_state": self.return_state,
+            "go_backwards": self.go_backwards, "stateful": self.stateful,
+            "seed": self.seed, "dtype": self.dtype.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        """A layer from ``get_config()`` or from a Keras ``LSTM`` config
+        (keys that only matter for training, such as regularizers, are
+        dropped)."""
+        from . import serialization
+        return cls(**serialization.constructor_kwargs(cls, config))
+
+    def save(self, path):
+        """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
+        from . import serialization
+        serialization.save(self, path)
+
+    @classmethod
+    def from_torch(cls, module, **kwargs):
+        """A layer with the weights of a one-layer unidirectional
+        ``torch.nn.LSTM``; ``kwargs`` go to the constructor.  The layer takes
+        batch-major input whatever the module's ``batch_first``."""
+        from . import torch_io
+        return torch_io.layer_from_torch(cls, module, **kwargs)
+
+    def to_torch(self):
+        """A ``torch.nn.LSTM`` (batch_first=True) that computes the same outputs."""
+        from . import torch_io
+        return torch_io.layer_to_torch(self)
+
+    @classmethod
+    def from_keras(cls, layer):
+        """A layer with the config and weights of a live ``keras.layers.LSTM``."""
+        from . import keras_io
+        return keras_io.lstm_from_keras(cls, layer)
 
     def __repr__(self):
         shape = f"input_dim={self.input_dim}, " if self.built else ""

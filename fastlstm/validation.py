@@ -86,6 +86,45 @@ def mask(value, batch, timesteps):
     return np.ascontiguousarray(array != 0, dtype=np.uint8)
 
 
+def mask_or_lengths(mask_value, lengths, batch, timesteps):
+    """mask or lengths → uint8 mask (batch, timesteps), or None.
+
+    ``lengths[b]`` valid steps at the start of row b make a right-padded
+    mask; giving both a mask and lengths is an error.
+    """
+    if lengths is None:
+        return mask(mask_value, batch, timesteps)
+    if mask_value is not None:
+        raise ValueError("give either mask or lengths, not both")
+    array = _numeric_array(lengths, "lengths")
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"lengths must hold integers, got dtype {array.dtype}")
+    if array.shape != (batch,):
+        raise ValueError(f"lengths must have shape (batch,) = {(batch,)}, got {array.shape}")
+    if array.size and (array.min() < 0 or array.max() > timesteps):
+        raise ValueError(
+            f"lengths must lie in [0, timesteps] = [0, {timesteps}], "
+            f"got values in [{array.min()}, {array.max()}]")
+    return np.ascontiguousarray(np.arange(timesteps) < array[:, None], dtype=np.uint8)
+
+
+def state_list(value, count, argument):
+    """A list of ``count`` state arrays (e.g. Bidirectional's four), or None."""
+    if value is not None and (not isinstance(value, (list, tuple)) or len(value) != count):
+        raise ValueError(
+            f"{argument} must be a list of {count} arrays, got {_describe(value)}")
+    return value
+
+
+def stateful_batch(expected, batch):
+    """A stateful layer's states are for one batch size."""
+    if expected is not None and batch != expected:
+        raise ValueError(
+            f"stateful LSTM holds states for batch size {expected}, got an input "
+            f"with batch size {batch}; call reset_state() with states of the new "
+            f"size or use a layer per batch size")
+
+
 def initial_state(value, batch, units, dtype):
     """initial_state → fresh (h, c) arrays the kernel may overwrite."""
     if value is None:

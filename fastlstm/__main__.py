@@ -1,0 +1,69 @@
+"""``python -m fastlstm``: the tutorial's example, end to end.
+
+Runs LSTM(16) on a batch of 100 one-hot sequences of shape (4, 10) in the
+four return modes, prints their shapes and the parameter count, checks the
+numbers against the NumPy reference (and PyTorch if installed), and times
+one call of each.
+"""
+import timeit
+
+import numpy as np
+
+from . import LSTM, __version__
+from .reference import lstm as reference
+
+
+def _milliseconds(call):
+    runs, total = timeit.Timer(call).autorange()
+    best = min(timeit.repeat(call, number=runs, repeat=5))
+    return 1e3 * best / runs
+
+
+def _torch_call(layer, x):
+    """torch.nn.LSTM with the layer's weights, as a call, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    module, tensor = layer.to_torch(), torch.from_numpy(x)
+
+    def call():
+        with torch.inference_mode():
+            return module(tensor)[0][:, -1].numpy()
+
+    return call
+
+
+def main():
+    digits = np.random.default_rng(0).integers(0, 10, size=(100, 4))
+    x = np.eye(10, dtype=np.float32)[digits]            # one-hot, (100, 4, 10)
+    print(f"fastlstm {__version__}: LSTM(16) on input of shape {x.shape}\n")
+
+    base = LSTM(16, seed=0)
+    base.build(x.shape)
+    for sequences in (False, True):
+        for state in (False, True):
+            layer = LSTM(16, return_sequences=sequences, return_state=state)
+            layer.set_weights(base.get_weights())
+            result = layer(x)
+            shapes = [r.shape for r in result] if state else result.shape
+            print(f"return_sequences={sequences!s:5} return_state={state!s:5} -> {shapes}")
+    print(f"\nparameters: {base.count_params():,}")
+
+    weights = base.get_weights()
+    ours = base(x)
+    expected = reference(x, *weights)[1]
+    print(f"max |fastlstm - NumPy reference| = {np.abs(ours - expected).max():.2e}")
+    timings = {"fastlstm": _milliseconds(lambda: base(x)),
+               "NumPy reference": _milliseconds(lambda: reference(x, *weights))}
+    torch_call = _torch_call(base, x)
+    if torch_call is not None:
+        print(f"max |fastlstm - torch.nn.LSTM|    = {np.abs(ours - torch_call()).max():.2e}")
+        timings["torch.nn.LSTM"] = _milliseconds(torch_call)
+    print("\nbest time of one call:")
+    for name, ms in timings.items():
+        print(f"  {name:16} {ms:8.3f} ms  ({ms / timings['fastlstm']:.1f}x fastlstm's time)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""``fastlstm.Bidirectional``: a forward and a backward LSTM over one sequence."""
+import numpy as np
+
+from . import validation
+from .layer import LSTM
+
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+def _merge(mode, forward, backward):
+    if mode == "concat":
+        return np.concatenate([forward, backward], axis=-1)
+    if mode == "sum":
+        return forward + backward
+    if mode == "mul":
+        return forward * backward
+    if mode == "ave":
+        return (forward + backward) / 2
+    return [forward, backward]
+
+
+class Bidirectional:
+    """Keras's ``Bidirectional`` wrapper around a ``fastlstm.LSTM``.
+
+    Parameters
+    ----------
+    layer : fastlstm.LSTM
+        Its config makes the forward layer (a new layer, as in Keras: the
+        weights of ``layer`` are not reused) and, with ``go_backwards``
+        flipped, the backward layer.
+    merge_mode : {"concat", "sum", "mul", "ave", None}, default "concat"
+        How the two outputs combine; None returns both, ``[y_fwd, y_bwd]``.
+    backward_layer : fastlstm.LSTM, optional
+        Used as the backward layer as is; it must have the opposite
+        ``go_backwards`` and the same return_sequences, return_state and
+        stateful as ``layer``.
+
+    Calls return what Keras returns: the merged output, then with
+    return_state ``fwd_h, fwd_c, bwd_h, bwd_c`` (five entries; six with
+    merge_mode=None).  The backward sequence is flipped back to time order
+    when return_sequences=True, and with a mask both directions then
+    output zeros at masked steps (Keras sets ``zero_output_for_mask``).
+
+    Examples
+    --------
+    >>> import numpy as np, fastlstm
+    >>> x = np.random.default_rng(0).random((2, 5, 3), dtype=np.float32)
+    >>> bi = fastlstm.Bidirectional(fastlstm.LSTM(4, return_sequences=True, seed=0))
+    >>> bi(x).shape, bi.count_params()
+    ((2, 5, 8), 256)
+    """
+
+    def __init__(self, layer, merge_mode="concat", backward_layer=None):
+        if not isinstance(layer, LSTM):
+            raise TypeError(f"Bidirectional expects a fastlstm.LSTM layer, "
+                            f"got {type(layer).__name__}")
+        if merge_mode not in MERGE_MODES:
+            raise ValueError(f"merge_mode must be one of {MERGE_MODES}, got {merge_mode!r}")
+        config = layer.get_config()
+        self.forward_layer = LSTM.from_config(config)
+        if backward_layer is None:
+            backward_layer = LSTM.from_config({**config, "go_backwards": not layer.go_backwards})
+        elif not isinstance(backward_layer, LSTM):
+            raise TypeError(f"backward_layer must be a fastlstm.LSTM, "
+                            f"got {type(backward_layer).__name__}")
+        for name in ("return_sequences", "return_state", "stateful", "dtype"):
+            if getattr(backward_layer, name) != getattr(layer, name):
+                raise ValueError(
+                    f"backward_layer.{name} must equal layer.{name} = "
+                    f"{getattr(layer, name)!r}, got {getattr(backward_layer, name)!r}")
+        if backward_layer.go_backwards == layer.go_backwards:
+            raise ValueError(
+                f"backward_layer.go_backwards must be the opposite of layer.go_backwards "
+                f"= {layer.go_backwards}, got {backward_layer.go_backwards}")
+        self.backward_layer = backward_layer
+        self.merge_mode = merge_mode
+        self.return_sequences = layer.return_sequences
+        self.return_state = layer.return_state
+        self.stateful = layer.stateful
+        self.dtype = layer.dtype
+
+    @property
+    def built(self):
+        return self.forward_layer.built and self.backward_layer.built
+
+    @property
+    def input_dim(self):
+        return self.forward_layer.input_dim
+
+    def build(self, input_shape):
+        for layer in (self.forward_layer, self.backward_layer):
+            if not layer.built:
+                layer.build(input_shape)
+
+    def __call__(self, x, mask=None, initial_state=None, lengths=None):
+        """Run both directions on ``x`` (batch, timesteps, features).
+
+        ``mask``/``lengths`` as for ``LSTM``; ``initial_state`` is
+        ``[fwd_h, fwd_c, bwd_h, bwd_c]``.
+        """
+        x = validation.inputs(x, self.forward_layer.input_dim, self.dtype)
+        mask = validation.mask_or_lengths(mask, lengths, *x.shape[:2])
+        validation.state_list(initial_state, 4, "Bidirectional initial_state")
+        forward_state = backward_state = None
+        if initial_state is not None:
+            forward_state, backward_state = initial_state[:2], initial_state[2:]
+        forward = self.forward_layer(x, mask=mask, initial_state=forward_state)
+        backward = self.backward_layer(x, mask=mask, initial_state=backward_state)
+        states = []
+        if self.return_state:
+            states = forward[1:] + backward[1:]
+            forward, backward = forward[0], backward[0]
+        if self.return_sequences:
+            backward = backward[:, ::-1]
+            if mask is not None:
+                keep = mask[:, :, None].astype(bool)
+                forward = np.where(keep, forward, 0).astype(self.dtype, copy=False)
+                backward = np.where(keep, backward, 0).astype(self.dtype, copy=False)
+            backward = np.ascontiguousarray(backward)
+        output = _merge(self.merge_mode, forward, backward)
+        if self.return_state:
+            return (output if self.merge_mode is None else [output]) + states
+        return output
+
+    def compute_output_shape(self, input_shape):
+        """Output shape(s) for ``input_shape`` (batch, timesteps, features)."""
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        states = []
+        if self.return_state:
+            shape, states = shape[0], shape[1:] * 2
+        if self.merge_mode == "concat":
+            output = [shape[:-1] + (2 * shape[-1],)]
+        elif self.merge_mode is None:
+            output = [shape, shape]
+        else:
+            output = [shape]
+        output += states
+        return output[0] if len(output) == 1 else output
+
+    # ---------------------------------------------------------------- states
+    @property
+    def states(self):
+        """``[fwd_h, fwd_c, bwd_h, bwd_c]`` of a stateful layer, or None."""
+        forward, backward = self.forward_layer.states, self.backward_layer.states
+        return None if forward is None or backward is None else forward + backward
+
+    def reset_state(self, states=None):
+        """Zero the stored states, or set them to ``[fwd_h, fwd_c, bwd_h, bwd_c]``."""
+        validation.state_list(states, 4, "states")
+        self.forward_layer.reset_state(None if states is None else states[:2])
+        self.backward_layer.reset_state(None if states is None else states[2:])
+
+    reset_states = reset_state
+
+    # --------------------------------------------------------------- weights
+    def get_weights(self):
+        """Forward weights then backward weights, as in Keras."""
+        return self.forward_layer.get_weights() + self.backward_layer.get_weights()
+
+    def set_weights(self, weights):
+        """Set ``get_weights()``-shaped weights (forward then backward)."""
+        count = 2 + self.forward_layer.use_bias
+        expected = count + 2 + self.backward_layer.use_bias
+        if not isinstance(weights, (list, tuple)) or len(weights) != expected:
+            raise ValueError(
+                f"Bidirectional weights must be a list of {expected} arrays "
+                f"(forward then backward), got "
+                f"{len(weights) if isinstance(weights, (list, tuple)) else type(weights).__name__}")
+        self.forward_layer.set_weights(list(weights[:count]))
+        self.backward_layer.set_weights(list(weights[count:]))
+
+    def count_params(self):
+        return self.forward_layer.count_params() + self.backward_layer.count_params()
+
+    # ---------------------------------------------------------------- config
+    def get_config(self):
+        """Keras's Bidirectional config keys: merge_mode, layer, backward_layer."""
+        from .serialization import to_dict
+        return {"merge_mode": self.merge_mode, "layer": to_dict(self.forward_layer),
+                "backward_layer": to_dict(self.backward_layer)}
+
+    @classmethod
+    def from_config(cls, config):
+        """From ``get_config()`` or a Keras Bidirectional config."""
+        def lstm(value):
+            if value.get("class_name") != "LSTM":
+                raise ValueError(f"Bidirectional supports LSTM layers only, "
+                                 f"got {value.get('class_name')!r}")
+            # Bidirectional sets zero_output_for_mask on its layers itself.
+            inner = {k: v for k, v in value["config"].items() if k != "zero_output_for_mask"}
+            return LSTM.from_config(inner)
+
+        backward = config.get("backward_layer")
+        return cls(lstm(config["layer"]), merge_mode=config.get("merge_mode", "concat"),
+                   backward_layer=None if backward is None else lstm(backward))
+
+    def save(self, path):
+        """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
+        from . import serialization
+        serialization.save(self, path)
+
+    def __repr__(self):
+        return f"Bidirectional({self.forward_layer!r}, merge_mode={self.merge_mode!r})"

@@ -1,0 +1,228 @@
+"""``fastlstm.Sequential``: layers stacked one on top of the other."""
+import numpy as np
+
+from . import validation
+from .bidirectional import Bidirectional
+from .layer import LSTM
+from .masking import Masking
+from .serialization import snake_case
+
+_LAYER_TYPES = (LSTM, Bidirectional, Masking)
+
+
+def _single_output(layer):
+    """Whether ``layer`` returns one array (so another layer can follow it)."""
+    return not getattr(layer, "return_state", False) and getattr(
+        layer, "merge_mode", "concat") is not None
+
+
+class Sequential:
+    """A stack of ``LSTM``, ``Bidirectional`` and ``Masking`` layers.
+
+    Each layer's output feeds the next; a mask (from ``mask``, ``lengths`` or
+    a ``Masking`` layer) goes on to the next layer while the time axis is
+    kept (return_sequences=True), as in Keras.  Only the last layer may
+    return several arrays (return_state, or merge_mode=None).
+
+    Parameters
+    ----------
+    layers : list
+    input_shape : (timesteps, features), optional
+        Builds the layers; timesteps may be None.  Without it the stack
+        builds on its first call.
+    time_major : bool, default False
+        Inputs (and sequence outputs) are (timesteps, batch, features), like
+        PyTorch's ``batch_first=False``; masks and lengths stay batch-major.
+
+    Examples
+    --------
+    >>> import fastlstm
+    >>> model = fastlstm.Sequential([fastlstm.LSTM(16, seed=0)], input_shape=(4, 10))
+    >>> model.count_params()
+    1728
+    """
+
+    def __init__(self, layers, input_shape=None, time_major=False):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Sequential needs at least one layer, got an empty list")
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, _LAYER_TYPES):
+                raise TypeError(
+                    f"Sequential layers must be fastlstm LSTM, Bidirectional or Masking, "
+                    f"got {type(layer).__name__} at position {index}")
+            if index < len(layers) - 1 and not _single_output(layer):
+                raise ValueError(
+                    f"layer {index} ({layer!r}) returns several arrays (return_state or "
+                    f"merge_mode=None): only the last layer of a Sequential may")
+        self.layers = layers
+        self.time_major = bool(time_major)
+        self.input_shape = None
+        if input_shape is not None:
+            self.build(input_shape)
+
+    @property
+    def built(self):
+        return all(layer.built for layer in self.layers)
+
+    @property
+    def return_sequences(self):
+        return bool(self.layers) and self.layers[-1].return_sequences
+
+    def build(self, input_shape):
+        """Build every layer for ``input_shape`` = (timesteps, features)."""
+        shape = (None,) + tuple(input_shape)
+        if len(shape) != 3:
+            raise ValueError(f"input_shape must be (timesteps, features), got {input_shape!r}")
+        self.input_shape = tuple(input_shape)
+        for index, layer in enumerate(self.layers):
+            if isinstance(layer, Masking):
+                continue
+            if layer.built and layer.input_dim != shape[-1]:
+                raise ValueError(
+                    f"layer {index} ({layer!r}) takes {layer.input_dim} features, "
+                    f"but the layer before it gives {shape[-1]}")
+            if not layer.built:
+                layer.build(shape[-1])
+            shape = layer.compute_output_shape(shape)
+
+    def __call__(self, x, mask=None, lengths=None):
+        """Run the stack on ``x``; returns what the last layer returns.
+
+        ``mask`` (batch, timesteps) of bool or ``lengths`` (batch,) mark the
+        valid steps, as for ``LSTM``.
+        """
+        if self.time_major:
+            x = np.swapaxes(validation.inputs(x, None, self.layers[0].dtype), 0, 1)
+        x = validation.inputs(x, None, self.layers[0].dtype)
+        mask = validation.mask_or_lengths(mask, lengths, *x.shape[:2])
+        for layer in self.layers:
+            if isinstance(layer, Masking):
+                mask = layer.compute_mask(x)
+                x = layer(x)
+                continue
+            x = layer(x, mask=mask)
+            if not layer.return_sequences:
+                mask = None
+        if self.time_major and self.return_sequences:
+            if not isinstance(x, list):
+                return np.ascontiguousarray(np.swapaxes(x, 0, 1))
+            # Sequences first: two with merge_mode=None, else one; then states.
+            count = 2 if getattr(self.layers[-1], "merge_mode", "") is None else 1
+            return [np.ascontiguousarray(np.swapaxes(a, 0, 1)) if i < count else a
+                    for i, a in enumerate(x)]
+        return x
+
+    # --------------------------------------------------------------- states
+    def reset_state(self):
+        """Zero the stored states of every stateful layer."""
+        for layer in self.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_state()
+
+    reset_states = reset_state
+
+    # -------------------------------------------------------------- weights
+    def get_weights(self):
+        """All layers' weights in order, as Keras's ``model.get_weights()``."""
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        """Set a flat list shaped like ``get_weights()``."""
+        weights = list(weights)
+        counts = [_weight_count(layer) for layer in self.layers]
+        if len(weights) != sum(counts):
+            raise ValueError(f"Sequential weights must be a list of {sum(counts)} arrays, "
+                             f"got {len(weights)}")
+        start = 0
+        for layer, count in zip(self.layers, counts, strict=True):
+            layer.set_weights(weights[start:start + count])
+            start += count
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self.layers)
+
+    def layer_names(self):
+        """Keras-style names: the snake-case class name, numbered from the
+        second layer of a class on (``lstm``, ``lstm_1``, ...)."""
+        names, used = [], {}
+        for layer in self.layers:
+            name = snake_case(type(layer).__name__)
+            used[name] = used.get(name, -1) + 1
+            names.append(name if used[name] == 0 else f"{name}_{used[name]}")
+        return names
+
+    def summary(self, print_fn=print):
+        """Print a Keras-like table: layer (type), output shape, param #."""
+        input_shape = self.input_shape
+        if input_shape is None:
+            if not self.built:
+                raise ValueError("summary: the stack is not built; pass input_shape= "
+                                 "or call it on an input first")
+            first = next(layer for layer in self.layers if not isinstance(layer, Masking))
+            input_shape = (None, first.input_dim)
+        shape = (None,) + tuple(input_shape)
+        rows = []
+        for name, layer in zip(self.layer_names(), self.layers, strict=True):
+            shape = layer.compute_output_shape(shape)
+            rows.append((f"{name} ({type(layer).__name__})", _format_shape(shape),
+                         f"{layer.count_params():,}"))
+            if isinstance(shape, list):
+                shape = shape[0]
+        widths = [max(len(r[i]) for r in rows + [("Layer (type)", "Output Shape", "Param #")])
+                  for i in range(3)]
+        line = "+-" + "-+-".join("-" * w for w in widths) + "-+"
+
+        def row(cells):
+            return ("| " + cells[0].ljust(widths[0]) + " | " + cells[1].ljust(widths[1])
+                    + " | " + cells[2].rjust(widths[2]) + " |")
+
+        total = self.count_params()
+        lines = ['Model: "sequential"', line, row(("Layer (type)", "Output Shape", "Param #")),
+                 line.replace("-", "=")] + [row(r) for r in rows] + [line]
+        lines += [f" Total params: {total:,}", f" Trainable params: {total:,}",
+                  " Non-trainable params: 0"]
+        print_fn("\n".join(lines))
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    # --------------------------------------------------------------- config
+    def get_config(self):
+        from .serialization import to_dict
+        return {"layers": [to_dict(layer) for layer in self.layers],
+                "input_shape": None if self.input_shape is None else list(self.input_shape),
+                "time_major": self.time_major}
+
+    @classmethod
+    def from_config(cls, config):
+        from .serialization import from_dict
+        shape = config.get("input_shape")
+        return cls([from_dict(layer) for layer in config["layers"]],
+                   input_shape=None if shape is None else tuple(shape),
+                   time_major=config.get("time_major", False))
+
+    def save(self, path):
+        """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
+        from . import serialization
+        serialization.save(self, path)
+
+    def __repr__(self):
+        return f"Sequential({self.layers!r})"
+
+
+def _weight_count(layer):
+    if isinstance(layer, Bidirectional):
+        return _weight_count(layer.forward_layer) + _weight_count(layer.backward_layer)
+    if isinstance(layer, LSTM):
+        return 2 + layer.use_bias
+    return 0
+
+
+def _format_shape(shape):
+    if isinstance(shape, list):
+        return "[" + ", ".join(_format_shape(s) for s in shape) + "]"
+    return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ")"
