@@ -23,22 +23,34 @@
 #define V FN(vf)
 #define VI FN(vi)
 
+#ifndef FL_INLINE
+/* Vectors cross no call boundary: a call would pass them through memory. */
+#define FL_INLINE static inline __attribute__((always_inline))
+#endif
+
 typedef float V __attribute__((vector_size(FL_W * 4)));
 typedef int VI __attribute__((vector_size(FL_W * 4)));
 
-static inline V FN(load)(const float *p) { V v; memcpy(&v, p, sizeof v); return v; }
-static inline void FN(store)(float *p, V v) { memcpy(p, &v, sizeof v); }
-static inline V FN(splat)(float s) { return (V){0} + s; }
+FL_INLINE V FN(load)(const float *p) { V v; memcpy(&v, p, sizeof v); return v; }
+FL_INLINE void FN(store)(float *p, V v) { memcpy(p, &v, sizeof v); }
+/* Broadcast through the integer bits: 0.0f + s cannot be folded (it turns
+ * -0.0 into +0.0), so a float splat would cost an add per broadcast. */
+FL_INLINE V FN(splat)(float s)
+{
+    int bits;
+    memcpy(&bits, &s, sizeof bits);
+    return (V)((VI){0} + bits);
+}
 /* mask ? a : b, lane by lane (mask lanes are 0 or -1, as comparisons give). */
-static inline V FN(select)(VI mask, V a, V b)
+FL_INLINE V FN(select)(VI mask, V a, V b)
 {
     return (V)((mask & (VI)a) | (~mask & (VI)b));
 }
-static inline V FN(abs)(V x) { return (V)((VI)x & 0x7fffffff); }
+FL_INLINE V FN(abs)(V x) { return (V)((VI)x & 0x7fffffff); }
 
 /* exp(x) for x <= 0 (or NaN, which propagates); results below FLT_MIN
  * flush to 0, where NumPy's float32 values are subnormal or 0. */
-static inline V FN(exp_neg)(V x)
+FL_INLINE V FN(exp_neg)(V x)
 {
     const V lo = FN(splat)(-87.33654475f);      /* log(FLT_MIN) */
     const V magic = FN(splat)(12582912.0f);     /* 1.5 * 2**23: rounds to int */
@@ -60,7 +72,7 @@ static inline V FN(exp_neg)(V x)
 }
 
 /* 1 / (1 + exp(-x)) from exp(-|x|) <= 1, so nothing overflows. */
-static inline V FN(sigmoid)(V x)
+FL_INLINE V FN(sigmoid)(V x)
 {
     V e = FN(exp_neg)(-FN(abs)(x));
     V s = 1.0f / (1.0f + e);
@@ -69,7 +81,7 @@ static inline V FN(sigmoid)(V x)
 
 /* Cephes tanhf: odd polynomial below 0.625, (1 - e) / (1 + e) with
  * e = exp(-2|x|) above (no cancellation there since e < 0.29). */
-static inline V FN(tanh)(V x)
+FL_INLINE V FN(tanh)(V x)
 {
     V ax = FN(abs)(x);
     V z = x * x;
@@ -84,7 +96,7 @@ static inline V FN(tanh)(V x)
     return FN(select)(ax < 0.625f, small, big);
 }
 
-static inline V FN(act)(int kind, V x)
+FL_INLINE V FN(act)(int kind, V x)
 {
     switch (kind) {
     case FL_ACT_TANH: return FN(tanh)(x);
@@ -100,7 +112,7 @@ static inline V FN(act)(int kind, V x)
     }
 }
 
-static inline __attribute__((always_inline)) void
+FL_INLINE void
 FN(tile_rows)(const int mr, const fl_tile_f32 *a)
 {
     V acc[FL_MR][4];
@@ -123,24 +135,32 @@ FN(tile_rows)(const int mr, const fl_tile_f32 *a)
             acc[r][3] += hv * b3;
         }
     }
-    const int fast = a->act == FL_ACT_TANH && a->rec_act == FL_ACT_SIGMOID;
+    /* The cell update goes row by row through memory: unrolled over all
+     * rows, its temporaries would spill anyway, and the code would bloat. */
+    V z[FL_MR][4];
 #pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g)
+            z[r][g] = acc[r][g];
+    const int fast = a->act == FL_ACT_TANH && a->rec_act == FL_ACT_SIGMOID;
+#pragma GCC unroll 1
     for (int r = 0; r < mr; ++r) {
         float *c = a->c + r * a->ldc, *hn = a->hn + r * a->ldc;
         V i, f, g, o, cn, h, out;
         V cold = FN(load)(c);
         if (fast) {
-            i = FN(sigmoid)(acc[r][0]);
-            f = FN(sigmoid)(acc[r][1]);
-            g = FN(tanh)(acc[r][2]);
-            o = FN(sigmoid)(acc[r][3]);
+            i = FN(sigmoid)(z[r][0]);
+            f = FN(sigmoid)(z[r][1]);
+            g = FN(tanh)(z[r][2]);
+            o = FN(sigmoid)(z[r][3]);
             cn = f * cold + i * g;
             h = o * FN(tanh)(cn);
         } else {
-            i = FN(act)(a->rec_act, acc[r][0]);
-            f = FN(act)(a->rec_act, acc[r][1]);
-            g = FN(act)(a->act, acc[r][2]);
-            o = FN(act)(a->rec_act, acc[r][3]);
+            i = FN(act)(a->rec_act, z[r][0]);
+            f = FN(act)(a->rec_act, z[r][1]);
+            g = FN(act)(a->act, z[r][2]);
+            o = FN(act)(a->rec_act, z[r][3]);
             cn = f * cold + i * g;
             h = o * FN(act)(a->act, cn);
         }
@@ -171,7 +191,7 @@ FN(tile_rows)(const int mr, const fl_tile_f32 *a)
 
 /* Input projection rows: out[r] = bias + x[r] @ kernel panel, for mr rows
  * of x and one block of W units (4 gate vectors). */
-static inline __attribute__((always_inline)) void
+FL_INLINE void
 FN(proj_rows)(const int mr, const fl_proj_f32 *a)
 {
     V acc[FL_MR][4];
