@@ -67,8 +67,9 @@ ISA_NAMES = ("portable", "avx2", "avx512")
 OPENMP = bool(fl_openmp())
 
 # Upper bound on the input-projection workspace [B, chunk, 4Up]: it is
-# computed for ``chunk`` time steps at once, so memory stays bounded for any T.
-cdef Py_ssize_t WORKSPACE_BYTES = 8 * 1024 * 1024
+# computed for ``chunk`` time steps at once, so memory stays bounded for any T,
+# and small enough to stay in L2 between its writes and reads.
+cdef Py_ssize_t WORKSPACE_BYTES = 1024 * 1024
 # Below this many multiply-adds a call runs on one thread: waking a team
 # costs more than it saves.
 cdef double PARALLEL_MIN_FMAS = 2e6

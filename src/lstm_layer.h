@@ -215,31 +215,40 @@ static void fl_layer_thread_##SUF(const fl_layer_##SUF *a, int tid, int nt)   \
     tl.ldm = a->T_; tl.lds = a->T_ * a->U;                                    \
     tl.act = a->act; tl.rec_act = a->rec_act;                                 \
     tl.ldx = a->chunk * G;  /* the same for every chunk: see proj above */    \
-    pj.n_in = a->n_in; pj.ldx = a->n_in; pj.ldo = G;                          \
-    for (ci = 0; ci < n_chunks; ++ci) {                                       \
+    pj.n_in = a->n_in;                                                        \
+    long done = 0, tc = 0;  /* steps before this chunk, steps in it */        \
+    for (ci = 0; ci < n_chunks; ++ci, done += tc) {                           \
         /* chunks in processing order; proj is indexed by real time */        \
         long t0 = a->backwards ? (n_chunks - 1 - ci) * a->chunk               \
                                : ci * a->chunk;                               \
-        long tc = a->T_ - t0 < a->chunk ? a->T_ - t0 : a->chunk;              \
-        long ptiles = (tc + a->MR - 1) / a->MR;                               \
+        tc = a->T_ - t0 < a->chunk ? a->T_ - t0 : a->chunk;                   \
+        /* Tile the projection along time within each row when the chunk is   \
+         * long enough, else along the batch rows at each step. */            \
+        int along_time = tc >= a->MR || rows < tc;                            \
+        long outer = along_time ? rows : tc, inner = along_time ? tc : rows;  \
+        long ptiles = (inner + a->MR - 1) / a->MR;                            \
+        pj.ldx = along_time ? a->n_in : a->T_ * a->n_in;                      \
+        pj.ldo = along_time ? G : a->chunk * G;                               \
         for (long p = p0; p < p1; ++p) {                                      \
             pj.kp = a->kp + p * a->n_in * W4;                                 \
             pj.bias = a->bias + p * W4;                                       \
-            for (long b = r0; b < r1; ++b) {                                  \
-                long s0 = 0;                                                  \
+            for (long o = 0; o < outer; ++o) {                                \
+                long i0 = 0;                                                  \
                 for (long q = 0; q < ptiles; ++q) {                           \
-                    int mr = fl_tile_rows(tc, ptiles, q);                     \
-                    pj.x = a->x + (b * a->T_ + t0 + s0) * a->n_in;            \
-                    pj.out = a->proj + (b * a->chunk + s0) * G + p * W4;      \
+                    int mr = fl_tile_rows(inner, ptiles, q);                  \
+                    long b = r0 + (along_time ? o : i0);                      \
+                    long st = along_time ? i0 : o;                            \
+                    pj.x = a->x + (b * a->T_ + t0 + st) * a->n_in;            \
+                    pj.out = a->proj + (b * a->chunk + st) * G + p * W4;      \
                     proj(mr, &pj);                                            \
-                    s0 += mr;                                                 \
+                    i0 += mr;                                                 \
                 }                                                             \
             }                                                                 \
         }                                                                     \
         for (s = 0; s < tc; ++s) {                                            \
             long t = a->backwards ? t0 + tc - 1 - s : t0 + s;                 \
             long k = a->backwards ? a->T_ - 1 - t : t;    /* output index */  \
-            long par = (ci * a->chunk + s) & 1;                               \
+            long par = (done + s) & 1;     /* h buffer of this step */        \
             T *hprev = a->h + par * a->B * a->Up;                             \
             T *hnext = a->h + (1 - par) * a->B * a->Up;                       \
             for (long p = p0; p < p1; ++p) {                                  \

@@ -118,13 +118,16 @@ def test_every_activation(isa, dtype, activation, recurrent_activation, tol):
 
 
 @pytest.mark.parametrize("go_backwards", [False, True])
-def test_time_chunks(isa, go_backwards, tol):
-    """More steps than one projection chunk (8 MiB / (64 rows * 512 gates *
-    4 bytes) = 64 steps): chunk boundaries, a partial last chunk."""
+@pytest.mark.parametrize("shape", [(64, 150, 3, 128), (64, 7, 3, 512)], ids=str)
+def test_time_chunks(isa, shape, go_backwards, tol):
+    """More steps than one projection chunk (1 MiB / (64 rows * 4 * units *
+    4 bytes) = 8 steps at 128 units, 2 at 512): chunk boundaries, a partial
+    last chunk, and chunks shorter than a tile (projected along the batch)."""
+    batch, timesteps, features, units = shape
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((64, 150, 3)).astype(np.float32)
-    mask = rng.random((64, 150)) > 0.2
-    ours, theirs = _run(_weights(3, 128, np.float32, 8, long=True), x, mask=mask,
+    x = rng.standard_normal((batch, timesteps, features)).astype(np.float32)
+    mask = rng.random((batch, timesteps)) > 0.2
+    ours, theirs = _run(_weights(features, units, np.float32, 8, long=True), x, mask=mask,
                         go_backwards=go_backwards)
     _assert_close(ours, theirs, tol, np.float32)
 
