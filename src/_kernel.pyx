@@ -72,7 +72,7 @@ OPENMP = bool(fl_openmp())
 cdef Py_ssize_t WORKSPACE_BYTES = 1024 * 1024
 # Below this many multiply-adds a call runs on one thread: waking a team
 # costs more than it saves.
-cdef double PARALLEL_MIN_FMAS = 2e6
+cdef double PARALLEL_MIN_FMAS = 1e5
 
 
 def supported_isas():

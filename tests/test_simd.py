@@ -157,7 +157,7 @@ def test_thread_plans_cover_both_splits():
     assert {split for _, split in plans} == {"rows", "units"}
     assert all(threads > 1 for threads, _ in plans)
     # Tiny problems stay on one thread: a team costs more than it saves.
-    assert _kernel.plan(100, 4, 16, 4)[0] == 1
+    assert _kernel.plan(10, 4, 8, 4)[0] == 1
 
 
 def test_float64_uses_portable_layout(isa):
