@@ -1,6 +1,6 @@
 """Build the compiled kernel: src/ sources become the private module
-fastlstm._kernel.  BLAS comes from SciPy's Cython interface at run time, so
-nothing is linked for it here.  OpenMP is used where the compiler has it."""
+fastlstm._kernel.  It needs no BLAS (its own tiles do every product) and
+uses OpenMP where the compiler has it."""
 import os
 import shutil
 import tempfile

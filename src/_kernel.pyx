@@ -31,11 +31,11 @@ cdef extern from "lstm_layer.h" nogil:
     int fl_isa_supported(int isa)
     int fl_isa_width(int isa, int is_double)
     int fl_isa_rows(int isa, int is_double)
-    void fl_activate_f32(int isa, int kind, const float *x, float *y, long n)
+    void fl_activate_f32(int isa, int kind, const float *x, float *y, Py_ssize_t n)
     int fl_openmp()
     int fl_team_size()
     ctypedef struct fl_layer_f32:
-        long B, T_, n_in, U, Up, NB, W, MR, chunk
+        Py_ssize_t B, T_, n_in, U, Up, NB, W, MR, chunk
         int backwards, act, rec_act, isa, split_units
         const float *x
         const float *kp
@@ -48,7 +48,7 @@ cdef extern from "lstm_layer.h" nogil:
         const unsigned char *mask
         float *seq
     ctypedef struct fl_layer_f64:
-        long B, T_, n_in, U, Up, NB, W, MR, chunk
+        Py_ssize_t B, T_, n_in, U, Up, NB, W, MR, chunk
         int backwards, act, rec_act, isa, split_units
         const double *x
         const double *kp

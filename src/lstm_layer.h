@@ -1,6 +1,5 @@
-/* The LSTM time loop over a chunk of steps, run by each thread of a team,
- * and the choice of instruction set.  Plain C; _kernel.pyx owns memory,
- * BLAS and the OpenMP team.
+/* The LSTM time loop, run by each thread of a team, and the choice of
+ * instruction set.  Plain C; _kernel.pyx owns memory and the OpenMP team.
  *
  * Packed layout (built by _kernel.pack): units are padded to Up, a multiple
  * of the block width W, and cut into NB = Up / W blocks.  Block p's slice of
@@ -18,6 +17,7 @@
 #ifndef FASTLSTM_LSTM_LAYER_H
 #define FASTLSTM_LSTM_LAYER_H
 
+#include <stddef.h>
 #include <string.h>
 #include "lstm_cell.h"
 
@@ -28,19 +28,19 @@ enum { FL_ISA_PORTABLE = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2 };
  * first row; row strides in elements. */
 #define FL_DEFINE_TILE_ARGS(T, SUF)                                           \
 typedef struct {                                                              \
-    long U;                  /* units: length of the k loop */                \
+    ptrdiff_t U;                  /* units: length of the k loop */           \
     const T *h;              /* h_prev, column 0      [mr][ldh] */            \
-    long ldh;                                                                 \
-    long col;                /* first unit of the block (p * W) */            \
+    ptrdiff_t ldh;                                                            \
+    ptrdiff_t col;                /* first unit of the block (p * W) */       \
     const T *r;              /* packed panel          [U][4][W] */            \
     const T *x;              /* input projection      [mr][ldx] at block */   \
-    long ldx;                                                                 \
+    ptrdiff_t ldx;                                                            \
     T *c, *hn, *y;           /* cell, next h, last output at block [mr][ldc] */ \
-    long ldc;                                                                 \
+    ptrdiff_t ldc;                                                            \
     const unsigned char *mask; /* mask[b, t] of row 0, or NULL [mr][ldm] */   \
-    long ldm;                                                                 \
+    ptrdiff_t ldm;                                                            \
     T *seq;                  /* output [b, k, col], or NULL [mr][lds] */      \
-    long lds;                                                                 \
+    ptrdiff_t lds;                                                            \
     int nvalid;              /* units of the block that are real (<= W) */    \
     int act, rec_act;                                                         \
 } fl_tile_##SUF;
@@ -48,13 +48,13 @@ typedef struct {                                                              \
 /* Input projection of mr rows of x for one block: out = bias + x @ panel. */
 #define FL_DEFINE_PROJ_ARGS(T, SUF)                                           \
 typedef struct {                                                              \
-    long n_in;               /* features: length of the k loop */             \
+    ptrdiff_t n_in;               /* features: length of the k loop */        \
     const T *x;              /* inputs                [mr][ldx] */            \
-    long ldx;                                                                 \
+    ptrdiff_t ldx;                                                            \
     const T *kp;             /* packed kernel panel   [I][4][W] */            \
     const T *bias;           /* packed bias of the block [4][W] */            \
     T *out;                  /* projection at block   [mr][ldo] */            \
-    long ldo;                                                                 \
+    ptrdiff_t ldo;                                                            \
 } fl_proj_##SUF;
 
 FL_DEFINE_TILE_ARGS(float, f32)
@@ -134,13 +134,13 @@ static int fl_isa_rows(int isa, int is_double)
     return FL_PMR;
 }
 
-static void fl_activate_f32(int isa, int kind, const float *x, float *y, long n)
+static void fl_activate_f32(int isa, int kind, const float *x, float *y, ptrdiff_t n)
 {
 #if FL_HAVE_X86
     if (isa == FL_ISA_AVX512) { fl_activate_avx512(kind, x, y, n); return; }
     if (isa == FL_ISA_AVX2) { fl_activate_avx2(kind, x, y, n); return; }
 #endif
-    for (long j = 0; j < n; ++j)
+    for (ptrdiff_t j = 0; j < n; ++j)
         y[j] = fl_act_f32(kind, x[j]);
 }
 
@@ -165,7 +165,7 @@ static void fl_activate_f32(int isa, int kind, const float *x, float *y, long n)
 #define FL_PICK_TILE_f64
 
 /* Near-equal tiles of at most MR rows: 8 rows -> 4 + 4, not 6 + 2. */
-static inline int fl_tile_rows(long rows, long ntiles, long q)
+static inline int fl_tile_rows(ptrdiff_t rows, ptrdiff_t ntiles, ptrdiff_t q)
 {
     return (int)(rows / ntiles + (q < rows % ntiles));
 }
@@ -176,7 +176,7 @@ static inline int fl_tile_rows(long rows, long ntiles, long q)
  * then runs the chunk's steps. */
 #define FL_DEFINE_LAYER(T, SUF)                                               \
 typedef struct {                                                              \
-    long B, T_, n_in, U, Up, NB, W, MR, chunk;                                \
+    ptrdiff_t B, T_, n_in, U, Up, NB, W, MR, chunk;                           \
     int backwards, act, rec_act, isa;                                         \
     int split_units;   /* 1: threads split blocks; 0: threads split rows */   \
     const T *x;        /* inputs                    [B][T_][I] */             \
@@ -195,7 +195,7 @@ typedef struct {                                                              \
                                                                               \
 static void fl_layer_thread_##SUF(const fl_layer_##SUF *a, int tid, int nt)   \
 {                                                                             \
-    long r0 = 0, r1 = a->B, p0 = 0, p1 = a->NB, s, ci;                        \
+    ptrdiff_t r0 = 0, r1 = a->B, p0 = 0, p1 = a->NB, s, ci;                   \
     void (*tile)(int, const fl_tile_##SUF *) = fl_tile_portable_##SUF;        \
     void (*proj)(int, const fl_proj_##SUF *) = fl_proj_portable_##SUF;        \
     FL_PICK_TILE_##SUF                                                        \
@@ -206,9 +206,9 @@ static void fl_layer_thread_##SUF(const fl_layer_##SUF *a, int tid, int nt)   \
         r0 = a->B * tid / nt;                                                 \
         r1 = a->B * (tid + 1) / nt;                                           \
     }                                                                         \
-    long rows = r1 - r0, G = a->NB * 4 * a->W, W4 = 4 * a->W;                 \
-    long ntiles = (rows + a->MR - 1) / a->MR;                                 \
-    long n_chunks = (a->T_ + a->chunk - 1) / a->chunk;                        \
+    ptrdiff_t rows = r1 - r0, G = a->NB * 4 * a->W, W4 = 4 * a->W;            \
+    ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                            \
+    ptrdiff_t n_chunks = (a->T_ + a->chunk - 1) / a->chunk;                   \
     fl_tile_##SUF tl;                                                         \
     fl_proj_##SUF pj;                                                         \
     tl.U = a->U; tl.ldh = a->Up; tl.ldc = a->Up;                              \
@@ -216,28 +216,29 @@ static void fl_layer_thread_##SUF(const fl_layer_##SUF *a, int tid, int nt)   \
     tl.act = a->act; tl.rec_act = a->rec_act;                                 \
     tl.ldx = a->chunk * G;  /* the same for every chunk: see proj above */    \
     pj.n_in = a->n_in;                                                        \
-    long done = 0, tc = 0;  /* steps before this chunk, steps in it */        \
+    ptrdiff_t done = 0, tc = 0;  /* steps before this chunk, steps in it */   \
     for (ci = 0; ci < n_chunks; ++ci, done += tc) {                           \
         /* chunks in processing order; proj is indexed by real time */        \
-        long t0 = a->backwards ? (n_chunks - 1 - ci) * a->chunk               \
+        ptrdiff_t t0 = a->backwards ? (n_chunks - 1 - ci) * a->chunk          \
                                : ci * a->chunk;                               \
         tc = a->T_ - t0 < a->chunk ? a->T_ - t0 : a->chunk;                   \
         /* Tile the projection along time within each row when the chunk is   \
          * long enough, else along the batch rows at each step. */            \
         int along_time = tc >= a->MR || rows < tc;                            \
-        long outer = along_time ? rows : tc, inner = along_time ? tc : rows;  \
-        long ptiles = (inner + a->MR - 1) / a->MR;                            \
+        ptrdiff_t outer = along_time ? rows : tc;                             \
+        ptrdiff_t inner = along_time ? tc : rows;                             \
+        ptrdiff_t ptiles = (inner + a->MR - 1) / a->MR;                       \
         pj.ldx = along_time ? a->n_in : a->T_ * a->n_in;                      \
         pj.ldo = along_time ? G : a->chunk * G;                               \
-        for (long p = p0; p < p1; ++p) {                                      \
+        for (ptrdiff_t p = p0; p < p1; ++p) {                                 \
             pj.kp = a->kp + p * a->n_in * W4;                                 \
             pj.bias = a->bias + p * W4;                                       \
-            for (long o = 0; o < outer; ++o) {                                \
-                long i0 = 0;                                                  \
-                for (long q = 0; q < ptiles; ++q) {                           \
+            for (ptrdiff_t o = 0; o < outer; ++o) {                           \
+                ptrdiff_t i0 = 0;                                             \
+                for (ptrdiff_t q = 0; q < ptiles; ++q) {                      \
                     int mr = fl_tile_rows(inner, ptiles, q);                  \
-                    long b = r0 + (along_time ? o : i0);                      \
-                    long st = along_time ? i0 : o;                            \
+                    ptrdiff_t b = r0 + (along_time ? o : i0);                 \
+                    ptrdiff_t st = along_time ? i0 : o;                       \
                     pj.x = a->x + (b * a->T_ + t0 + st) * a->n_in;            \
                     pj.out = a->proj + (b * a->chunk + st) * G + p * W4;      \
                     proj(mr, &pj);                                            \
@@ -246,17 +247,17 @@ static void fl_layer_thread_##SUF(const fl_layer_##SUF *a, int tid, int nt)   \
             }                                                                 \
         }                                                                     \
         for (s = 0; s < tc; ++s) {                                            \
-            long t = a->backwards ? t0 + tc - 1 - s : t0 + s;                 \
-            long k = a->backwards ? a->T_ - 1 - t : t;    /* output index */  \
-            long par = (done + s) & 1;     /* h buffer of this step */        \
+            ptrdiff_t t = a->backwards ? t0 + tc - 1 - s : t0 + s;            \
+            ptrdiff_t k = a->backwards ? a->T_ - 1 - t : t;    /* output index */ \
+            ptrdiff_t par = (done + s) & 1;     /* h buffer of this step */   \
             T *hprev = a->h + par * a->B * a->Up;                             \
             T *hnext = a->h + (1 - par) * a->B * a->Up;                       \
-            for (long p = p0; p < p1; ++p) {                                  \
-                long col = p * a->W, b = r0;                                  \
+            for (ptrdiff_t p = p0; p < p1; ++p) {                             \
+                ptrdiff_t col = p * a->W, b = r0;                             \
                 tl.col = col;                                                 \
                 tl.r = a->r + p * a->U * W4;                                  \
                 tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);     \
-                for (long q = 0; q < ntiles; ++q) {                           \
+                for (ptrdiff_t q = 0; q < ntiles; ++q) {                      \
                     int mr = fl_tile_rows(rows, ntiles, q);                   \
                     tl.h = hprev + b * a->Up;                                 \
                     tl.x = a->proj + (b * a->chunk + t - t0) * G + p * W4;    \

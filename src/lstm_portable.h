@@ -16,7 +16,7 @@ static void fl_proj_portable_##SUF(int mr, const fl_proj_##SUF *a)            \
 {                                                                             \
     T acc[FL_PMR][4 * FL_PW];                                                 \
     const T *kp = a->kp;                                                      \
-    long k;                                                                   \
+    ptrdiff_t k;                                                              \
     int r, j;                                                                 \
     for (r = 0; r < mr; ++r)                                                  \
         for (j = 0; j < 4 * FL_PW; ++j)                                       \
@@ -35,7 +35,7 @@ static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
 {                                                                             \
     T acc[FL_PMR][4 * FL_PW];                                                 \
     const T *rp = a->r;                                                       \
-    long k;                                                                   \
+    ptrdiff_t k;                                                              \
     int r, j;                                                                 \
     for (r = 0; r < mr; ++r)                                                  \
         for (j = 0; j < 4 * FL_PW; ++j)                                       \

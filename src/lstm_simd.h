@@ -117,7 +117,7 @@ FN(tile_rows)(const int mr, const fl_tile_f32 *a)
 {
     V acc[FL_MR][4];
     const float *rp = a->r;
-    long k;
+    ptrdiff_t k;
 #pragma GCC unroll 16
     for (int r = 0; r < mr; ++r)
 #pragma GCC unroll 4
@@ -201,7 +201,7 @@ FN(proj_rows)(const int mr, const fl_proj_f32 *a)
 #pragma GCC unroll 4
         for (int g = 0; g < 4; ++g)
             acc[r][g] = FN(load)(a->bias + g * FL_W);
-    for (long k = 0; k < a->n_in; ++k, kp += 4 * FL_W) {
+    for (ptrdiff_t k = 0; k < a->n_in; ++k, kp += 4 * FL_W) {
         V b0 = FN(load)(kp), b1 = FN(load)(kp + FL_W);
         V b2 = FN(load)(kp + 2 * FL_W), b3 = FN(load)(kp + 3 * FL_W);
 #pragma GCC unroll 16
@@ -256,9 +256,9 @@ static void FN(tile)(int mr, const fl_tile_f32 *a)
 
 /* Vector activations over n floats (n a multiple of FL_W): the accuracy
  * test's window onto the code the tiles use. */
-static void FN(activate)(int kind, const float *x, float *y, long n)
+static void FN(activate)(int kind, const float *x, float *y, ptrdiff_t n)
 {
-    for (long j = 0; j < n; j += FL_W)
+    for (ptrdiff_t j = 0; j < n; j += FL_W)
         FN(store)(y + j, FN(act)(kind, FN(load)(x + j)));
 }
 
