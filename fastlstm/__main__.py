@@ -9,7 +9,7 @@ import timeit
 
 import numpy as np
 
-from . import LSTM, __version__
+from . import LSTM, __version__, _kernel
 from .reference import lstm as reference
 
 
@@ -37,7 +37,11 @@ def _torch_call(layer, x):
 def main():
     digits = np.random.default_rng(0).integers(0, 10, size=(100, 4))
     x = np.eye(10, dtype=np.float32)[digits]            # one-hot, (100, 4, 10)
-    print(f"fastlstm {__version__}: LSTM(16) on input of shape {x.shape}\n")
+    kernel = _kernel.info()
+    print(f"fastlstm {__version__}: LSTM(16) on input of shape {x.shape}")
+    print(f"kernel: {kernel['isa']} instructions (CPU supports {kernel['supported_isas']}), "
+          f"OpenMP {'on' if kernel['openmp'] else 'off'}, "
+          f"{kernel['default_threads']} threads by default\n")
 
     base = LSTM(16, seed=0)
     base.build(x.shape)

@@ -131,6 +131,13 @@ _initial_isa()
 DEFAULT_THREADS = _default_threads()
 
 
+def info():
+    """How the kernel runs here: ``{"isa", "supported_isas", "openmp",
+    "default_threads"}`` (OpenMP off means one thread)."""
+    return {"isa": isa(), "supported_isas": supported_isas(), "openmp": OPENMP,
+            "default_threads": DEFAULT_THREADS}
+
+
 def activate(kind, const float[::1] x):
     """The float32 activation ``kind`` (code) of the current ISA, applied to
     ``x`` (length a multiple of 16); for testing its accuracy."""

@@ -279,3 +279,13 @@ def test_activation_special_values(isa, name):
     with np.errstate(all="ignore"):
         expected = fastlstm.activations.FUNCTIONS[name](x)
     np.testing.assert_array_equal(ours, expected)
+
+
+def test_info_reports_the_kernel():
+    info = _kernel.info()
+    assert info["isa"] == _kernel.isa()
+    assert info["supported_isas"][0] == "portable"
+    assert info["openmp"] is _kernel.OPENMP
+    assert info["default_threads"] >= 1
+    if not info["openmp"]:
+        assert info["default_threads"] == 1
