@@ -73,6 +73,8 @@ cdef Py_ssize_t WORKSPACE_BYTES = 1024 * 1024
 # Below this many multiply-adds a call runs on one thread: waking a team
 # costs more than it saves.
 cdef double PARALLEL_MIN_FMAS = 1e5
+# Fewest multiply-adds per step for which threads split the units (see _plan).
+cdef double UNIT_SPLIT_MIN_FMAS = 1e6
 
 
 def supported_isas():
@@ -207,15 +209,19 @@ cdef int _plan(Py_ssize_t B, Py_ssize_t T, Py_ssize_t U, Py_ssize_t NB, int nt,
                int *split_units) noexcept nogil:
     """Threads to use, at most ``nt``; sets ``split_units``.
 
-    Split the batch rows when every thread gets a few (no synchronisation),
-    else split the unit blocks (one barrier per step), else use one thread.
+    Split the batch rows when every thread gets a few: threads then meet
+    only at the end.  Splitting the unit blocks needs a barrier per step,
+    and a barrier waits for every thread of the team: when another process
+    holds one of our cores, each step then costs a scheduler time slice
+    (milliseconds; measured 80 us -> 400 ms at (1, 100, 32, 64)).  So the
+    unit split is kept for steps big enough to be worth that risk.
     """
     split_units[0] = 0
     if nt <= 1 or <double>B * T * U * 4 * U < PARALLEL_MIN_FMAS:
         return 1
     if B >= 4 * nt:
         return nt
-    if NB >= nt:
+    if NB >= nt and <double>B * U * 4 * U >= UNIT_SPLIT_MIN_FMAS:
         split_units[0] = 1
         return nt
     if B >= nt:

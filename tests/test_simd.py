@@ -132,10 +132,11 @@ def test_time_chunks(isa, shape, go_backwards, tol):
     _assert_close(ours, theirs, tol, np.float32)
 
 
-# (batch, timesteps, units): rows split between threads, unit blocks split
-# (batch 1 and 3), several time chunks (batch 64), each large enough to run
-# on a team.
-THREAD_SHAPES = [(37, 40, 45), (1, 120, 100), (3, 60, 77), (64, 150, 128)]
+# (batch, timesteps, units): rows split between threads (batch 37; batch 3
+# with one row per thread), several time chunks (batch 64), unit blocks
+# split (batch 1 and 2, steps big enough for a team), each large enough to
+# run on a team.
+THREAD_SHAPES = [(37, 40, 45), (3, 60, 77), (64, 150, 128), (1, 4, 512), (2, 3, 600)]
 
 
 @pytest.mark.parametrize("shape", THREAD_SHAPES, ids=str)
@@ -153,11 +154,13 @@ def test_threads_bitwise_identical(isa, shape):
 
 def test_thread_plans_cover_both_splits():
     """The shapes above really exercise both ways of splitting the work."""
-    plans = {_kernel.plan(b, t, u, 4, "portable") for b, t, u in THREAD_SHAPES}
+    plans = {_kernel.plan(b, t, u, 2, "portable") for b, t, u in THREAD_SHAPES}
     assert {split for _, split in plans} == {"rows", "units"}
     assert all(threads > 1 for threads, _ in plans)
     # Tiny problems stay on one thread: a team costs more than it saves.
     assert _kernel.plan(10, 4, 8, 4)[0] == 1
+    # Small steps never split units: a barrier per step is too risky.
+    assert _kernel.plan(1, 1000, 64, 2) == (1, "rows")
 
 
 def test_float64_uses_portable_layout(isa):
