@@ -66,7 +66,10 @@ FL_DEFINE_PROJ_ARGS(double, f64)
 
 #include "lstm_portable.h"
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+/* The SIMD tiles rely on GCC's `#pragma GCC target` regions; other
+ * compilers (clang spells it differently, untested here) build the portable
+ * path only, which stays correct everywhere. */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #define FL_HAVE_X86 1
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
