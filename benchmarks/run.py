@@ -211,6 +211,7 @@ def main(argv=None):
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     runners = peers(threads)
 
+    load_before = os.getloadavg()
     ceiling = sgemm_gflops(budget)
     results = {}
     progress = tqdm(total=len(GRID) * len(runners), desc="grid", file=sys.stderr)
@@ -239,6 +240,10 @@ def main(argv=None):
             results.update({(cell, "keras/tf"): t for cell, t in times.items()})
     print("peak memory (own processes) ...", file=sys.stderr)
     memory = peak_memory()
+    # Other processes on the machine show in the load average; with them,
+    # multi-threaded peers (and fastlstm) lose more than single-threaded ones.
+    notes.append("Load average (1 min) before / after the run: "
+                 f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}")
 
     table = format_table(results, names, ceiling)
     print(table)
