@@ -212,7 +212,6 @@ def main(argv=None):
     runners = peers(threads)
 
     load_before = os.getloadavg()
-    ceiling = sgemm_gflops(budget)
     results = {}
     progress = tqdm(total=len(GRID) * len(runners), desc="grid", file=sys.stderr)
     for cell in GRID:
@@ -226,6 +225,9 @@ def main(argv=None):
             results[cell, name] = median_seconds(call, budget)
             progress.update()
     progress.close()
+    # Last: OpenBLAS's threads keep spinning for a while after a GEMM and
+    # would slow whatever ran next on this 2-core machine.
+    ceiling = sgemm_gflops(budget)
     names = list(runners)
     notes = []
     if not args.no_keras:

@@ -70,9 +70,11 @@ OPENMP = bool(fl_openmp())
 # computed for ``chunk`` time steps at once, so memory stays bounded for any T,
 # and small enough to stay in L2 between its writes and reads.
 cdef Py_ssize_t WORKSPACE_BYTES = 1024 * 1024
-# Below this many multiply-adds a call runs on one thread: waking a team
-# costs more than it saves.
-cdef double PARALLEL_MIN_FMAS = 1e5
+# Below this many multiply-adds a call runs on one thread.  A team saves a
+# few microseconds on an idle machine ((100, 4, 10, 16): 35 -> 22 us) but
+# waits a scheduler time slice for a thread whose core another process holds
+# (measured: 35 us -> 8 ms), which small calls cannot amortise.
+cdef double PARALLEL_MIN_FMAS = 2e6
 # Fewest multiply-adds per step for which threads split the units (see _plan).
 cdef double UNIT_SPLIT_MIN_FMAS = 1e6
 
