@@ -216,7 +216,7 @@ class LSTM:
         sequence = (np.empty((batch, timesteps, self.units), self.dtype)
                     if self.return_sequences else None)
         packed = self._packed
-        if packed is None or packed.isa_code != _kernel.current_isa():
+        if packed is None or packed.selected != _kernel.current_isa():
             packed = self._packed = _kernel.pack(*self._weights[:2], self._kernel_bias)
         _kernel.forward(x, packed, h, c, last, mask, sequence, self.go_backwards,
                         activations.CODES[self.activation],

@@ -164,6 +164,9 @@ cdef class Packed:
     cdef readonly object bias              # [NB*4*W]
     cdef readonly str isa
     cdef readonly int isa_code, width, rows
+    # The ISA selected when packing (float64 packs use the portable layout
+    # whatever it is): a pack is stale once the selection changes.
+    cdef readonly int selected
     cdef readonly Py_ssize_t units, padded
 
 
@@ -200,6 +203,7 @@ def pack(kernel, recurrent_kernel, bias):
     p.recurrent_kernel = panels(recurrent_kernel)
     p.isa = ISA_NAMES[code]
     p.isa_code = code
+    p.selected = _isa
     p.width = W
     p.rows = fl_isa_rows(code, is_double)
     p.units = U

@@ -169,6 +169,19 @@ def test_float64_uses_portable_layout(isa):
     assert packed.isa == "portable"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pack_is_cached(isa, dtype):
+    """Calls reuse the packed weights until the weights change."""
+    x = np.ones((2, 3, 4), dtype)
+    layer = fastlstm.LSTM(5, dtype=dtype)
+    layer(x)
+    packed = layer._packed
+    layer(x)
+    assert layer._packed is packed
+    layer.set_weights(layer.get_weights())
+    assert layer._packed is None
+
+
 def test_repacks_after_set_weights(isa, tol):
     """The packed weights are cached per weight change."""
     x = np.random.default_rng(12).standard_normal((4, 5, 3)).astype(np.float32)
