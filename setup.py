@@ -1,6 +1,7 @@
-"""Build the compiled kernel: src/ sources become the private module
-fastlstm._kernel.  It needs no BLAS (its own tiles do every product) and
-uses OpenMP where the compiler has it."""
+"""Build the compiled kernels: src/ sources become the private modules
+fastlstm._kernel (inference: its own SIMD tiles, no BLAS, OpenMP where the
+compiler has it) and fastlstm._train (training: BLAS from SciPy's Cython
+interface at run time, so nothing is linked for it here)."""
 import os
 import shutil
 import tempfile
@@ -43,13 +44,17 @@ def openmp_flags(compiler):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# The extensions whose Cython uses prange/parallel.
+OPENMP_EXTENSIONS = {"fastlstm._kernel"}
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
         flags = openmp_flags(self.compiler)
         if flags is None:
             print("fastlstm: the compiler has no OpenMP; the kernel will run on one thread")
         for ext in self.extensions:
-            if flags is not None:
+            if flags is not None and ext.name in OPENMP_EXTENSIONS:
                 ext.extra_compile_args += flags[0]
                 ext.extra_link_args += flags[1]
         super().build_extensions()
@@ -64,12 +69,21 @@ extensions = [
         # No -march: lstm_layer.h compiles its AVX2/AVX-512 tiles with
         # per-function targets and picks one at run time.
         extra_compile_args=["-O3"],
-    )
+    ),
+    Extension(
+        "fastlstm._train",
+        sources=["src/_train.pyx"],
+        include_dirs=["src"],
+        # No FP trap handlers are installed, so selects may evaluate both
+        # sides: this lets the compiler vectorise the cell loops.
+        extra_compile_args=["-O3", "-fno-trapping-math"],
+    ),
 ]
 
 setup(
     # A top-level src/ would make setuptools guess a src-layout: list the package.
     packages=["fastlstm"],
-    ext_modules=cythonize(extensions, compiler_directives={"language_level": 3}),
+    ext_modules=cythonize(extensions, include_path=["src"],
+                          compiler_directives={"language_level": 3}),
     cmdclass={"build_ext": BuildExt},
 )

@@ -356,6 +356,13 @@ in a fresh process after a one-step warm-up; return_sequences=False):
 
 {memory}
 """
+    # Sections other benchmarks keep in the same file (bench_training.py's
+    # "## Training step") survive a rerun of this one.
+    if args.output.exists():
+        previous = args.output.read_text()
+        kept = previous.find("\n## Training step")
+        if kept >= 0:
+            text = text.rstrip("\n") + "\n" + previous[kept:]
     args.output.write_text(text)
     print(f"wrote {args.output}", file=sys.stderr)
 

@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import _kernel, activations, initializers, validation
+from . import training as training_
 
 
 class LSTM:
@@ -32,8 +33,12 @@ class LSTM:
         Carry the final states of a call into the next call (for one fixed
         batch size); see ``states`` and ``reset_state``.  An explicit
         ``initial_state`` overrides the stored states.
+    dropout, recurrent_dropout : float in [0, 1), default 0
+        Fraction of the inputs / of the recurrent state h dropped in
+        training calls (Keras 3's masks: one per sequence, see
+        ``fastlstm.training``).
     seed : int or None
-        Seed of the weight initializers.
+        Seed of the weight initializers and of the dropout masks.
     dtype : "float32" or "float64"
     num_threads : int or None, default None
         Most threads the kernel uses.  None: the CPUs this process may run
@@ -59,7 +64,7 @@ class LSTM:
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  unit_forget_bias=True, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, seed=None,
-                 dtype="float32", num_threads=None):
+                 dtype="float32", dropout=0.0, recurrent_dropout=0.0, num_threads=None):
         # 4 * units columns must fit BLAS's 32-bit ints.
         self.units = validation.positive_int(units, "units", limit=(2**31 - 1) // 4)
         self.activation = activations.canonical(activation, "activation")
@@ -80,9 +85,14 @@ class LSTM:
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.seed = seed
         self.dtype = validation.layer_dtype(dtype)
+        self.dropout = validation.dropout_rate(dropout, "dropout")
+        self.recurrent_dropout = validation.dropout_rate(recurrent_dropout, "recurrent_dropout")
         self.num_threads = validation.num_threads(num_threads)
         self.input_dim = None
         self._weights = None
+        self.grads = None           # filled by backward()
+        self._tape = None           # workspace of the last training call
+        self._dropout_rng = None    # drawn from seed on the first dropout
 
     # ------------------------------------------------------------------ build
     @property
@@ -181,7 +191,7 @@ class LSTM:
         return sum(w.size for w in self._weights)
 
     # ------------------------------------------------------------------- call
-    def __call__(self, x, mask=None, initial_state=None, lengths=None):
+    def __call__(self, x, mask=None, initial_state=None, lengths=None, training=False):
         """Run the layer on ``x`` (batch, timesteps, features).
 
         Parameters
@@ -197,6 +207,8 @@ class LSTM:
         lengths : array_like of int, shape (batch,), optional
             Shortcut for a right-padded mask: row b has ``lengths[b]`` valid
             steps (like PyTorch's ``pack_padded_sequence``).
+        training : bool, default False
+            Record the pass for ``backward`` and apply dropout.
 
         Returns
         -------
@@ -210,6 +222,9 @@ class LSTM:
         batch, timesteps = x.shape[:2]
         mask = validation.mask_or_lengths(mask, lengths, batch, timesteps)
         h, c = self._start_states(initial_state, batch)
+        if training:
+            sequence, last, h, c = training_.layer_forward(self, x, mask, h, c)
+            return self._finish(sequence, last, h, c)
         # Last output: carried by the kernel when there is a mask; zeros when
         # no step ran (timesteps == 0); otherwise the final h.
         last = np.zeros((batch, self.units), self.dtype)
@@ -224,6 +239,10 @@ class LSTM:
                         self.num_threads or _kernel.DEFAULT_THREADS)
         if mask is None and timesteps > 0:
             last[...] = h
+        return self._finish(sequence, last, h, c)
+
+    def _finish(self, sequence, last, h, c):
+        """Store the final states of a stateful layer; arrange the outputs as Keras does."""
         if self.stateful:
             self._states = (h.copy(), c.copy())
         output = sequence if self.return_sequences else last
@@ -282,6 +301,7 @@ class LSTM:
             "unit_forget_bias": self.unit_forget_bias,
             "return_sequences": self.return_sequences, "return_state": self.return_state,
             "go_backwards": self.go_backwards, "stateful": self.stateful,
+            "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed, "dtype": self.dtype.name,
         }
 
@@ -316,6 +336,41 @@ class LSTM:
         """A layer with the config and weights of a live ``keras.layers.LSTM``."""
         from . import keras_io
         return keras_io.lstm_from_keras(cls, layer)
+
+    def backward(self, d_outputs, input_gradient=True):
+        """Backpropagate through the last ``training=True`` call.
+
+        Parameters
+        ----------
+        d_outputs : array or list
+            Gradient of the loss with respect to what that call returned,
+            shaped like it: one array, or ``[d_output, d_h, d_c]`` with
+            ``return_state``; None stands for a zero gradient.
+        input_gradient : bool, default True
+            False skips the product that forms ``d_x`` (returned as None),
+            for a first layer whose input needs no gradient.
+
+        Returns
+        -------
+        [d_x, d_h0, d_c0]
+            Gradients with respect to the input and the initial states
+            (at the zero states when none was given).  The weight
+            gradients go to ``layer.grads``, ordered like ``get_weights()``.
+
+        The layer keeps the last training call's activations in a workspace
+        it reuses, so ``backward`` refers to that call, and training calls
+        on one layer must not run concurrently from several threads.
+
+        Examples
+        --------
+        >>> import numpy as np, fastlstm
+        >>> layer = fastlstm.LSTM(4, seed=0)
+        >>> out = layer(np.ones((2, 3, 5)), training=True)
+        >>> d_x, d_h0, d_c0 = layer.backward(np.ones_like(out))
+        >>> d_x.shape, [g.shape for g in layer.grads]
+        ((2, 3, 5), [(5, 16), (4, 16), (16,)])
+        """
+        return training_.layer_backward(self, d_outputs, input_gradient)
 
     def __repr__(self):
         shape = f"input_dim={self.input_dim}, " if self.built else ""

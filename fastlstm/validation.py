@@ -164,3 +164,25 @@ def _describe(value):
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
     return type(value).__name__
+
+
+def dropout_rate(value, argument):
+    """A dropout rate in [0, 1).  Keras clamps instead, and then ignores a
+    rate of 1 in its cell but not in its fused path; we refuse it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{argument} must be a float in [0, 1), got {value!r}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{argument} must be a float in [0, 1), got {value!r}")
+    return float(value)
+
+
+def gradient(value, shape, dtype, argument, copy=True):
+    """An output gradient: None (no gradient) or an array of exactly ``shape``
+    → C-contiguous array of ``dtype``; with ``copy`` a copy the kernel may
+    overwrite, else possibly the caller's array (for read-only use)."""
+    if value is None:
+        return None
+    array = _numeric_array(value, argument)
+    if array.shape != shape:
+        raise ValueError(f"{argument} must have shape {shape}, got {array.shape}")
+    return np.array(array, dtype=dtype, order="C", copy=copy or None)

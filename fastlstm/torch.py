@@ -1,0 +1,188 @@
+"""``fastlstm.torch.LSTM``: a drop-in ``torch.nn.LSTM`` whose forward and
+backward passes run on fastlstm's kernels (CPU, float32/float64).
+
+Importing this module imports PyTorch; ``import fastlstm`` does not.
+
+Each (layer, direction) is one ``torch.autograd.Function`` over
+``fastlstm.training.forward``/``backward``; stacking, the concatenation of
+directions and the dropout between layers are ordinary PyTorch operations,
+so autograd composes them.  PyTorch's gate order i, f, g, o is Keras's
+i, f, c, o: ``kernel = weight_ih.T``, ``recurrent_kernel = weight_hh.T``,
+``bias = bias_ih + bias_hh``.
+"""
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+from . import training
+
+
+def _array(tensor, copy=False):
+    """The tensor's values as a C-contiguous NumPy array; ``copy`` for the
+    arguments the kernels overwrite."""
+    return np.array(tensor.detach().numpy(), order="C", copy=copy or None)
+
+
+class _Direction(torch.autograd.Function):
+    """One LSTM layer in one direction, batch-major: x (B, T, I) ->
+    outputs (B, T, H) in time order, h_n, c_n (B, H)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, reverse):
+        kernel = _array(weight_ih.T)
+        recurrent_kernel = _array(weight_hh.T)
+        if bias_ih is None:
+            bias = np.zeros(kernel.shape[1], kernel.dtype)
+        else:
+            bias = _array(bias_ih + bias_hh)
+        sequence, _, h, c, tape = training.forward(
+            _array(x), kernel, recurrent_kernel, bias, _array(h0, True), _array(c0, True),
+            go_backwards=reverse)
+        if reverse:        # fastlstm returns processing order; torch, time order
+            sequence = np.ascontiguousarray(sequence[:, ::-1])
+        ctx.tape, ctx.reverse = tape, reverse
+        ctx.has_bias = bias_ih is not None
+        return torch.from_numpy(sequence), torch.from_numpy(h), torch.from_numpy(c)
+
+    @staticmethod
+    def backward(ctx, d_sequence, d_h, d_c):
+        d_sequence = d_sequence.flip(1) if ctx.reverse else d_sequence
+        dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = training.backward(
+            ctx.tape, _array(d_sequence), None, _array(d_h, True), _array(d_c, True),
+            input_gradient=ctx.needs_input_grad[0])
+        # Both biases get the gradient of their sum; separate tensors, since
+        # autograd may adopt a returned gradient as the parameter's .grad.
+        dbias_ih = dbias_hh = None
+        if ctx.has_bias:
+            dbias_ih = torch.from_numpy(dbias)
+            dbias_hh = dbias_ih.clone()
+        dx = None if dx is None else torch.from_numpy(dx)
+        return (dx, torch.from_numpy(dh0), torch.from_numpy(dc0),
+                torch.from_numpy(dkernel).T, torch.from_numpy(drecurrent_kernel).T,
+                dbias_ih, dbias_hh, None)
+
+
+class LSTM(nn.Module):
+    """``torch.nn.LSTM`` on fastlstm's CPU kernels.
+
+    Same constructor, call signature, parameters and ``state_dict`` as
+    ``torch.nn.LSTM`` (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``,
+    ``bias_hh_l{k}``, with ``_reverse`` for the backward direction), so
+    weights load either way.  Not supported: ``proj_size``, PackedSequence
+    inputs, devices other than the CPU, dtypes other than float32/float64.
+
+    Examples
+    --------
+    >>> import torch, fastlstm.torch
+    >>> lstm = fastlstm.torch.LSTM(10, 16, num_layers=2, batch_first=True)
+    >>> output, (h_n, c_n) = lstm(torch.randn(4, 7, 10))
+    >>> output.sum().backward()
+    >>> output.shape, h_n.shape, lstm.weight_hh_l1.grad.shape
+    (torch.Size([4, 7, 16]), torch.Size([2, 4, 16]), torch.Size([64, 16]))
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
+                 device=None, dtype=None):
+        super().__init__()
+        for value, name in ((input_size, "input_size"), (hidden_size, "hidden_size"),
+                            (num_layers, "num_layers")):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0 <= dropout <= 1 or isinstance(dropout, bool):
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if proj_size:
+            raise ValueError(f"fastlstm.torch.LSTM has no proj_size, got {proj_size!r}")
+        if device is not None and torch.device(device).type != "cpu":
+            raise ValueError(f"fastlstm.torch.LSTM runs on the CPU, got device={device!r}")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.num_layers, self.bias = num_layers, bool(bias)
+        self.batch_first, self.dropout = bool(batch_first), float(dropout)
+        self.bidirectional, self.proj_size = bool(bidirectional), 0
+        directions = 2 if bidirectional else 1
+        gates = 4 * hidden_size
+        for layer in range(num_layers):
+            width = input_size if layer == 0 else hidden_size * directions
+            for suffix in ("", "_reverse")[:directions]:
+                shapes = {"weight_ih": (gates, width), "weight_hh": (gates, hidden_size)}
+                if self.bias:
+                    shapes.update(bias_ih=(gates,), bias_hh=(gates,))
+                for name, shape in shapes.items():
+                    self.register_parameter(
+                        f"{name}_l{layer}{suffix}",
+                        nn.Parameter(torch.empty(shape, dtype=dtype)))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """``nn.LSTM``'s initialisation: every weight uniform in
+        (-1/sqrt(hidden_size), 1/sqrt(hidden_size))."""
+        bound = 1 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def flatten_parameters(self):
+        """No-op, for code written against ``nn.LSTM`` (whose cuDNN path
+        wants one contiguous weight buffer)."""
+
+    def _weights(self, layer, suffix):
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return [getattr(self, f"{name}_l{layer}{suffix}", None) for name in names]
+
+    def forward(self, input, hx=None):
+        """``output, (h_n, c_n) = lstm(input, (h_0, c_0))`` as in ``nn.LSTM``."""
+        if not isinstance(input, torch.Tensor):
+            raise TypeError(
+                f"fastlstm.torch.LSTM takes a tensor input, got {type(input).__name__}")
+        dtype = self.weight_ih_l0.dtype
+        if input.dtype != dtype or dtype not in (torch.float32, torch.float64):
+            raise TypeError(
+                f"input dtype must match the float32/float64 weights ({dtype}), "
+                f"got {input.dtype}")
+        if input.device.type != "cpu":
+            raise ValueError(f"fastlstm.torch.LSTM runs on the CPU, got {input.device}")
+        if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input must have shape (L, N, {self.input_size}) (or batch first, or "
+                f"unbatched (L, {self.input_size})), got {tuple(input.shape)}")
+        batched = input.dim() == 3
+        x = input if batched else input.unsqueeze(1)
+        if not self.batch_first or not batched:
+            x = x.transpose(0, 1)                       # -> (N, L, input_size)
+        directions = 2 if self.bidirectional else 1
+        state_shape = (self.num_layers * directions, x.shape[0], self.hidden_size)
+        if hx is None:
+            h0 = c0 = x.new_zeros(state_shape)
+        else:
+            h0, c0 = (s if batched else s.unsqueeze(1) for s in hx)
+            for state, name in ((h0, "h_0"), (c0, "c_0")):
+                if tuple(state.shape) != state_shape or state.dtype != dtype:
+                    raise ValueError(
+                        f"{name} must have shape {state_shape} and dtype {dtype}, "
+                        f"got {tuple(state.shape)} {state.dtype}")
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            if layer and self.dropout and self.training:
+                x = functional.dropout(x, self.dropout, training=True)
+            outputs = []
+            for direction, suffix in enumerate(("", "_reverse")[:directions]):
+                index = layer * directions + direction
+                sequence, h, c = _Direction.apply(
+                    x, h0[index], c0[index], *self._weights(layer, suffix),
+                    bool(direction))
+                outputs.append(sequence)
+                h_n.append(h)
+                c_n.append(c)
+            x = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]
+        output = x if self.batch_first and batched else x.transpose(0, 1).contiguous()
+        h_n, c_n = torch.stack(h_n), torch.stack(c_n)
+        if not batched:
+            output, h_n, c_n = output.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
+        return output, (h_n, c_n)
+
+    def extra_repr(self):
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"bias={self.bias}, batch_first={self.batch_first}, "
+                f"dropout={self.dropout}, bidirectional={self.bidirectional}")

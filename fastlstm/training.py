@@ -1,0 +1,212 @@
+"""Training: the forward pass that records, backpropagation through time,
+and Keras-style dropout.
+
+Two levels:
+
+* ``forward`` / ``backward`` work on plain arrays (Keras weight layout) and a
+  ``Tape``, the workspace in which the forward pass keeps what the backward
+  pass needs.  ``fastlstm.torch`` builds its autograd function on them.
+* ``layer_forward`` / ``layer_backward`` back ``LSTM(...)(x, training=True)``
+  and ``LSTM.backward``: dropout masks, the layer's workspace, its
+  return structure and ``layer.grads``.
+
+Dropout follows Keras 3's ``LSTMCell``: masks are drawn once per call (one
+per sequence, shared by every step) and scaled by ``1 / (1 - rate)``.
+Without recurrent dropout one input mask (batch, features) serves all four
+gates; with recurrent dropout Keras switches to its per-gate implementation
+and draws four input masks and four recurrent masks (batch, units), one per
+gate block i, f, c, o.
+"""
+import numpy as np
+
+from . import _train, activations, validation
+
+_INT_MAX = 2**31 - 1
+
+
+class Tape:
+    """Workspace of one training-mode forward pass and of its backward.
+
+    Buffers are time-major, indexed by real time (see ``src/_train.pyx``).
+    The backward pass writes only ``dz``, so a recorded pass can be
+    backpropagated more than once (``retain_graph`` in PyTorch).  ``forward``
+    also stores its inputs here (``xs``, weights, masks, ``c0``, flags).
+    """
+
+    def __init__(self, batch, timesteps, units, dtype, recurrent_blocks):
+        shape = (timesteps, batch, units)
+        self.gates = np.empty((timesteps, batch, 4 * units), dtype)
+        self.dz = np.empty_like(self.gates)
+        self.cs = np.empty(shape, dtype)
+        self.acts = np.empty(shape, dtype)
+        self.hp = np.empty((recurrent_blocks,) + shape, dtype)
+
+    def fits(self, batch, timesteps, units, dtype, recurrent_blocks):
+        return (self.gates.shape == (timesteps, batch, 4 * units)
+                and self.gates.dtype == dtype and self.hp.shape[0] == recurrent_blocks)
+
+
+def forward(x, kernel, recurrent_kernel, bias, h, c, *, mask=None,
+            go_backwards=False, activation="tanh", recurrent_activation="sigmoid",
+            input_masks=None, recurrent_masks=None, return_sequence=True,
+            workspace=None):
+    """Run one LSTM layer and record it for ``backward``.
+
+    Parameters
+    ----------
+    x : (batch, timesteps, features) C-contiguous array of the weights' dtype
+    kernel, recurrent_kernel, bias : Keras layout, C-contiguous, same dtype
+    h, c : (batch, units) arrays, overwritten with the final states
+    mask : uint8 (batch, timesteps) or None
+    input_masks : (1 or 4, batch, features) or None
+        Input dropout masks (already scaled), for all gates or per gate block.
+    recurrent_masks : (4, batch, units) or None
+        Recurrent dropout masks per gate block.
+    workspace : Tape or None
+        A previous tape whose buffers may be reused.
+
+    Returns
+    -------
+    sequence, last, h, c, tape
+        ``sequence`` (processing order) is None unless ``return_sequence``.
+    """
+    batch, timesteps = x.shape[:2]
+    units = recurrent_kernel.shape[0]
+    dtype = kernel.dtype
+    if batch * timesteps > _INT_MAX:
+        raise ValueError(
+            f"training supports batch * timesteps up to {_INT_MAX}, got "
+            f"batch={batch}, timesteps={timesteps}")
+    blocks = 1 if recurrent_masks is None else 4
+    tape = workspace
+    if tape is None or not tape.fits(batch, timesteps, units, dtype, blocks):
+        tape = Tape(batch, timesteps, units, dtype, blocks)
+    # The kernel wants x time-major, once per input mask: [P, T, B, I].
+    x_time_major = x.transpose(1, 0, 2)
+    if input_masks is None:
+        xs = np.ascontiguousarray(x_time_major)[None]
+    else:
+        xs = np.multiply(x_time_major[None], input_masks[:, None, :, :], order="C")
+    tape.xs, tape.kernel, tape.recurrent_kernel = xs, kernel, recurrent_kernel
+    tape.mask, tape.input_masks, tape.recurrent_masks = mask, input_masks, recurrent_masks
+    tape.c0 = c.copy()
+    tape.go_backwards = bool(go_backwards)
+    tape.codes = (activations.CODES[activation], activations.CODES[recurrent_activation])
+    last = np.zeros((batch, units), dtype)
+    sequence = np.zeros((batch, timesteps, units), dtype) if return_sequence else None
+    if batch and timesteps:
+        _train.forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
+                       recurrent_masks, sequence, tape.gates, tape.cs, tape.acts,
+                       tape.hp, tape.go_backwards, *tape.codes)
+        if mask is None:
+            last[...] = h
+    return sequence, last, h, c, tape
+
+
+def backward(tape, d_sequence=None, d_last=None, d_h=None, d_c=None, *,
+             input_gradient=True):
+    """Backpropagate through the pass ``tape`` recorded.
+
+    The gradients of the outputs (each may be None) are fresh C-contiguous
+    arrays of the tape's dtype: ``d_sequence`` (batch, timesteps, units) in
+    processing order, the others (batch, units); ``d_h``, ``d_c`` may be
+    overwritten.  The tape is left as it was.  ``input_gradient=False``
+    skips the product that forms ``dx`` (returned as None).
+
+    Returns
+    -------
+    dx, dh0, dc0, dkernel, drecurrent_kernel, dbias
+    """
+    timesteps, batch, units = tape.cs.shape
+    dtype = tape.kernel.dtype
+    zeros = lambda: np.zeros((batch, units), dtype)  # noqa: E731
+    dh = zeros() if d_h is None else d_h
+    dc = zeros() if d_c is None else d_c
+    dy = zeros() if d_last is None else d_last
+    # The kernel overwrites these (GEMMs with beta = 0); without steps they
+    # stay zero.
+    new = np.empty if batch and timesteps else np.zeros
+    dkernel = new(tape.kernel.shape, dtype)
+    drecurrent_kernel = new(tape.recurrent_kernel.shape, dtype)
+    dbias = new(4 * units, dtype)
+    dxs = new(tape.xs.shape, dtype) if input_gradient else None
+    if batch and timesteps:
+        _train.backward(tape.xs, tape.kernel,
+                        np.ascontiguousarray(tape.recurrent_kernel.T), tape.gates,
+                        tape.dz, tape.cs, tape.acts, tape.hp, tape.c0, tape.mask,
+                        tape.recurrent_masks, d_sequence, dh, dc, dy, dxs, dkernel,
+                        drecurrent_kernel, dbias, tape.go_backwards, *tape.codes)
+    # Without steps the outputs are zeros or the initial states unchanged:
+    # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
+    if dxs is None:
+        dx = None
+    elif tape.input_masks is None:
+        dx = np.ascontiguousarray(dxs[0].transpose(1, 0, 2))
+    else:
+        dx = np.einsum("ptbi,pbi->bti", dxs, tape.input_masks, order="C")
+    return dx, dh, dc, dkernel, drecurrent_kernel, dbias
+
+
+# ------------------------------------------------------------------ the layer
+def _dropout_masks(layer, batch, dtype):
+    """Draw this call's (input_masks, recurrent_masks) as Keras 3 does."""
+    if not (layer.dropout or layer.recurrent_dropout):
+        return None, None
+    if layer._dropout_rng is None:
+        layer._dropout_rng = np.random.default_rng(layer.seed)
+    rng = layer._dropout_rng
+    blocks = 4 if layer.recurrent_dropout else 1
+
+    def draw(rate, width):
+        keep = rng.random((blocks, batch, width)) >= rate
+        return (keep / (1 - rate)).astype(dtype)
+
+    input_masks = draw(layer.dropout, layer.input_dim) if layer.dropout else None
+    recurrent_masks = (draw(layer.recurrent_dropout, layer.units)
+                       if layer.recurrent_dropout else None)
+    return input_masks, recurrent_masks
+
+
+def layer_forward(layer, x, mask, h, c):
+    """The training-mode body of ``LSTM.__call__`` on validated inputs:
+    returns ``(sequence, last, h, c)`` and records the pass on the layer."""
+    input_masks, recurrent_masks = _dropout_masks(layer, x.shape[0], layer.dtype)
+    kernel, recurrent_kernel = layer._weights[:2]
+    sequence, last, h, c, tape = forward(
+        x, kernel, recurrent_kernel, layer._kernel_bias, h, c, mask=mask,
+        go_backwards=layer.go_backwards, activation=layer.activation,
+        recurrent_activation=layer.recurrent_activation, input_masks=input_masks,
+        recurrent_masks=recurrent_masks, return_sequence=layer.return_sequences,
+        workspace=layer._tape)
+    layer._tape = tape
+    return sequence, last, h, c
+
+
+def layer_backward(layer, d_outputs, input_gradient=True):
+    """Body of ``LSTM.backward``: see its docstring."""
+    tape = layer._tape
+    if tape is None:
+        raise RuntimeError("LSTM.backward needs a call with training=True first")
+    timesteps, batch, units = tape.cs.shape
+    output_shape = ((batch, timesteps, units) if layer.return_sequences
+                    else (batch, units))
+    if layer.return_state:
+        if not isinstance(d_outputs, (list, tuple)) or len(d_outputs) != 3:
+            raise ValueError(
+                "d_outputs must be a list [d_output, d_h, d_c] like the layer's "
+                f"outputs (return_state=True), got {type(d_outputs).__name__}")
+        d_output, d_h, d_c = d_outputs
+    else:
+        d_output, d_h, d_c = d_outputs, None, None
+    dtype = layer.dtype
+    # The kernel only reads the sequence gradient; it overwrites the others.
+    d_output = validation.gradient(d_output, output_shape, dtype, "d_outputs[0]",
+                                   copy=not layer.return_sequences)
+    d_h = validation.gradient(d_h, (batch, units), dtype, "d_outputs[1]")
+    d_c = validation.gradient(d_c, (batch, units), dtype, "d_outputs[2]")
+    d_sequence, d_last = ((d_output, None) if layer.return_sequences
+                          else (None, d_output))
+    dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = backward(
+        tape, d_sequence, d_last, d_h, d_c, input_gradient=input_gradient)
+    layer.grads = [dkernel, drecurrent_kernel] + ([dbias] if layer.use_bias else [])
+    return [dx, dh0, dc0]

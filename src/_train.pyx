@@ -1,0 +1,335 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""LSTM training kernel: a forward pass that keeps its activations, and
+backpropagation through time.
+
+Knows nothing about Keras; fastlstm/training.py validates, allocates the
+workspace and arranges results.  Shapes use B = batch, T = timesteps,
+I = input features, U = units, G = 4U.  The workspace is time-major and
+indexed by real time t, so one step's rows are contiguous (a strided step
+slice of a batch-major buffer puts B rows a power-of-two-ish stride apart,
+which thrashes the cache in the per-step GEMMs) and row t*B + b of every
+buffer lines up with x[b, t]:
+
+    xs     [P, T, B, I]  inputs (see below)
+    gates  [T, B, G]     activated gates i, f, c, o of each step
+    cs     [T, B, U]     c after each step (carried over masked steps)
+    acts   [T, B, U]     act(c) of each processed step
+    hp     [Q, T, B, U]  h entering each step, times the recurrent dropout
+                         mask of each gate block when Q == 4
+
+Dropout masks arrive pre-applied where they can be: ``xs`` is [P, T, B, I],
+P == 1 (x, or x times one input mask) or P == 4 (x times the mask of each
+gate block, as Keras does when recurrent dropout is on); the recurrent
+masks ``rmask`` [4, B, U] multiply h inside the time loop.
+
+Only the recurrence is sequential.  The backward pass walks the steps in
+reverse through the cell and one GEMM per step (dh_prev = dZ_t @ R^T, with
+R^T stored contiguously), writing dZ = dL/d(gate pre-activations) [T, B, G]
+into its own buffer; then it forms dW = X^T dZ, dR = H_prev^T dZ and
+dX = dZ W^T as one large GEMM each, and db = the column sums of dZ.
+"""
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+from cython cimport floating
+
+from _blas cimport gemm
+
+cdef extern from "lstm_train.h" nogil:
+    void fl_train_cell_row_f32(float *z, float *c, float *h, float *a, long U,
+                               int act, int rec_act)
+    void fl_train_cell_row_f64(double *z, double *c, double *h, double *a, long U,
+                               int act, int rec_act)
+    void fl_train_cell_back_row_f32(const float *z, float *dz, const float *c_prev,
+                                    const float *a, const float *dh, float *dc, long U,
+                                    int act, int rec_act)
+    void fl_train_cell_back_row_f64(const double *z, double *dz, const double *c_prev,
+                                    const double *a, const double *dh, double *dc,
+                                    long U, int act, int rec_act)
+
+
+cdef inline void _cell(floating *z, floating *c, floating *h, floating *a,
+                       Py_ssize_t U, int act, int rec_act) noexcept nogil:
+    if floating is float:
+        fl_train_cell_row_f32(z, c, h, a, U, act, rec_act)
+    else:
+        fl_train_cell_row_f64(z, c, h, a, U, act, rec_act)
+
+
+cdef inline void _cell_back(const floating *z, floating *dz, const floating *c_prev,
+                            const floating *a, const floating *dh, floating *dc,
+                            Py_ssize_t U, int act, int rec_act) noexcept nogil:
+    if floating is float:
+        fl_train_cell_back_row_f32(z, dz, c_prev, a, dh, dc, U, act, rec_act)
+    else:
+        fl_train_cell_back_row_f64(z, dz, c_prev, a, dh, dc, U, act, rec_act)
+
+
+cdef inline void _scaled_copy(floating *dst, const floating *src,
+                              const floating *scale, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    if scale == NULL:
+        memcpy(dst, src, n * sizeof(floating))
+    else:
+        for j in range(n):
+            dst[j] = src[j] * scale[j]
+
+
+cdef void _forward(const floating *xs, Py_ssize_t P, const floating *kernel,
+                   const floating *rkernel, const floating *bias,
+                   floating *h, floating *c, floating *y,
+                   const unsigned char *mask, const floating *rmask,
+                   floating *seq, floating *gates, floating *cs, floating *acts,
+                   floating *hp, Py_ssize_t B, Py_ssize_t T, Py_ssize_t I,
+                   Py_ssize_t U, bint backwards, int act, int rec_act) noexcept nogil:
+    cdef Py_ssize_t G = 4 * U, BT = B * T, BTU = B * T * U
+    cdef Py_ssize_t s, t, b, g, row
+    cdef bint on
+    # Input projection of every step at once: gates = xs @ kernel + bias.
+    for row in range(BT):
+        memcpy(gates + row * G, bias, G * sizeof(floating))
+    if P == 1:
+        gemm(False, False, <int>BT, <int>G, <int>I, <floating>1, xs, <int>I,
+             kernel, <int>G, <floating>1, gates, <int>G)
+    else:      # one masked copy of x per gate block
+        for g in range(4):
+            gemm(False, False, <int>BT, <int>U, <int>I, <floating>1, xs + g * BT * I,
+                 <int>I, kernel + g * U, <int>G, <floating>1, gates + g * U, <int>G)
+    for s in range(T):
+        t = T - 1 - s if backwards else s
+        # hp[:, :, t] = h (times the recurrent masks); gates[:, t] += hp @ R.
+        if rmask == NULL:
+            memcpy(hp + t * B * U, h, B * U * sizeof(floating))
+            gemm(False, False, <int>B, <int>G, <int>U, <floating>1, hp + t * B * U,
+                 <int>U, rkernel, <int>G, <floating>1, gates + t * B * G, <int>G)
+        else:
+            for g in range(4):
+                for b in range(B):
+                    _scaled_copy(hp + g * BTU + (t * B + b) * U, h + b * U,
+                                 rmask + (g * B + b) * U, U)
+                gemm(False, False, <int>B, <int>U, <int>U, <floating>1,
+                     hp + g * BTU + t * B * U, <int>U, rkernel + g * U, <int>G,
+                     <floating>1, gates + t * B * G + g * U, <int>G)
+        for b in range(B):
+            on = mask == NULL or mask[b * T + t] != 0
+            if on:
+                _cell(gates + (t * B + b) * G, c + b * U, h + b * U,
+                      acts + (t * B + b) * U, U, act, rec_act)
+                if mask != NULL:
+                    memcpy(y + b * U, h + b * U, U * sizeof(floating))
+            # masked: h and c stay, the output repeats the previous one
+            memcpy(cs + (t * B + b) * U, c + b * U, U * sizeof(floating))
+            if seq != NULL:
+                memcpy(seq + (b * T + s) * U, (h if mask == NULL else y) + b * U,
+                       U * sizeof(floating))
+
+
+cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
+                    const floating *rkernel_t, const floating *gates, floating *dzs,
+                    const floating *cs,
+                    const floating *acts, const floating *hp, const floating *c0,
+                    const unsigned char *mask, const floating *rmask,
+                    const floating *dseq, floating *dh, floating *dc, floating *dy,
+                    floating *tmp, floating *dxs, floating *dkernel,
+                    floating *drkernel, floating *dbias, Py_ssize_t B, Py_ssize_t T,
+                    Py_ssize_t I, Py_ssize_t U, bint backwards, int act,
+                    int rec_act) noexcept nogil:
+    cdef Py_ssize_t G = 4 * U, BT = B * T, BTU = B * T * U
+    cdef Py_ssize_t s, t, t_prev, b, g, j, row
+    cdef floating *dz
+    cdef const floating *c_prev
+    cdef floating *rows_dh
+    cdef const floating *rm
+    if mask == NULL:
+        # Without a mask the last output is the final h.
+        for j in range(B * U):
+            dh[j] += dy[j]
+    for s in range(T - 1, -1, -1):
+        t = T - 1 - s if backwards else s
+        t_prev = t + 1 if backwards else t - 1
+        for b in range(B):
+            dz = dzs + (t * B + b) * G
+            if mask == NULL:
+                if dseq != NULL:
+                    for j in range(U):
+                        dh[b * U + j] += dseq[(b * T + s) * U + j]
+            else:
+                # The output y is carried over masked steps and replaced by h
+                # at processed ones, so its gradient accumulates until then.
+                if dseq != NULL:
+                    for j in range(U):
+                        dy[b * U + j] += dseq[(b * T + s) * U + j]
+                if mask[b * T + t] == 0:
+                    memset(dz, 0, G * sizeof(floating))
+                    continue
+                for j in range(U):
+                    dh[b * U + j] += dy[b * U + j]
+                    dy[b * U + j] = 0
+            c_prev = c0 + b * U if s == 0 else cs + (t_prev * B + b) * U
+            _cell_back(gates + (t * B + b) * G, dz, c_prev, acts + (t * B + b) * U,
+                       dh + b * U, dc + b * U, U, act, rec_act)
+        # dh_prev = dZ_t @ R^T (per gate block, times its mask, with dropout);
+        # masked rows keep dh.
+        if rmask == NULL:
+            rows_dh = dh if mask == NULL else tmp
+            gemm(False, False, <int>B, <int>U, <int>G, <floating>1, dzs + t * B * G,
+                 <int>G, rkernel_t, <int>U, <floating>0, rows_dh, <int>U)
+            if mask != NULL:
+                for b in range(B):
+                    if mask[b * T + t] != 0:
+                        memcpy(dh + b * U, tmp + b * U, U * sizeof(floating))
+        else:
+            for g in range(4):
+                gemm(False, False, <int>B, <int>U, <int>U, <floating>1,
+                     dzs + t * B * G + g * U, <int>G, rkernel_t + g * U * U, <int>U,
+                     <floating>0, tmp, <int>U)
+                for b in range(B):
+                    if mask != NULL and mask[b * T + t] == 0:
+                        continue
+                    rm = rmask + (g * B + b) * U
+                    if g == 0:
+                        for j in range(U):
+                            dh[b * U + j] = tmp[b * U + j] * rm[j]
+                    else:
+                        for j in range(U):
+                            dh[b * U + j] += tmp[b * U + j] * rm[j]
+    # Everything below is one large product over all B*T rows.
+    if P == 1:
+        gemm(True, False, <int>I, <int>G, <int>BT, <floating>1, xs, <int>I,
+             dzs, <int>G, <floating>0, dkernel, <int>G)
+        if dxs != NULL:
+            gemm(False, True, <int>BT, <int>I, <int>G, <floating>1, dzs, <int>G,
+                 kernel, <int>G, <floating>0, dxs, <int>I)
+    else:
+        for g in range(4):
+            gemm(True, False, <int>I, <int>U, <int>BT, <floating>1, xs + g * BT * I,
+                 <int>I, dzs + g * U, <int>G, <floating>0, dkernel + g * U, <int>G)
+            if dxs != NULL:
+                gemm(False, True, <int>BT, <int>I, <int>U, <floating>1, dzs + g * U,
+                     <int>G, kernel + g * U, <int>G, <floating>0, dxs + g * BT * I,
+                     <int>I)
+    if rmask == NULL:
+        gemm(True, False, <int>U, <int>G, <int>BT, <floating>1, hp, <int>U,
+             dzs, <int>G, <floating>0, drkernel, <int>G)
+    else:
+        for g in range(4):
+            gemm(True, False, <int>U, <int>U, <int>BT, <floating>1, hp + g * BTU,
+                 <int>U, dzs + g * U, <int>G, <floating>0, drkernel + g * U, <int>G)
+    memset(dbias, 0, G * sizeof(floating))
+    for row in range(BT):
+        for j in range(G):
+            dbias[j] += dzs[row * G + j]
+
+
+def forward(const floating[:, :, :, ::1] xs,
+            const floating[:, ::1] kernel,
+            const floating[:, ::1] recurrent_kernel,
+            const floating[::1] bias,
+            floating[:, ::1] h,
+            floating[:, ::1] c,
+            floating[:, ::1] y,
+            const unsigned char[:, ::1] mask,
+            const floating[:, :, ::1] rmask,
+            floating[:, :, ::1] seq,
+            floating[:, :, ::1] gates,
+            floating[:, :, ::1] cs,
+            floating[:, :, ::1] acts,
+            floating[:, :, :, ::1] hp,
+            bint go_backwards, int activation, int recurrent_activation):
+    """Training-mode forward pass over a batch of sequences.
+
+    xs                [P, T, B, I]  inputs, time-major (P = 1, or 4
+                                    gate-masked copies)
+    kernel            [I, G], recurrent_kernel [U, G], bias [G]
+    h, c              [B, U]  in: initial state; out: final state
+    y                 [B, U]  in: zeros; out: last output (only with mask)
+    mask              [B, T]  nonzero = step is processed, or None
+    rmask             [4, B, U] recurrent dropout mask per gate block, or None
+    seq               [B, T, U] out: outputs in processing order, or None
+    gates, cs, acts   workspace, out (see the module docstring)
+    hp                [Q, T, B, U] workspace, Q = 4 with rmask else 1
+
+    The caller guarantees the shapes agree, B, T, I >= 1 and that B*T and
+    every size fit a C int.
+    """
+    cdef Py_ssize_t P = xs.shape[0], T = xs.shape[1], B = xs.shape[2]
+    cdef Py_ssize_t I = xs.shape[3], U = h.shape[1]
+    cdef const unsigned char *mask_ptr = NULL
+    cdef const floating *rmask_ptr = NULL
+    cdef floating *seq_ptr = NULL
+    if mask is not None:
+        mask_ptr = &mask[0, 0]
+    if rmask is not None:
+        rmask_ptr = &rmask[0, 0, 0]
+    if seq is not None:
+        seq_ptr = &seq[0, 0, 0]
+    with nogil:
+        _forward(&xs[0, 0, 0, 0], P, &kernel[0, 0], &recurrent_kernel[0, 0],
+                 &bias[0], &h[0, 0], &c[0, 0], &y[0, 0], mask_ptr, rmask_ptr,
+                 seq_ptr, &gates[0, 0, 0], &cs[0, 0, 0], &acts[0, 0, 0],
+                 &hp[0, 0, 0, 0], B, T, I, U, go_backwards, activation,
+                 recurrent_activation)
+
+
+def backward(const floating[:, :, :, ::1] xs,
+             const floating[:, ::1] kernel,
+             const floating[:, ::1] recurrent_kernel_t,
+             const floating[:, :, ::1] gates,
+             floating[:, :, ::1] dz,
+             const floating[:, :, ::1] cs,
+             const floating[:, :, ::1] acts,
+             const floating[:, :, :, ::1] hp,
+             const floating[:, ::1] c0,
+             const unsigned char[:, ::1] mask,
+             const floating[:, :, ::1] rmask,
+             const floating[:, :, ::1] dseq,
+             floating[:, ::1] dh,
+             floating[:, ::1] dc,
+             floating[:, ::1] dy,
+             floating[:, :, :, ::1] dxs,
+             floating[:, ::1] dkernel,
+             floating[:, ::1] drecurrent_kernel,
+             floating[::1] dbias,
+             bint go_backwards, int activation, int recurrent_activation):
+    """Backpropagation through the steps recorded by ``forward``.
+
+    recurrent_kernel_t  [G, U] the recurrent kernel transposed: the per-step
+                      product reads it row by row (OpenBLAS packs a
+                      transposed operand noticeably slower, every step)
+    gates, cs, acts, hp  the forward's workspace (left unchanged, so one
+                      recorded pass can be backpropagated more than once)
+    c0                [B, U] the forward's initial c
+    dz                [T, B, G] out: dL/d(gate pre-activations)
+    dseq              [B, T, U] dL/d(outputs, processing order), or None
+    dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
+    dy                [B, U] in: dL/d(last output); clobbered
+    dxs               [P, T, B, I] out: dL/dxs, or None to skip it
+    dkernel, drecurrent_kernel, dbias  out: weight gradients
+    Other arguments as in ``forward``; the caller guarantees the same.
+    Raises MemoryError if the scratch row buffer cannot be allocated.
+    """
+    cdef Py_ssize_t P = xs.shape[0], T = xs.shape[1], B = xs.shape[2]
+    cdef Py_ssize_t I = xs.shape[3], U = dh.shape[1]
+    cdef const unsigned char *mask_ptr = NULL
+    cdef const floating *rmask_ptr = NULL
+    cdef const floating *dseq_ptr = NULL
+    cdef floating *dxs_ptr = NULL
+    if mask is not None:
+        mask_ptr = &mask[0, 0]
+    if rmask is not None:
+        rmask_ptr = &rmask[0, 0, 0]
+    if dseq is not None:
+        dseq_ptr = &dseq[0, 0, 0]
+    if dxs is not None:
+        dxs_ptr = &dxs[0, 0, 0, 0]
+    cdef floating *tmp = <floating *>malloc(B * U * sizeof(floating))
+    if tmp == NULL:
+        raise MemoryError(f"fastlstm: cannot allocate {B} x {U} values")
+    with nogil:
+        _backward(&xs[0, 0, 0, 0], P, &kernel[0, 0], &recurrent_kernel_t[0, 0],
+                  &gates[0, 0, 0], &dz[0, 0, 0], &cs[0, 0, 0], &acts[0, 0, 0],
+                  &hp[0, 0, 0, 0],
+                  &c0[0, 0], mask_ptr, rmask_ptr, dseq_ptr, &dh[0, 0], &dc[0, 0],
+                  &dy[0, 0], tmp, dxs_ptr, &dkernel[0, 0], &drecurrent_kernel[0, 0],
+                  &dbias[0], B, T, I, U, go_backwards, activation,
+                  recurrent_activation)
+    free(tmp)

@@ -1,0 +1,176 @@
+"""``fastlstm.torch.LSTM`` against ``torch.nn.LSTM``: same state_dict,
+same outputs, same gradients for inputs, states and every parameter."""
+import numpy as np
+import pytest
+import torch
+
+import fastlstm.torch as ft
+
+TORCH_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _pair(dtype, seed=0, **config):
+    """An nn.LSTM and a fastlstm.torch.LSTM holding the same weights."""
+    torch.manual_seed(seed)
+    theirs = torch.nn.LSTM(dtype=dtype, **config)
+    ours = ft.LSTM(dtype=dtype, **config)
+    ours.load_state_dict(theirs.state_dict())
+    return theirs, ours
+
+
+def _run(module, x, hx, cotangent_seed):
+    """Outputs and the gradients of a random linear loss of all outputs."""
+    module.zero_grad()
+    leaves = [t.detach().clone().requires_grad_(True) for t in [x] + list(hx or [])]
+    output, (h_n, c_n) = module(leaves[0], tuple(leaves[1:]) if hx else None)
+    generator = torch.Generator().manual_seed(cotangent_seed)
+    loss = sum((o * torch.randn(o.shape, generator=generator, dtype=o.dtype)).sum()
+               for o in (output, h_n, c_n))
+    loss.backward()
+    return ([output, h_n, c_n] + [leaf.grad for leaf in leaves]
+            + [p.grad for p in module.parameters()])
+
+
+CONFIGS = [
+    dict(num_layers=1, bidirectional=False, batch_first=False, bias=True),
+    dict(num_layers=2, bidirectional=False, batch_first=True, bias=True),
+    dict(num_layers=1, bidirectional=True, batch_first=True, bias=False),
+    dict(num_layers=3, bidirectional=True, batch_first=False, bias=True),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("with_state, batched", [(False, True), (True, True), (True, False)])
+def test_matches_nn_lstm(tol, dtype, config, with_state, batched):
+    theirs, ours = _pair(dtype, input_size=5, hidden_size=6, **config)
+    batch, steps = 3, 7
+    generator = torch.Generator().manual_seed(1)
+    shape = (batch, steps, 5) if config["batch_first"] else (steps, batch, 5)
+    x = torch.randn(shape if batched else (steps, 5), generator=generator, dtype=dtype)
+    states = (config["num_layers"] * (2 if config["bidirectional"] else 1),)
+    states += (batch, 6) if batched else (6,)
+    hx = ([torch.randn(states, generator=generator, dtype=dtype) for _ in range(2)]
+          if with_state else None)
+    expected = _run(theirs, x, hx, cotangent_seed=2)
+    actual = _run(ours, x, hx, cotangent_seed=2)
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert a.shape == e.shape
+        np.testing.assert_allclose(a.detach().numpy(), e.detach().numpy(),
+                                   **tol(TORCH_DTYPES[dtype]))
+
+
+def test_state_dict_matches_nn_lstm():
+    theirs = torch.nn.LSTM(4, 3, num_layers=2, bidirectional=True)
+    ours = ft.LSTM(4, 3, num_layers=2, bidirectional=True)
+    assert ({k: v.shape for k, v in ours.state_dict().items()}
+            == {k: v.shape for k, v in theirs.state_dict().items()})
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())        # and back the other way
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+        assert torch.equal(a, b), name
+    bound = 1 / np.sqrt(3)
+    assert all(p.abs().max() <= bound for p in ours.parameters())
+
+
+def test_gradcheck():
+    torch.manual_seed(3)
+    module = ft.LSTM(3, 2, num_layers=2, bidirectional=True, dtype=torch.float64)
+    names = [name for name, _ in module.named_parameters()]
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)
+    params = [p.detach().clone().requires_grad_(True) for p in module.parameters()]
+
+    def function(x, h0, c0, *weights):
+        output, (h_n, c_n) = torch.func.functional_call(
+            module, dict(zip(names, weights)), (x, (h0, c0)))
+        return output, h_n, c_n
+
+    assert torch.autograd.gradcheck(function, (x, h0, c0, *params))
+
+
+def test_dropout_between_layers():
+    torch.manual_seed(4)
+    module = ft.LSTM(3, 4, num_layers=2, dropout=0.5)
+    x = torch.randn(6, 2, 3)
+    torch.manual_seed(5)
+    first, _ = module(x)
+    torch.manual_seed(5)
+    again, _ = module(x)
+    second, _ = module(x)
+    assert torch.equal(first, again)               # torch's generator drives it
+    assert not torch.allclose(first, second)
+    module.eval()
+    reference = torch.nn.LSTM(3, 4, num_layers=2, dropout=0.5).eval()
+    reference.load_state_dict(module.state_dict())
+    torch.testing.assert_close(module(x)[0], reference(x)[0], rtol=1e-5, atol=1e-6)
+    # A single layer has no dropout to apply, in training mode too.
+    single = ft.LSTM(3, 4, dropout=0.5)
+    torch.testing.assert_close(single(x)[0], single(x)[0], rtol=0, atol=0)
+
+
+def test_retain_graph_backward_twice():
+    torch.manual_seed(6)
+    module = ft.LSTM(3, 4)
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    output, _ = module(x)
+    output.sum().backward(retain_graph=True)
+    once = x.grad.clone()
+    output.sum().backward()
+    torch.testing.assert_close(x.grad, 2 * once)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(proj_size=2), ValueError, "proj_size"),
+    (dict(hidden_size=0), ValueError, "hidden_size"),
+    (dict(dropout=1.5), ValueError, "dropout"),
+])
+def test_constructor_errors(kwargs, error, match):
+    arguments = dict(input_size=3, hidden_size=4) | kwargs
+    with pytest.raises(error, match=match):
+        ft.LSTM(**arguments)
+
+
+def test_call_errors():
+    module = ft.LSTM(3, 4)
+    with pytest.raises(TypeError, match="dtype"):
+        module(torch.zeros(2, 1, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"\(L, N, 3\)"):
+        module(torch.zeros(2, 1, 5))
+    with pytest.raises(ValueError, match="h_0 must have shape"):
+        module(torch.zeros(2, 1, 3), (torch.zeros(1, 2, 4), torch.zeros(1, 1, 4)))
+    packed = torch.nn.utils.rnn.pack_sequence([torch.zeros(2, 3)])
+    with pytest.raises(TypeError, match="PackedSequence"):
+        module(packed)
+
+
+def test_import_fastlstm_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, fastlstm; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+
+def test_input_without_grad(tol):
+    """An input that needs no gradient skips the dX product; the weight
+    gradients are unchanged."""
+    theirs, ours = _pair(torch.float64, input_size=3, hidden_size=4, num_layers=2)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    for module in (theirs, ours):
+        output, _ = module(x)
+        output.sum().backward()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), **tol(np.float64))
+
+
+def test_bias_gradients_do_not_share_memory():
+    module = ft.LSTM(3, 2)
+    output, _ = module(torch.randn(4, 1, 3))
+    output.sum().backward()
+    expected = module.bias_hh_l0.grad.clone()
+    module.bias_ih_l0.grad.mul_(0)            # e.g. an in-place clipping step
+    torch.testing.assert_close(module.bias_hh_l0.grad, expected)
