@@ -10,9 +10,11 @@ matmul measured in the same run, the practical ceiling of the machine.
 """
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,17 +89,92 @@ def torch_runner(weights, x, threads):
     return run
 
 
+def onnx_model(weights, batch, steps, input_dim):
+    """An ONNX graph with one LSTM node holding ``weights`` (Keras layout)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fastlstm.convert import keras_to_onnx
+
+    units = weights[1].shape[0]
+    W, R, B = keras_to_onnx([weights])     # gate order i, o, f, c
+    node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["", "Y_h"], hidden_size=units)
+    graph = helper.make_graph(
+        [node], "lstm",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [steps, batch, input_dim])],
+        [helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, batch, units])],
+        initializer=[numpy_helper.from_array(np.asarray(a, np.float32), name)
+                     for a, name in ((W, "W"), (R, "R"), (B, "B"))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def onnxruntime_runner(weights, x, threads):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    model = onnx_model(weights, *x.shape).SerializeToString()
+    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    # ONNX's LSTM is time-major; the transpose is left out of the timing,
+    # which favours onnxruntime.
+    feed = {"X": np.ascontiguousarray(x.transpose(1, 0, 2))}
+    return lambda: session.run(["Y_h"], feed)[0][0]
+
+
 def peers(threads):
     """name -> factory(weights, x) -> zero-argument callable returning h_T."""
     available = {"fastlstm": fastlstm_runner, "numpy reference": reference_runner}
+    counts = [1, threads] if threads > 1 else [1]
     try:
         import torch  # noqa: F401
     except ImportError:
-        return available
-    available["torch 1 thread"] = lambda w, x: torch_runner(w, x, 1)
-    if threads > 1:
-        available[f"torch {threads} threads"] = lambda w, x: torch_runner(w, x, threads)
+        pass
+    else:
+        for n in counts:
+            available[f"torch {n}T"] = lambda w, x, n=n: torch_runner(w, x, n)
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        for n in counts:
+            available[f"onnxruntime {n}T"] = lambda w, x, n=n: onnxruntime_runner(w, x, n)
     return available
+
+
+def keras_tf_times(budget):
+    """{cell: seconds} for Keras 3 on TensorFlow (own process), or an
+    explanation string when it cannot run."""
+    script = Path(__file__).with_name("keras_tf.py")
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    cells = [",".join(map(str, cell)) for cell in GRID]
+    try:
+        done = subprocess.run([sys.executable, str(script), str(budget), *cells], env=env,
+                              capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        return "Keras/TensorFlow timed out"
+    if done.returncode != 0:
+        return "Keras/TensorFlow did not run: " + (done.stderr.strip().splitlines() or ["?"])[-1]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    times = {tuple(map(int, key.split(","))): value for key, value in report["cells"].items()}
+    return times, report["version"]
+
+
+MEMORY_CELLS = [(8, 100, 64, 128), (8, 10_000, 64, 128)]
+
+
+def peak_memory():
+    """{(implementation, cell): extra peak RSS bytes of one call} (benchmarks/memory.py)."""
+    script = Path(__file__).with_name("memory.py")
+    result = {}
+    for name in ("fastlstm", "torch"):
+        for cell in MEMORY_CELLS:
+            done = subprocess.run([sys.executable, str(script), name, *map(str, cell)],
+                                  capture_output=True, text=True, timeout=600)
+            if done.returncode == 0:
+                result[name, cell] = json.loads(done.stdout)["extra_peak_bytes"]
+    return result
 
 
 def machine_description():
@@ -125,6 +202,8 @@ def blas_description():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short timing budget")
+    parser.add_argument("--no-keras", action="store_true",
+                        help="skip Keras/TensorFlow (slow to import)")
     parser.add_argument("--output", type=Path,
                         default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args(argv)
@@ -132,63 +211,158 @@ def main(argv=None):
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     runners = peers(threads)
 
-    ceiling = sgemm_gflops(budget)
+    load_before = os.getloadavg()
     results = {}
-    for cell in tqdm(GRID, desc="grid", file=sys.stderr):
+    progress = tqdm(total=len(GRID) * len(runners), desc="grid", file=sys.stderr)
+    for cell in GRID:
         weights, x = make_problem(*cell)
         calls = {name: make(weights, x) for name, make in runners.items()}
         expected = calls["numpy reference"]()
         for name, call in calls.items():
+            progress.set_postfix_str(f"{cell} {name}")
             np.testing.assert_allclose(call(), expected, rtol=1e-3, atol=1e-4,
                                        err_msg=f"{name} disagrees on {cell}")
             results[cell, name] = median_seconds(call, budget)
-
-    table = format_table(results, runners, ceiling)
-    print(table)
-    write_results(args, table, ceiling)
-
-
-def format_table(results, runners, ceiling):
+            progress.update()
+    progress.close()
+    # Last: OpenBLAS's threads keep spinning for a while after a GEMM and
+    # would slow whatever ran next on this 2-core machine.
+    ceiling = sgemm_gflops(budget)
     names = list(runners)
+    notes = []
+    if not args.no_keras:
+        print("Keras/TensorFlow (own process) ...", file=sys.stderr)
+        keras = keras_tf_times(budget)
+        if isinstance(keras, str):
+            notes.append(keras)
+        else:
+            times, version = keras
+            notes.append(f"Keras/TensorFlow: {version}, `tf.function`, all threads")
+            names.append("keras/tf")
+            results.update({(cell, "keras/tf"): t for cell, t in times.items()})
+    print("peak memory (own processes) ...", file=sys.stderr)
+    memory = peak_memory()
+    # Other processes on the machine show in the load average; with them,
+    # multi-threaded peers (and fastlstm) lose more than single-threaded ones.
+    notes.append("Load average (1 min) before / after the run: "
+                 f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}")
+
+    table = format_table(results, names, ceiling)
+    print(table)
+    write_results(args, table, ceiling, memory_table(memory), notes)
+    draw_chart(results, names, args.output.with_suffix(".png"))
+
+
+def best_peer(results, names, cell):
+    """Fastest of torch and onnxruntime (any thread count) on ``cell``."""
+    peers = [n for n in names if n.startswith(("torch", "onnxruntime"))]
+    return min(peers, key=lambda n: results[cell, n]) if peers else None
+
+
+def format_table(results, names, ceiling):
     peer_names = [n for n in names if n != "fastlstm"]
     header = (["(B, T, I, H)"] + [f"{n} ms" for n in names]
-              + ["fastlstm GFLOP/s", "% sgemm"] + [f"× vs {n}" for n in peer_names])
+              + ["fastlstm GFLOP/s", "% sgemm", "× vs best peer"]
+              + [f"× vs {n}" for n in peer_names])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for cell in GRID:
         ours = results[cell, "fastlstm"]
         gflops = lstm_flops(*cell) / ours / 1e9
-        row = [str(cell)] + [f"{results[cell, n] * 1e3:.3f}" for n in names]
+        best = best_peer(results, names, cell)
+        row = [str(cell)] + [f"{results[cell, n] * 1e3:.3f}" if (cell, n) in results else "-"
+                             for n in names]
         row += [f"{gflops:.1f}", f"{100 * gflops / ceiling:.0f}%"]
-        row += [f"{results[cell, n] / ours:.2f}" for n in peer_names]
+        row += [f"{results[cell, best] / ours:.2f} ({best})" if best else "-"]
+        row += [f"{results[cell, n] / ours:.2f}" if (cell, n) in results else "-"
+                for n in peer_names]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def write_results(args, table, ceiling):
+def memory_table(memory):
+    lines = ["| implementation | " + " | ".join(f"T={c[1]:,} (B={c[0]}, I={c[2]}, H={c[3]})"
+                                               for c in MEMORY_CELLS) + " |",
+             "|---|" + "---|" * len(MEMORY_CELLS)]
+    for name in ("fastlstm", "torch"):
+        cells = [f"{memory[name, c] / 2**20:.1f} MiB" if (name, c) in memory else "-"
+                 for c in MEMORY_CELLS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def draw_chart(results, names, path):
+    """Bar chart: fastlstm's speed-up over each peer, per grid cell (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    peers = [n for n in names if n != "fastlstm"]
+    fig, ax = plt.subplots(figsize=(11, 5))
+    width = 0.8 / len(peers)
+    for i, name in enumerate(peers):
+        ratios = [results[c, name] / results[c, "fastlstm"] if (c, name) in results else 0
+                  for c in GRID]
+        ax.bar([k + i * width for k in range(len(GRID))], ratios, width, label=name)
+    ax.axhline(1, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(GRID))], [str(c) for c in GRID])
+    ax.set_xlabel("(batch, timesteps, input_dim, units)")
+    ax.set_ylabel("peer time / fastlstm time (above 1: fastlstm faster)")
+    ax.set_title("fastlstm forward pass vs peers (float32, return_sequences=False)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def write_results(args, table, ceiling, memory, notes):
+    from fastlstm import _kernel
+
     versions = [f"fastlstm {fastlstm.__version__}", f"numpy {np.__version__}",
                 f"Python {platform.python_version()}"]
-    try:
-        import torch
-        versions.append(f"torch {torch.__version__}")
-    except ImportError:
-        pass
+    for module in ("torch", "onnxruntime"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            pass
     unset = all(v not in os.environ for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"))
     command = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py"
+    extra = "".join(f"{note}\n" for note in notes)
     text = f"""# Forward-pass benchmark
 
 Command: `{command}{' --quick' if args.quick else ''}`
 Date: {datetime.date.today()}
 Machine: {machine_description()}
 Versions: {', '.join(versions)}
+fastlstm kernel: {_kernel.isa()} instructions, OpenMP {'on' if _kernel.OPENMP else 'off'},
+{_kernel.DEFAULT_THREADS} threads by default
 BLAS (threadpoolctl): {blas_description()}
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this run: {'yes' if unset else 'NO'}
 Same-run float32 sgemm ceiling (2048³, NumPy): {ceiling:.1f} GFLOP/s
-
+{extra}
 float32, return_sequences=False; milliseconds are medians of one call;
-"× vs peer" is the peer's time divided by fastlstm's (above 1: fastlstm is faster).
+"× vs peer" is the peer's time divided by fastlstm's (above 1: fastlstm is
+faster); "best peer" is the fastest of torch and onnxruntime at 1 thread
+(1T) and at all threads.  onnxruntime gets its time-major input
+pre-transposed, outside the timing.
 
 {table}
+
+![speed-ups]({args.output.with_suffix(".png").name})
+
+Extra peak memory of one call (growth of the peak resident set, measured
+in a fresh process after a one-step warm-up; return_sequences=False):
+
+{memory}
 """
+    # Sections other benchmarks keep in the same file (bench_training.py's
+    # "## Training step") survive a rerun of this one.
+    if args.output.exists():
+        previous = args.output.read_text()
+        kept = previous.find("\n## Training step")
+        if kept >= 0:
+            text = text.rstrip("\n") + "\n" + previous[kept:]
     args.output.write_text(text)
     print(f"wrote {args.output}", file=sys.stderr)
 

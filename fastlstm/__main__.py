@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import LSTM, __version__, show_config
+from . import LSTM, __version__, _kernel, show_config
 from .reference import lstm as reference
 
 
@@ -44,7 +44,11 @@ def _torch_call(layer: LSTM, x: np.ndarray[Any, Any]) -> Callable[[], Any] | Non
 def tutorial() -> None:
     digits = np.random.default_rng(0).integers(0, 10, size=(100, 4))
     x = np.eye(10, dtype=np.float32)[digits]            # one-hot, (100, 4, 10)
-    print(f"fastlstm {__version__}: LSTM(16) on input of shape {x.shape}\n")
+    kernel = _kernel.info()
+    print(f"fastlstm {__version__}: LSTM(16) on input of shape {x.shape}")
+    print(f"kernel: {kernel['isa']} instructions (CPU supports {kernel['supported_isas']}), "
+          f"OpenMP {'on' if kernel['openmp'] else 'off'}, "
+          f"{kernel['default_threads']} threads by default\n")
 
     base = LSTM(16, seed=0)
     base.build(x.shape)

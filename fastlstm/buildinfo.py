@@ -28,14 +28,6 @@ def _compiler() -> dict[str, Any]:
     return dict(_build_info.COMPILER)
 
 
-def _simd() -> dict[str, Any]:
-    # A kernel without run-time dispatch has one portable path.
-    supported = getattr(_kernel, "supported_isas", lambda: ["portable"])()
-    chosen = getattr(_kernel, "isa", lambda: "portable")()
-    return {"supported": list(supported), "chosen": chosen,
-            "FASTLSTM_ISA": os.environ.get("FASTLSTM_ISA")}
-
-
 def _blas() -> list[dict[str, Any]]:
     """The BLAS libraries loaded in this process (SciPy's, NumPy's), or []
     without threadpoolctl."""
@@ -58,6 +50,7 @@ def build_config() -> dict[str, Any]:
     ``chosen``, ``FASTLSTM_ISA``) and ``blas`` (a list of dicts, empty
     without threadpoolctl).
     """
+    kernel = _kernel.info()
     return {
         "fastlstm": __version__,
         "python": sys.version.split()[0],
@@ -65,9 +58,10 @@ def build_config() -> dict[str, Any]:
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "compiler": _compiler(),
-        "openmp": bool(getattr(_kernel, "OPENMP", False)),
-        "threads": int(getattr(_kernel, "DEFAULT_THREADS", 1)),
-        "simd": _simd(),
+        "openmp": kernel["openmp"],
+        "threads": kernel["default_threads"],
+        "simd": {"supported": kernel["supported_isas"], "chosen": kernel["isa"],
+                 "FASTLSTM_ISA": os.environ.get("FASTLSTM_ISA")},
         "blas": _blas(),
     }
 

@@ -40,6 +40,10 @@ class LSTM:
     seed : int or None
         Seed of the weight initializers and of the dropout masks.
     dtype : "float32" or "float64"
+    num_threads : int or None, default None
+        Most threads the kernel uses.  None: the CPUs this process may run
+        on, capped by ``OMP_NUM_THREADS`` when that is set.  Results are
+        bitwise identical for any number of threads.
 
     Weights are ``kernel (input_dim, 4*units)``, ``recurrent_kernel
     (units, 4*units)`` and ``bias (4*units,)``, gate blocks in Keras's order
@@ -60,7 +64,7 @@ class LSTM:
                  recurrent_initializer="orthogonal", bias_initializer="zeros",
                  unit_forget_bias=True, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, seed=None,
-                 dtype="float32", dropout=0.0, recurrent_dropout=0.0):
+                 dtype="float32", dropout=0.0, recurrent_dropout=0.0, num_threads=None):
         # 4 * units columns must fit BLAS's 32-bit ints.
         self.units = validation.positive_int(units, "units", limit=(2**31 - 1) // 4)
         self.activation = activations.canonical(activation, "activation")
@@ -83,6 +87,7 @@ class LSTM:
         self.dtype = validation.layer_dtype(dtype)
         self.dropout = validation.dropout_rate(dropout, "dropout")
         self.recurrent_dropout = validation.dropout_rate(recurrent_dropout, "recurrent_dropout")
+        self.num_threads = validation.num_threads(num_threads)
         self.input_dim = None
         self._weights = None
         self.grads = None           # filled by backward()
@@ -133,6 +138,7 @@ class LSTM:
         self._weights = weights
         self._kernel_bias = (weights[2] if self.use_bias
                              else np.zeros(4 * self.units, self.dtype))
+        self._packed = None   # the kernel's layout of the weights, made on the next call
 
     def _weight_shapes(self, input_dim):
         shapes = [(input_dim, 4 * self.units), (self.units, 4 * self.units)]
@@ -227,11 +233,13 @@ class LSTM:
         last = np.zeros((batch, self.units), self.dtype)
         sequence = (np.empty((batch, timesteps, self.units), self.dtype)
                     if self.return_sequences else None)
-        kernel, recurrent_kernel = self._weights[:2]
-        _kernel.forward(x, kernel, recurrent_kernel, self._kernel_bias, h, c, last,
-                        mask, sequence, self.go_backwards,
+        packed = self._packed
+        if packed is None or packed.selected != _kernel.current_isa():
+            packed = self._packed = _kernel.pack(*self._weights[:2], self._kernel_bias)
+        _kernel.forward(x, packed, h, c, last, mask, sequence, self.go_backwards,
                         activations.CODES[self.activation],
-                        activations.CODES[self.recurrent_activation])
+                        activations.CODES[self.recurrent_activation],
+                        self.num_threads or _kernel.DEFAULT_THREADS)
         if mask is None and timesteps > 0:
             last[...] = h
         return self._finish(sequence, last, h, c)

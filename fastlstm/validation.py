@@ -40,6 +40,13 @@ def positive_int(value: object, argument: str, limit: int = _INT_MAX) -> int:
     return number
 
 
+def num_threads(value: object) -> int | None:
+    """The layer's ``num_threads``: None (the default) or a positive int."""
+    if value is None:
+        return None
+    return positive_int(value, "num_threads", limit=4096)
+
+
 def _numeric_array(value: object, argument: str) -> Array:
     """``np.asarray`` that refuses ragged, string, object and complex data."""
     try:
