@@ -8,6 +8,7 @@ dependency).
 """
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import sys
@@ -21,11 +22,11 @@ from ._version import __version__
 
 
 def _compiler() -> dict[str, Any]:
-    try:
-        from . import _build_info  # type: ignore[attr-defined]  # written by setup.py
+    try:   # written by setup.py next to the kernel; absent from a bare checkout
+        record = importlib.import_module(f"{__package__}._build_info")
     except ImportError:
         return {"name": "unknown (built without setup.py's build record)"}
-    return dict(_build_info.COMPILER)
+    return dict(record.COMPILER)
 
 
 def _blas() -> list[dict[str, Any]]:

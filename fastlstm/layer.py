@@ -1,8 +1,17 @@
 """``fastlstm.LSTM``: Keras 3's LSTM layer on a compiled CPU kernel."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _kernel, activations, initializers, validation
 from . import training as training_
+from ._typing import Array, Output, Shape
+from .initializers import Initializer
 
 
 class LSTM:
@@ -59,12 +68,15 @@ class LSTM:
     ((100, 16), (100, 16), 1728)
     """
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid",
-                 use_bias=True, kernel_initializer="glorot_uniform",
-                 recurrent_initializer="orthogonal", bias_initializer="zeros",
-                 unit_forget_bias=True, return_sequences=False,
-                 return_state=False, go_backwards=False, stateful=False, seed=None,
-                 dtype="float32", dropout=0.0, recurrent_dropout=0.0, num_threads=None):
+    def __init__(self, units: int, activation: str | None = "tanh",
+                 recurrent_activation: str | None = "sigmoid", use_bias: bool = True,
+                 kernel_initializer: Initializer = "glorot_uniform",
+                 recurrent_initializer: Initializer = "orthogonal",
+                 bias_initializer: Initializer = "zeros", unit_forget_bias: bool = True,
+                 return_sequences: bool = False, return_state: bool = False,
+                 go_backwards: bool = False, stateful: bool = False, seed: int | None = None,
+                 dtype: DTypeLike = "float32", dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, num_threads: int | None = None) -> None:
         # 4 * units columns must fit BLAS's 32-bit ints.
         self.units = validation.positive_int(units, "units", limit=(2**31 - 1) // 4)
         self.activation = activations.canonical(activation, "activation")
@@ -80,7 +92,7 @@ class LSTM:
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful = bool(stateful)
-        self._states = None     # (h, c) kept between calls when stateful
+        self._states: tuple[Array, Array] | None = None   # kept between calls when stateful
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.seed = seed
@@ -88,18 +100,19 @@ class LSTM:
         self.dropout = validation.dropout_rate(dropout, "dropout")
         self.recurrent_dropout = validation.dropout_rate(recurrent_dropout, "recurrent_dropout")
         self.num_threads = validation.num_threads(num_threads)
-        self.input_dim = None
-        self._weights = None
-        self.grads = None           # filled by backward()
-        self._tape = None           # workspace of the last training call
-        self._dropout_rng = None    # drawn from seed on the first dropout
+        self.input_dim: int | None = None
+        self._weights: list[Array] | None = None
+        self._packed: _kernel.Packed | None = None
+        self.grads: list[Array] | None = None             # filled by backward()
+        self._tape: training_.Tape | None = None          # workspace of the last training call
+        self._dropout_rng: np.random.Generator | None = None   # drawn from seed on first dropout
 
     # ------------------------------------------------------------------ build
     @property
-    def built(self):
+    def built(self) -> bool:
         return self._weights is not None
 
-    def build(self, input_shape):
+    def build(self, input_shape: int | Sequence[int | None]) -> None:
         """Create the weights for ``input_shape``: an int (the feature size)
         or a shape whose last entry is the feature size."""
         if isinstance(input_shape, (tuple, list)):
@@ -132,7 +145,7 @@ class LSTM:
         self.input_dim = input_dim
         self._store(weights)
 
-    def _store(self, weights):
+    def _store(self, weights: list[Array]) -> None:
         for array in weights:
             array.flags.writeable = False   # only set_weights changes them
         self._weights = weights
@@ -140,47 +153,46 @@ class LSTM:
                              else np.zeros(4 * self.units, self.dtype))
         self._packed = None   # the kernel's layout of the weights, made on the next call
 
-    def _weight_shapes(self, input_dim):
-        shapes = [(input_dim, 4 * self.units), (self.units, 4 * self.units)]
+    def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        shapes: list[tuple[int, ...]] = [(input_dim, 4 * self.units), (self.units, 4 * self.units)]
         if self.use_bias:
             shapes.append((4 * self.units,))
         return shapes
 
-    def _require_built(self, what):
-        if not self.built:
+    def _require_built(self, what: str) -> list[Array]:
+        """The weights, or a ValueError naming ``what`` needed them."""
+        if self._weights is None:
             raise ValueError(
                 f"{what}: the layer has no weights yet; call it on an input or "
                 f"call build(input_dim) first")
+        return self._weights
 
     # ---------------------------------------------------------------- weights
     @property
-    def kernel(self):
-        self._require_built("kernel")
-        return self._weights[0]
+    def kernel(self) -> Array:
+        return self._require_built("kernel")[0]
 
     @property
-    def recurrent_kernel(self):
-        self._require_built("recurrent_kernel")
-        return self._weights[1]
+    def recurrent_kernel(self) -> Array:
+        return self._require_built("recurrent_kernel")[1]
 
     @property
-    def bias(self):
-        self._require_built("bias")
-        return self._weights[2] if self.use_bias else None
+    def bias(self) -> Array | None:
+        weights = self._require_built("bias")
+        return weights[2] if self.use_bias else None
 
-    def get_weights(self):
+    def get_weights(self) -> list[Array]:
         """``[kernel, recurrent_kernel, bias]`` (no bias when use_bias=False), copies."""
-        self._require_built("get_weights")
-        return [w.copy() for w in self._weights]
+        return [w.copy() for w in self._require_built("get_weights")]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Set the weights from a list shaped like ``get_weights()``.
 
         An unbuilt layer builds itself from the kernel's shape."""
         input_dim = self.input_dim
         if input_dim is None:
             first = weights[0] if isinstance(weights, (list, tuple)) and weights else None
-            shape = np.shape(first)
+            shape = () if first is None else np.shape(first)
             if len(shape) != 2 or shape[1] != 4 * self.units or shape[0] == 0:
                 raise ValueError(
                     f"weights[0] must have shape (input_dim, {4 * self.units}), got {shape}")
@@ -189,12 +201,12 @@ class LSTM:
         self.input_dim = input_dim
         self._store(arrays)
 
-    def count_params(self):
-        self._require_built("count_params")
-        return sum(w.size for w in self._weights)
+    def count_params(self) -> int:
+        return sum(w.size for w in self._require_built("count_params"))
 
     # ------------------------------------------------------------------- call
-    def __call__(self, x, mask=None, initial_state=None, lengths=None, training=False):
+    def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
+                 initial_state: Sequence[ArrayLike] | None = None, lengths: ArrayLike | None = None, training: bool = False) -> Output:
         """Run the layer on ``x`` (batch, timesteps, features).
 
         Parameters
@@ -231,11 +243,16 @@ class LSTM:
         # Last output: carried by the kernel when there is a mask; zeros when
         # no step ran (timesteps == 0); otherwise the final h.
         last = np.zeros((batch, self.units), self.dtype)
-        sequence = (np.empty((batch, timesteps, self.units), self.dtype)
-                    if self.return_sequences else None)
+        sequence = None
+        if self.return_sequences:
+            shape = (batch, timesteps, self.units)
+            validation.affordable(batch * timesteps * self.units, self.dtype.itemsize,
+                                  f"the output sequence {shape}")
+            sequence = np.empty(shape, self.dtype)
         packed = self._packed
         if packed is None or packed.selected != _kernel.current_isa():
-            packed = self._packed = _kernel.pack(*self._weights[:2], self._kernel_bias)
+            kernel, recurrent_kernel = self._require_built("__call__")[:2]
+            packed = self._packed = _kernel.pack(kernel, recurrent_kernel, self._kernel_bias)
         _kernel.forward(x, packed, h, c, last, mask, sequence, self.go_backwards,
                         activations.CODES[self.activation],
                         activations.CODES[self.recurrent_activation],
@@ -244,16 +261,16 @@ class LSTM:
             last[...] = h
         return self._finish(sequence, last, h, c)
 
-    def _finish(self, sequence, last, h, c):
+    def _finish(self, sequence: Array | None, last: Array, h: Array, c: Array) -> Output:
         """Store the final states of a stateful layer; arrange the outputs as Keras does."""
         if self.stateful:
             self._states = (h.copy(), c.copy())
-        output = sequence if self.return_sequences else last
+        output = last if sequence is None else sequence   # sequence: return_sequences
         if self.return_state:
             return [output, h, c]
         return output
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> Shape | list[Shape]:
         """Shape of the output for ``input_shape`` (batch, timesteps,
         features), entries may be None; a list of three shapes with
         return_state."""
@@ -265,20 +282,20 @@ class LSTM:
         return output
 
     # ----------------------------------------------------------------- states
-    def _start_states(self, initial_state, batch):
+    def _start_states(self, initial_state: object, batch: int) -> tuple[Array, Array]:
         if self.stateful and initial_state is None and self._states is not None:
             validation.stateful_batch(self._states[0].shape[0], batch)
             return self._states[0].copy(), self._states[1].copy()
         return validation.initial_state(initial_state, batch, self.units, self.dtype)
 
     @property
-    def states(self):
+    def states(self) -> list[Array] | None:
         """``[h, c]`` stored by a stateful layer (copies), None before its first call."""
         if self._states is None:
             return None
         return [state.copy() for state in self._states]
 
-    def reset_state(self, states=None):
+    def reset_state(self, states: Sequence[ArrayLike] | None = None) -> None:
         """Zero the stored states of a stateful layer, or set them to ``[h, c]``
         (each (batch, units); this also sets the batch size)."""
         if not self.stateful:
@@ -288,12 +305,13 @@ class LSTM:
             batch = (np.shape(states[0]) or (None,))[0]
             self._states = validation.initial_state(states, batch, self.units, self.dtype)
         elif self._states is not None:
-            self._states = tuple(np.zeros_like(state) for state in self._states)
+            h, c = self._states
+            self._states = (np.zeros_like(h), np.zeros_like(c))
 
     reset_states = reset_state      # the tf.keras name
 
     # ------------------------------------------------------- config and I/O
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """The constructor arguments under Keras's ``LSTM`` config keys."""
         return {
             "units": self.units, "activation": self.activation,
@@ -309,38 +327,38 @@ class LSTM:
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> LSTM:
         """A layer from ``get_config()`` or from a Keras ``LSTM`` config
         (keys that only matter for training, such as regularizers, are
         dropped)."""
         from . import serialization
         return cls(**serialization.constructor_kwargs(cls, config))
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
         from . import serialization
         serialization.save(self, path)
 
     @classmethod
-    def from_torch(cls, module, **kwargs):
+    def from_torch(cls, module: Any, **kwargs: Any) -> LSTM:
         """A layer with the weights of a one-layer unidirectional
         ``torch.nn.LSTM``; ``kwargs`` go to the constructor.  The layer takes
         batch-major input whatever the module's ``batch_first``."""
         from . import torch_io
         return torch_io.layer_from_torch(cls, module, **kwargs)
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """A ``torch.nn.LSTM`` (batch_first=True) that computes the same outputs."""
         from . import torch_io
         return torch_io.layer_to_torch(self)
 
     @classmethod
-    def from_keras(cls, layer):
+    def from_keras(cls, layer: Any) -> LSTM:
         """A layer with the config and weights of a live ``keras.layers.LSTM``."""
         from . import keras_io
         return keras_io.lstm_from_keras(cls, layer)
 
-    def backward(self, d_outputs, input_gradient=True):
+    def backward(self, d_outputs: Any, input_gradient: bool = True) -> list[Array | None]:
         """Backpropagate through the last ``training=True`` call.
 
         Parameters
@@ -375,7 +393,7 @@ class LSTM:
         """
         return training_.layer_backward(self, d_outputs, input_gradient)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         shape = f"input_dim={self.input_dim}, " if self.built else ""
         return (f"LSTM(units={self.units}, {shape}return_sequences={self.return_sequences}, "
                 f"return_state={self.return_state}, dtype={self.dtype.name})")

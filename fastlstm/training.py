@@ -197,7 +197,7 @@ def _dropout_masks(layer: LSTM, batch: int, dtype: DTypeLike,
         keep = rng.random((blocks, batch, width)) >= rate
         return (keep / (1 - rate)).astype(dtype)
 
-    input_masks = draw(layer.dropout, layer.input_dim) if layer.dropout else None
+    input_masks = draw(layer.dropout, layer.kernel.shape[0]) if layer.dropout else None
     recurrent_masks = (draw(layer.recurrent_dropout, layer.units)
                        if layer.recurrent_dropout else None)
     return input_masks, recurrent_masks
@@ -208,7 +208,7 @@ def layer_forward(layer: LSTM, x: Array, mask: Array | None, h: Array, c: Array,
     """The training-mode body of ``LSTM.__call__`` on validated inputs:
     returns ``(sequence, last, h, c)`` and records the pass on the layer."""
     input_masks, recurrent_masks = _dropout_masks(layer, x.shape[0], layer.dtype)
-    kernel, recurrent_kernel = layer._weights[:2]
+    kernel, recurrent_kernel = layer.kernel, layer.recurrent_kernel
     sequence, last, h, c, tape = forward(
         x, kernel, recurrent_kernel, layer._kernel_bias, h, c, mask=mask,
         go_backwards=layer.go_backwards, activation=layer.activation,
