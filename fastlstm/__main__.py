@@ -57,7 +57,7 @@ def tutorial() -> None:
             layer = LSTM(16, return_sequences=sequences, return_state=state)
             layer.set_weights(base.get_weights())
             result = layer(x)
-            shapes = [r.shape for r in result] if state else result.shape
+            shapes = [r.shape for r in result] if isinstance(result, list) else result.shape
             print(f"return_sequences={sequences!s:5} return_state={state!s:5} -> {shapes}")
     print(f"\nparameters: {base.count_params():,}")
 

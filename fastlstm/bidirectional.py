@@ -27,6 +27,13 @@ def _merge(mode: str | None, forward: Array, backward: Array) -> Array | list[Ar
     return [forward, backward]
 
 
+def _split(result: Output) -> tuple[Array, list[Array]]:
+    """An LSTM's result → (output, its states [h, c] or [])."""
+    if isinstance(result, list):
+        return result[0], result[1:]
+    return result, []
+
+
 class Bidirectional:
     """Keras's ``Bidirectional`` wrapper around a ``fastlstm.LSTM``.
 
@@ -115,12 +122,11 @@ class Bidirectional:
         forward_state = backward_state = None
         if initial_state is not None:
             forward_state, backward_state = initial_state[:2], initial_state[2:]
-        forward = self.forward_layer(x, mask=mask, initial_state=forward_state)
-        backward = self.backward_layer(x, mask=mask, initial_state=backward_state)
-        states = []
-        if self.return_state:
-            states = forward[1:] + backward[1:]
-            forward, backward = forward[0], backward[0]
+        forward, forward_states = _split(
+            self.forward_layer(x, mask=mask, initial_state=forward_state))
+        backward, backward_states = _split(
+            self.backward_layer(x, mask=mask, initial_state=backward_state))
+        states = forward_states + backward_states
         if self.return_sequences:
             backward = backward[:, ::-1]
             if mask is not None:
@@ -130,17 +136,19 @@ class Bidirectional:
             backward = np.ascontiguousarray(backward)
         output = _merge(self.merge_mode, forward, backward)
         if self.return_state:
-            return (output if self.merge_mode is None else [output]) + states
+            return (output if isinstance(output, list) else [output]) + states
         return output
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> Shape | list[Shape]:
         """Output shape(s) for ``input_shape`` (batch, timesteps, features)."""
-        shape = self.forward_layer.compute_output_shape(input_shape)
-        states = []
-        if self.return_state:
-            shape, states = shape[0], shape[1:] * 2
+        shapes = self.forward_layer.compute_output_shape(input_shape)
+        states: list[Shape] = []
+        if isinstance(shapes, list):      # return_state
+            shape, states = shapes[0], shapes[1:] * 2
+        else:
+            shape = shapes
         if self.merge_mode == "concat":
-            output = [shape[:-1] + (2 * shape[-1],)]
+            output = [shape[:-1] + (2 * self.forward_layer.units,)]
         elif self.merge_mode is None:
             output = [shape, shape]
         else:

@@ -206,7 +206,8 @@ class LSTM:
 
     # ------------------------------------------------------------------- call
     def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
-                 initial_state: Sequence[ArrayLike] | None = None, lengths: ArrayLike | None = None, training: bool = False) -> Output:
+                 initial_state: Sequence[ArrayLike] | None = None,
+                 lengths: ArrayLike | None = None, training: bool = False) -> Output:
         """Run the layer on ``x`` (batch, timesteps, features).
 
         Parameters

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -17,6 +17,11 @@ from .serialization import snake_case
 
 _LAYER_TYPES = (LSTM, Bidirectional, Masking)
 Layer = LSTM | Bidirectional | Masking
+
+
+def _first(shape: Shape | list[Shape]) -> Shape:
+    """The output's shape from ``compute_output_shape`` (the first of a list)."""
+    return shape[0] if isinstance(shape, list) else shape
 
 
 def _single_output(layer: Layer) -> bool:
@@ -67,7 +72,7 @@ class Sequential:
                     f"merge_mode=None): only the last layer of a Sequential may")
         self.layers = layers
         self.time_major = bool(time_major)
-        self.input_shape = None
+        self.input_shape: tuple[int, ...] | None = None
         if input_shape is not None:
             self.build(input_shape)
 
@@ -81,7 +86,7 @@ class Sequential:
 
     def build(self, input_shape: Sequence[int]) -> None:
         """Build every layer for ``input_shape`` = (timesteps, features)."""
-        shape = (None,) + tuple(input_shape)
+        shape: Shape = (None,) + tuple(input_shape)
         if len(shape) != 3:
             raise ValueError(f"input_shape must be (timesteps, features), got {input_shape!r}")
         self.input_shape = tuple(input_shape)
@@ -93,8 +98,8 @@ class Sequential:
                     f"layer {index} ({layer!r}) takes {layer.input_dim} features, "
                     f"but the layer before it gives {shape[-1]}")
             if not layer.built:
-                layer.build(shape[-1])
-            shape = layer.compute_output_shape(shape)
+                layer.build(shape)          # the last entry is the feature size
+            shape = _first(layer.compute_output_shape(shape))
 
     def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
                  lengths: ArrayLike | None = None) -> Output:
@@ -128,7 +133,7 @@ class Sequential:
     def reset_state(self) -> None:
         """Zero the stored states of every stateful layer."""
         for layer in self.layers:
-            if getattr(layer, "stateful", False):
+            if not isinstance(layer, Masking) and layer.stateful:
                 layer.reset_state()
 
     reset_states = reset_state
@@ -156,7 +161,8 @@ class Sequential:
     def layer_names(self) -> list[str]:
         """Keras-style names: the snake-case class name, numbered from the
         second layer of a class on (``lstm``, ``lstm_1``, ...)."""
-        names, used = [], {}
+        names: list[str] = []
+        used: dict[str, int] = {}
         for layer in self.layers:
             name = snake_case(type(layer).__name__)
             used[name] = used.get(name, -1) + 1
@@ -165,21 +171,20 @@ class Sequential:
 
     def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """Print a Keras-like table: layer (type), output shape, param #."""
-        input_shape = self.input_shape
+        input_shape: Sequence[int | None] | None = self.input_shape
         if input_shape is None:
             if not self.built:
                 raise ValueError("summary: the stack is not built; pass input_shape= "
                                  "or call it on an input first")
             first = next(layer for layer in self.layers if not isinstance(layer, Masking))
             input_shape = (None, first.input_dim)
-        shape = (None,) + tuple(input_shape)
+        shape: Shape = (None,) + tuple(input_shape)
         rows = []
         for name, layer in zip(self.layer_names(), self.layers, strict=True):
-            shape = layer.compute_output_shape(shape)
-            rows.append((f"{name} ({type(layer).__name__})", _format_shape(shape),
+            output = layer.compute_output_shape(shape)
+            rows.append((f"{name} ({type(layer).__name__})", _format_shape(output),
                          f"{layer.count_params():,}"))
-            if isinstance(shape, list):
-                shape = shape[0]
+            shape = _first(output)
         widths = [max(len(r[i]) for r in rows + [("Layer (type)", "Output Shape", "Param #")])
                   for i in range(3)]
         line = "+-" + "-+-".join("-" * w for w in widths) + "-+"
@@ -197,8 +202,8 @@ class Sequential:
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> Shape | list[Shape]:
         shape: Shape | list[Shape] = tuple(input_shape)
-        for layer in self.layers:
-            shape = layer.compute_output_shape(shape)
+        for layer in self.layers:       # only the last may return several shapes
+            shape = layer.compute_output_shape(_first(shape))
         return shape
 
     # --------------------------------------------------------------- config
@@ -212,7 +217,9 @@ class Sequential:
     def from_config(cls, config: dict[str, Any]) -> Sequential:
         from .serialization import from_dict
         shape = config.get("input_shape")
-        return cls([from_dict(layer) for layer in config["layers"]],
+        # The constructor refuses any entry that is not a layer (a nested stack).
+        layers = cast(list[Layer], [from_dict(layer) for layer in config["layers"]])
+        return cls(layers,
                    input_shape=None if shape is None else tuple(shape),
                    time_major=config.get("time_major", False))
 
