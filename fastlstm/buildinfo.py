@@ -15,7 +15,6 @@ import sys
 from typing import IO, Any
 
 import numpy as np
-import scipy
 
 from . import _kernel
 from ._version import __version__
@@ -51,6 +50,8 @@ def build_config() -> dict[str, Any]:
     ``chosen``, ``FASTLSTM_ISA``) and ``blas`` (a list of dicts, empty
     without threadpoolctl).
     """
+    import scipy  # not needed by inference: imported only for its version
+
     kernel = _kernel.info()
     return {
         "fastlstm": __version__,

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _kernel, activations, initializers, validation
-from . import training as training_
 from ._typing import Array, Output, Shape
 from .initializers import Initializer
+
+if TYPE_CHECKING:
+    from .training import Tape
 
 
 class LSTM:
@@ -104,7 +106,7 @@ class LSTM:
         self._weights: list[Array] | None = None
         self._packed: _kernel.Packed | None = None
         self.grads: list[Array] | None = None             # filled by backward()
-        self._tape: training_.Tape | None = None          # workspace of the last training call
+        self._tape: Tape | None = None          # workspace of the last training call
         self._dropout_rng: np.random.Generator | None = None   # drawn from seed on first dropout
 
     # ------------------------------------------------------------------ build
@@ -239,7 +241,10 @@ class LSTM:
         mask = validation.mask_or_lengths(mask, lengths, batch, timesteps)
         h, c = self._start_states(initial_state, batch)
         if training:
-            sequence, last, h, c = training_.layer_forward(self, x, mask, h, c)
+            # Imported here: the training kernel loads SciPy's BLAS, which
+            # inference never needs (it is most of import fastlstm's time).
+            from . import training as recorded
+            sequence, last, h, c = recorded.layer_forward(self, x, mask, h, c)
             return self._finish(sequence, last, h, c)
         # Last output: carried by the kernel when there is a mask; zeros when
         # no step ran (timesteps == 0); otherwise the final h.
@@ -392,7 +397,8 @@ class LSTM:
         >>> d_x.shape, [g.shape for g in layer.grads]
         ((2, 3, 5), [(5, 16), (4, 16), (16,)])
         """
-        return training_.layer_backward(self, d_outputs, input_gradient)
+        from . import training
+        return training.layer_backward(self, d_outputs, input_gradient)
 
     def __repr__(self) -> str:
         shape = f"input_dim={self.input_dim}, " if self.built else ""
