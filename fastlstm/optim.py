@@ -35,7 +35,7 @@ class _Optimizer:
             raise ValueError(
                 f"params and grads must have the same length, got {len(params)} and "
                 f"{len(grads)}")
-        for index, (param, grad) in enumerate(zip(params, grads)):
+        for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
             if np.shape(param) != np.shape(grad):
                 raise ValueError(
                     f"grads[{index}] must have the shape of params[{index}] "
@@ -64,7 +64,7 @@ class SGD(_Optimizer):
     def step(self, params, grads):
         """Update ``params`` (list of arrays) in place from ``grads``."""
         (velocities,) = self._slots(params, grads, 1)
-        for param, grad, velocity in zip(params, grads, velocities):
+        for param, grad, velocity in zip(params, grads, velocities, strict=True):
             velocity *= self.momentum
             velocity += grad
             param -= self.learning_rate * velocity
@@ -89,7 +89,7 @@ class Adam(_Optimizer):
         means, variances = self._slots(params, grads, 2)
         t = self.iterations
         rate = (self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t))
-        for param, grad, mean, variance in zip(params, grads, means, variances):
+        for param, grad, mean, variance in zip(params, grads, means, variances, strict=True):
             mean += (1 - self.beta_1) * (grad - mean)
             variance += (1 - self.beta_2) * (np.square(grad) - variance)
             param -= (rate * mean / (np.sqrt(variance) + self.epsilon)).astype(param.dtype)
