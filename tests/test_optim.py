@@ -22,10 +22,10 @@ def test_sgd_matches_torch(tol):
     ours = SGD(learning_rate=0.1, momentum=0.9)
     for grads in steps:
         ours.step(params, grads)
-        for t, g in zip(tensors, grads):
+        for t, g in zip(tensors, grads, strict=True):
             t.grad = torch.tensor(g)
         theirs.step()
-    for p, t in zip(params, tensors):
+    for p, t in zip(params, tensors, strict=True):
         np.testing.assert_allclose(p, t.detach().numpy(), **tol(np.float64))
 
 
@@ -41,8 +41,8 @@ def test_adam_matches_keras(tol):
     for grads in steps:
         ours.step(params, grads)
         theirs.apply_gradients([(keras.ops.convert_to_tensor(g), v)
-                                for g, v in zip(grads, variables)])
-    for p, v in zip(params, variables):
+                                for g, v in zip(grads, variables, strict=True)])
+    for p, v in zip(params, variables, strict=True):
         np.testing.assert_allclose(p, keras.ops.convert_to_numpy(v), **tol(np.float64))
 
 

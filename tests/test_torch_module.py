@@ -55,7 +55,7 @@ def test_matches_nn_lstm(tol, dtype, config, with_state, batched):
     expected = _run(theirs, x, hx, cotangent_seed=2)
     actual = _run(ours, x, hx, cotangent_seed=2)
     assert len(actual) == len(expected)
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         assert a.shape == e.shape
         np.testing.assert_allclose(a.detach().numpy(), e.detach().numpy(),
                                    **tol(TORCH_DTYPES[dtype]))
@@ -68,7 +68,7 @@ def test_state_dict_matches_nn_lstm():
             == {k: v.shape for k, v in theirs.state_dict().items()})
     assert list(ours.state_dict()) == list(theirs.state_dict())
     theirs.load_state_dict(ours.state_dict())        # and back the other way
-    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     bound = 1 / np.sqrt(3)
     assert all(p.abs().max() <= bound for p in ours.parameters())
@@ -85,7 +85,7 @@ def test_gradcheck():
 
     def function(x, h0, c0, *weights):
         output, (h_n, c_n) = torch.func.functional_call(
-            module, dict(zip(names, weights)), (x, (h0, c0)))
+            module, dict(zip(names, weights, strict=True)), (x, (h0, c0)))
         return output, h_n, c_n
 
     assert torch.autograd.gradcheck(function, (x, h0, c0, *params))
@@ -163,7 +163,7 @@ def test_input_without_grad(tol):
     for module in (theirs, ours):
         output, _ = module(x)
         output.sum().backward()
-    for a, b in zip(ours.parameters(), theirs.parameters()):
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), **tol(np.float64))
 
 

@@ -51,7 +51,7 @@ def torch_lstm(x, h, c, kernel, recurrent_kernel, bias, mask=None, go_backwards=
         hs = [h * m for m in recurrent_masks] if recurrent_masks is not None else [h]
         z = [xs[g % len(xs)] @ k + hs[g % len(hs)] @ r + b
              for g, (k, r, b) in enumerate(zip(blocks(kernel), blocks(recurrent_kernel),
-                                               blocks(bias)))]
+                                               blocks(bias), strict=True))]
         c_new = rec_act(z[1]) * c + rec_act(z[0]) * act(z[2])
         h_new = rec_act(z[3]) * act(c_new)
         if mask is None:
@@ -117,10 +117,10 @@ def test_finite_differences(make_weights, return_sequences, return_state, with_m
         sequence, last, h, c = reference.lstm(
             x, *weights, initial_state=[h0, c0], mask=mask, go_backwards=go_backwards)
         outputs = [sequence if return_sequences else last, h, c][:3 if return_state else 1]
-        return sum(np.vdot(o, w) for o, w in zip(outputs, _as_list(cotangents)))
+        return sum(np.vdot(o, w) for o, w in zip(outputs, _as_list(cotangents), strict=True))
 
     eps = 1e-6
-    for array, gradient in zip(arrays, analytic):
+    for array, gradient in zip(arrays, analytic, strict=True):
         numeric = np.empty_like(array)
         for index in np.ndindex(array.shape):
             saved = array[index]
@@ -154,7 +154,7 @@ def test_matches_torch_autograd(make_weights, tol, dtype, activation, recurrent_
     outputs = _as_list(layer(x, mask=mask, initial_state=state, training=True))
     saved = [w.copy() for w in _as_list(cotangents)]
     grads = layer.backward(cotangents) + layer.grads
-    for before, after in zip(saved, _as_list(cotangents)):
+    for before, after in zip(saved, _as_list(cotangents), strict=True):
         np.testing.assert_array_equal(before, after)    # never written to
 
     h0, c0 = state if state is not None else (np.zeros((B, U), dtype),) * 2
@@ -164,12 +164,12 @@ def test_matches_torch_autograd(make_weights, tol, dtype, activation, recurrent_
                                       recurrent_activation=recurrent_activation)
     expected = [sequence if return_sequences else last, h, c][:len(outputs)]
     loss = sum((e * torch.tensor(w, dtype=e.dtype)).sum()
-               for e, w in zip(expected, _as_list(cotangents)))
+               for e, w in zip(expected, _as_list(cotangents), strict=True))
     loss.backward()
-    for ours, theirs in zip(outputs, expected):
+    for ours, theirs in zip(outputs, expected, strict=True):
         np.testing.assert_allclose(ours, theirs.detach().numpy(),
                                    **tol(dtype))
-    for ours, leaf in zip(grads, leaves):
+    for ours, leaf in zip(grads, leaves, strict=True):
         np.testing.assert_allclose(ours, leaf.grad.numpy(), **tol(dtype))
 
 
@@ -202,14 +202,14 @@ def test_matches_torch_nn_lstm(make_weights, tol, dtype, go_backwards):
     states = [torch.tensor(s[None], requires_grad=True) for s in (h0, c0)]
     sequence, (h, c) = lstm(xt.flip(1) if go_backwards else xt, tuple(states))
     loss = sum((o * torch.tensor(w, dtype=torch_dtype)).sum()
-               for o, w in zip([sequence, h[0], c[0]], cotangents))
+               for o, w in zip([sequence, h[0], c[0]], cotangents, strict=True))
     loss.backward()
     tolerance = tol(dtype)
     np.testing.assert_allclose(d_x, xt.grad.numpy(), **tolerance)
     np.testing.assert_allclose(d_h0, states[0].grad[0].numpy(), **tolerance)
     np.testing.assert_allclose(d_c0, states[1].grad[0].numpy(), **tolerance)
     for ours, theirs in zip(layer.grads, [lstm.weight_ih_l0.grad.T, lstm.weight_hh_l0.grad.T,
-                                          lstm.bias_ih_l0.grad]):
+                                          lstm.bias_ih_l0.grad], strict=True):
         np.testing.assert_allclose(ours, theirs.numpy(), **tolerance)
 
 
@@ -219,7 +219,7 @@ def test_training_forward_equals_inference(make_weights, tol):
     layer.set_weights(make_weights(F, U, np.float32, seed=10))
     inference = layer(x, mask=mask, initial_state=state)
     trained = layer(x, mask=mask, initial_state=state, training=True)
-    for a, b in zip(trained, inference):
+    for a, b in zip(trained, inference, strict=True):
         np.testing.assert_allclose(a, b, **tol(np.float32))
 
 
@@ -238,18 +238,18 @@ def test_no_bias_and_none_cotangents(make_weights, tol):
     grads = layer.grads
     without_input = layer.backward([None, None, d_c], input_gradient=False)
     assert without_input[0] is None
-    for a, b in zip(first[1:] + grads, without_input[1:] + layer.grads):
+    for a, b in zip(first[1:] + grads, without_input[1:] + layer.grads, strict=True):
         np.testing.assert_array_equal(a, b)
     second = layer.backward([np.zeros((B, U)), None, d_c])
     assert len(grads) == 2
     np.testing.assert_array_equal(x, x_before)
-    for a, b in zip(first + grads, second + layer.grads):
+    for a, b in zip(first + grads, second + layer.grads, strict=True):
         np.testing.assert_array_equal(a, b)
     leaves = [torch.tensor(a, requires_grad=True)
               for a in [x, *state, kernel, recurrent_kernel]]
     *_, c = torch_lstm(*leaves, torch.zeros(4 * U, dtype=torch.float64))
     (c * torch.tensor(d_c)).sum().backward()
-    for ours, leaf in zip(first + grads, leaves):
+    for ours, leaf in zip(first + grads, leaves, strict=True):
         np.testing.assert_allclose(ours, leaf.grad.numpy(), **tol(np.float64))
 
 
@@ -324,12 +324,13 @@ def test_dropout_matches_keras(make_weights, tol, rate, recurrent_rate, with_mas
     xt = torch.tensor(x, requires_grad=True)
     expected = klayer(xt, mask=None if mask is None else torch.tensor(mask),
                       initial_state=[torch.tensor(s) for s in state], training=True)
-    loss = sum((e * torch.tensor(w, dtype=e.dtype)).sum() for e, w in zip(expected, cotangents))
+    loss = sum((e * torch.tensor(w, dtype=e.dtype)).sum()
+               for e, w in zip(expected, cotangents, strict=True))
     loss.backward()
-    for ours, theirs in zip(outputs, expected):
+    for ours, theirs in zip(outputs, expected, strict=True):
         np.testing.assert_allclose(ours, theirs.detach().numpy(), **tol(np.float32))
     keras_grads = [xt.grad] + [v.value.grad for v in klayer.weights]
-    for ours, theirs in zip(grads, keras_grads):
+    for ours, theirs in zip(grads, keras_grads, strict=True):
         np.testing.assert_allclose(ours, theirs.numpy(), **tol(np.float32))
 
 
@@ -350,7 +351,7 @@ def test_dropout_gradients_match_torch_autograd(make_weights, tol, rate, recurre
                               input_masks=to_torch(tape.input_masks),
                               recurrent_masks=to_torch(tape.recurrent_masks))
     (sequence * torch.tensor(cotangent)).sum().backward()
-    for ours, leaf in zip(grads, leaves):
+    for ours, leaf in zip(grads, leaves, strict=True):
         np.testing.assert_allclose(ours, leaf.grad.numpy(), **tol(np.float64))
 
 
@@ -411,8 +412,10 @@ def test_gradients_over_shapes_and_flags(batch, timesteps, features, units, go_b
     sequence, _, h, c = torch_lstm(
         *leaves, mask=mask, go_backwards=go_backwards,
         recurrent_masks=None if recurrent_masks is None else torch.tensor(recurrent_masks))
-    sum((o * torch.tensor(w)).sum() for o, w in zip([sequence, h, c], cotangents)).backward()
-    for ours, leaf in zip(grads, leaves):
+    loss = sum((o * torch.tensor(w)).sum()
+               for o, w in zip([sequence, h, c], cotangents, strict=True))
+    loss.backward()
+    for ours, leaf in zip(grads, leaves, strict=True):
         np.testing.assert_allclose(ours, leaf.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
