@@ -45,7 +45,7 @@ def openmp_flags(compiler):
 
 
 # The extensions whose Cython uses prange/parallel.
-OPENMP_EXTENSIONS = {"fastlstm._kernel"}
+OPENMP_EXTENSIONS = {"fastlstm._kernel", "fastlstm._train"}
 
 
 class BuildExt(build_ext):

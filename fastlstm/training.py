@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from . import _train, activations, validation
+from . import _kernel, _train, activations, validation
 
 if TYPE_CHECKING:
     from .layer import LSTM
@@ -38,7 +38,15 @@ _INT_MAX = 2**31 - 1
 class Tape:
     """Workspace of one training-mode forward pass and of its backward.
 
-    Buffers are time-major, indexed by real time (see ``src/_train.pyx``).
+    Two layouts (see ``src/_train.pyx`` and ``src/lstm_train.h``), both
+    time-major:
+
+    * packed (``packed`` is set): the weights packed for the inference
+      tiles, which run the recurrence in both directions; the common case.
+    * keras: Keras-layout buffers for the per-step BLAS code, used with
+      recurrent dropout or per-gate input masks (which mask h or x per gate
+      block inside a step's products).
+
     The backward pass writes only ``dz``, so a recorded pass can be
     backpropagated more than once (``retain_graph`` in PyTorch).  ``forward``
     also stores its inputs here (``xs``, weights, masks, ``c0``, flags).
@@ -48,30 +56,72 @@ class Tape:
     xs: Array
     kernel: Array
     recurrent_kernel: Array
+    packed: Any
     mask: Array | None
     input_masks: Array | None
     recurrent_masks: Array | None
     c0: Array
     go_backwards: bool
     codes: tuple[int, int]
+    num_threads: int
 
     def __init__(self, batch: int, timesteps: int, units: int, dtype: DTypeLike,
-                 recurrent_blocks: int) -> None:
-        shape = (timesteps, batch, units)
-        # gates and dz (4 units each), cs, acts and the recurrent_blocks hp.
-        validation.affordable(timesteps * batch * units * (10 + recurrent_blocks),
-                              np.dtype(dtype).itemsize,
-                              f"the training workspace for {shape} (timesteps, batch, units)")
-        self.gates = np.empty((timesteps, batch, 4 * units), dtype)
-        self.dz = np.empty_like(self.gates)
-        self.cs = np.empty(shape, dtype)
-        self.acts = np.empty(shape, dtype)
-        self.hp = np.empty((recurrent_blocks,) + shape, dtype)
+                 layout: tuple[int, ...]) -> None:
+        """``layout`` is ``(width, blocks)`` of a pack, or ``(recurrent_blocks,)``
+        for the Keras layout."""
+        self.shape = (timesteps, batch, units)
+        self.layout = layout
+        self.dtype = np.dtype(dtype)
+        if len(layout) == 2:
+            width, blocks = layout
+            padded = width * blocks
+            # rec (6 per padded unit), hs, dz (4).
+            validation.affordable((timesteps + 1) * batch * padded * 11, self.dtype.itemsize,
+                                  f"the training workspace for {self.shape} "
+                                  "(timesteps, batch, units)")
+            self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
+            self.hs = np.empty((timesteps + 1, batch, padded), dtype)
+            self.dz = np.empty((timesteps, batch, 4 * padded), dtype)
+        else:
+            recurrent_blocks, = layout
+            shape = self.shape
+            # gates and dz (4 units each), cs, acts and the recurrent_blocks hp.
+            validation.affordable(timesteps * batch * units * (10 + recurrent_blocks),
+                                  self.dtype.itemsize,
+                                  f"the training workspace for {shape} (timesteps, batch, units)")
+            self.gates = np.empty((timesteps, batch, 4 * units), dtype)
+            self.dz = np.empty_like(self.gates)
+            self.cs = np.empty(shape, dtype)
+            self.acts = np.empty(shape, dtype)
+            self.hp = np.empty((recurrent_blocks,) + shape, dtype)
+        # Derived from ``packed`` by backward, cached while the pack is the same.
+        self._unpacking: tuple[Any, Array, Array] | None = None
 
     def fits(self, batch: int, timesteps: int, units: int, dtype: DTypeLike,
-             recurrent_blocks: int) -> bool:
-        return (self.gates.shape == (timesteps, batch, 4 * units)
-                and self.gates.dtype == dtype and self.hp.shape[0] == recurrent_blocks)
+             layout: tuple[int, ...]) -> bool:
+        return (self.shape == (timesteps, batch, units) and self.dtype == dtype
+                and self.layout == layout)
+
+    def unpacking(self) -> tuple[Array, Array]:
+        """``(recurrent_kernel_t, columns)`` for the packed backward: R^T in
+        panels of 4W units [NQ, 4Up, 4W], and for each Keras gate column its
+        packed column."""
+        packed = self.packed
+        if self._unpacking is None or self._unpacking[0] is not packed:
+            blocks, units, gates = packed.recurrent_kernel.shape
+            width = gates // 4
+            padded = blocks * width
+            group = 4 * width
+            groups = -(-blocks // 4)
+            # [NB, U, 4W] -> [U, 4Up] (packed columns) -> R^T [4Up, NQ*4W]
+            rt = np.zeros((4 * padded, groups * group), packed.recurrent_kernel.dtype)
+            rt[:, :units] = packed.recurrent_kernel.transpose(1, 0, 2).reshape(units, -1).T
+            rt = np.ascontiguousarray(rt.reshape(4 * padded, groups, group).transpose(1, 0, 2))
+            unit = np.arange(units)
+            columns = np.concatenate([(unit // width) * group + g * width + unit % width
+                                      for g in range(4)])
+            self._unpacking = (packed, rt, columns)
+        return self._unpacking[1], self._unpacking[2]
 
 
 def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Array,
@@ -79,6 +129,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
             activation: str = "tanh", recurrent_activation: str = "sigmoid",
             input_masks: Array | None = None, recurrent_masks: Array | None = None,
             return_sequence: bool = True, workspace: Tape | None = None,
+            packed: Any = None, num_threads: int | None = None,
             ) -> tuple[Array | None, Array, Array, Array, Tape]:
     """Run one LSTM layer and record it for ``backward``.
 
@@ -94,6 +145,11 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         Recurrent dropout masks per gate block.
     workspace : Tape or None
         A previous tape whose buffers may be reused.
+    packed : _kernel.Packed or None
+        These weights packed by ``_kernel.pack`` for the current instruction
+        set (a layer's cached pack); packed here when None and needed.
+    num_threads : int or None
+        Most threads (batch row groups); None: ``_kernel.DEFAULT_THREADS``.
 
     Returns
     -------
@@ -107,10 +163,18 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         raise ValueError(
             f"training supports batch * timesteps up to {_INT_MAX}, got "
             f"batch={batch}, timesteps={timesteps}")
-    blocks = 1 if recurrent_masks is None else 4
+    # Per-gate masks of h or x change each gate block's product: BLAS per step.
+    fused = recurrent_masks is None and (input_masks is None or len(input_masks) == 1)
+    if fused:
+        if packed is None or packed.selected != _kernel.current_isa():
+            packed = _kernel.pack(kernel, recurrent_kernel, bias)
+        blocks, _, gates = packed.recurrent_kernel.shape
+        layout: tuple[int, ...] = (gates // 4, blocks)
+    else:
+        layout = (1 if recurrent_masks is None else 4,)
     tape = workspace
-    if tape is None or not tape.fits(batch, timesteps, units, dtype, blocks):
-        tape = Tape(batch, timesteps, units, dtype, blocks)
+    if tape is None or not tape.fits(batch, timesteps, units, dtype, layout):
+        tape = Tape(batch, timesteps, units, dtype, layout)
     # The kernel wants x time-major, once per input mask: [P, T, B, I].
     x_time_major = x.transpose(1, 0, 2)
     if input_masks is None:
@@ -118,16 +182,24 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     else:
         xs = np.multiply(x_time_major[None], input_masks[:, None, :, :], order="C")
     tape.xs, tape.kernel, tape.recurrent_kernel = xs, kernel, recurrent_kernel
+    tape.packed = packed if fused else None
     tape.mask, tape.input_masks, tape.recurrent_masks = mask, input_masks, recurrent_masks
     tape.c0 = c.copy()
     tape.go_backwards = bool(go_backwards)
     tape.codes = (activations.CODES[activation], activations.CODES[recurrent_activation])
+    tape.num_threads = num_threads or _kernel.DEFAULT_THREADS
     last = np.zeros((batch, units), dtype)
     sequence = np.zeros((batch, timesteps, units), dtype) if return_sequence else None
     if batch and timesteps:
-        _train.forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
-                       recurrent_masks, sequence, tape.gates, tape.cs, tape.acts,
-                       tape.hp, tape.go_backwards, *tape.codes)
+        if fused:
+            _train.packed_forward(xs[0], packed.kernel, packed.bias, packed.recurrent_kernel,
+                                  h, c, last, mask, sequence, tape.rec, tape.hs,
+                                  tape.go_backwards, *tape.codes, packed.isa_code,
+                                  packed.rows, tape.num_threads)
+        else:
+            _train.forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
+                           recurrent_masks, sequence, tape.gates, tape.cs, tape.acts,
+                           tape.hp, tape.go_backwards, *tape.codes)
         if mask is None:
             last[...] = h
     return sequence, last, h, c, tape
@@ -149,7 +221,7 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     -------
     dx, dh0, dc0, dkernel, drecurrent_kernel, dbias
     """
-    timesteps, batch, units = tape.cs.shape
+    timesteps, batch, units = tape.shape
     dtype = tape.kernel.dtype
 
     def zeros() -> Array:
@@ -161,16 +233,38 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     # The kernel overwrites these (GEMMs with beta = 0); without steps they
     # stay zero.
     new: Callable[..., Array] = np.empty if batch and timesteps else np.zeros
-    dkernel = new(tape.kernel.shape, dtype)
-    drecurrent_kernel = new(tape.recurrent_kernel.shape, dtype)
-    dbias = new(4 * units, dtype)
     dxs = new(tape.xs.shape, dtype) if input_gradient else None
-    if batch and timesteps:
-        _train.backward(tape.xs, tape.kernel,
-                        np.ascontiguousarray(tape.recurrent_kernel.T), tape.gates,
-                        tape.dz, tape.cs, tape.acts, tape.hp, tape.c0, tape.mask,
-                        tape.recurrent_masks, d_sequence, dh, dc, dy, dxs, dkernel,
-                        drecurrent_kernel, dbias, tape.go_backwards, *tape.codes)
+    if tape.packed is not None:
+        gates = tape.dz.shape[2]
+        dkernel = new((tape.kernel.shape[0], gates), dtype)
+        drecurrent_kernel = new((units, gates), dtype)
+        dbias = new(gates, dtype)
+        if batch and timesteps:
+            recurrent_kernel_t, columns = tape.unpacking()
+            kernel_columns = None
+            if input_gradient:
+                kernel = tape.packed.kernel        # [NB, I, 4W] -> [I, 4Up]
+                kernel_columns = np.ascontiguousarray(kernel.transpose(1, 0, 2)).reshape(
+                    kernel.shape[1], gates)
+            _train.packed_backward(tape.xs[0], kernel_columns, recurrent_kernel_t, tape.rec,
+                                   tape.hs, tape.dz, tape.mask, d_sequence, dh, dc, dy,
+                                   None if dxs is None else dxs[0], dkernel,
+                                   drecurrent_kernel, dbias, tape.go_backwards, *tape.codes,
+                                   tape.packed.isa_code, tape.packed.rows, tape.num_threads)
+        else:
+            columns = np.arange(4 * units)
+        dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
+        dbias = dbias[columns]
+    else:
+        dkernel = new(tape.kernel.shape, dtype)
+        drecurrent_kernel = new(tape.recurrent_kernel.shape, dtype)
+        dbias = new(4 * units, dtype)
+        if batch and timesteps:
+            _train.backward(tape.xs, tape.kernel,
+                            np.ascontiguousarray(tape.recurrent_kernel.T), tape.gates,
+                            tape.dz, tape.cs, tape.acts, tape.hp, tape.c0, tape.mask,
+                            tape.recurrent_masks, d_sequence, dh, dc, dy, dxs, dkernel,
+                            drecurrent_kernel, dbias, tape.go_backwards, *tape.codes)
     # Without steps the outputs are zeros or the initial states unchanged:
     # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
     if dxs is None:
@@ -214,8 +308,10 @@ def layer_forward(layer: LSTM, x: Array, mask: Array | None, h: Array, c: Array,
         go_backwards=layer.go_backwards, activation=layer.activation,
         recurrent_activation=layer.recurrent_activation, input_masks=input_masks,
         recurrent_masks=recurrent_masks, return_sequence=layer.return_sequences,
-        workspace=layer._tape)
+        workspace=layer._tape, packed=layer._packed, num_threads=layer.num_threads)
     layer._tape = tape
+    if tape.packed is not None:     # inference calls reuse the pack
+        layer._packed = tape.packed
     return sequence, last, h, c
 
 
@@ -225,7 +321,7 @@ def layer_backward(layer: LSTM, d_outputs: Any, input_gradient: bool = True,
     tape = layer._tape
     if tape is None:
         raise RuntimeError("LSTM.backward needs a call with training=True first")
-    timesteps, batch, units = tape.cs.shape
+    timesteps, batch, units = tape.shape
     output_shape = ((batch, timesteps, units) if layer.return_sequences
                     else (batch, units))
     if layer.return_state:

@@ -28,11 +28,58 @@ R^T stored contiguously), writing dZ = dL/d(gate pre-activations) [T, B, G]
 into its own buffer; then it forms dW = X^T dZ, dR = H_prev^T dZ and
 dX = dZ W^T as one large GEMM each, and db = the column sums of dZ.
 """
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 from cython cimport floating
+from cython.parallel cimport prange
 
 from _blas cimport gemm
+
+cdef extern from "lstm_train.h" nogil:
+    ctypedef struct fl_train_f32:
+        Py_ssize_t B, T_, n_in, U, Up, NB, W, MR
+        int backwards, act, rec_act
+        const float *x
+        const float *kp
+        const float *bias
+        const float *r
+        const float *rt
+        float *rec
+        float *hs
+        float *dz
+        float *c
+        float *y
+        const unsigned char *mask
+        float *seq
+        float *dh
+        float *dc
+        float *dy
+        const float *dseq
+    ctypedef struct fl_train_f64:
+        Py_ssize_t B, T_, n_in, U, Up, NB, W, MR
+        int backwards, act, rec_act
+        const double *x
+        const double *kp
+        const double *bias
+        const double *r
+        const double *rt
+        double *rec
+        double *hs
+        double *dz
+        double *c
+        double *y
+        const unsigned char *mask
+        double *seq
+        double *dh
+        double *dc
+        double *dy
+        const double *dseq
+    void fl_train_pick_f32(fl_train_f32 *a, int isa)
+    void fl_train_pick_f64(fl_train_f64 *a, int isa)
+    void fl_train_forward_rows_f32(const fl_train_f32 *a, Py_ssize_t r0, Py_ssize_t r1)
+    void fl_train_forward_rows_f64(const fl_train_f64 *a, Py_ssize_t r0, Py_ssize_t r1)
+    void fl_train_backward_rows_f32(const fl_train_f32 *a, Py_ssize_t r0, Py_ssize_t r1)
+    void fl_train_backward_rows_f64(const fl_train_f64 *a, Py_ssize_t r0, Py_ssize_t r1)
 
 cdef extern from "lstm_train.h" nogil:
     void fl_train_cell_row_f32(float *z, float *c, float *h, float *a, long U,
@@ -333,3 +380,228 @@ def backward(const floating[:, :, :, ::1] xs,
                   &dbias[0], B, T, I, U, go_backwards, activation,
                   recurrent_activation)
     free(tmp)
+
+
+# ------------------------------------------------------- packed weights, tiles
+# Below this many multiply-adds in the recurrence a pass runs on one thread
+# (as in _kernel.pyx: a team costs more than it saves on small problems).
+cdef double PARALLEL_MIN_FMAS = 2e6
+
+
+def threads_for(Py_ssize_t B, Py_ssize_t T, Py_ssize_t U, int num_threads):
+    """Row groups (threads) a packed pass of this shape uses."""
+    if num_threads <= 1 or B < 2 or <double>B * T * 4 * U * U < PARALLEL_MIN_FMAS:
+        return 1
+    return min(num_threads, B)
+
+
+cdef void _rows(bint backward_pass, const floating *x, const floating *kp,
+                const floating *bias, const floating *r, const floating *rt,
+                floating *rec, floating *hs, floating *dz, floating *c, floating *y,
+                const unsigned char *mask, floating *seq, floating *dh, floating *dc,
+                floating *dy, const floating *dseq, Py_ssize_t B, Py_ssize_t T,
+                Py_ssize_t I, Py_ssize_t U, Py_ssize_t NB, Py_ssize_t W, Py_ssize_t MR,
+                bint backwards, int act, int rec_act, int isa,
+                int nt) noexcept nogil:
+    """One pass (forward, or backward through the steps) over every row
+    group, ``nt`` groups on as many threads."""
+    cdef fl_train_f32 a32
+    cdef fl_train_f64 a64
+    cdef Py_ssize_t g
+    if floating is float:
+        a32.B = B; a32.T_ = T; a32.n_in = I; a32.U = U; a32.Up = NB * W; a32.NB = NB
+        a32.W = W; a32.MR = MR; a32.backwards = backwards; a32.act = act
+        a32.rec_act = rec_act; a32.x = x; a32.kp = kp; a32.bias = bias; a32.r = r
+        a32.rt = rt; a32.rec = rec; a32.hs = hs; a32.dz = dz; a32.c = c; a32.y = y
+        a32.mask = mask; a32.seq = seq; a32.dh = dh; a32.dc = dc; a32.dy = dy
+        a32.dseq = dseq
+        fl_train_pick_f32(&a32, isa)
+    else:
+        a64.B = B; a64.T_ = T; a64.n_in = I; a64.U = U; a64.Up = NB * W; a64.NB = NB
+        a64.W = W; a64.MR = MR; a64.backwards = backwards; a64.act = act
+        a64.rec_act = rec_act; a64.x = x; a64.kp = kp; a64.bias = bias; a64.r = r
+        a64.rt = rt; a64.rec = rec; a64.hs = hs; a64.dz = dz; a64.c = c; a64.y = y
+        a64.mask = mask; a64.seq = seq; a64.dh = dh; a64.dc = dc; a64.dy = dy
+        a64.dseq = dseq
+        fl_train_pick_f64(&a64, isa)
+    cdef bint is_double = floating is double
+    if nt <= 1:
+        _group(backward_pass, is_double, &a32, &a64, 0, B)
+        return
+    for g in prange(nt, num_threads=nt, schedule="static"):
+        _group(backward_pass, is_double, &a32, &a64, B * g // nt, B * (g + 1) // nt)
+
+
+cdef inline void _group(bint backward_pass, bint is_double, const fl_train_f32 *a32,
+                        const fl_train_f64 *a64, Py_ssize_t r0,
+                        Py_ssize_t r1) noexcept nogil:
+    """Rows [r0, r1) through every step of the pass."""
+    if is_double:
+        if backward_pass:
+            fl_train_backward_rows_f64(a64, r0, r1)
+        else:
+            fl_train_forward_rows_f64(a64, r0, r1)
+    elif backward_pass:
+        fl_train_backward_rows_f32(a32, r0, r1)
+    else:
+        fl_train_forward_rows_f32(a32, r0, r1)
+
+
+cdef inline void _pad_rows(floating *dst, const floating *src, Py_ssize_t B,
+                           Py_ssize_t U, Py_ssize_t Up) noexcept nogil:
+    """[B, U] rows into [B, Up] rows (the padding is left alone)."""
+    cdef Py_ssize_t b
+    for b in range(B):
+        memcpy(dst + b * Up, src + b * U, U * sizeof(floating))
+
+
+cdef inline void _unpad_rows(floating *dst, const floating *src, Py_ssize_t B,
+                             Py_ssize_t U, Py_ssize_t Up) noexcept nogil:
+    cdef Py_ssize_t b
+    for b in range(B):
+        memcpy(dst + b * U, src + b * Up, U * sizeof(floating))
+
+
+def packed_forward(const floating[:, :, ::1] x,
+                   const floating[:, :, ::1] kernel,
+                   const floating[::1] bias,
+                   const floating[:, :, ::1] recurrent_kernel,
+                   floating[:, ::1] h,
+                   floating[:, ::1] c,
+                   floating[:, ::1] y,
+                   const unsigned char[:, ::1] mask,
+                   floating[:, :, ::1] seq,
+                   floating[:, :, ::1] rec,
+                   floating[:, :, ::1] hs,
+                   bint go_backwards, int activation, int recurrent_activation,
+                   int isa, int rows, int num_threads):
+    """Training-mode forward pass on packed weights (``_kernel.pack``).
+
+    x                 [T, B, I]  inputs, time-major
+    kernel, bias, recurrent_kernel  the pack's [NB, I, 4W], [NB*4W], [NB, U, 4W]
+    h, c              [B, U]  in: initial state; out: final state
+    y                 [B, U]  in: zeros; out: last output (only with mask)
+    mask              [B, T]  nonzero = step is processed, or None
+    seq               [B, T, U] out: outputs in processing order, or None
+    rec, hs           [T+1, B, NB*6W], [T+1, B, Up] out: the record for
+                      ``packed_backward`` (layout in lstm_train.h)
+    isa, rows         the pack's instruction set code and rows per tile
+    num_threads       most threads (see ``threads_for``)
+
+    The caller guarantees the shapes agree, B, T, I >= 1, and that every
+    size fits a C int.  Raises MemoryError if the cell buffer cannot be
+    allocated.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
+    cdef Py_ssize_t NB = kernel.shape[0], W = kernel.shape[2] // 4, U = h.shape[1]
+    cdef Py_ssize_t Up = NB * W
+    cdef const unsigned char *mask_ptr = NULL
+    cdef floating *seq_ptr = NULL if seq is None else &seq[0, 0, 0]
+    if mask is not None:
+        mask_ptr = &mask[0, 0]
+    cdef int nt = threads_for(B, T, U, num_threads)
+    # Padding lanes are computed (and discarded) too: start them at zero.
+    cdef floating *cbuf = <floating *>calloc((2 if mask_ptr != NULL else 1) * B * Up,
+                                             sizeof(floating))
+    if cbuf == NULL:
+        raise MemoryError(f"fastlstm: cannot allocate {B} x {Up} values")
+    cdef floating *ybuf = cbuf + B * Up if mask_ptr != NULL else NULL
+    cdef floating *h0 = &hs[T if go_backwards else 0, 0, 0]
+    cdef floating *hT = &hs[0 if go_backwards else T, 0, 0]
+    with nogil:
+        memset(h0, 0, B * Up * sizeof(floating))
+        _pad_rows(h0, &h[0, 0], B, U, Up)
+        _pad_rows(cbuf, &c[0, 0], B, U, Up)
+        _rows(False, &x[0, 0, 0], &kernel[0, 0, 0], &bias[0], &recurrent_kernel[0, 0, 0],
+              NULL, &rec[0, 0, 0], &hs[0, 0, 0], NULL, cbuf, ybuf, mask_ptr, seq_ptr,
+              NULL, NULL, NULL, NULL, B, T, I, U, NB, W, rows, go_backwards,
+              activation, recurrent_activation, isa, nt)
+        _unpad_rows(&h[0, 0], hT, B, U, Up)
+        _unpad_rows(&c[0, 0], cbuf, B, U, Up)
+        if ybuf != NULL:
+            _unpad_rows(&y[0, 0], ybuf, B, U, Up)
+    free(cbuf)
+
+
+def packed_backward(const floating[:, :, ::1] x,
+                    const floating[:, ::1] kernel_columns,
+                    const floating[:, :, ::1] recurrent_kernel_t,
+                    const floating[:, :, ::1] rec,
+                    const floating[:, :, ::1] hs,
+                    floating[:, :, ::1] dz,
+                    const unsigned char[:, ::1] mask,
+                    const floating[:, :, ::1] dseq,
+                    floating[:, ::1] dh,
+                    floating[:, ::1] dc,
+                    floating[:, ::1] dy,
+                    floating[:, :, ::1] dx,
+                    floating[:, ::1] dkernel,
+                    floating[:, ::1] drecurrent_kernel,
+                    floating[::1] dbias,
+                    bint go_backwards, int activation, int recurrent_activation,
+                    int isa, int rows, int num_threads):
+    """Backpropagation through the steps recorded by ``packed_forward``.
+
+    x                 [T, B, I] the forward's inputs
+    kernel_columns    [I, 4Up] the packed kernel as one matrix (columns in
+                      the packed order), or None when dx is None
+    recurrent_kernel_t  [NQ, 4Up, 4W] R^T in panels of 4W units
+    rec, hs           the forward's record (left unchanged)
+    dz                [T, B, 4Up] out: dL/d(gate pre-activations), packed
+    dseq              [B, T, U] dL/d(outputs, processing order), or None
+    dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
+    dy                [B, U] in: dL/d(last output)
+    dx                [T, B, I] out: dL/dx, or None to skip it
+    dkernel, drecurrent_kernel, dbias  out: [I, 4Up], [U, 4Up], [4Up], the
+                      weight gradients in packed columns
+    Other arguments as in ``packed_forward``; the caller guarantees the same.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
+    cdef Py_ssize_t G = dz.shape[2], W = recurrent_kernel_t.shape[2] // 4
+    cdef Py_ssize_t Up = G // 4, NB = Up // W, U = dh.shape[1], BT = B * T
+    cdef Py_ssize_t j, row
+    cdef const unsigned char *mask_ptr = NULL
+    cdef const floating *dseq_ptr = NULL
+    if mask is not None:
+        mask_ptr = &mask[0, 0]
+    if dseq is not None:
+        dseq_ptr = &dseq[0, 0, 0]
+    cdef int nt = threads_for(B, T, U, num_threads)
+    cdef floating *buf = <floating *>calloc(3 * B * Up, sizeof(floating))
+    if buf == NULL:
+        raise MemoryError(f"fastlstm: cannot allocate {B} x {Up} values")
+    cdef floating *dhp = buf
+    cdef floating *dcp = buf + B * Up
+    cdef floating *dyp = buf + 2 * B * Up if mask_ptr != NULL else NULL
+    cdef floating *dx_ptr = NULL if dx is None else &dx[0, 0, 0]
+    cdef floating *dz_ptr = &dz[0, 0, 0]
+    with nogil:
+        _pad_rows(dhp, &dh[0, 0], B, U, Up)
+        _pad_rows(dcp, &dc[0, 0], B, U, Up)
+        if dyp != NULL:
+            _pad_rows(dyp, &dy[0, 0], B, U, Up)
+        else:       # without a mask the last output is the final h
+            for row in range(B):
+                for j in range(U):
+                    dhp[row * Up + j] += dy[row, j]
+        _rows(True, NULL, NULL, NULL, NULL, &recurrent_kernel_t[0, 0, 0],
+              <floating *>&rec[0, 0, 0], <floating *>&hs[0, 0, 0], &dz[0, 0, 0], NULL,
+              NULL, mask_ptr, NULL, dhp, dcp, dyp, dseq_ptr, B, T, I, U, NB, W, rows,
+              go_backwards, activation, recurrent_activation, isa, nt)
+        _unpad_rows(&dh[0, 0], dhp, B, U, Up)
+        _unpad_rows(&dc[0, 0], dcp, B, U, Up)
+        # Everything below is one large product over all B*T rows; hs's
+        # slots [go_backwards, go_backwards + T) are the h entering each step.
+        gemm(True, False, <int>I, <int>G, <int>BT, <floating>1, &x[0, 0, 0], <int>I,
+             &dz[0, 0, 0], <int>G, <floating>0, &dkernel[0, 0], <int>G)
+        gemm(True, False, <int>U, <int>G, <int>BT, <floating>1,
+             &hs[1 if go_backwards else 0, 0, 0], <int>Up, &dz[0, 0, 0], <int>G,
+             <floating>0, &drecurrent_kernel[0, 0], <int>G)
+        if dx_ptr != NULL:
+            gemm(False, True, <int>BT, <int>I, <int>G, <floating>1, dz_ptr, <int>G,
+                 &kernel_columns[0, 0], <int>G, <floating>0, dx_ptr, <int>I)
+        memset(&dbias[0], 0, G * sizeof(floating))
+        for row in range(BT):
+            for j in range(G):
+                dbias[j] += dz_ptr[row * G + j]
+    free(buf)

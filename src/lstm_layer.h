@@ -43,6 +43,9 @@ typedef struct {                                                              \
     ptrdiff_t lds;                                                            \
     int nvalid;              /* units of the block that are real (<= W) */    \
     int act, rec_act;                                                         \
+    T *rec;                  /* training record of the step, or NULL: gates   \
+                                i, f, c, o, then c and act(c) [mr][ldr][6][W] */ \
+    ptrdiff_t ldr;                                                            \
 } fl_tile_##SUF;
 
 /* Input projection of mr rows of x for one block: out = bias + x @ panel. */
@@ -57,10 +60,37 @@ typedef struct {                                                              \
     ptrdiff_t ldo;                                                            \
 } fl_proj_##SUF;
 
+/* Training's backward step for mr rows and a group of up to 4 blocks (4*W
+ * units): dh += dzn @ R^T for the group's units, then, when `rec` is set,
+ * the cell's backward step, which writes the step's dZ and updates dc. */
+#define FL_DEFINE_BACK_ARGS(T, SUF)                                           \
+typedef struct {                                                              \
+    ptrdiff_t K;             /* gate columns of dzn (4*Up), 0: no product */  \
+    const T *dzn;            /* dZ of the step processed next  [mr][ldz] */   \
+    ptrdiff_t ldz;                                                            \
+    const T *rt;             /* packed R^T panel of the group [K][4][W] */    \
+    T *dh, *dc, *dy;         /* carried gradients at the group [mr][lds]; */  \
+    ptrdiff_t lds;           /* dy: of the last output, NULL without mask */  \
+    const T *rec;            /* the step's record at the group, or NULL */    \
+    const T *cprev;          /* the previous step's record (for c) */         \
+    ptrdiff_t ldr;           /* [mr][ldr][6][W] each (see fl_tile) */         \
+    const T *dseq;           /* dL/d(step output) at the group [mr][ldq], */  \
+    ptrdiff_t ldq;           /* or NULL */                                    \
+    const unsigned char *mask; /* mask[b, t] of row 0, or NULL [mr][ldm] */   \
+    ptrdiff_t ldm;                                                            \
+    T *dz;                   /* out: dZ of the step at the group [mr][ldz] */ \
+    int nblk;                /* blocks in the group (1..4) */                 \
+    int nlast;               /* real units of its last block (<= W) */        \
+    int act, rec_act;                                                         \
+} fl_back_##SUF;
+
 FL_DEFINE_TILE_ARGS(float, f32)
 FL_DEFINE_TILE_ARGS(double, f64)
 FL_DEFINE_PROJ_ARGS(float, f32)
 FL_DEFINE_PROJ_ARGS(double, f64)
+FL_DEFINE_BACK_ARGS(float, f32)
+FL_DEFINE_BACK_ARGS(double, f64)
+#undef FL_DEFINE_BACK_ARGS
 #undef FL_DEFINE_TILE_ARGS
 #undef FL_DEFINE_PROJ_ARGS
 
@@ -217,6 +247,7 @@ static void fl_layer_thread_##SUF(const fl_layer_##SUF *a, int tid, int nt)   \
     tl.U = a->U; tl.ldh = a->Up; tl.ldc = a->Up;                              \
     tl.ldm = a->T_; tl.lds = a->T_ * a->U;                                    \
     tl.act = a->act; tl.rec_act = a->rec_act;                                 \
+    tl.rec = NULL;                                                            \
     tl.ldx = a->chunk * G;  /* the same for every chunk: see proj above */    \
     pj.n_in = a->n_in;                                                        \
     ptrdiff_t done = 0, tc = 0;  /* steps before this chunk, steps in it */   \

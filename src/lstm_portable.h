@@ -8,6 +8,13 @@
 #ifndef FASTLSTM_LSTM_PORTABLE_H
 #define FASTLSTM_LSTM_PORTABLE_H
 
+/* Training's tiles are not called by the inference module. */
+#if defined(__GNUC__)
+#define FL_UNUSED __attribute__((unused))
+#else
+#define FL_UNUSED
+#endif
+
 #define FL_PW 4     /* lanes per block */
 #define FL_PMR 4    /* most rows per tile */
 
@@ -57,7 +64,8 @@ static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
             T g = fl_act_##SUF(a->act, z[2 * FL_PW + j]);                     \
             T o = fl_act_##SUF(a->rec_act, z[3 * FL_PW + j]);                 \
             T cn = f * c[j] + i * g;                                          \
-            T h = o * fl_act_##SUF(a->act, cn);                               \
+            T ac = fl_act_##SUF(a->act, cn);                                  \
+            T h = o * ac;                                                     \
             if (keep) {                                                       \
                 c[j] = cn;                                                    \
                 hn[j] = h;                                                    \
@@ -66,6 +74,15 @@ static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
             } else {  /* skipped step: carry h and c, repeat the output */    \
                 hn[j] = a->h[r * a->ldh + a->col + j];                        \
             }                                                                 \
+            if (a->rec != NULL) {                                             \
+                T *rc = a->rec + r * a->ldr + j;                              \
+                rc[0] = i;                                                    \
+                rc[FL_PW] = f;                                                \
+                rc[2 * FL_PW] = g;                                            \
+                rc[3 * FL_PW] = o;                                            \
+                rc[4 * FL_PW] = c[j];                                         \
+                rc[5 * FL_PW] = ac;                                           \
+            }                                                                 \
         }                                                                     \
         if (a->seq != NULL)                                                   \
             memcpy(a->seq + r * a->lds, y != NULL ? y : hn,                   \
@@ -73,9 +90,88 @@ static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
     }                                                                         \
 }
 
+/* Training's backward step (fl_back in lstm_layer.h); activation
+ * derivatives from the activation's output y (see lstm_train.h). */
+#define FL_DEFINE_PORTABLE_BACK(T, SUF)                                       \
+static inline T fl_dact_##SUF(int kind, T y)                                  \
+{                                                                             \
+    switch (kind) {                                                           \
+    case FL_ACT_TANH: return (T)1 - y * y;                                    \
+    case FL_ACT_SIGMOID: return y * ((T)1 - y);                               \
+    case FL_ACT_HARD_SIGMOID: return (y > (T)0 && y < (T)1) ? (T)1 / (T)6 : (T)0; \
+    case FL_ACT_RELU: return y > (T)0 ? (T)1 : (T)0;                          \
+    default: return (T)1; /* FL_ACT_LINEAR */                                 \
+    }                                                                         \
+}                                                                             \
+                                                                              \
+FL_UNUSED static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
+{                                                                             \
+    T acc[FL_PMR][4 * FL_PW];                                                 \
+    const T *rp = a->rt;                                                      \
+    ptrdiff_t k;                                                              \
+    int r, j, w, nu = a->nblk * FL_PW;                                        \
+    for (r = 0; r < mr; ++r)                                                  \
+        for (j = 0; j < 4 * FL_PW; ++j)                                       \
+            acc[r][j] = j < nu ? a->dh[r * a->lds + j] : (T)0;                \
+    for (k = 0; k < a->K; ++k, rp += 4 * FL_PW)                               \
+        for (r = 0; r < mr; ++r) {                                            \
+            T dv = a->dzn[r * a->ldz + k];                                    \
+            for (j = 0; j < 4 * FL_PW; ++j)                                   \
+                acc[r][j] += dv * rp[j];                                      \
+        }                                                                     \
+    for (r = 0; r < mr; ++r) {                                                \
+        T *dhr = a->dh + r * a->lds;                                          \
+        if (a->rec == NULL) {      /* the gradient of the initial h */        \
+            memcpy(dhr, acc[r], nu * sizeof(T));                              \
+            continue;                                                         \
+        }                                                                     \
+        int keep = a->mask == NULL || a->mask[r * a->ldm];                    \
+        for (j = 0; j < a->nblk; ++j) {                                       \
+            const T *rc = a->rec + r * a->ldr + j * 6 * FL_PW;                \
+            const T *cp = a->cprev + r * a->ldr + j * 6 * FL_PW + 4 * FL_PW;  \
+            T *dz = a->dz + r * a->ldz + j * 4 * FL_PW;                       \
+            int n = j == a->nblk - 1 ? a->nlast : FL_PW;                      \
+            for (w = 0; w < FL_PW; ++w) {                                     \
+                int u = j * FL_PW + w;                                        \
+                T dh = acc[r][u];                                             \
+                T ext = a->dseq != NULL && w < n ? a->dseq[r * a->ldq + u] : (T)0; \
+                if (a->mask != NULL) {                                        \
+                    T dy = a->dy[r * a->lds + u] + ext;                       \
+                    if (!keep) {       /* skipped: carry dh, dc */            \
+                        a->dy[r * a->lds + u] = dy;                           \
+                        dhr[u] = dh;                                          \
+                        dz[w] = dz[FL_PW + w] = (T)0;                         \
+                        dz[2 * FL_PW + w] = dz[3 * FL_PW + w] = (T)0;         \
+                        continue;                                             \
+                    }                                                         \
+                    dh += dy;                                                 \
+                    a->dy[r * a->lds + u] = (T)0;                             \
+                } else {                                                      \
+                    dh += ext;                                                \
+                }                                                             \
+                T i = rc[w], f = rc[FL_PW + w], g = rc[2 * FL_PW + w];        \
+                T o = rc[3 * FL_PW + w], ac = rc[5 * FL_PW + w];              \
+                T dc = a->dc[r * a->lds + u] + dh * o * fl_dact_##SUF(a->act, ac); \
+                int real = w < n;   /* padding lanes may hold inf * 0 */      \
+                dz[w] = real ? dc * g * fl_dact_##SUF(a->rec_act, i) : (T)0;  \
+                dz[FL_PW + w] = real                                          \
+                    ? dc * cp[w] * fl_dact_##SUF(a->rec_act, f) : (T)0;       \
+                dz[2 * FL_PW + w] = real ? dc * i * fl_dact_##SUF(a->act, g) : (T)0; \
+                dz[3 * FL_PW + w] = real                                      \
+                    ? dh * ac * fl_dact_##SUF(a->rec_act, o) : (T)0;          \
+                a->dc[r * a->lds + u] = dc * f;                               \
+                dhr[u] = (T)0;                                                \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+}
+
 FL_DEFINE_PORTABLE(float, f32)
 FL_DEFINE_PORTABLE(double, f64)
+FL_DEFINE_PORTABLE_BACK(float, f32)
+FL_DEFINE_PORTABLE_BACK(double, f64)
 
 #undef FL_DEFINE_PORTABLE
+#undef FL_DEFINE_PORTABLE_BACK
 
 #endif /* FASTLSTM_LSTM_PORTABLE_H */

@@ -147,7 +147,7 @@ FN(tile_rows)(const int mr, const fl_tile_f32 *a)
 #pragma GCC unroll 1
     for (int r = 0; r < mr; ++r) {
         float *c = a->c + r * a->ldc, *hn = a->hn + r * a->ldc;
-        V i, f, g, o, cn, h, out;
+        V i, f, g, o, cn, ac, h, out;
         V cold = FN(load)(c);
         if (fast) {
             i = FN(sigmoid)(z[r][0]);
@@ -155,15 +155,16 @@ FN(tile_rows)(const int mr, const fl_tile_f32 *a)
             g = FN(tanh)(z[r][2]);
             o = FN(sigmoid)(z[r][3]);
             cn = f * cold + i * g;
-            h = o * FN(tanh)(cn);
+            ac = FN(tanh)(cn);
         } else {
             i = FN(act)(a->rec_act, z[r][0]);
             f = FN(act)(a->rec_act, z[r][1]);
             g = FN(act)(a->act, z[r][2]);
             o = FN(act)(a->rec_act, z[r][3]);
             cn = f * cold + i * g;
-            h = o * FN(act)(a->act, cn);
+            ac = FN(act)(a->act, cn);
         }
+        h = o * ac;
         out = h;
         if (a->mask != NULL) {
             float *y = a->y + r * a->ldc;
@@ -177,6 +178,15 @@ FN(tile_rows)(const int mr, const fl_tile_f32 *a)
         }
         FN(store)(c, cn);
         FN(store)(hn, h);
+        if (a->rec != NULL) {
+            float *rc = a->rec + r * a->ldr;
+            FN(store)(rc, i);
+            FN(store)(rc + FL_W, f);
+            FN(store)(rc + 2 * FL_W, g);
+            FN(store)(rc + 3 * FL_W, o);
+            FN(store)(rc + 4 * FL_W, cn);
+            FN(store)(rc + 5 * FL_W, ac);
+        }
         if (a->seq != NULL) {
             if (a->nvalid == FL_W) {
                 FN(store)(a->seq + r * a->lds, out);
@@ -220,6 +230,137 @@ FN(proj_rows)(const int mr, const fl_proj_f32 *a)
             FN(store)(a->out + r * a->ldo + g * FL_W, acc[r][g]);
 }
 
+/* Derivative of an activation from its output y (see lstm_train.h). */
+FL_INLINE V FN(dact)(int kind, V y)
+{
+    const V zero = FN(splat)(0.0f), one = FN(splat)(1.0f);
+    switch (kind) {
+    case FL_ACT_TANH: return 1.0f - y * y;
+    case FL_ACT_SIGMOID: return y * (1.0f - y);
+    case FL_ACT_HARD_SIGMOID:
+        return FN(select)((y > 0.0f) & (y < 1.0f), FN(splat)(1.0f / 6.0f), zero);
+    case FL_ACT_RELU: return FN(select)(y > 0.0f, one, zero);
+    default: return one;
+    }
+}
+
+/* n <= W floats, the rest of the vector zero. */
+FL_INLINE V FN(load_part)(const float *p, int n)
+{
+    if (n == FL_W)
+        return FN(load)(p);
+    float tmp[FL_W] = {0};
+    memcpy(tmp, p, n * sizeof(float));
+    return FN(load)(tmp);
+}
+
+/* Training's backward step (fl_back in lstm_layer.h).  The product keeps
+ * the tile's fixed summation order: lane j of row r sums dh[r, j] +
+ * dzn[r, 0] * rt[0, j] + dzn[r, 1] * rt[1, j] + ... */
+FL_INLINE void
+FN(back_rows)(const int mr, const fl_back_f32 *a)
+{
+    V acc[FL_MR][4];
+    const float *rp = a->rt;
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j)
+            acc[r][j] = j < a->nblk ? FN(load)(a->dh + r * a->lds + j * FL_W)
+                                    : FN(splat)(0.0f);
+    for (ptrdiff_t k = 0; k < a->K; ++k, rp += 4 * FL_W) {
+        V b0 = FN(load)(rp), b1 = FN(load)(rp + FL_W);
+        V b2 = FN(load)(rp + 2 * FL_W), b3 = FN(load)(rp + 3 * FL_W);
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; ++r) {
+            V dv = FN(splat)(a->dzn[r * a->ldz + k]);
+            acc[r][0] += dv * b0;
+            acc[r][1] += dv * b1;
+            acc[r][2] += dv * b2;
+            acc[r][3] += dv * b3;
+        }
+    }
+    V d[FL_MR][4];
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j)
+            d[r][j] = acc[r][j];
+    const V zero = FN(splat)(0.0f);
+    if (a->rec == NULL) {       /* the gradient of the initial h */
+        for (int r = 0; r < mr; ++r)
+            for (int j = 0; j < a->nblk; ++j)
+                FN(store)(a->dh + r * a->lds + j * FL_W, d[r][j]);
+        return;
+    }
+    const int fast = a->act == FL_ACT_TANH && a->rec_act == FL_ACT_SIGMOID;
+    VI lanes;                   /* lane < nlast: zero dZ's padding lanes */
+    for (int w = 0; w < FL_W; ++w)
+        lanes[w] = w < a->nlast ? -1 : 0;
+#pragma GCC unroll 1
+    for (int r = 0; r < mr; ++r) {
+#pragma GCC unroll 1
+        for (int j = 0; j < a->nblk; ++j) {
+            const int n = j == a->nblk - 1 ? a->nlast : FL_W;
+            float *dhp = a->dh + r * a->lds + j * FL_W;
+            float *dcp = a->dc + r * a->lds + j * FL_W;
+            float *dz = a->dz + r * a->ldz + j * 4 * FL_W;
+            V dh = d[r][j];
+            V ext = a->dseq != NULL
+                ? FN(load_part)(a->dseq + r * a->ldq + j * FL_W, n) : zero;
+            if (a->mask != NULL) {
+                /* The output is carried over masked steps and replaced by
+                 * h at processed ones: its gradient waits in dy until then. */
+                float *dyp = a->dy + r * a->lds + j * FL_W;
+                V dy = FN(load)(dyp) + ext;
+                if (!a->mask[r * a->ldm]) {     /* skipped: carry dh, dc */
+                    FN(store)(dyp, dy);
+                    FN(store)(dhp, dh);
+                    for (int g = 0; g < 4; ++g)
+                        FN(store)(dz + g * FL_W, zero);
+                    continue;
+                }
+                dh += dy;
+                FN(store)(dyp, zero);
+            } else {
+                dh += ext;
+            }
+            const float *rc = a->rec + r * a->ldr + j * 6 * FL_W;
+            V i = FN(load)(rc), f = FN(load)(rc + FL_W);
+            V g = FN(load)(rc + 2 * FL_W), o = FN(load)(rc + 3 * FL_W);
+            V ac = FN(load)(rc + 5 * FL_W);
+            V cp = FN(load)(a->cprev + r * a->ldr + j * 6 * FL_W + 4 * FL_W);
+            V dc = FN(load)(dcp), di, df, dg, dout;
+            if (fast) {
+                dc += dh * o * (1.0f - ac * ac);
+                di = dc * g * (i * (1.0f - i));
+                df = dc * cp * (f * (1.0f - f));
+                dg = dc * i * (1.0f - g * g);
+                dout = dh * ac * (o * (1.0f - o));
+            } else {
+                dc += dh * o * FN(dact)(a->act, ac);
+                di = dc * g * FN(dact)(a->rec_act, i);
+                df = dc * cp * FN(dact)(a->rec_act, f);
+                dg = dc * i * FN(dact)(a->act, g);
+                dout = dh * ac * FN(dact)(a->rec_act, o);
+            }
+            if (n < FL_W) {     /* padding lanes may hold inf * 0 = NaN */
+                di = FN(select)(lanes, di, zero);
+                df = FN(select)(lanes, df, zero);
+                dg = FN(select)(lanes, dg, zero);
+                dout = FN(select)(lanes, dout, zero);
+            }
+            FN(store)(dz, di);
+            FN(store)(dz + FL_W, df);
+            FN(store)(dz + 2 * FL_W, dg);
+            FN(store)(dz + 3 * FL_W, dout);
+            FN(store)(dcp, dc * f);
+            /* The next dh comes whole from the product with this dZ. */
+            FN(store)(dhp, zero);
+        }
+    }
+}
+
 #if FL_MR >= 8
 #define FL_MR_CASES_8(f) case 8: f(8, a); break; case 7: f(7, a); break;
 #else
@@ -252,6 +393,11 @@ static void FN(proj)(int mr, const fl_proj_f32 *a)
 static void FN(tile)(int mr, const fl_tile_f32 *a)
 {
     FL_MR_SWITCH(FN(tile_rows))
+}
+
+FL_UNUSED static void FN(back)(int mr, const fl_back_f32 *a)
+{
+    FL_MR_SWITCH(FN(back_rows))
 }
 
 /* Vector activations over n floats (n a multiple of FL_W): the accuracy

@@ -15,7 +15,12 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "lstm_cell.h"
+/* The tiles of the inference kernel (lstm_layer.h), whose layer function
+ * this module does not use. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "lstm_layer.h"
+#pragma GCC diagnostic pop
 
 /* The row loops are compiled for the baseline ISA and, where the toolchain
  * can dispatch at load time (GNU ifuncs on x86-64 Linux), also for AVX2 and
@@ -83,18 +88,7 @@ static inline double fl_tanh_f64(double x)
     return tanh(x);
 }
 
-#define FL_DEFINE_TRAIN(T, SUF)                                    \
-static inline T fl_dact_##SUF(int kind, T y)                                  \
-{                                                                             \
-    switch (kind) {                                                           \
-    case FL_ACT_TANH: return (T)1 - y * y;                                    \
-    case FL_ACT_SIGMOID: return y * ((T)1 - y);                               \
-    case FL_ACT_HARD_SIGMOID: return (y > (T)0 && y < (T)1) ? (T)1 / (T)6 : (T)0; \
-    case FL_ACT_RELU: return y > (T)0 ? (T)1 : (T)0;                          \
-    default: return (T)1; /* FL_ACT_LINEAR */                                 \
-    }                                                                         \
-}                                                                             \
-                                                                              \
+#define FL_DEFINE_TRAIN(T, SUF)                                               \
 /* z: [4U] in: pre-activations i, f, c, o; out: the activated gates.         \
  * c: [U] in: c_prev, out: c.  h: [U] out.  a: [U] out: act(c). */            \
 FL_CLONES static void fl_train_cell_row_##SUF(T *restrict z, T *restrict c,    \
@@ -170,5 +164,197 @@ FL_DEFINE_TRAIN(float, f32)
 FL_DEFINE_TRAIN(double, f64)
 
 #undef FL_DEFINE_TRAIN
+
+/* Training on the packed weights and the tiles of lstm_layer.h: the
+ * forward step is the inference tile, which also writes a record of the
+ * step; the backward step is fl_back.  Both take a group of batch rows
+ * through every step; rows are independent, so groups run on separate
+ * threads without synchronisation, and a row's arithmetic does not depend
+ * on the grouping (the tiles' fixed summation order).
+ *
+ * Buffers (B batch, T_ steps, I features, U units padded to Up = NB * W,
+ * NQ = ceil(NB / 4) groups of 4 blocks, G4 = 4 * Up, G6 = NB * 6 * W):
+ *   rec  [T_ + 1][B][G6]  slot s + 1: the record of processing step s
+ *                         (per block: gates i, f, c, o, then c, act(c));
+ *                         slot 0: only c, the initial cell
+ *   hs   [T_ + 1][B][Up]  h0 at slot T_ with backwards else 0; step t
+ *                         writes slot t (backwards) or t + 1, so slots
+ *                         [backwards, backwards + T_) are the h entering
+ *                         each step t, in time order
+ *   dz   [T_][B][G4]      dL/d(gate pre-activations) of step t, packed
+ *                         columns, padding lanes zero
+ */
+#define FL_DEFINE_TRAIN_LAYER(T, SUF)                                         \
+typedef struct {                                                              \
+    ptrdiff_t B, T_, n_in, U, Up, NB, W, MR;                                  \
+    int backwards, act, rec_act;                                              \
+    void (*tile)(int, const fl_tile_##SUF *);                                 \
+    void (*proj)(int, const fl_proj_##SUF *);                                 \
+    void (*back)(int, const fl_back_##SUF *);                                 \
+    const T *x;         /* inputs, time-major        [T_][B][I] */            \
+    const T *kp;        /* packed kernel             [NB][I][4][W] */         \
+    const T *bias;      /* packed bias               [NB][4][W] */            \
+    const T *r;         /* packed recurrent kernel   [NB][U][4][W] */         \
+    const T *rt;        /* packed R^T                [NQ][G4][4][W] */        \
+    T *rec, *hs, *dz;   /* see above */                                       \
+    T *c;               /* cell                      [B][Up] */               \
+    T *y;               /* last output [B][Up], NULL: no mask */              \
+    const unsigned char *mask;  /*                   [B][T_] or NULL */       \
+    T *seq;             /* outputs, processing order [B][T_][U] or NULL */    \
+    T *dh, *dc;         /* carried gradients         [B][Up] */               \
+    T *dy;              /* of the last output [B][Up], NULL: no mask */       \
+    const T *dseq;      /* of the outputs            [B][T_][U] or NULL */    \
+} fl_train_##SUF;                                                             \
+                                                                              \
+static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
+                                        ptrdiff_t r0, ptrdiff_t r1)           \
+{                                                                             \
+    const ptrdiff_t B = a->B, T_ = a->T_, I = a->n_in, Up = a->Up;            \
+    const ptrdiff_t W4 = 4 * a->W, W6 = 6 * a->W, G6 = a->NB * W6;            \
+    const ptrdiff_t slot = B * G6, rows = r1 - r0;                            \
+    const ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                      \
+    /* Steps projected at once: their records stay in L2 until stepped. */    \
+    ptrdiff_t chunk = ((ptrdiff_t)1 << 19) / (rows * G6 * (ptrdiff_t)sizeof(T)); \
+    chunk = chunk < 1 ? 1 : chunk;                                            \
+    fl_tile_##SUF tl;                                                         \
+    fl_proj_##SUF pj;                                                         \
+    tl.U = a->U; tl.ldh = Up; tl.ldc = Up; tl.ldx = G6; tl.ldr = G6;          \
+    tl.ldm = T_; tl.lds = T_ * a->U; tl.act = a->act; tl.rec_act = a->rec_act; \
+    pj.n_in = I;                                                              \
+    for (ptrdiff_t b = r0; b < r1; ++b)      /* slot 0: the initial c */      \
+        for (ptrdiff_t p = 0; p < a->NB; ++p)                                 \
+            memcpy(a->rec + b * G6 + p * W6 + 4 * a->W, a->c + b * Up + p * a->W, \
+                   a->W * sizeof(T));                                         \
+    for (ptrdiff_t s0 = 0; s0 < T_; s0 += chunk) {                            \
+        ptrdiff_t tc = T_ - s0 < chunk ? T_ - s0 : chunk;                     \
+        /* Projection of the chunk's steps into their records' gates,        \
+         * tiled along time within a row when the chunk is long enough. */    \
+        int along_time = tc >= a->MR || rows < tc;                            \
+        ptrdiff_t outer = along_time ? rows : tc;                             \
+        ptrdiff_t inner = along_time ? tc : rows;                             \
+        ptrdiff_t ptiles = (inner + a->MR - 1) / a->MR;                       \
+        pj.ldx = !along_time ? I : a->backwards ? -B * I : B * I;             \
+        pj.ldo = along_time ? slot : G6;                                      \
+        for (ptrdiff_t p = 0; p < a->NB; ++p) {                               \
+            pj.kp = a->kp + p * I * W4;                                       \
+            pj.bias = a->bias + p * W4;                                       \
+            for (ptrdiff_t o = 0; o < outer; ++o) {                           \
+                ptrdiff_t i0 = 0;                                             \
+                for (ptrdiff_t q = 0; q < ptiles; ++q) {                      \
+                    int mr = fl_tile_rows(inner, ptiles, q);                  \
+                    ptrdiff_t b = r0 + (along_time ? o : i0);                 \
+                    ptrdiff_t s = s0 + (along_time ? i0 : o);                 \
+                    ptrdiff_t t = a->backwards ? T_ - 1 - s : s;              \
+                    pj.x = a->x + (t * B + b) * I;                            \
+                    pj.out = a->rec + (s + 1) * slot + b * G6 + p * W6;       \
+                    a->proj(mr, &pj);                                         \
+                    i0 += mr;                                                 \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+        for (ptrdiff_t s = s0; s < s0 + tc; ++s) {                            \
+            ptrdiff_t t = a->backwards ? T_ - 1 - s : s;                      \
+            T *hprev = a->hs + (a->backwards ? t + 1 : t) * B * Up;           \
+            T *hnext = a->hs + (a->backwards ? t : t + 1) * B * Up;           \
+            for (ptrdiff_t p = 0; p < a->NB; ++p) {                           \
+                ptrdiff_t col = p * a->W, b = r0;                             \
+                tl.col = col;                                                 \
+                tl.r = a->r + p * a->U * W4;                                  \
+                tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);     \
+                for (ptrdiff_t q = 0; q < ntiles; ++q) {                      \
+                    int mr = fl_tile_rows(rows, ntiles, q);                   \
+                    tl.h = hprev + b * Up;                                    \
+                    /* the tile reads its projection before writing the      \
+                     * record over it */                                      \
+                    tl.rec = a->rec + (s + 1) * slot + b * G6 + p * W6;       \
+                    tl.x = tl.rec;                                            \
+                    tl.c = a->c + b * Up + col;                               \
+                    tl.hn = hnext + b * Up + col;                             \
+                    tl.y = a->y != NULL ? a->y + b * Up + col : NULL;         \
+                    tl.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;  \
+                    tl.seq = a->seq != NULL                                   \
+                        ? a->seq + (b * T_ + s) * a->U + col : NULL;          \
+                    a->tile(mr, &tl);                                         \
+                    b += mr;                                                  \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+}                                                                             \
+                                                                              \
+/* Steps in reverse, then (s = -1) the product that gives dL/dh0. */          \
+static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
+                                         ptrdiff_t r0, ptrdiff_t r1)          \
+{                                                                             \
+    const ptrdiff_t B = a->B, T_ = a->T_, Up = a->Up, W = a->W;               \
+    const ptrdiff_t W4 = 4 * W, W6 = 6 * W, G4 = 4 * Up, G6 = a->NB * W6;     \
+    const ptrdiff_t slot = B * G6, rows = r1 - r0;                            \
+    const ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                      \
+    fl_back_##SUF bk;                                                         \
+    bk.ldz = G4; bk.lds = Up; bk.ldr = G6; bk.ldq = T_ * a->U; bk.ldm = T_;   \
+    bk.act = a->act; bk.rec_act = a->rec_act;                                 \
+    for (ptrdiff_t s = T_ - 1; s >= -1; --s) {                                \
+        ptrdiff_t t = a->backwards ? T_ - 1 - s : s;                          \
+        ptrdiff_t tn = a->backwards ? t - 1 : t + 1;   /* step s + 1 */       \
+        bk.K = s + 1 < T_ ? G4 : 0;                                           \
+        for (ptrdiff_t p0 = 0; p0 < a->NB; p0 += 4) {                         \
+            ptrdiff_t b = r0;                                                 \
+            bk.rt = a->rt + (p0 / 4) * G4 * W4;                               \
+            bk.nblk = (int)(a->NB - p0 < 4 ? a->NB - p0 : 4);                 \
+            ptrdiff_t last = (p0 + bk.nblk - 1) * W;                          \
+            bk.nlast = (int)(a->U - last < W ? a->U - last : W);              \
+            for (ptrdiff_t q = 0; q < ntiles; ++q) {                          \
+                int mr = fl_tile_rows(rows, ntiles, q);                       \
+                bk.dzn = bk.K ? a->dz + (tn * B + b) * G4 : NULL;             \
+                bk.dh = a->dh + b * Up + p0 * W;                              \
+                bk.dc = a->dc + b * Up + p0 * W;                              \
+                bk.dy = a->dy != NULL ? a->dy + b * Up + p0 * W : NULL;       \
+                bk.rec = NULL;                                                \
+                if (s >= 0) {                                                 \
+                    bk.rec = a->rec + (s + 1) * slot + b * G6 + p0 * W6;      \
+                    bk.cprev = bk.rec - slot;                                 \
+                    bk.dseq = a->dseq != NULL                                 \
+                        ? a->dseq + (b * T_ + s) * a->U + p0 * W : NULL;      \
+                    bk.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;  \
+                    bk.dz = a->dz + (t * B + b) * G4 + p0 * W4;               \
+                }                                                             \
+                a->back(mr, &bk);                                             \
+                b += mr;                                                      \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+}
+
+FL_DEFINE_TRAIN_LAYER(float, f32)
+FL_DEFINE_TRAIN_LAYER(double, f64)
+#undef FL_DEFINE_TRAIN_LAYER
+
+/* The tiles of instruction set `isa` (its packed layout: W, MR). */
+static void fl_train_pick_f32(fl_train_f32 *a, int isa)
+{
+    a->tile = fl_tile_portable_f32;
+    a->proj = fl_proj_portable_f32;
+    a->back = fl_back_portable_f32;
+#if FL_HAVE_X86
+    if (isa == FL_ISA_AVX512) {
+        a->tile = fl_tile_avx512;
+        a->proj = fl_proj_avx512;
+        a->back = fl_back_avx512;
+    } else if (isa == FL_ISA_AVX2) {
+        a->tile = fl_tile_avx2;
+        a->proj = fl_proj_avx2;
+        a->back = fl_back_avx2;
+    }
+#endif
+    (void)isa;
+}
+
+static void fl_train_pick_f64(fl_train_f64 *a, int isa)
+{
+    a->tile = fl_tile_portable_f64;
+    a->proj = fl_proj_portable_f64;
+    a->back = fl_back_portable_f64;
+    (void)isa;
+}
 
 #endif /* FASTLSTM_LSTM_TRAIN_H */
