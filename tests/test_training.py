@@ -437,3 +437,152 @@ def test_nan_and_inf_propagate_like_the_reference(make_weights, dtype):
     d_x = layer.backward(np.ones_like(out))[0]
     assert np.isnan(d_x[0]).any()
     assert np.isfinite(d_x[3]).all() and np.isfinite(out[3]).all()
+
+
+# ------------------------------------------- packed path: ISAs, threads, shapes
+ALL_ISAS = ["portable", "avx2", "avx512"]
+
+
+@pytest.fixture(params=ALL_ISAS)
+def isa(request):
+    """Force one instruction set for the test, then restore the default."""
+    from fastlstm import _kernel
+
+    name = request.param
+    if name not in _kernel.supported_isas():
+        pytest.skip(f"this CPU cannot run {name} (supported: {_kernel.supported_isas()})")
+    previous = _kernel.isa()
+    _kernel.set_isa(name)
+    yield name
+    _kernel.set_isa(previous)
+
+
+def _record_and_backprop(weights, x, state, mask, cotangents, go_backwards=False,
+                         num_threads=None, activation="tanh", recurrent_activation="sigmoid",
+                         dropout=0.0):
+    """fastlstm's outputs and every gradient (dx, dh0, dc0, weights), and the tape."""
+    layer = fastlstm.LSTM(weights[1].shape[0], return_sequences=True, return_state=True,
+                          go_backwards=go_backwards, dtype=x.dtype, num_threads=num_threads,
+                          activation=activation, recurrent_activation=recurrent_activation,
+                          dropout=dropout, seed=0)
+    layer.set_weights(weights)
+    outputs = layer(x, mask=mask, initial_state=state, training=True)
+    grads = layer.backward([c.copy() for c in cotangents]) + layer.grads
+    return outputs + grads, layer._tape
+
+
+# Units below, at and between the vector widths (W = 16 / 8 / 4 floats and
+# 4 W per backward group), batch 1 and batches with partial row tiles.
+PACKED_SHAPES = [(1, 7, 3, 1), (5, 6, 4, 13), (7, 5, 3, 33), (3, 4, 5, 70), (13, 3, 2, 16)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", PACKED_SHAPES, ids=str)
+@pytest.mark.parametrize("with_mask, go_backwards", [(False, False), (True, True)])
+def test_packed_path_matches_torch_autograd(isa, tol, dtype, shape, with_mask, go_backwards):
+    """Every instruction set's tiles (float64 always packs for the portable
+    ones) against torch autograd, with odd sizes, masks and go_backwards."""
+    batch, timesteps, features, units = shape
+    rng = np.random.default_rng(26)
+    x = rng.normal(size=(batch, timesteps, features)).astype(dtype)
+    state = [rng.normal(size=(batch, units)).astype(dtype) for _ in range(2)]
+    mask = None
+    if with_mask:
+        mask = rng.random((batch, timesteps)) > 0.3
+        mask[0, -1] = False          # a trailing masked step
+    weights = [(rng.uniform(-0.5, 0.5, s) / np.sqrt(units)).astype(dtype)
+               for s in [(features, 4 * units), (units, 4 * units), (4 * units,)]]
+    cotangents = [rng.normal(size=(batch, timesteps, units)),
+                  rng.normal(size=(batch, units)), rng.normal(size=(batch, units))]
+    ours, tape = _record_and_backprop(weights, x, state, mask, cotangents, go_backwards)
+    assert tape.packed.isa == ("portable" if dtype == np.float64 else isa)
+
+    leaves = [torch.tensor(a, requires_grad=True) for a in [x, *state] + weights]
+    sequence, _, h, c = torch_lstm(*leaves, mask=mask, go_backwards=go_backwards)
+    loss = sum((o * torch.tensor(w, dtype=o.dtype)).sum()
+               for o, w in zip([sequence, h, c], cotangents, strict=True))
+    loss.backward()
+    expected = [sequence, h, c] + [leaf.grad for leaf in leaves]
+    for a, e in zip(ours, expected, strict=True):
+        np.testing.assert_allclose(a, e.detach().numpy(), **tol(dtype))
+
+
+@pytest.mark.parametrize("activation, recurrent_activation",
+                         [("relu", "hard_sigmoid"), ("linear", "tanh"), ("sigmoid", "linear")])
+def test_packed_path_every_activation(isa, tol, activation, recurrent_activation):
+    """The SIMD tiles' general activation code (not the tanh/sigmoid path)."""
+    rng = np.random.default_rng(27)
+    batch, timesteps, features, units = 4, 5, 3, 19
+    x = rng.normal(size=(batch, timesteps, features)).astype(np.float32)
+    state = [rng.normal(size=(batch, units)).astype(np.float32) for _ in range(2)]
+    mask = rng.random((batch, timesteps)) > 0.3
+    weights = [(rng.uniform(-0.3, 0.3, s) / np.sqrt(units)).astype(np.float32)
+               for s in [(features, 4 * units), (units, 4 * units), (4 * units,)]]
+    cotangents = [rng.normal(size=(batch, timesteps, units)),
+                  rng.normal(size=(batch, units)), rng.normal(size=(batch, units))]
+    ours, _ = _record_and_backprop(weights, x, state, mask, cotangents,
+                                   activation=activation,
+                                   recurrent_activation=recurrent_activation)
+    leaves = [torch.tensor(a, requires_grad=True) for a in [x, *state] + weights]
+    sequence, _, h, c = torch_lstm(*leaves, mask=mask, activation=activation,
+                                   recurrent_activation=recurrent_activation)
+    loss = sum((o * torch.tensor(w, dtype=o.dtype)).sum()
+               for o, w in zip([sequence, h, c], cotangents, strict=True))
+    loss.backward()
+    expected = [sequence, h, c] + [leaf.grad for leaf in leaves]
+    for a, e in zip(ours, expected, strict=True):
+        np.testing.assert_allclose(a, e.detach().numpy(), **tol(np.float32))
+
+
+# (batch, timesteps, features, units), each big enough for a team of threads.
+THREAD_SHAPES = [(37, 20, 7, 45), (3, 60, 5, 77), (8, 30, 6, 128)]
+
+
+@pytest.mark.parametrize("shape", THREAD_SHAPES, ids=str)
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_packed_path_threads_bitwise_identical(isa, shape, with_mask):
+    from fastlstm import _train
+
+    batch, timesteps, features, units = shape
+    assert _train.threads_for(batch, timesteps, units, 3) == 3
+    rng = np.random.default_rng(28)
+    x = rng.normal(size=(batch, timesteps, features)).astype(np.float32)
+    state = [rng.normal(size=(batch, units)).astype(np.float32) for _ in range(2)]
+    mask = rng.random((batch, timesteps)) > 0.2 if with_mask else None
+    weights = [(rng.uniform(-0.5, 0.5, s) / np.sqrt(units)).astype(np.float32)
+               for s in [(features, 4 * units), (units, 4 * units), (4 * units,)]]
+    cotangents = [rng.normal(size=(batch, timesteps, units)).astype(np.float32),
+                  rng.normal(size=(batch, units)).astype(np.float32),
+                  rng.normal(size=(batch, units)).astype(np.float32)]
+    runs = [_record_and_backprop(weights, x, state, mask, cotangents, num_threads=n)[0]
+            for n in (1, 2, 3)]
+    for n, run in zip((2, 3), runs[1:], strict=True):
+        for a, b in zip(runs[0], run, strict=True):
+            assert np.array_equal(a, b), f"num_threads={n} differs from num_threads=1"
+
+
+def test_small_problems_run_on_one_thread():
+    from fastlstm import _train
+
+    assert _train.threads_for(100, 4, 16, 2) == 1      # a team costs more than it saves
+    assert _train.threads_for(1, 1000, 128, 2) == 1    # one row
+    assert _train.threads_for(8, 1000, 128, 2) == 2
+
+
+def test_which_path(make_weights):
+    """The packed tiles run without dropout and with input dropout (one
+    mask); recurrent dropout (per-gate masks) takes the per-step BLAS path.
+    The layer's pack is shared by training and inference calls."""
+    x = np.random.default_rng(29).normal(size=(2, 3, F)).astype(np.float32)
+    for dropout, recurrent_dropout, packed in [(0, 0, True), (0.5, 0, True), (0, 0.5, False),
+                                               (0.5, 0.5, False)]:
+        layer = fastlstm.LSTM(U, dropout=dropout, recurrent_dropout=recurrent_dropout)
+        layer.set_weights(make_weights(F, U, np.float32, seed=30))
+        layer(x, training=True)
+        assert (layer._tape.packed is not None) == packed
+        if packed:
+            pack = layer._packed
+            assert pack is layer._tape.packed
+            layer(x)
+            layer(x, training=True)
+            assert layer._packed is pack
