@@ -199,7 +199,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         else:
             _train.forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
                            recurrent_masks, sequence, tape.gates, tape.cs, tape.acts,
-                           tape.hp, tape.go_backwards, *tape.codes)
+                           tape.hp, tape.go_backwards, *tape.codes, _kernel.current_isa())
         if mask is None:
             last[...] = h
     return sequence, last, h, c, tape

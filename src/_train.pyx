@@ -82,10 +82,10 @@ cdef extern from "lstm_train.h" nogil:
     void fl_train_backward_rows_f64(const fl_train_f64 *a, Py_ssize_t r0, Py_ssize_t r1)
 
 cdef extern from "lstm_train.h" nogil:
-    void fl_train_cell_row_f32(float *z, float *c, float *h, float *a, long U,
+    void fl_train_cell_row_f32(int isa, float *z, float *c, float *h, float *a, long U,
                                int act, int rec_act)
-    void fl_train_cell_row_f64(double *z, double *c, double *h, double *a, long U,
-                               int act, int rec_act)
+    void fl_train_cell_row_f64(int isa, double *z, double *c, double *h, double *a,
+                               long U, int act, int rec_act)
     void fl_train_cell_back_row_f32(const float *z, float *dz, const float *c_prev,
                                     const float *a, const float *dh, float *dc, long U,
                                     int act, int rec_act)
@@ -94,12 +94,12 @@ cdef extern from "lstm_train.h" nogil:
                                     long U, int act, int rec_act)
 
 
-cdef inline void _cell(floating *z, floating *c, floating *h, floating *a,
+cdef inline void _cell(int isa, floating *z, floating *c, floating *h, floating *a,
                        Py_ssize_t U, int act, int rec_act) noexcept nogil:
     if floating is float:
-        fl_train_cell_row_f32(z, c, h, a, U, act, rec_act)
+        fl_train_cell_row_f32(isa, z, c, h, a, U, act, rec_act)
     else:
-        fl_train_cell_row_f64(z, c, h, a, U, act, rec_act)
+        fl_train_cell_row_f64(isa, z, c, h, a, U, act, rec_act)
 
 
 cdef inline void _cell_back(const floating *z, floating *dz, const floating *c_prev,
@@ -127,7 +127,8 @@ cdef void _forward(const floating *xs, Py_ssize_t P, const floating *kernel,
                    const unsigned char *mask, const floating *rmask,
                    floating *seq, floating *gates, floating *cs, floating *acts,
                    floating *hp, Py_ssize_t B, Py_ssize_t T, Py_ssize_t I,
-                   Py_ssize_t U, bint backwards, int act, int rec_act) noexcept nogil:
+                   Py_ssize_t U, bint backwards, int act, int rec_act,
+                   int isa) noexcept nogil:
     cdef Py_ssize_t G = 4 * U, BT = B * T, BTU = B * T * U
     cdef Py_ssize_t s, t, b, g, row
     cdef bint on
@@ -159,7 +160,7 @@ cdef void _forward(const floating *xs, Py_ssize_t P, const floating *kernel,
         for b in range(B):
             on = mask == NULL or mask[b * T + t] != 0
             if on:
-                _cell(gates + (t * B + b) * G, c + b * U, h + b * U,
+                _cell(isa, gates + (t * B + b) * G, c + b * U, h + b * U,
                       acts + (t * B + b) * U, U, act, rec_act)
                 if mask != NULL:
                     memcpy(y + b * U, h + b * U, U * sizeof(floating))
@@ -281,8 +282,9 @@ def forward(const floating[:, :, :, ::1] xs,
             floating[:, :, ::1] cs,
             floating[:, :, ::1] acts,
             floating[:, :, :, ::1] hp,
-            bint go_backwards, int activation, int recurrent_activation):
-    """Training-mode forward pass over a batch of sequences.
+            bint go_backwards, int activation, int recurrent_activation, int isa):
+    """Training-mode forward pass over a batch of sequences, one BLAS
+    product per step (see ``packed_forward`` for the common case).
 
     xs                [P, T, B, I]  inputs, time-major (P = 1, or 4
                                     gate-masked copies)
@@ -294,6 +296,7 @@ def forward(const floating[:, :, :, ::1] xs,
     seq               [B, T, U] out: outputs in processing order, or None
     gates, cs, acts   workspace, out (see the module docstring)
     hp                [Q, T, B, U] workspace, Q = 4 with rmask else 1
+    isa               instruction set code whose float32 activations to use
 
     The caller guarantees the shapes agree, B, T, I >= 1 and that B*T and
     every size fit a C int.
@@ -314,7 +317,7 @@ def forward(const floating[:, :, :, ::1] xs,
                  &bias[0], &h[0, 0], &c[0, 0], &y[0, 0], mask_ptr, rmask_ptr,
                  seq_ptr, &gates[0, 0, 0], &cs[0, 0, 0], &acts[0, 0, 0],
                  &hp[0, 0, 0, 0], B, T, I, U, go_backwards, activation,
-                 recurrent_activation)
+                 recurrent_activation, isa)
 
 
 def backward(const floating[:, :, :, ::1] xs,

@@ -1,9 +1,16 @@
-/* The LSTM cell's pointwise half for training: a forward step that keeps
- * what the backward step needs, and that backward step.
+/* Training kernels.
  *
- * Plain C over float and double (one macro), built on the activation table
- * of lstm_cell.h.  Every activation's derivative is written in terms of the
- * activation's *output*, so the forward pass stores activated values only:
+ * Two ways through the steps:
+ * - on the packed weights (below FL_DEFINE_TRAIN_LAYER): the inference
+ *   tiles of lstm_layer.h run the recurrence of both passes; the common
+ *   case, every dtype and instruction set;
+ * - per step BLAS (the Keras-layout rows of FL_DEFINE_TRAIN, driven by
+ *   _train.pyx): used where dropout masks h or x per gate block, which
+ *   changes each gate block's product.
+ *
+ * Every activation's derivative is written in terms of the activation's
+ * *output* (fl_dact, lstm_portable.h), so the forward pass stores activated
+ * values only:
  *   tanh' = 1 - y^2, sigmoid' = y (1 - y), hard_sigmoid' = 1/6 inside
  *   (0, 1) else 0, relu' = [y > 0], linear' = 1
  * (at the kinks this picks PyTorch's choices: relu'(0) = 0 and
@@ -12,7 +19,6 @@
 #ifndef FASTLSTM_LSTM_TRAIN_H
 #define FASTLSTM_LSTM_TRAIN_H
 
-#include <stdint.h>
 #include <string.h>
 
 /* The tiles of the inference kernel (lstm_layer.h), whose layer function
@@ -33,94 +39,61 @@
 #define FL_CLONES
 #endif
 
-/* float32 exp, sigmoid and tanh written so that gcc/clang vectorise the
- * row loops (no calls, no branches): Cephes's expf polynomial after
- * rounding x/ln2 with the 1.5 * 2^23 trick, ~1 ulp.  NaN propagates
- * (the clamps are comparisons that are false for NaN); +-inf saturate.
- * float64 keeps libm's exp and tanh.  Vectorising needs -fno-trapping-math
- * (setup.py), which lets the compiler evaluate both sides of a select. */
-static inline float fl_exp_f32(float x)
+/* y = act(x) over n values with the activations of the tiles: float32 by
+ * instruction set `isa` (lstm_simd.h's vector code, or libm's on the
+ * portable path), float64 by libm. */
+static void fl_train_activate_f32(int isa, int kind, const float *x, float *y,
+                                  ptrdiff_t n)
 {
-    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an int */
-    float n, r, p, scale;
-    int32_t bits;
-    x = x > 88.0f ? 88.0f : x;                 /* 2^n stays a normal float */
-    x = x < -87.0f ? -87.0f : x;
-    n = (x * 1.44269504088896341f + magic) - magic;
-    r = x - n * 0.693359375f;                  /* ln 2 in two parts */
-    r = r - n * -2.12194440e-4f;
-    p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    bits = ((int32_t)n + 127) << 23;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    enum { V = 16 };     /* a multiple of every vector width */
+    ptrdiff_t bulk = n - n % V;
+    float tmp[V] = {0};
+    if (bulk)
+        fl_activate_f32(isa, kind, x, y, bulk);
+    if (bulk < n) {
+        memcpy(tmp, x + bulk, (n - bulk) * sizeof(float));
+        fl_activate_f32(isa, kind, tmp, tmp, V);
+        memcpy(y + bulk, tmp, (n - bulk) * sizeof(float));
+    }
 }
 
-static inline float fl_sigmoid_f32(float x)
+static void fl_train_activate_f64(int isa, int kind, const double *x, double *y,
+                                  ptrdiff_t n)
 {
-    return 1.0f / (1.0f + fl_exp_f32(-x));
-}
-
-static inline float fl_tanh_f32(float x)
-{
-    /* Cephes tanhf: an odd polynomial near 0 (where 1 - 2/(e^2x + 1)
-     * would cancel), the exponential form elsewhere. */
-    float z = x * x;
-    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
-                     - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
-                   - 3.33332819422e-1f) * z * x + x;
-    float large = 1.0f - 2.0f / (fl_exp_f32(2.0f * x) + 1.0f);
-    return (fabsf(x) < 0.625f) ? small : large;
-}
-
-static inline double fl_sigmoid_f64(double x)
-{
-    return 1.0 / (1.0 + exp(-x));
-}
-
-static inline double fl_tanh_f64(double x)
-{
-    return tanh(x);
+    (void)isa;
+    for (ptrdiff_t j = 0; j < n; ++j)
+        y[j] = fl_act_f64(kind, x[j]);
 }
 
 #define FL_DEFINE_TRAIN(T, SUF)                                               \
+/* c = f * c + i * g from the activated gates z [4U]. */                      \
+FL_CLONES static void fl_train_cell_update_##SUF(const T *restrict z,         \
+                                              T *restrict c, long U)          \
+{                                                                             \
+    for (long j = 0; j < U; ++j)                                              \
+        c[j] = z[U + j] * c[j] + z[j] * z[2 * U + j];                         \
+}                                                                             \
+                                                                              \
+FL_CLONES static void fl_train_cell_output_##SUF(const T *restrict o,         \
+                                              const T *restrict a,            \
+                                              T *restrict h, long U)          \
+{                                                                             \
+    for (long j = 0; j < U; ++j)                                              \
+        h[j] = o[j] * a[j];                                                   \
+}                                                                             \
+                                                                              \
 /* z: [4U] in: pre-activations i, f, c, o; out: the activated gates.         \
  * c: [U] in: c_prev, out: c.  h: [U] out.  a: [U] out: act(c). */            \
-FL_CLONES static void fl_train_cell_row_##SUF(T *restrict z, T *restrict c,    \
-                                           T *restrict h, T *restrict a,      \
-                                           long U, int act, int rec_act)      \
+static void fl_train_cell_row_##SUF(int isa, T *restrict z, T *restrict c,    \
+                                    T *restrict h, T *restrict a, long U,     \
+                                    int act, int rec_act)                     \
 {                                                                             \
-    T *restrict zi = z, *restrict zf = z + U;                                 \
-    T *restrict zg = z + 2 * U, *restrict zo = z + 3 * U;                     \
-    long j;                                                                   \
-    if (act == FL_ACT_TANH && rec_act == FL_ACT_SIGMOID) {                    \
-        for (j = 0; j < U; ++j) {                                             \
-            T i = fl_sigmoid_##SUF(zi[j]);                                    \
-            T f = fl_sigmoid_##SUF(zf[j]);                                    \
-            T g = fl_tanh_##SUF(zg[j]);                                       \
-            T o = fl_sigmoid_##SUF(zo[j]);                                    \
-            T cj = f * c[j] + i * g;                                          \
-            T aj = fl_tanh_##SUF(cj);                                         \
-            zi[j] = i; zf[j] = f; zg[j] = g; zo[j] = o;                       \
-            c[j] = cj; a[j] = aj; h[j] = o * aj;                              \
-        }                                                                     \
-        return;                                                               \
-    }                                                                         \
-    for (j = 0; j < U; ++j) {                                                 \
-        T i = fl_act_##SUF(rec_act, zi[j]);                                   \
-        T f = fl_act_##SUF(rec_act, zf[j]);                                   \
-        T g = fl_act_##SUF(act, zg[j]);                                       \
-        T o = fl_act_##SUF(rec_act, zo[j]);                                   \
-        T cj = f * c[j] + i * g;                                              \
-        T aj = fl_act_##SUF(act, cj);                                         \
-        zi[j] = i; zf[j] = f; zg[j] = g; zo[j] = o;                           \
-        c[j] = cj; a[j] = aj; h[j] = o * aj;                                  \
-    }                                                                         \
+    fl_train_activate_##SUF(isa, rec_act, z, z, 2 * U);    /* i, f */         \
+    fl_train_activate_##SUF(isa, act, z + 2 * U, z + 2 * U, U);               \
+    fl_train_activate_##SUF(isa, rec_act, z + 3 * U, z + 3 * U, U);           \
+    fl_train_cell_update_##SUF(z, c, U);                                      \
+    fl_train_activate_##SUF(isa, act, c, a, U);                               \
+    fl_train_cell_output_##SUF(z + 3 * U, a, h, U);                           \
 }                                                                             \
                                                                               \
 /* z: [4U] activated gates of the step.  dz: [4U] out: dL/d(pre-activations). \

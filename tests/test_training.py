@@ -586,3 +586,30 @@ def test_which_path(make_weights):
             layer(x)
             layer(x, training=True)
             assert layer._packed is pack
+
+
+@pytest.mark.parametrize("units", [3, 19])
+def test_recurrent_dropout_path_every_isa(isa, tol, units):
+    """The per-step BLAS path (recurrent dropout) uses each instruction
+    set's float32 activations, tails of the vector width included."""
+    rng = np.random.default_rng(31)
+    x = rng.normal(size=(B, T, F)).astype(np.float32)
+    state = [rng.normal(size=(B, units)).astype(np.float32) for _ in range(2)]
+    weights = [rng.uniform(-0.5, 0.5, s).astype(np.float32)
+               for s in [(F, 4 * units), (units, 4 * units), (4 * units,)]]
+    layer = fastlstm.LSTM(units, return_sequences=True, dropout=0.2, recurrent_dropout=0.4,
+                          seed=32)
+    layer.set_weights(weights)
+    cotangent = rng.normal(size=(B, T, units)).astype(np.float32)
+    sequence = layer(x, initial_state=state, training=True)
+    grads = layer.backward(cotangent)[:1] + layer.grads
+    tape = layer._tape
+    assert tape.packed is None
+    leaves = [torch.tensor(a, requires_grad=True) for a in [x] + weights]
+    expected, *_ = torch_lstm(leaves[0], *(torch.tensor(s) for s in state), *leaves[1:],
+                              input_masks=torch.tensor(tape.input_masks),
+                              recurrent_masks=torch.tensor(tape.recurrent_masks))
+    (expected * torch.tensor(cotangent)).sum().backward()
+    np.testing.assert_allclose(sequence, expected.detach().numpy(), **tol(np.float32))
+    for ours, leaf in zip(grads, leaves, strict=True):
+        np.testing.assert_allclose(ours, leaf.grad.numpy(), **tol(np.float32))
