@@ -182,7 +182,7 @@ cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
                     Py_ssize_t I, Py_ssize_t U, bint backwards, int act,
                     int rec_act) noexcept nogil:
     cdef Py_ssize_t G = 4 * U, BT = B * T, BTU = B * T * U
-    cdef Py_ssize_t s, t, t_prev, b, g, j, row
+    cdef Py_ssize_t s, t, t_prev, b, g, j
     cdef floating *dz
     cdef const floating *c_prev
     cdef floating *rows_dh
@@ -262,10 +262,7 @@ cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
         for g in range(4):
             gemm(True, False, <int>U, <int>U, <int>BT, <floating>1, hp + g * BTU,
                  <int>U, dzs + g * U, <int>G, <floating>0, drkernel + g * U, <int>G)
-    memset(dbias, 0, G * sizeof(floating))
-    for row in range(BT):
-        for j in range(G):
-            dbias[j] += dzs[row * G + j]
+    _column_sums(dbias, dzs, BT, G)
 
 
 def forward(const floating[:, :, :, ::1] xs,
@@ -603,8 +600,17 @@ def packed_backward(const floating[:, :, ::1] x,
         if dx_ptr != NULL:
             gemm(False, True, <int>BT, <int>I, <int>G, <floating>1, dz_ptr, <int>G,
                  &kernel_columns[0, 0], <int>G, <floating>0, dx_ptr, <int>I)
-        memset(&dbias[0], 0, G * sizeof(floating))
-        for row in range(BT):
-            for j in range(G):
-                dbias[j] += dz_ptr[row * G + j]
+        _column_sums(&dbias[0], dz_ptr, BT, G)
     free(buf)
+
+
+cdef void _column_sums(floating *out, const floating *a, Py_ssize_t rows,
+                       Py_ssize_t cols) noexcept nogil:
+    """out[cols] = the sums of the columns of a[rows, cols]."""
+    cdef Py_ssize_t i, j
+    cdef const floating *row
+    memset(out, 0, cols * sizeof(floating))
+    for i in range(rows):
+        row = a + i * cols
+        for j in range(cols):
+            out[j] += row[j]

@@ -111,12 +111,12 @@ FL_UNUSED static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
     ptrdiff_t k;                                                              \
     int r, j, w, nu = a->nblk * FL_PW;                                        \
     for (r = 0; r < mr; ++r)                                                  \
-        for (j = 0; j < 4 * FL_PW; ++j)                                       \
-            acc[r][j] = j < nu ? a->dh[r * a->lds + j] : (T)0;                \
+        for (j = 0; j < nu; ++j)                                              \
+            acc[r][j] = a->dh[r * a->lds + j];                                \
     for (k = 0; k < a->K; ++k, rp += 4 * FL_PW)                               \
         for (r = 0; r < mr; ++r) {                                            \
             T dv = a->dzn[r * a->ldz + k];                                    \
-            for (j = 0; j < 4 * FL_PW; ++j)                                   \
+            for (j = 0; j < nu; ++j)                                          \
                 acc[r][j] += dv * rp[j];                                      \
         }                                                                     \
     for (r = 0; r < mr; ++r) {                                                \

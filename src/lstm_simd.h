@@ -258,38 +258,38 @@ FL_INLINE V FN(load_part)(const float *p, int n)
  * the tile's fixed summation order: lane j of row r sums dh[r, j] +
  * dzn[r, 0] * rt[0, j] + dzn[r, 1] * rt[1, j] + ... */
 FL_INLINE void
-FN(back_rows)(const int mr, const fl_back_f32 *a)
+FN(back_rows)(const int mr, const int nb, const fl_back_f32 *a)
 {
     V acc[FL_MR][4];
     const float *rp = a->rt;
 #pragma GCC unroll 16
     for (int r = 0; r < mr; ++r)
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j)
-            acc[r][j] = j < a->nblk ? FN(load)(a->dh + r * a->lds + j * FL_W)
-                                    : FN(splat)(0.0f);
+        for (int j = 0; j < nb; ++j)
+            acc[r][j] = FN(load)(a->dh + r * a->lds + j * FL_W);
     for (ptrdiff_t k = 0; k < a->K; ++k, rp += 4 * FL_W) {
-        V b0 = FN(load)(rp), b1 = FN(load)(rp + FL_W);
-        V b2 = FN(load)(rp + 2 * FL_W), b3 = FN(load)(rp + 3 * FL_W);
+        V bv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < nb; ++j)
+            bv[j] = FN(load)(rp + j * FL_W);
 #pragma GCC unroll 16
         for (int r = 0; r < mr; ++r) {
             V dv = FN(splat)(a->dzn[r * a->ldz + k]);
-            acc[r][0] += dv * b0;
-            acc[r][1] += dv * b1;
-            acc[r][2] += dv * b2;
-            acc[r][3] += dv * b3;
+#pragma GCC unroll 4
+            for (int j = 0; j < nb; ++j)
+                acc[r][j] += dv * bv[j];
         }
     }
     V d[FL_MR][4];
 #pragma GCC unroll 16
     for (int r = 0; r < mr; ++r)
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < nb; ++j)
             d[r][j] = acc[r][j];
     const V zero = FN(splat)(0.0f);
     if (a->rec == NULL) {       /* the gradient of the initial h */
         for (int r = 0; r < mr; ++r)
-            for (int j = 0; j < a->nblk; ++j)
+            for (int j = 0; j < nb; ++j)
                 FN(store)(a->dh + r * a->lds + j * FL_W, d[r][j]);
         return;
     }
@@ -300,8 +300,8 @@ FN(back_rows)(const int mr, const fl_back_f32 *a)
 #pragma GCC unroll 1
     for (int r = 0; r < mr; ++r) {
 #pragma GCC unroll 1
-        for (int j = 0; j < a->nblk; ++j) {
-            const int n = j == a->nblk - 1 ? a->nlast : FL_W;
+        for (int j = 0; j < nb; ++j) {
+            const int n = j == nb - 1 ? a->nlast : FL_W;
             float *dhp = a->dh + r * a->lds + j * FL_W;
             float *dcp = a->dc + r * a->lds + j * FL_W;
             float *dz = a->dz + r * a->ldz + j * 4 * FL_W;
@@ -395,10 +395,21 @@ static void FN(tile)(int mr, const fl_tile_f32 *a)
     FL_MR_SWITCH(FN(tile_rows))
 }
 
+/* The group's blocks as a compile-time constant too: no product is
+ * computed for blocks past the last unit. */
+#define FL_BACK_BLOCKS(m, a)                                                  \
+    switch ((a)->nblk) {                                                      \
+    case 1: FN(back_rows)(m, 1, a); break;                                    \
+    case 2: FN(back_rows)(m, 2, a); break;                                    \
+    case 3: FN(back_rows)(m, 3, a); break;                                    \
+    default: FN(back_rows)(m, 4, a); break;                                   \
+    }
+
 FL_UNUSED static void FN(back)(int mr, const fl_back_f32 *a)
 {
-    FL_MR_SWITCH(FN(back_rows))
+    FL_MR_SWITCH(FL_BACK_BLOCKS)
 }
+#undef FL_BACK_BLOCKS
 
 /* Vector activations over n floats (n a multiple of FL_W): the accuracy
  * test's window onto the code the tiles use. */
