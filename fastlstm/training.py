@@ -81,7 +81,7 @@ class Tape:
                                   "(timesteps, batch, units)")
             self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
             self.hs = np.empty((timesteps + 1, batch, padded), dtype)
-            self.dz = np.empty((timesteps, batch, 4 * padded), dtype)
+            self.dz = np.empty((blocks, timesteps * batch, 4 * width), dtype)
         else:
             recurrent_blocks, = layout
             shape = self.shape
@@ -235,18 +235,13 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     new: Callable[..., Array] = np.empty if batch and timesteps else np.zeros
     dxs = new(tape.xs.shape, dtype) if input_gradient else None
     if tape.packed is not None:
-        gates = tape.dz.shape[2]
+        gates = tape.dz.shape[0] * tape.dz.shape[2]
         dkernel = new((tape.kernel.shape[0], gates), dtype)
         drecurrent_kernel = new((units, gates), dtype)
         dbias = new(gates, dtype)
         if batch and timesteps:
             recurrent_kernel_t, columns = tape.unpacking()
-            kernel_columns = None
-            if input_gradient:
-                kernel = tape.packed.kernel        # [NB, I, 4W] -> [I, 4Up]
-                kernel_columns = np.ascontiguousarray(kernel.transpose(1, 0, 2)).reshape(
-                    kernel.shape[1], gates)
-            _train.packed_backward(tape.xs[0], kernel_columns, recurrent_kernel_t, tape.rec,
+            _train.packed_backward(tape.xs[0], tape.packed.kernel, recurrent_kernel_t, tape.rec,
                                    tape.hs, tape.dz, tape.mask, d_sequence, dh, dc, dy,
                                    None if dxs is None else dxs[0], dkernel,
                                    drecurrent_kernel, dbias, tape.go_backwards, *tape.codes,

@@ -31,7 +31,7 @@ dX = dZ W^T as one large GEMM each, and db = the column sums of dZ.
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 
 from _blas cimport gemm
 
@@ -55,6 +55,9 @@ cdef extern from "lstm_train.h" nogil:
         float *dc
         float *dy
         const float *dseq
+        float *dkernel
+        float *drk
+        float *dbias
     ctypedef struct fl_train_f64:
         Py_ssize_t B, T_, n_in, U, Up, NB, W, MR
         int backwards, act, rec_act
@@ -74,12 +77,17 @@ cdef extern from "lstm_train.h" nogil:
         double *dc
         double *dy
         const double *dseq
+        double *dkernel
+        double *drk
+        double *dbias
     void fl_train_pick_f32(fl_train_f32 *a, int isa)
     void fl_train_pick_f64(fl_train_f64 *a, int isa)
     void fl_train_forward_rows_f32(const fl_train_f32 *a, Py_ssize_t r0, Py_ssize_t r1)
     void fl_train_forward_rows_f64(const fl_train_f64 *a, Py_ssize_t r0, Py_ssize_t r1)
     void fl_train_backward_rows_f32(const fl_train_f32 *a, Py_ssize_t r0, Py_ssize_t r1)
     void fl_train_backward_rows_f64(const fl_train_f64 *a, Py_ssize_t r0, Py_ssize_t r1)
+    void fl_train_weights_f32(const fl_train_f32 *a, Py_ssize_t p0, Py_ssize_t p1)
+    void fl_train_weights_f64(const fl_train_f64 *a, Py_ssize_t p0, Py_ssize_t p1)
 
 cdef extern from "lstm_train.h" nogil:
     void fl_train_cell_row_f32(int isa, float *z, float *c, float *h, float *a, long U,
@@ -395,26 +403,35 @@ def threads_for(Py_ssize_t B, Py_ssize_t T, Py_ssize_t U, int num_threads):
     return min(num_threads, B)
 
 
-cdef void _rows(bint backward_pass, const floating *x, const floating *kp,
-                const floating *bias, const floating *r, const floating *rt,
-                floating *rec, floating *hs, floating *dz, floating *c, floating *y,
-                const unsigned char *mask, floating *seq, floating *dh, floating *dc,
-                floating *dy, const floating *dseq, Py_ssize_t B, Py_ssize_t T,
-                Py_ssize_t I, Py_ssize_t U, Py_ssize_t NB, Py_ssize_t W, Py_ssize_t MR,
-                bint backwards, int act, int rec_act, int isa,
-                int nt) noexcept nogil:
-    """One pass (forward, or backward through the steps) over every row
-    group, ``nt`` groups on as many threads."""
+# The passes of ``_run``.
+cdef enum:
+    FORWARD = 0
+    BACKWARD = 1
+    WEIGHTS = 2
+
+
+cdef void _run(int passes, const floating *x, const floating *kp,
+               const floating *bias, const floating *r, const floating *rt,
+               floating *rec, floating *hs, floating *dz, floating *c, floating *y,
+               const unsigned char *mask, floating *seq, floating *dh, floating *dc,
+               floating *dy, const floating *dseq, floating *dkernel, floating *drk,
+               floating *dbias, Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U,
+               Py_ssize_t NB, Py_ssize_t W, Py_ssize_t MR, bint backwards, int act,
+               int rec_act, int isa, int nt) noexcept nogil:
+    """The forward pass, or the backward pass through the steps followed by
+    the weight gradients; each on ``nt`` threads (row groups, then groups
+    of blocks: both independent, so no synchronisation inside a pass)."""
     cdef fl_train_f32 a32
     cdef fl_train_f64 a64
     cdef Py_ssize_t g
+    cdef bint is_double = floating is double
     if floating is float:
         a32.B = B; a32.T_ = T; a32.n_in = I; a32.U = U; a32.Up = NB * W; a32.NB = NB
         a32.W = W; a32.MR = MR; a32.backwards = backwards; a32.act = act
         a32.rec_act = rec_act; a32.x = x; a32.kp = kp; a32.bias = bias; a32.r = r
         a32.rt = rt; a32.rec = rec; a32.hs = hs; a32.dz = dz; a32.c = c; a32.y = y
         a32.mask = mask; a32.seq = seq; a32.dh = dh; a32.dc = dc; a32.dy = dy
-        a32.dseq = dseq
+        a32.dseq = dseq; a32.dkernel = dkernel; a32.drk = drk; a32.dbias = dbias
         fl_train_pick_f32(&a32, isa)
     else:
         a64.B = B; a64.T_ = T; a64.n_in = I; a64.U = U; a64.Up = NB * W; a64.NB = NB
@@ -422,29 +439,44 @@ cdef void _rows(bint backward_pass, const floating *x, const floating *kp,
         a64.rec_act = rec_act; a64.x = x; a64.kp = kp; a64.bias = bias; a64.r = r
         a64.rt = rt; a64.rec = rec; a64.hs = hs; a64.dz = dz; a64.c = c; a64.y = y
         a64.mask = mask; a64.seq = seq; a64.dh = dh; a64.dc = dc; a64.dy = dy
-        a64.dseq = dseq
+        a64.dseq = dseq; a64.dkernel = dkernel; a64.drk = drk; a64.dbias = dbias
         fl_train_pick_f64(&a64, isa)
-    cdef bint is_double = floating is double
     if nt <= 1:
-        _group(backward_pass, is_double, &a32, &a64, 0, B)
-        return
-    for g in prange(nt, num_threads=nt, schedule="static"):
-        _group(backward_pass, is_double, &a32, &a64, B * g // nt, B * (g + 1) // nt)
-
-
-cdef inline void _group(bint backward_pass, bint is_double, const fl_train_f32 *a32,
-                        const fl_train_f64 *a64, Py_ssize_t r0,
-                        Py_ssize_t r1) noexcept nogil:
-    """Rows [r0, r1) through every step of the pass."""
-    if is_double:
-        if backward_pass:
-            fl_train_backward_rows_f64(a64, r0, r1)
+        if passes == FORWARD:
+            _group(FORWARD, is_double, &a32, &a64, 0, B)
         else:
-            fl_train_forward_rows_f64(a64, r0, r1)
-    elif backward_pass:
-        fl_train_backward_rows_f32(a32, r0, r1)
+            _group(BACKWARD, is_double, &a32, &a64, 0, B)
+            _group(WEIGHTS, is_double, &a32, &a64, 0, NB)
+        return
+    with parallel(num_threads=nt):
+        if passes == FORWARD:
+            for g in prange(nt, schedule="static"):
+                _group(FORWARD, is_double, &a32, &a64, B * g // nt, B * (g + 1) // nt)
+        else:
+            for g in prange(nt, schedule="static"):
+                _group(BACKWARD, is_double, &a32, &a64, B * g // nt, B * (g + 1) // nt)
+            for g in prange(nt, schedule="static"):
+                _group(WEIGHTS, is_double, &a32, &a64, NB * g // nt, NB * (g + 1) // nt)
+
+
+cdef inline void _group(int which, bint is_double, const fl_train_f32 *a32,
+                        const fl_train_f64 *a64, Py_ssize_t i0,
+                        Py_ssize_t i1) noexcept nogil:
+    """Rows [i0, i1) through every step of the forward or backward pass, or
+    the weight gradients of blocks [i0, i1)."""
+    if is_double:
+        if which == FORWARD:
+            fl_train_forward_rows_f64(a64, i0, i1)
+        elif which == BACKWARD:
+            fl_train_backward_rows_f64(a64, i0, i1)
+        else:
+            fl_train_weights_f64(a64, i0, i1)
+    elif which == FORWARD:
+        fl_train_forward_rows_f32(a32, i0, i1)
+    elif which == BACKWARD:
+        fl_train_backward_rows_f32(a32, i0, i1)
     else:
-        fl_train_forward_rows_f32(a32, r0, r1)
+        fl_train_weights_f32(a32, i0, i1)
 
 
 cdef inline void _pad_rows(floating *dst, const floating *src, Py_ssize_t B,
@@ -512,10 +544,10 @@ def packed_forward(const floating[:, :, ::1] x,
         memset(h0, 0, B * Up * sizeof(floating))
         _pad_rows(h0, &h[0, 0], B, U, Up)
         _pad_rows(cbuf, &c[0, 0], B, U, Up)
-        _rows(False, &x[0, 0, 0], &kernel[0, 0, 0], &bias[0], &recurrent_kernel[0, 0, 0],
-              NULL, &rec[0, 0, 0], &hs[0, 0, 0], NULL, cbuf, ybuf, mask_ptr, seq_ptr,
-              NULL, NULL, NULL, NULL, B, T, I, U, NB, W, rows, go_backwards,
-              activation, recurrent_activation, isa, nt)
+        _run(FORWARD, &x[0, 0, 0], &kernel[0, 0, 0], &bias[0], &recurrent_kernel[0, 0, 0],
+             NULL, &rec[0, 0, 0], &hs[0, 0, 0], NULL, cbuf, ybuf, mask_ptr, seq_ptr,
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL, B, T, I, U, NB, W, rows,
+             go_backwards, activation, recurrent_activation, isa, nt)
         _unpad_rows(&h[0, 0], hT, B, U, Up)
         _unpad_rows(&c[0, 0], cbuf, B, U, Up)
         if ybuf != NULL:
@@ -524,7 +556,7 @@ def packed_forward(const floating[:, :, ::1] x,
 
 
 def packed_backward(const floating[:, :, ::1] x,
-                    const floating[:, ::1] kernel_columns,
+                    const floating[:, :, ::1] kernel,
                     const floating[:, :, ::1] recurrent_kernel_t,
                     const floating[:, :, ::1] rec,
                     const floating[:, :, ::1] hs,
@@ -543,11 +575,10 @@ def packed_backward(const floating[:, :, ::1] x,
     """Backpropagation through the steps recorded by ``packed_forward``.
 
     x                 [T, B, I] the forward's inputs
-    kernel_columns    [I, 4Up] the packed kernel as one matrix (columns in
-                      the packed order), or None when dx is None
+    kernel            [NB, I, 4W] the pack's kernel (for dx)
     recurrent_kernel_t  [NQ, 4Up, 4W] R^T in panels of 4W units
     rec, hs           the forward's record (left unchanged)
-    dz                [T, B, 4Up] out: dL/d(gate pre-activations), packed
+    dz                [NB, T*B, 4W] out: dL/d(gate pre-activations), by block
     dseq              [B, T, U] dL/d(outputs, processing order), or None
     dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
     dy                [B, U] in: dL/d(last output)
@@ -557,9 +588,9 @@ def packed_backward(const floating[:, :, ::1] x,
     Other arguments as in ``packed_forward``; the caller guarantees the same.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
-    cdef Py_ssize_t G = dz.shape[2], W = recurrent_kernel_t.shape[2] // 4
-    cdef Py_ssize_t Up = G // 4, NB = Up // W, U = dh.shape[1], BT = B * T
-    cdef Py_ssize_t j, row
+    cdef Py_ssize_t NB = dz.shape[0], W = dz.shape[2] // 4
+    cdef Py_ssize_t Up = NB * W, U = dh.shape[1], BT = B * T
+    cdef Py_ssize_t j, row, p
     cdef const unsigned char *mask_ptr = NULL
     cdef const floating *dseq_ptr = NULL
     if mask is not None:
@@ -584,23 +615,18 @@ def packed_backward(const floating[:, :, ::1] x,
             for row in range(B):
                 for j in range(U):
                     dhp[row * Up + j] += dy[row, j]
-        _rows(True, NULL, NULL, NULL, NULL, &recurrent_kernel_t[0, 0, 0],
-              <floating *>&rec[0, 0, 0], <floating *>&hs[0, 0, 0], &dz[0, 0, 0], NULL,
-              NULL, mask_ptr, NULL, dhp, dcp, dyp, dseq_ptr, B, T, I, U, NB, W, rows,
-              go_backwards, activation, recurrent_activation, isa, nt)
+        _run(BACKWARD, &x[0, 0, 0], NULL, NULL, NULL, &recurrent_kernel_t[0, 0, 0],
+             <floating *>&rec[0, 0, 0], <floating *>&hs[0, 0, 0], dz_ptr, NULL, NULL,
+             mask_ptr, NULL, dhp, dcp, dyp, dseq_ptr, &dkernel[0, 0],
+             &drecurrent_kernel[0, 0], &dbias[0], B, T, I, U, NB, W, rows,
+             go_backwards, activation, recurrent_activation, isa, nt)
         _unpad_rows(&dh[0, 0], dhp, B, U, Up)
         _unpad_rows(&dc[0, 0], dcp, B, U, Up)
-        # Everything below is one large product over all B*T rows; hs's
-        # slots [go_backwards, go_backwards + T) are the h entering each step.
-        gemm(True, False, <int>I, <int>G, <int>BT, <floating>1, &x[0, 0, 0], <int>I,
-             &dz[0, 0, 0], <int>G, <floating>0, &dkernel[0, 0], <int>G)
-        gemm(True, False, <int>U, <int>G, <int>BT, <floating>1,
-             &hs[1 if go_backwards else 0, 0, 0], <int>Up, &dz[0, 0, 0], <int>G,
-             <floating>0, &drecurrent_kernel[0, 0], <int>G)
-        if dx_ptr != NULL:
-            gemm(False, True, <int>BT, <int>I, <int>G, <floating>1, dz_ptr, <int>G,
-                 &kernel_columns[0, 0], <int>G, <floating>0, dx_ptr, <int>I)
-        _column_sums(&dbias[0], dz_ptr, BT, G)
+        if dx_ptr != NULL:      # dx = sum over blocks of dz_p @ kernel_p^T
+            for p in range(NB):
+                gemm(False, True, <int>BT, <int>I, <int>(4 * W), <floating>1,
+                     dz_ptr + p * BT * 4 * W, <int>(4 * W), &kernel[p, 0, 0],
+                     <int>(4 * W), <floating>(1 if p else 0), dx_ptr, <int>I)
     free(buf)
 
 

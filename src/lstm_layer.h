@@ -66,8 +66,8 @@ typedef struct {                                                              \
 #define FL_DEFINE_BACK_ARGS(T, SUF)                                           \
 typedef struct {                                                              \
     ptrdiff_t K;             /* gate columns of dzn (4*Up), 0: no product */  \
-    const T *dzn;            /* dZ of the step processed next  [mr][ldz] */   \
-    ptrdiff_t ldz;                                                            \
+    const T *dzn;            /* dZ of the step processed next, by blocks: */  \
+    ptrdiff_t ldz, zstride;  /* block q of row r at q * zstride + r * ldz */  \
     const T *rt;             /* packed R^T panel of the group [K][4][W] */    \
     T *dh, *dc, *dy;         /* carried gradients at the group [mr][lds]; */  \
     ptrdiff_t lds;           /* dy: of the last output, NULL without mask */  \
@@ -78,11 +78,25 @@ typedef struct {                                                              \
     ptrdiff_t ldq;           /* or NULL */                                    \
     const unsigned char *mask; /* mask[b, t] of row 0, or NULL [mr][ldm] */   \
     ptrdiff_t ldm;                                                            \
-    T *dz;                   /* out: dZ of the step at the group [mr][ldz] */ \
+    T *dz;                   /* out: dZ of the step at the group, by blocks */ \
     int nblk;                /* blocks in the group (1..4) */                 \
     int nlast;               /* real units of its last block (<= W) */        \
     int act, rec_act;                                                         \
 } fl_back_##SUF;
+
+/* Training's weight gradients: out = x^T @ panel for mr columns of x and
+ * one block (4*W columns), summed over K rows: out[r] (+)= sum_k
+ * x[k * ldk + r] * panel[k]. */
+#define FL_DEFINE_XTP_ARGS(T, SUF)                                            \
+typedef struct {                                                              \
+    ptrdiff_t K;                  /* rows summed over */                      \
+    const T *x;              /* x[k * ldk + r]        [K][ldk] */             \
+    ptrdiff_t ldk;                                                            \
+    const T *pan;            /* panel                 [K][4][W] */            \
+    T *out;                  /* at the block          [mr][ldo] */            \
+    ptrdiff_t ldo;                                                            \
+    int add;                 /* 1: add to out, 0: overwrite it */             \
+} fl_xtp_##SUF;
 
 FL_DEFINE_TILE_ARGS(float, f32)
 FL_DEFINE_TILE_ARGS(double, f64)
@@ -90,6 +104,9 @@ FL_DEFINE_PROJ_ARGS(float, f32)
 FL_DEFINE_PROJ_ARGS(double, f64)
 FL_DEFINE_BACK_ARGS(float, f32)
 FL_DEFINE_BACK_ARGS(double, f64)
+FL_DEFINE_XTP_ARGS(float, f32)
+FL_DEFINE_XTP_ARGS(double, f64)
+#undef FL_DEFINE_XTP_ARGS
 #undef FL_DEFINE_BACK_ARGS
 #undef FL_DEFINE_TILE_ARGS
 #undef FL_DEFINE_PROJ_ARGS

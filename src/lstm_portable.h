@@ -115,7 +115,8 @@ FL_UNUSED static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
             acc[r][j] = a->dh[r * a->lds + j];                                \
     for (k = 0; k < a->K; ++k, rp += 4 * FL_PW)                               \
         for (r = 0; r < mr; ++r) {                                            \
-            T dv = a->dzn[r * a->ldz + k];                                    \
+            T dv = a->dzn[k / (4 * FL_PW) * a->zstride + r * a->ldz           \
+                          + k % (4 * FL_PW)];                                 \
             for (j = 0; j < nu; ++j)                                          \
                 acc[r][j] += dv * rp[j];                                      \
         }                                                                     \
@@ -129,7 +130,7 @@ FL_UNUSED static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
         for (j = 0; j < a->nblk; ++j) {                                       \
             const T *rc = a->rec + r * a->ldr + j * 6 * FL_PW;                \
             const T *cp = a->cprev + r * a->ldr + j * 6 * FL_PW + 4 * FL_PW;  \
-            T *dz = a->dz + r * a->ldz + j * 4 * FL_PW;                       \
+            T *dz = a->dz + j * a->zstride + r * a->ldz;                      \
             int n = j == a->nblk - 1 ? a->nlast : FL_PW;                      \
             for (w = 0; w < FL_PW; ++w) {                                     \
                 int u = j * FL_PW + w;                                        \
@@ -166,12 +167,36 @@ FL_UNUSED static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
     }                                                                         \
 }
 
+/* Weight gradient rows (fl_xtp in lstm_layer.h). */
+#define FL_DEFINE_PORTABLE_XTP(T, SUF)                                        \
+FL_UNUSED static void fl_xtp_portable_##SUF(int mr, const fl_xtp_##SUF *a)    \
+{                                                                             \
+    T acc[FL_PMR][4 * FL_PW];                                                 \
+    const T *pp = a->pan;                                                     \
+    ptrdiff_t k;                                                              \
+    int r, j;                                                                 \
+    for (r = 0; r < mr; ++r)                                                  \
+        for (j = 0; j < 4 * FL_PW; ++j)                                       \
+            acc[r][j] = a->add ? a->out[r * a->ldo + j] : (T)0;               \
+    for (k = 0; k < a->K; ++k, pp += 4 * FL_PW)                               \
+        for (r = 0; r < mr; ++r) {                                            \
+            T xv = a->x[k * a->ldk + r];                                      \
+            for (j = 0; j < 4 * FL_PW; ++j)                                   \
+                acc[r][j] += xv * pp[j];                                      \
+        }                                                                     \
+    for (r = 0; r < mr; ++r)                                                  \
+        memcpy(a->out + r * a->ldo, acc[r], sizeof acc[r]);                   \
+}
+
 FL_DEFINE_PORTABLE(float, f32)
 FL_DEFINE_PORTABLE(double, f64)
+FL_DEFINE_PORTABLE_XTP(float, f32)
+FL_DEFINE_PORTABLE_XTP(double, f64)
 FL_DEFINE_PORTABLE_BACK(float, f32)
 FL_DEFINE_PORTABLE_BACK(double, f64)
 
 #undef FL_DEFINE_PORTABLE
 #undef FL_DEFINE_PORTABLE_BACK
+#undef FL_DEFINE_PORTABLE_XTP
 
 #endif /* FASTLSTM_LSTM_PORTABLE_H */

@@ -267,17 +267,20 @@ FN(back_rows)(const int mr, const int nb, const fl_back_f32 *a)
 #pragma GCC unroll 4
         for (int j = 0; j < nb; ++j)
             acc[r][j] = FN(load)(a->dh + r * a->lds + j * FL_W);
-    for (ptrdiff_t k = 0; k < a->K; ++k, rp += 4 * FL_W) {
-        V bv[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < nb; ++j)
-            bv[j] = FN(load)(rp + j * FL_W);
-#pragma GCC unroll 16
-        for (int r = 0; r < mr; ++r) {
-            V dv = FN(splat)(a->dzn[r * a->ldz + k]);
+    for (ptrdiff_t q = 0; q < a->K / (4 * FL_W); ++q) {
+        const float *zp = a->dzn + q * a->zstride;
+        for (int k = 0; k < 4 * FL_W; ++k, rp += 4 * FL_W) {
+            V bv[4];
 #pragma GCC unroll 4
             for (int j = 0; j < nb; ++j)
-                acc[r][j] += dv * bv[j];
+                bv[j] = FN(load)(rp + j * FL_W);
+#pragma GCC unroll 16
+            for (int r = 0; r < mr; ++r) {
+                V dv = FN(splat)(zp[r * a->ldz + k]);
+#pragma GCC unroll 4
+                for (int j = 0; j < nb; ++j)
+                    acc[r][j] += dv * bv[j];
+            }
         }
     }
     V d[FL_MR][4];
@@ -304,7 +307,7 @@ FN(back_rows)(const int mr, const int nb, const fl_back_f32 *a)
             const int n = j == nb - 1 ? a->nlast : FL_W;
             float *dhp = a->dh + r * a->lds + j * FL_W;
             float *dcp = a->dc + r * a->lds + j * FL_W;
-            float *dz = a->dz + r * a->ldz + j * 4 * FL_W;
+            float *dz = a->dz + j * a->zstride + r * a->ldz;
             V dh = d[r][j];
             V ext = a->dseq != NULL
                 ? FN(load_part)(a->dseq + r * a->ldq + j * FL_W, n) : zero;
@@ -361,6 +364,37 @@ FN(back_rows)(const int mr, const int nb, const fl_back_f32 *a)
     }
 }
 
+/* Weight gradient rows (fl_xtp in lstm_layer.h). */
+FL_INLINE void
+FN(xtp_rows)(const int mr, const fl_xtp_f32 *a)
+{
+    V acc[FL_MR][4];
+    const float *pp = a->pan;
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j)
+            acc[r][j] = a->add ? FN(load)(a->out + r * a->ldo + j * FL_W) : FN(splat)(0.0f);
+    for (ptrdiff_t k = 0; k < a->K; ++k, pp += 4 * FL_W) {
+        V b0 = FN(load)(pp), b1 = FN(load)(pp + FL_W);
+        V b2 = FN(load)(pp + 2 * FL_W), b3 = FN(load)(pp + 3 * FL_W);
+        const float *xk = a->x + k * a->ldk;
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; ++r) {
+            V xv = FN(splat)(xk[r]);
+            acc[r][0] += xv * b0;
+            acc[r][1] += xv * b1;
+            acc[r][2] += xv * b2;
+            acc[r][3] += xv * b3;
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j)
+            FN(store)(a->out + r * a->ldo + j * FL_W, acc[r][j]);
+}
+
 #if FL_MR >= 8
 #define FL_MR_CASES_8(f) case 8: f(8, a); break; case 7: f(7, a); break;
 #else
@@ -410,6 +444,11 @@ FL_UNUSED static void FN(back)(int mr, const fl_back_f32 *a)
     FL_MR_SWITCH(FL_BACK_BLOCKS)
 }
 #undef FL_BACK_BLOCKS
+
+FL_UNUSED static void FN(xtp)(int mr, const fl_xtp_f32 *a)
+{
+    FL_MR_SWITCH(FN(xtp_rows))
+}
 
 /* Vector activations over n floats (n a multiple of FL_W): the accuracy
  * test's window onto the code the tiles use. */

@@ -154,8 +154,10 @@ FL_DEFINE_TRAIN(double, f64)
  *                         writes slot t (backwards) or t + 1, so slots
  *                         [backwards, backwards + T_) are the h entering
  *                         each step t, in time order
- *   dz   [T_][B][G4]      dL/d(gate pre-activations) of step t, packed
- *                         columns, padding lanes zero
+ *   dz   [NB][T_ * B][4W] dL/d(gate pre-activations), one panel per block
+ *                         (row t * B + b: step t, batch row b), padding
+ *                         lanes zero; the weight gradients are x^T dz and
+ *                         h^T dz (fl_xtp tiles), blocks split between threads
  */
 #define FL_DEFINE_TRAIN_LAYER(T, SUF)                                         \
 typedef struct {                                                              \
@@ -164,6 +166,7 @@ typedef struct {                                                              \
     void (*tile)(int, const fl_tile_##SUF *);                                 \
     void (*proj)(int, const fl_proj_##SUF *);                                 \
     void (*back)(int, const fl_back_##SUF *);                                 \
+    void (*xtp)(int, const fl_xtp_##SUF *);                                   \
     const T *x;         /* inputs, time-major        [T_][B][I] */            \
     const T *kp;        /* packed kernel             [NB][I][4][W] */         \
     const T *bias;      /* packed bias               [NB][4][W] */            \
@@ -177,6 +180,7 @@ typedef struct {                                                              \
     T *dh, *dc;         /* carried gradients         [B][Up] */               \
     T *dy;              /* of the last output [B][Up], NULL: no mask */       \
     const T *dseq;      /* of the outputs            [B][T_][U] or NULL */    \
+    T *dkernel, *drk, *dbias;  /* out, packed columns [I][G4], [U][G4], [G4] */ \
 } fl_train_##SUF;                                                             \
                                                                               \
 static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
@@ -264,7 +268,8 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
     const ptrdiff_t slot = B * G6, rows = r1 - r0;                            \
     const ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                      \
     fl_back_##SUF bk;                                                         \
-    bk.ldz = G4; bk.lds = Up; bk.ldr = G6; bk.ldq = T_ * a->U; bk.ldm = T_;   \
+    bk.ldz = W4; bk.zstride = T_ * B * W4;                                    \
+    bk.lds = Up; bk.ldr = G6; bk.ldq = T_ * a->U; bk.ldm = T_;                \
     bk.act = a->act; bk.rec_act = a->rec_act;                                 \
     for (ptrdiff_t s = T_ - 1; s >= -1; --s) {                                \
         ptrdiff_t t = a->backwards ? T_ - 1 - s : s;                          \
@@ -278,7 +283,7 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
             bk.nlast = (int)(a->U - last < W ? a->U - last : W);              \
             for (ptrdiff_t q = 0; q < ntiles; ++q) {                          \
                 int mr = fl_tile_rows(rows, ntiles, q);                       \
-                bk.dzn = bk.K ? a->dz + (tn * B + b) * G4 : NULL;             \
+                bk.dzn = bk.K ? a->dz + (tn * B + b) * W4 : NULL;             \
                 bk.dh = a->dh + b * Up + p0 * W;                              \
                 bk.dc = a->dc + b * Up + p0 * W;                              \
                 bk.dy = a->dy != NULL ? a->dy + b * Up + p0 * W : NULL;       \
@@ -289,12 +294,58 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
                     bk.dseq = a->dseq != NULL                                 \
                         ? a->dseq + (b * T_ + s) * a->U + p0 * W : NULL;      \
                     bk.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;  \
-                    bk.dz = a->dz + (t * B + b) * G4 + p0 * W4;               \
+                    bk.dz = a->dz + p0 * bk.zstride + (t * B + b) * W4;       \
                 }                                                             \
                 a->back(mr, &bk);                                             \
                 b += mr;                                                      \
             }                                                                 \
         }                                                                     \
+    }                                                                         \
+}                                                                             \
+                                                                              \
+/* The weight gradients of blocks [p0, p1): dkernel = x^T dz, drk = h^T dz \
+ * (h entering each step) and dbias = the column sums of dz. */              \
+static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
+                                   ptrdiff_t p1)                              \
+{                                                                             \
+    const ptrdiff_t BT = a->B * a->T_, I = a->n_in, U = a->U, Up = a->Up;     \
+    const ptrdiff_t W4 = 4 * a->W, G4 = 4 * Up;                               \
+    /* Rows of dz summed at once: the panel's chunk stays in L1/L2 while     \
+     * every row of the output passes over it. */                             \
+    const ptrdiff_t kc = (16384 / (ptrdiff_t)sizeof(T)) / W4;                 \
+    const T *hin = a->hs + (a->backwards ? a->B * Up : 0);                    \
+    const ptrdiff_t ti = (I + a->MR - 1) / a->MR, tu = (U + a->MR - 1) / a->MR; \
+    fl_xtp_##SUF xt;                                                          \
+    xt.ldo = G4;                                                              \
+    for (ptrdiff_t p = p0; p < p1; ++p) {                                     \
+        const T *pan = a->dz + p * BT * W4;                                   \
+        for (ptrdiff_t k0 = 0; k0 < BT; k0 += kc) {                           \
+            ptrdiff_t i0 = 0, u0 = 0;                                         \
+            xt.K = BT - k0 < kc ? BT - k0 : kc;                               \
+            xt.pan = pan + k0 * W4;                                           \
+            xt.add = k0 > 0;                                                  \
+            xt.ldk = I;                                                       \
+            for (ptrdiff_t q = 0; q < ti; ++q) {                              \
+                int mr = fl_tile_rows(I, ti, q);                              \
+                xt.x = a->x + k0 * I + i0;                                    \
+                xt.out = a->dkernel + i0 * G4 + p * W4;                       \
+                a->xtp(mr, &xt);                                              \
+                i0 += mr;                                                     \
+            }                                                                 \
+            xt.ldk = Up;                                                      \
+            for (ptrdiff_t q = 0; q < tu; ++q) {                              \
+                int mr = fl_tile_rows(U, tu, q);                              \
+                xt.x = hin + k0 * Up + u0;                                    \
+                xt.out = a->drk + u0 * G4 + p * W4;                           \
+                a->xtp(mr, &xt);                                              \
+                u0 += mr;                                                     \
+            }                                                                 \
+        }                                                                     \
+        T *db = a->dbias + p * W4;                                            \
+        memset(db, 0, W4 * sizeof(T));                                        \
+        for (ptrdiff_t n = 0; n < BT; ++n)                                    \
+            for (ptrdiff_t j = 0; j < W4; ++j)                                \
+                db[j] += pan[n * W4 + j];                                     \
     }                                                                         \
 }
 
@@ -308,15 +359,18 @@ static void fl_train_pick_f32(fl_train_f32 *a, int isa)
     a->tile = fl_tile_portable_f32;
     a->proj = fl_proj_portable_f32;
     a->back = fl_back_portable_f32;
+    a->xtp = fl_xtp_portable_f32;
 #if FL_HAVE_X86
     if (isa == FL_ISA_AVX512) {
         a->tile = fl_tile_avx512;
         a->proj = fl_proj_avx512;
         a->back = fl_back_avx512;
+        a->xtp = fl_xtp_avx512;
     } else if (isa == FL_ISA_AVX2) {
         a->tile = fl_tile_avx2;
         a->proj = fl_proj_avx2;
         a->back = fl_back_avx2;
+        a->xtp = fl_xtp_avx2;
     }
 #endif
     (void)isa;
@@ -327,6 +381,7 @@ static void fl_train_pick_f64(fl_train_f64 *a, int isa)
     a->tile = fl_tile_portable_f64;
     a->proj = fl_proj_portable_f64;
     a->back = fl_back_portable_f64;
+    a->xtp = fl_xtp_portable_f64;
     (void)isa;
 }
 
