@@ -35,6 +35,14 @@ Array = NDArray[Any]
 _INT_MAX = 2**31 - 1
 
 
+def _row_stride(n: int, dtype: DTypeLike) -> int:
+    """A row length >= n for buffers the weight-gradient tiles read down
+    columns: rows whose byte size is a multiple of 512 would share a few
+    cache sets."""
+    itemsize = np.dtype(dtype).itemsize
+    return n + 64 // itemsize if n * itemsize % 512 == 0 else n
+
+
 class Tape:
     """Workspace of one training-mode forward pass and of its backward.
 
@@ -80,7 +88,7 @@ class Tape:
                                   f"the training workspace for {self.shape} "
                                   "(timesteps, batch, units)")
             self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
-            self.hs = np.empty((timesteps + 1, batch, padded), dtype)
+            self.hs = np.empty((timesteps + 1, batch, _row_stride(padded, dtype)), dtype)
             self.dz = np.empty((blocks, timesteps * batch, 4 * width), dtype)
         else:
             recurrent_blocks, = layout
@@ -175,9 +183,17 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     tape = workspace
     if tape is None or not tape.fits(batch, timesteps, units, dtype, layout):
         tape = Tape(batch, timesteps, units, dtype, layout)
-    # The kernel wants x time-major, once per input mask: [P, T, B, I].
+    # The kernel wants x time-major, once per input mask: [P, T, B, I]; the
+    # packed path's rows are _row_stride long.
     x_time_major = x.transpose(1, 0, 2)
-    if input_masks is None:
+    if fused:
+        features = x.shape[2]
+        xs = np.empty((1, timesteps, batch, _row_stride(features, dtype)), dtype)
+        if input_masks is None:
+            xs[0, :, :, :features] = x_time_major
+        else:
+            np.multiply(x_time_major, input_masks[0], out=xs[0, :, :, :features])
+    elif input_masks is None:
         xs = np.ascontiguousarray(x_time_major)[None]
     else:
         xs = np.multiply(x_time_major[None], input_masks[:, None, :, :], order="C")
@@ -233,10 +249,11 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     # The kernel overwrites these (GEMMs with beta = 0); without steps they
     # stay zero.
     new: Callable[..., Array] = np.empty if batch and timesteps else np.zeros
-    dxs = new(tape.xs.shape, dtype) if input_gradient else None
+    features = tape.kernel.shape[0]
+    dxs = new(tape.xs.shape[:3] + (features,), dtype) if input_gradient else None
     if tape.packed is not None:
         gates = tape.dz.shape[0] * tape.dz.shape[2]
-        dkernel = new((tape.kernel.shape[0], gates), dtype)
+        dkernel = new((features, gates), dtype)
         drecurrent_kernel = new((units, gates), dtype)
         dbias = new(gates, dtype)
         if batch and timesteps:

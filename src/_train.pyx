@@ -37,7 +37,7 @@ from _blas cimport gemm
 
 cdef extern from "lstm_train.h" nogil:
     ctypedef struct fl_train_f32:
-        Py_ssize_t B, T_, n_in, U, Up, NB, W, MR
+        Py_ssize_t B, T_, n_in, U, Up, NB, W, MR, ldx, ldh
         int backwards, act, rec_act
         const float *x
         const float *kp
@@ -59,7 +59,7 @@ cdef extern from "lstm_train.h" nogil:
         float *drk
         float *dbias
     ctypedef struct fl_train_f64:
-        Py_ssize_t B, T_, n_in, U, Up, NB, W, MR
+        Py_ssize_t B, T_, n_in, U, Up, NB, W, MR, ldx, ldh
         int backwards, act, rec_act
         const double *x
         const double *kp
@@ -416,8 +416,8 @@ cdef void _run(int passes, const floating *x, const floating *kp,
                const unsigned char *mask, floating *seq, floating *dh, floating *dc,
                floating *dy, const floating *dseq, floating *dkernel, floating *drk,
                floating *dbias, Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U,
-               Py_ssize_t NB, Py_ssize_t W, Py_ssize_t MR, bint backwards, int act,
-               int rec_act, int isa, int nt) noexcept nogil:
+               Py_ssize_t NB, Py_ssize_t W, Py_ssize_t MR, Py_ssize_t ldx, Py_ssize_t ldh,
+               bint backwards, int act, int rec_act, int isa, int nt) noexcept nogil:
     """The forward pass, or the backward pass through the steps followed by
     the weight gradients; each on ``nt`` threads (row groups, then groups
     of blocks: both independent, so no synchronisation inside a pass)."""
@@ -427,7 +427,8 @@ cdef void _run(int passes, const floating *x, const floating *kp,
     cdef bint is_double = floating is double
     if floating is float:
         a32.B = B; a32.T_ = T; a32.n_in = I; a32.U = U; a32.Up = NB * W; a32.NB = NB
-        a32.W = W; a32.MR = MR; a32.backwards = backwards; a32.act = act
+        a32.W = W; a32.MR = MR; a32.ldx = ldx; a32.ldh = ldh
+        a32.backwards = backwards; a32.act = act
         a32.rec_act = rec_act; a32.x = x; a32.kp = kp; a32.bias = bias; a32.r = r
         a32.rt = rt; a32.rec = rec; a32.hs = hs; a32.dz = dz; a32.c = c; a32.y = y
         a32.mask = mask; a32.seq = seq; a32.dh = dh; a32.dc = dc; a32.dy = dy
@@ -435,7 +436,8 @@ cdef void _run(int passes, const floating *x, const floating *kp,
         fl_train_pick_f32(&a32, isa)
     else:
         a64.B = B; a64.T_ = T; a64.n_in = I; a64.U = U; a64.Up = NB * W; a64.NB = NB
-        a64.W = W; a64.MR = MR; a64.backwards = backwards; a64.act = act
+        a64.W = W; a64.MR = MR; a64.ldx = ldx; a64.ldh = ldh
+        a64.backwards = backwards; a64.act = act
         a64.rec_act = rec_act; a64.x = x; a64.kp = kp; a64.bias = bias; a64.r = r
         a64.rt = rt; a64.rec = rec; a64.hs = hs; a64.dz = dz; a64.c = c; a64.y = y
         a64.mask = mask; a64.seq = seq; a64.dh = dh; a64.dc = dc; a64.dy = dy
@@ -509,14 +511,14 @@ def packed_forward(const floating[:, :, ::1] x,
                    int isa, int rows, int num_threads):
     """Training-mode forward pass on packed weights (``_kernel.pack``).
 
-    x                 [T, B, I]  inputs, time-major
+    x                 [T, B, ldx]  inputs, time-major, in [..., :I]
     kernel, bias, recurrent_kernel  the pack's [NB, I, 4W], [NB*4W], [NB, U, 4W]
     h, c              [B, U]  in: initial state; out: final state
     y                 [B, U]  in: zeros; out: last output (only with mask)
     mask              [B, T]  nonzero = step is processed, or None
     seq               [B, T, U] out: outputs in processing order, or None
-    rec, hs           [T+1, B, NB*6W], [T+1, B, Up] out: the record for
-                      ``packed_backward`` (layout in lstm_train.h)
+    rec, hs           [T+1, B, NB*6W], [T+1, B, ldh >= Up] out: the record
+                      for ``packed_backward`` (layout in lstm_train.h)
     isa, rows         the pack's instruction set code and rows per tile
     num_threads       most threads (see ``threads_for``)
 
@@ -524,34 +526,34 @@ def packed_forward(const floating[:, :, ::1] x,
     size fits a C int.  Raises MemoryError if the cell buffer cannot be
     allocated.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = kernel.shape[1]
     cdef Py_ssize_t NB = kernel.shape[0], W = kernel.shape[2] // 4, U = h.shape[1]
-    cdef Py_ssize_t Up = NB * W
+    cdef Py_ssize_t ldx = x.shape[2], ldh = hs.shape[2]
     cdef const unsigned char *mask_ptr = NULL
     cdef floating *seq_ptr = NULL if seq is None else &seq[0, 0, 0]
     if mask is not None:
         mask_ptr = &mask[0, 0]
     cdef int nt = threads_for(B, T, U, num_threads)
     # Padding lanes are computed (and discarded) too: start them at zero.
-    cdef floating *cbuf = <floating *>calloc((2 if mask_ptr != NULL else 1) * B * Up,
+    cdef floating *cbuf = <floating *>calloc((2 if mask_ptr != NULL else 1) * B * ldh,
                                              sizeof(floating))
     if cbuf == NULL:
-        raise MemoryError(f"fastlstm: cannot allocate {B} x {Up} values")
-    cdef floating *ybuf = cbuf + B * Up if mask_ptr != NULL else NULL
+        raise MemoryError(f"fastlstm: cannot allocate {B} x {ldh} values")
+    cdef floating *ybuf = cbuf + B * ldh if mask_ptr != NULL else NULL
     cdef floating *h0 = &hs[T if go_backwards else 0, 0, 0]
     cdef floating *hT = &hs[0 if go_backwards else T, 0, 0]
     with nogil:
-        memset(h0, 0, B * Up * sizeof(floating))
-        _pad_rows(h0, &h[0, 0], B, U, Up)
-        _pad_rows(cbuf, &c[0, 0], B, U, Up)
+        memset(h0, 0, B * ldh * sizeof(floating))
+        _pad_rows(h0, &h[0, 0], B, U, ldh)
+        _pad_rows(cbuf, &c[0, 0], B, U, ldh)
         _run(FORWARD, &x[0, 0, 0], &kernel[0, 0, 0], &bias[0], &recurrent_kernel[0, 0, 0],
              NULL, &rec[0, 0, 0], &hs[0, 0, 0], NULL, cbuf, ybuf, mask_ptr, seq_ptr,
-             NULL, NULL, NULL, NULL, NULL, NULL, NULL, B, T, I, U, NB, W, rows,
-             go_backwards, activation, recurrent_activation, isa, nt)
-        _unpad_rows(&h[0, 0], hT, B, U, Up)
-        _unpad_rows(&c[0, 0], cbuf, B, U, Up)
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL, B, T, I, U, NB, W, rows, ldx,
+             ldh, go_backwards, activation, recurrent_activation, isa, nt)
+        _unpad_rows(&h[0, 0], hT, B, U, ldh)
+        _unpad_rows(&c[0, 0], cbuf, B, U, ldh)
         if ybuf != NULL:
-            _unpad_rows(&y[0, 0], ybuf, B, U, Up)
+            _unpad_rows(&y[0, 0], ybuf, B, U, ldh)
     free(cbuf)
 
 
@@ -574,7 +576,7 @@ def packed_backward(const floating[:, :, ::1] x,
                     int isa, int rows, int num_threads):
     """Backpropagation through the steps recorded by ``packed_forward``.
 
-    x                 [T, B, I] the forward's inputs
+    x                 [T, B, ldx] the forward's inputs
     kernel            [NB, I, 4W] the pack's kernel (for dx)
     recurrent_kernel_t  [NQ, 4Up, 4W] R^T in panels of 4W units
     rec, hs           the forward's record (left unchanged)
@@ -587,7 +589,8 @@ def packed_backward(const floating[:, :, ::1] x,
                       weight gradients in packed columns
     Other arguments as in ``packed_forward``; the caller guarantees the same.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = kernel.shape[1]
+    cdef Py_ssize_t ldx = x.shape[2], ldh = hs.shape[2]
     cdef Py_ssize_t NB = dz.shape[0], W = dz.shape[2] // 4
     cdef Py_ssize_t Up = NB * W, U = dh.shape[1], BT = B * T
     cdef Py_ssize_t j, row, p
@@ -618,7 +621,7 @@ def packed_backward(const floating[:, :, ::1] x,
         _run(BACKWARD, &x[0, 0, 0], NULL, NULL, NULL, &recurrent_kernel_t[0, 0, 0],
              <floating *>&rec[0, 0, 0], <floating *>&hs[0, 0, 0], dz_ptr, NULL, NULL,
              mask_ptr, NULL, dhp, dcp, dyp, dseq_ptr, &dkernel[0, 0],
-             &drecurrent_kernel[0, 0], &dbias[0], B, T, I, U, NB, W, rows,
+             &drecurrent_kernel[0, 0], &dbias[0], B, T, I, U, NB, W, rows, ldx, ldh,
              go_backwards, activation, recurrent_activation, isa, nt)
         _unpad_rows(&dh[0, 0], dhp, B, U, Up)
         _unpad_rows(&dc[0, 0], dcp, B, U, Up)

@@ -17,6 +17,8 @@
  * hard_sigmoid' = 0 at x = +-3).
  */
 #ifndef FASTLSTM_LSTM_TRAIN_H
+#define FL_XTP_BYTES 16384
+
 #define FASTLSTM_LSTM_TRAIN_H
 
 #include <string.h>
@@ -150,10 +152,13 @@ FL_DEFINE_TRAIN(double, f64)
  *   rec  [T_ + 1][B][G6]  slot s + 1: the record of processing step s
  *                         (per block: gates i, f, c, o, then c, act(c));
  *                         slot 0: only c, the initial cell
- *   hs   [T_ + 1][B][Up]  h0 at slot T_ with backwards else 0; step t
+ *   hs   [T_ + 1][B][ldh] h0 at slot T_ with backwards else 0; step t
  *                         writes slot t (backwards) or t + 1, so slots
  *                         [backwards, backwards + T_) are the h entering
  *                         each step t, in time order
+ *   x and hs have row strides ldx >= I and ldh >= Up whose byte sizes are
+ *   not multiples of 512: the weight gradient tiles read them down columns,
+ *   and rows a power of two apart would share a few cache sets.
  *   dz   [NB][T_ * B][4W] dL/d(gate pre-activations), one panel per block
  *                         (row t * B + b: step t, batch row b), padding
  *                         lanes zero; the weight gradients are x^T dz and
@@ -162,19 +167,20 @@ FL_DEFINE_TRAIN(double, f64)
 #define FL_DEFINE_TRAIN_LAYER(T, SUF)                                         \
 typedef struct {                                                              \
     ptrdiff_t B, T_, n_in, U, Up, NB, W, MR;                                  \
+    ptrdiff_t ldx, ldh;  /* row strides of x and of hs, c, y (see below) */   \
     int backwards, act, rec_act;                                              \
     void (*tile)(int, const fl_tile_##SUF *);                                 \
     void (*proj)(int, const fl_proj_##SUF *);                                 \
     void (*back)(int, const fl_back_##SUF *);                                 \
     void (*xtp)(int, const fl_xtp_##SUF *);                                   \
-    const T *x;         /* inputs, time-major        [T_][B][I] */            \
+    const T *x;         /* inputs, time-major        [T_][B][ldx] */          \
     const T *kp;        /* packed kernel             [NB][I][4][W] */         \
     const T *bias;      /* packed bias               [NB][4][W] */            \
     const T *r;         /* packed recurrent kernel   [NB][U][4][W] */         \
     const T *rt;        /* packed R^T                [NQ][G4][4][W] */        \
     T *rec, *hs, *dz;   /* see above */                                       \
-    T *c;               /* cell                      [B][Up] */               \
-    T *y;               /* last output [B][Up], NULL: no mask */              \
+    T *c;               /* cell                      [B][ldh] */              \
+    T *y;               /* last output [B][ldh], NULL: no mask */             \
     const unsigned char *mask;  /*                   [B][T_] or NULL */       \
     T *seq;             /* outputs, processing order [B][T_][U] or NULL */    \
     T *dh, *dc;         /* carried gradients         [B][Up] */               \
@@ -186,7 +192,7 @@ typedef struct {                                                              \
 static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
                                         ptrdiff_t r0, ptrdiff_t r1)           \
 {                                                                             \
-    const ptrdiff_t B = a->B, T_ = a->T_, I = a->n_in, Up = a->Up;            \
+    const ptrdiff_t B = a->B, T_ = a->T_, I = a->n_in, ldx = a->ldx, ldh = a->ldh; \
     const ptrdiff_t W4 = 4 * a->W, W6 = 6 * a->W, G6 = a->NB * W6;            \
     const ptrdiff_t slot = B * G6, rows = r1 - r0;                            \
     const ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                      \
@@ -195,12 +201,12 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
     chunk = chunk < 1 ? 1 : chunk;                                            \
     fl_tile_##SUF tl;                                                         \
     fl_proj_##SUF pj;                                                         \
-    tl.U = a->U; tl.ldh = Up; tl.ldc = Up; tl.ldx = G6; tl.ldr = G6;          \
+    tl.U = a->U; tl.ldh = ldh; tl.ldc = ldh; tl.ldx = G6; tl.ldr = G6;        \
     tl.ldm = T_; tl.lds = T_ * a->U; tl.act = a->act; tl.rec_act = a->rec_act; \
     pj.n_in = I;                                                              \
     for (ptrdiff_t b = r0; b < r1; ++b)      /* slot 0: the initial c */      \
         for (ptrdiff_t p = 0; p < a->NB; ++p)                                 \
-            memcpy(a->rec + b * G6 + p * W6 + 4 * a->W, a->c + b * Up + p * a->W, \
+            memcpy(a->rec + b * G6 + p * W6 + 4 * a->W, a->c + b * ldh + p * a->W, \
                    a->W * sizeof(T));                                         \
     for (ptrdiff_t s0 = 0; s0 < T_; s0 += chunk) {                            \
         ptrdiff_t tc = T_ - s0 < chunk ? T_ - s0 : chunk;                     \
@@ -210,7 +216,7 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
         ptrdiff_t outer = along_time ? rows : tc;                             \
         ptrdiff_t inner = along_time ? tc : rows;                             \
         ptrdiff_t ptiles = (inner + a->MR - 1) / a->MR;                       \
-        pj.ldx = !along_time ? I : a->backwards ? -B * I : B * I;             \
+        pj.ldx = !along_time ? ldx : a->backwards ? -B * ldx : B * ldx;       \
         pj.ldo = along_time ? slot : G6;                                      \
         for (ptrdiff_t p = 0; p < a->NB; ++p) {                               \
             pj.kp = a->kp + p * I * W4;                                       \
@@ -222,7 +228,7 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
                     ptrdiff_t b = r0 + (along_time ? o : i0);                 \
                     ptrdiff_t s = s0 + (along_time ? i0 : o);                 \
                     ptrdiff_t t = a->backwards ? T_ - 1 - s : s;              \
-                    pj.x = a->x + (t * B + b) * I;                            \
+                    pj.x = a->x + (t * B + b) * ldx;                          \
                     pj.out = a->rec + (s + 1) * slot + b * G6 + p * W6;       \
                     a->proj(mr, &pj);                                         \
                     i0 += mr;                                                 \
@@ -231,8 +237,8 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
         }                                                                     \
         for (ptrdiff_t s = s0; s < s0 + tc; ++s) {                            \
             ptrdiff_t t = a->backwards ? T_ - 1 - s : s;                      \
-            T *hprev = a->hs + (a->backwards ? t + 1 : t) * B * Up;           \
-            T *hnext = a->hs + (a->backwards ? t : t + 1) * B * Up;           \
+            T *hprev = a->hs + (a->backwards ? t + 1 : t) * B * ldh;          \
+            T *hnext = a->hs + (a->backwards ? t : t + 1) * B * ldh;          \
             for (ptrdiff_t p = 0; p < a->NB; ++p) {                           \
                 ptrdiff_t col = p * a->W, b = r0;                             \
                 tl.col = col;                                                 \
@@ -240,14 +246,14 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
                 tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);     \
                 for (ptrdiff_t q = 0; q < ntiles; ++q) {                      \
                     int mr = fl_tile_rows(rows, ntiles, q);                   \
-                    tl.h = hprev + b * Up;                                    \
+                    tl.h = hprev + b * ldh;                                   \
                     /* the tile reads its projection before writing the      \
                      * record over it */                                      \
                     tl.rec = a->rec + (s + 1) * slot + b * G6 + p * W6;       \
                     tl.x = tl.rec;                                            \
-                    tl.c = a->c + b * Up + col;                               \
-                    tl.hn = hnext + b * Up + col;                             \
-                    tl.y = a->y != NULL ? a->y + b * Up + col : NULL;         \
+                    tl.c = a->c + b * ldh + col;                              \
+                    tl.hn = hnext + b * ldh + col;                            \
+                    tl.y = a->y != NULL ? a->y + b * ldh + col : NULL;        \
                     tl.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;  \
                     tl.seq = a->seq != NULL                                   \
                         ? a->seq + (b * T_ + s) * a->U + col : NULL;          \
@@ -308,12 +314,12 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
 static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
                                    ptrdiff_t p1)                              \
 {                                                                             \
-    const ptrdiff_t BT = a->B * a->T_, I = a->n_in, U = a->U, Up = a->Up;     \
-    const ptrdiff_t W4 = 4 * a->W, G4 = 4 * Up;                               \
+    const ptrdiff_t BT = a->B * a->T_, I = a->n_in, U = a->U;                 \
+    const ptrdiff_t ldx = a->ldx, ldh = a->ldh, W4 = 4 * a->W, G4 = 4 * a->Up; \
     /* Rows of dz summed at once: the panel's chunk stays in L1/L2 while     \
      * every row of the output passes over it. */                             \
-    const ptrdiff_t kc = (16384 / (ptrdiff_t)sizeof(T)) / W4;                 \
-    const T *hin = a->hs + (a->backwards ? a->B * Up : 0);                    \
+    const ptrdiff_t kc = (FL_XTP_BYTES / (ptrdiff_t)sizeof(T)) / W4;                 \
+    const T *hin = a->hs + (a->backwards ? a->B * ldh : 0);                   \
     const ptrdiff_t ti = (I + a->MR - 1) / a->MR, tu = (U + a->MR - 1) / a->MR; \
     fl_xtp_##SUF xt;                                                          \
     xt.ldo = G4;                                                              \
@@ -324,18 +330,18 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
             xt.K = BT - k0 < kc ? BT - k0 : kc;                               \
             xt.pan = pan + k0 * W4;                                           \
             xt.add = k0 > 0;                                                  \
-            xt.ldk = I;                                                       \
+            xt.ldk = ldx;                                                     \
             for (ptrdiff_t q = 0; q < ti; ++q) {                              \
                 int mr = fl_tile_rows(I, ti, q);                              \
-                xt.x = a->x + k0 * I + i0;                                    \
+                xt.x = a->x + k0 * ldx + i0;                                  \
                 xt.out = a->dkernel + i0 * G4 + p * W4;                       \
                 a->xtp(mr, &xt);                                              \
                 i0 += mr;                                                     \
             }                                                                 \
-            xt.ldk = Up;                                                      \
+            xt.ldk = ldh;                                                     \
             for (ptrdiff_t q = 0; q < tu; ++q) {                              \
                 int mr = fl_tile_rows(U, tu, q);                              \
-                xt.x = hin + k0 * Up + u0;                                    \
+                xt.x = hin + k0 * ldh + u0;                                   \
                 xt.out = a->drk + u0 * G4 + p * W4;                           \
                 a->xtp(mr, &xt);                                              \
                 u0 += mr;                                                     \

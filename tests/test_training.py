@@ -472,8 +472,10 @@ def _record_and_backprop(weights, x, state, mask, cotangents, go_backwards=False
 
 
 # Units below, at and between the vector widths (W = 16 / 8 / 4 floats and
-# 4 W per backward group), batch 1 and batches with partial row tiles.
-PACKED_SHAPES = [(1, 7, 3, 1), (5, 6, 4, 13), (7, 5, 3, 33), (3, 4, 5, 70), (13, 3, 2, 16)]
+# 4 W per backward group), batch 1, batches with partial row tiles, and 128
+# features (512-byte rows, which the packed path pads).
+PACKED_SHAPES = [(1, 7, 3, 1), (5, 6, 4, 13), (7, 5, 3, 33), (3, 4, 5, 70), (13, 3, 2, 16),
+                 (2, 3, 128, 32)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
