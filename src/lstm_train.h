@@ -17,7 +17,6 @@
  * hard_sigmoid' = 0 at x = +-3).
  */
 #ifndef FASTLSTM_LSTM_TRAIN_H
-#define FL_XTP_BYTES 16384
 
 #define FASTLSTM_LSTM_TRAIN_H
 
@@ -310,26 +309,26 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
 }                                                                             \
                                                                               \
 /* The weight gradients of blocks [p0, p1): dkernel = x^T dz, drk = h^T dz \
- * (h entering each step) and dbias = the column sums of dz. */              \
+ * (h entering each step) and dbias = the column sums of dz.  The sums run  \
+ * over chunks of kc rows: a chunk of a block's panel stays in L1 while     \
+ * every row of the output passes over it, and the chunk's rows of x and h  \
+ * stay in L2 for every block. */                                             \
 static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
                                    ptrdiff_t p1)                              \
 {                                                                             \
     const ptrdiff_t BT = a->B * a->T_, I = a->n_in, U = a->U;                 \
     const ptrdiff_t ldx = a->ldx, ldh = a->ldh, W4 = 4 * a->W, G4 = 4 * a->Up; \
-    /* Rows of dz summed at once: the panel's chunk stays in L1/L2 while     \
-     * every row of the output passes over it. */                             \
-    const ptrdiff_t kc = (FL_XTP_BYTES / (ptrdiff_t)sizeof(T)) / W4;                 \
+    const ptrdiff_t kc = (16384 / (ptrdiff_t)sizeof(T)) / W4;   /* 16 KiB */  \
     const T *hin = a->hs + (a->backwards ? a->B * ldh : 0);                   \
     const ptrdiff_t ti = (I + a->MR - 1) / a->MR, tu = (U + a->MR - 1) / a->MR; \
     fl_xtp_##SUF xt;                                                          \
     xt.ldo = G4;                                                              \
-    for (ptrdiff_t p = p0; p < p1; ++p) {                                     \
-        const T *pan = a->dz + p * BT * W4;                                   \
-        for (ptrdiff_t k0 = 0; k0 < BT; k0 += kc) {                           \
+    for (ptrdiff_t k0 = 0; k0 < BT; k0 += kc) {                               \
+        xt.K = BT - k0 < kc ? BT - k0 : kc;                                   \
+        xt.add = k0 > 0;                                                      \
+        for (ptrdiff_t p = p0; p < p1; ++p) {                                 \
             ptrdiff_t i0 = 0, u0 = 0;                                         \
-            xt.K = BT - k0 < kc ? BT - k0 : kc;                               \
-            xt.pan = pan + k0 * W4;                                           \
-            xt.add = k0 > 0;                                                  \
+            xt.pan = a->dz + (p * BT + k0) * W4;                              \
             xt.ldk = ldx;                                                     \
             for (ptrdiff_t q = 0; q < ti; ++q) {                              \
                 int mr = fl_tile_rows(I, ti, q);                              \
@@ -347,6 +346,9 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
                 u0 += mr;                                                     \
             }                                                                 \
         }                                                                     \
+    }                                                                         \
+    for (ptrdiff_t p = p0; p < p1; ++p) {                                     \
+        const T *pan = a->dz + p * BT * W4;                                   \
         T *db = a->dbias + p * W4;                                            \
         memset(db, 0, W4 * sizeof(T));                                        \
         for (ptrdiff_t n = 0; n < BT; ++n)                                    \
