@@ -73,23 +73,30 @@ class Tape:
     codes: tuple[int, int]
     num_threads: int
 
-    def __init__(self, batch: int, timesteps: int, units: int, dtype: DTypeLike,
-                 layout: tuple[int, ...]) -> None:
+    def __init__(self, batch: int, timesteps: int, features: int, units: int,
+                 dtype: DTypeLike, layout: tuple[int, ...]) -> None:
         """``layout`` is ``(width, blocks)`` of a pack, or ``(recurrent_blocks,)``
         for the Keras layout."""
         self.shape = (timesteps, batch, units)
+        self.features = features
         self.layout = layout
         self.dtype = np.dtype(dtype)
         if len(layout) == 2:
             width, blocks = layout
             padded = width * blocks
-            # rec (6 per padded unit), hs, dz (4).
-            validation.affordable((timesteps + 1) * batch * padded * 11, self.dtype.itemsize,
+            # rec (6 per padded unit), hs, dz (4), xs.
+            validation.affordable((timesteps + 1) * batch * (padded * 11 + features),
+                                  self.dtype.itemsize,
                                   f"the training workspace for {self.shape} "
                                   "(timesteps, batch, units)")
             self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
             self.hs = np.empty((timesteps + 1, batch, _row_stride(padded, dtype)), dtype)
             self.dz = np.empty((blocks, timesteps * batch, 4 * width), dtype)
+            self.xs = np.empty((1, timesteps, batch, _row_stride(features, dtype)), dtype)
+            # The weight gradients in packed columns, before unpacking.
+            self.packed_grads = (np.empty((features, 4 * padded), dtype),
+                                 np.empty((units, 4 * padded), dtype),
+                                 np.empty(4 * padded, dtype))
         else:
             recurrent_blocks, = layout
             shape = self.shape
@@ -105,10 +112,10 @@ class Tape:
         # Derived from ``packed`` by backward, cached while the pack is the same.
         self._unpacking: tuple[Any, Array, Array] | None = None
 
-    def fits(self, batch: int, timesteps: int, units: int, dtype: DTypeLike,
-             layout: tuple[int, ...]) -> bool:
-        return (self.shape == (timesteps, batch, units) and self.dtype == dtype
-                and self.layout == layout)
+    def fits(self, batch: int, timesteps: int, features: int, units: int,
+             dtype: DTypeLike, layout: tuple[int, ...]) -> bool:
+        return (self.shape == (timesteps, batch, units) and self.features == features
+                and self.dtype == dtype and self.layout == layout)
 
     def unpacking(self) -> tuple[Array, Array]:
         """``(recurrent_kernel_t, columns)`` for the packed backward: R^T in
@@ -180,15 +187,15 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         layout: tuple[int, ...] = (gates // 4, blocks)
     else:
         layout = (1 if recurrent_masks is None else 4,)
+    features = x.shape[2]
     tape = workspace
-    if tape is None or not tape.fits(batch, timesteps, units, dtype, layout):
-        tape = Tape(batch, timesteps, units, dtype, layout)
+    if tape is None or not tape.fits(batch, timesteps, features, units, dtype, layout):
+        tape = Tape(batch, timesteps, features, units, dtype, layout)
     # The kernel wants x time-major, once per input mask: [P, T, B, I]; the
     # packed path's rows are _row_stride long.
     x_time_major = x.transpose(1, 0, 2)
     if fused:
-        features = x.shape[2]
-        xs = np.empty((1, timesteps, batch, _row_stride(features, dtype)), dtype)
+        xs = tape.xs
         if input_masks is None:
             xs[0, :, :, :features] = x_time_major
         else:
@@ -249,13 +256,9 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     # The kernel overwrites these (GEMMs with beta = 0); without steps they
     # stay zero.
     new: Callable[..., Array] = np.empty if batch and timesteps else np.zeros
-    features = tape.kernel.shape[0]
-    dxs = new(tape.xs.shape[:3] + (features,), dtype) if input_gradient else None
+    dxs = new(tape.xs.shape[:3] + (tape.features,), dtype) if input_gradient else None
     if tape.packed is not None:
-        gates = tape.dz.shape[0] * tape.dz.shape[2]
-        dkernel = new((features, gates), dtype)
-        drecurrent_kernel = new((units, gates), dtype)
-        dbias = new(gates, dtype)
+        dkernel, drecurrent_kernel, dbias = tape.packed_grads
         if batch and timesteps:
             recurrent_kernel_t, columns = tape.unpacking()
             _train.packed_backward(tape.xs[0], tape.packed.kernel, recurrent_kernel_t, tape.rec,
@@ -263,10 +266,12 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
                                    None if dxs is None else dxs[0], dkernel,
                                    drecurrent_kernel, dbias, tape.go_backwards, *tape.codes,
                                    tape.packed.isa_code, tape.packed.rows, tape.num_threads)
+            dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
+            dbias = dbias[columns]
         else:
-            columns = np.arange(4 * units)
-        dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
-        dbias = dbias[columns]
+            dkernel, drecurrent_kernel = (np.zeros_like(tape.kernel),
+                                          np.zeros_like(tape.recurrent_kernel))
+            dbias = np.zeros(4 * units, dtype)
     else:
         dkernel = new(tape.kernel.shape, dtype)
         drecurrent_kernel = new(tape.recurrent_kernel.shape, dtype)

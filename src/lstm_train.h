@@ -17,7 +17,6 @@
  * hard_sigmoid' = 0 at x = +-3).
  */
 #ifndef FASTLSTM_LSTM_TRAIN_H
-
 #define FASTLSTM_LSTM_TRAIN_H
 
 #include <string.h>
