@@ -43,8 +43,9 @@ typedef struct {                                                              \
     ptrdiff_t lds;                                                            \
     int nvalid;              /* units of the block that are real (<= W) */    \
     int act, rec_act;                                                         \
-    T *rec;                  /* training record of the step, or NULL: gates   \
-                                i, f, c, o, then c and act(c) [mr][ldr][6][W] */ \
+    T *rec;                  /* training's record of the step, or NULL: per   \
+                                row (stride ldr) gates i, f, c, o, then c and \
+                                act(c), W each */                             \
     ptrdiff_t ldr;                                                            \
 } fl_tile_##SUF;
 
@@ -73,7 +74,7 @@ typedef struct {                                                              \
     ptrdiff_t lds;           /* dy: of the last output, NULL without mask */  \
     const T *rec;            /* the step's record at the group, or NULL */    \
     const T *cprev;          /* the previous step's record (for c) */         \
-    ptrdiff_t ldr;           /* [mr][ldr][6][W] each (see fl_tile) */         \
+    ptrdiff_t ldr;           /* row stride of both (layout as fl_tile's) */   \
     const T *dseq;           /* dL/d(step output) at the group [mr][ldq], */  \
     ptrdiff_t ldq;           /* or NULL */                                    \
     const unsigned char *mask; /* mask[b, t] of row 0, or NULL [mr][ldm] */   \

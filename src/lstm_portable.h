@@ -3,7 +3,8 @@
  * Same contract and packed layout as the SIMD tiles (lstm_simd.h), with
  * FL_PW lanes per block; the lane loops are simple enough for any compiler
  * to vectorise, and the activations are libm's (lstm_cell.h).  This is the
- * float64 path, and the float32 path on CPUs without AVX2+FMA.
+ * float64 path, and the float32 path on CPUs without AVX2+FMA; training's
+ * `back` and `xtp` tiles (see lstm_simd.h) have portable versions here too.
  */
 #ifndef FASTLSTM_LSTM_PORTABLE_H
 #define FASTLSTM_LSTM_PORTABLE_H

@@ -16,6 +16,11 @@
  *
  * The activations are vectorised Cephes-style approximations, accurate to a
  * few float32 ulps (tests/test_simd.py measures them against NumPy).
+ *
+ * Training (lstm_train.h) runs the same tile with a record of each step
+ * (`rec`), and two more tiles of the same shape: `back` (dh_prev = dZ @ R^T
+ * fused with the cell's backward step) and `xtp` (the weight gradients
+ * x^T @ dZ); both keep the fixed per-lane summation order.
  */
 #define FL_CAT_(a, b) a##_##b
 #define FL_CAT(a, b) FL_CAT_(a, b)
