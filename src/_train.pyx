@@ -4,7 +4,19 @@ backpropagation through time.
 
 Knows nothing about Keras; fastlstm/training.py validates, allocates the
 workspace and arranges results.  Shapes use B = batch, T = timesteps,
-I = input features, U = units, G = 4U.  The workspace is time-major and
+I = input features, U = units, G = 4U.
+
+Two implementations:
+
+* ``packed_forward`` / ``packed_backward`` (the common case): the weights
+  packed by ``_kernel.pack`` and the tiles of lstm_layer.h run both
+  recurrences and the weight gradients, with no BLAS except for dx; batch
+  rows (then blocks of units) are split between threads, bitwise identically
+  for any thread count.  Layout in lstm_train.h.
+* ``forward`` / ``backward`` below: one BLAS product per step, for dropout
+  that masks h or x per gate block (which changes each block's product).
+
+The per-step BLAS path's workspace is time-major and
 indexed by real time t, so one step's rows are contiguous (a strided step
 slice of a batch-major buffer puts B rows a power-of-two-ish stride apart,
 which thrashes the cache in the per-step GEMMs) and row t*B + b of every
