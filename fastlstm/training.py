@@ -19,6 +19,7 @@ gate block i, f, c, o.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -124,19 +125,24 @@ class Tape:
         packed = self.packed
         if self._unpacking is None or self._unpacking[0] is not packed:
             blocks, units, gates = packed.recurrent_kernel.shape
-            width = gates // 4
-            padded = blocks * width
-            group = 4 * width
             groups = -(-blocks // 4)
-            # [NB, U, 4W] -> [U, 4Up] (packed columns) -> R^T [4Up, NQ*4W]
-            rt = np.zeros((4 * padded, groups * group), packed.recurrent_kernel.dtype)
-            rt[:, :units] = packed.recurrent_kernel.transpose(1, 0, 2).reshape(units, -1).T
-            rt = np.ascontiguousarray(rt.reshape(4 * padded, groups, group).transpose(1, 0, 2))
-            unit = np.arange(units)
-            columns = np.concatenate([(unit // width) * group + g * width + unit % width
-                                      for g in range(4)])
-            self._unpacking = (packed, rt, columns)
+            # [NB, U, 4W] -> R^T [4Up, U] (rows: packed gate columns) ->
+            # panels of 4W units [NQ, 4Up, 4W], units padded with zeros.
+            rt = np.zeros((blocks * gates, groups * gates), packed.recurrent_kernel.dtype)
+            rt[:, :units] = packed.recurrent_kernel.transpose(0, 2, 1).reshape(-1, units)
+            rt = np.ascontiguousarray(rt.reshape(-1, groups, gates).transpose(1, 0, 2))
+            self._unpacking = (packed, rt, _packed_columns(units, gates // 4))
         return self._unpacking[1], self._unpacking[2]
+
+
+@functools.lru_cache(maxsize=64)
+def _packed_columns(units: int, width: int) -> Array:
+    """The packed column (``_kernel.pack``'s layout) of each Keras gate column."""
+    unit = np.arange(units)
+    columns = np.concatenate([(unit // width) * 4 * width + g * width + unit % width
+                              for g in range(4)])
+    columns.flags.writeable = False
+    return columns
 
 
 def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Array,
