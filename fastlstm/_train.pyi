@@ -27,7 +27,7 @@ def packed_forward(x: _Array, kernel: _Array, bias: _Array, recurrent_kernel: _A
                    seq: _Array | None, rec: _Array, hs: _Array, go_backwards: bool,
                    activation: int, recurrent_activation: int, isa: int, rows: int,
                    num_threads: int, /) -> None: ...
-def packed_backward(x: _Array, kernel: _Array, recurrent_kernel_t: _Array,
+def packed_backward(x: _Array, kernel_t: _Array | None, recurrent_kernel_t: _Array,
                     rec: _Array, hs: _Array, dz: _Array, mask: NDArray[np.uint8] | None,
                     dseq: _Array | None, dh: _Array, dc: _Array, dy: _Array,
                     dx: _Array | None, dkernel: _Array, drecurrent_kernel: _Array,

@@ -111,28 +111,35 @@ class Tape:
             self.acts = np.empty(shape, dtype)
             self.hp = np.empty((recurrent_blocks,) + shape, dtype)
         # Derived from ``packed`` by backward, cached while the pack is the same.
-        self._unpacking: tuple[Any, Array, Array] | None = None
+        self._unpacking: tuple[Any, Array, Array, Array] | None = None
 
     def fits(self, batch: int, timesteps: int, features: int, units: int,
              dtype: DTypeLike, layout: tuple[int, ...]) -> bool:
         return (self.shape == (timesteps, batch, units) and self.features == features
                 and self.dtype == dtype and self.layout == layout)
 
-    def unpacking(self) -> tuple[Array, Array]:
-        """``(recurrent_kernel_t, columns)`` for the packed backward: R^T in
-        panels of 4W units [NQ, 4Up, 4W], and for each Keras gate column its
-        packed column."""
+    def unpacking(self) -> tuple[Array, Array, Array]:
+        """``(kernel_t, recurrent_kernel_t, columns)`` for the packed
+        backward: the kernel and recurrent kernel transposed, in panels of 4W
+        features / units (``_transposed_panels``), and for each Keras gate
+        column its packed column."""
         packed = self.packed
         if self._unpacking is None or self._unpacking[0] is not packed:
-            blocks, units, gates = packed.recurrent_kernel.shape
-            groups = -(-blocks // 4)
-            # [NB, U, 4W] -> R^T [4Up, U] (rows: packed gate columns) ->
-            # panels of 4W units [NQ, 4Up, 4W], units padded with zeros.
-            rt = np.zeros((blocks * gates, groups * gates), packed.recurrent_kernel.dtype)
-            rt[:, :units] = packed.recurrent_kernel.transpose(0, 2, 1).reshape(-1, units)
-            rt = np.ascontiguousarray(rt.reshape(-1, groups, gates).transpose(1, 0, 2))
-            self._unpacking = (packed, rt, _packed_columns(units, gates // 4))
-        return self._unpacking[1], self._unpacking[2]
+            _, units, gates = packed.recurrent_kernel.shape
+            self._unpacking = (packed, _transposed_panels(packed.kernel),
+                               _transposed_panels(packed.recurrent_kernel),
+                               _packed_columns(units, gates // 4))
+        return self._unpacking[1:]
+
+
+def _transposed_panels(panels: Array) -> Array:
+    """A packed matrix [NB, K, 4W] (``_kernel.pack``) transposed, [4Up, K],
+    and cut into panels of 4W of its K columns, zero-padded: [NQ, 4Up, 4W]."""
+    blocks, rows, gates = panels.shape
+    groups = -(-rows // gates)
+    transposed = np.zeros((blocks * gates, groups * gates), panels.dtype)
+    transposed[:, :rows] = panels.transpose(0, 2, 1).reshape(-1, rows)
+    return np.ascontiguousarray(transposed.reshape(-1, groups, gates).transpose(1, 0, 2))
 
 
 @functools.lru_cache(maxsize=64)
@@ -266,8 +273,12 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     if tape.packed is not None:
         dkernel, drecurrent_kernel, dbias = tape.packed_grads
         if batch and timesteps:
-            recurrent_kernel_t, columns = tape.unpacking()
-            _train.packed_backward(tape.xs[0], tape.packed.kernel, recurrent_kernel_t, tape.rec,
+            kernel_t, recurrent_kernel_t, columns = tape.unpacking()
+            if input_gradient:    # the kernel writes whole blocks of W features
+                width = tape.dz.shape[2] // 4
+                dxs = np.zeros((1, timesteps, batch, -(-tape.features // width) * width),
+                               dtype)
+            _train.packed_backward(tape.xs[0], kernel_t, recurrent_kernel_t, tape.rec,
                                    tape.hs, tape.dz, tape.mask, d_sequence, dh, dc, dy,
                                    None if dxs is None else dxs[0], dkernel,
                                    drecurrent_kernel, dbias, tape.go_backwards, *tape.codes,
@@ -293,9 +304,10 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     if dxs is None:
         dx = None
     elif tape.input_masks is None:
-        dx = np.ascontiguousarray(dxs[0].transpose(1, 0, 2))
+        dx = np.ascontiguousarray(dxs[0, :, :, :tape.features].transpose(1, 0, 2))
     else:
-        dx = np.einsum("ptbi,pbi->bti", dxs, tape.input_masks, order="C")
+        dx = np.einsum("ptbi,pbi->bti", dxs[..., :tape.features], tape.input_masks,
+                       order="C")
     return dx, dh, dc, dkernel, drecurrent_kernel, dbias
 
 

@@ -70,6 +70,8 @@ cdef extern from "lstm_train.h" nogil:
         float *dkernel
         float *drk
         float *dbias
+        const float *kt
+        float *dx
     ctypedef struct fl_train_f64:
         Py_ssize_t B, T_, n_in, U, Up, NB, W, MR, ldx, ldh
         int backwards, act, rec_act
@@ -92,6 +94,8 @@ cdef extern from "lstm_train.h" nogil:
         double *dkernel
         double *drk
         double *dbias
+        const double *kt
+        double *dx
     void fl_train_pick_f32(fl_train_f32 *a, int isa)
     void fl_train_pick_f64(fl_train_f64 *a, int isa)
     void fl_train_forward_rows_f32(const fl_train_f32 *a, Py_ssize_t r0, Py_ssize_t r1)
@@ -100,6 +104,8 @@ cdef extern from "lstm_train.h" nogil:
     void fl_train_backward_rows_f64(const fl_train_f64 *a, Py_ssize_t r0, Py_ssize_t r1)
     void fl_train_weights_f32(const fl_train_f32 *a, Py_ssize_t p0, Py_ssize_t p1)
     void fl_train_weights_f64(const fl_train_f64 *a, Py_ssize_t p0, Py_ssize_t p1)
+    void fl_train_dx_rows_f32(const fl_train_f32 *a, Py_ssize_t r0, Py_ssize_t r1)
+    void fl_train_dx_rows_f64(const fl_train_f64 *a, Py_ssize_t r0, Py_ssize_t r1)
 
 cdef extern from "lstm_train.h" nogil:
     void fl_train_cell_row_f32(int isa, float *z, float *c, float *h, float *a, long U,
@@ -420,6 +426,7 @@ cdef enum:
     FORWARD = 0
     BACKWARD = 1
     WEIGHTS = 2
+    INPUTS = 3
 
 
 cdef void _run(int passes, const floating *x, const floating *kp,
@@ -427,12 +434,13 @@ cdef void _run(int passes, const floating *x, const floating *kp,
                floating *rec, floating *hs, floating *dz, floating *c, floating *y,
                const unsigned char *mask, floating *seq, floating *dh, floating *dc,
                floating *dy, const floating *dseq, floating *dkernel, floating *drk,
-               floating *dbias, Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U,
+               floating *dbias, const floating *kt, floating *dx, Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U,
                Py_ssize_t NB, Py_ssize_t W, Py_ssize_t MR, Py_ssize_t ldx, Py_ssize_t ldh,
                bint backwards, int act, int rec_act, int isa, int nt) noexcept nogil:
     """The forward pass, or the backward pass through the steps followed by
-    the weight gradients; each on ``nt`` threads (row groups, then groups
-    of blocks: both independent, so no synchronisation inside a pass)."""
+    the weight gradients and (``dx`` not NULL) the input gradient; each on
+    ``nt`` threads (row groups, groups of blocks, groups of rows of dx: all
+    independent, so no synchronisation inside a pass)."""
     cdef fl_train_f32 a32
     cdef fl_train_f64 a64
     cdef Py_ssize_t g
@@ -445,6 +453,7 @@ cdef void _run(int passes, const floating *x, const floating *kp,
         a32.rt = rt; a32.rec = rec; a32.hs = hs; a32.dz = dz; a32.c = c; a32.y = y
         a32.mask = mask; a32.seq = seq; a32.dh = dh; a32.dc = dc; a32.dy = dy
         a32.dseq = dseq; a32.dkernel = dkernel; a32.drk = drk; a32.dbias = dbias
+        a32.kt = kt; a32.dx = dx
         fl_train_pick_f32(&a32, isa)
     else:
         a64.B = B; a64.T_ = T; a64.n_in = I; a64.U = U; a64.Up = NB * W; a64.NB = NB
@@ -454,13 +463,17 @@ cdef void _run(int passes, const floating *x, const floating *kp,
         a64.rt = rt; a64.rec = rec; a64.hs = hs; a64.dz = dz; a64.c = c; a64.y = y
         a64.mask = mask; a64.seq = seq; a64.dh = dh; a64.dc = dc; a64.dy = dy
         a64.dseq = dseq; a64.dkernel = dkernel; a64.drk = drk; a64.dbias = dbias
+        a64.kt = kt; a64.dx = dx
         fl_train_pick_f64(&a64, isa)
+    cdef Py_ssize_t BT = B * T
     if nt <= 1:
         if passes == FORWARD:
             _group(FORWARD, is_double, &a32, &a64, 0, B)
         else:
             _group(BACKWARD, is_double, &a32, &a64, 0, B)
             _group(WEIGHTS, is_double, &a32, &a64, 0, NB)
+            if dx != NULL:
+                _group(INPUTS, is_double, &a32, &a64, 0, BT)
         return
     with parallel(num_threads=nt):
         if passes == FORWARD:
@@ -471,26 +484,33 @@ cdef void _run(int passes, const floating *x, const floating *kp,
                 _group(BACKWARD, is_double, &a32, &a64, B * g // nt, B * (g + 1) // nt)
             for g in prange(nt, schedule="static"):
                 _group(WEIGHTS, is_double, &a32, &a64, NB * g // nt, NB * (g + 1) // nt)
+            if dx != NULL:
+                for g in prange(nt, schedule="static"):
+                    _group(INPUTS, is_double, &a32, &a64, BT * g // nt, BT * (g + 1) // nt)
 
 
 cdef inline void _group(int which, bint is_double, const fl_train_f32 *a32,
                         const fl_train_f64 *a64, Py_ssize_t i0,
                         Py_ssize_t i1) noexcept nogil:
-    """Rows [i0, i1) through every step of the forward or backward pass, or
-    the weight gradients of blocks [i0, i1)."""
+    """Rows [i0, i1) through every step of the forward or backward pass, the
+    weight gradients of blocks [i0, i1), or rows [i0, i1) of dx."""
     if is_double:
         if which == FORWARD:
             fl_train_forward_rows_f64(a64, i0, i1)
         elif which == BACKWARD:
             fl_train_backward_rows_f64(a64, i0, i1)
-        else:
+        elif which == WEIGHTS:
             fl_train_weights_f64(a64, i0, i1)
+        else:
+            fl_train_dx_rows_f64(a64, i0, i1)
     elif which == FORWARD:
         fl_train_forward_rows_f32(a32, i0, i1)
     elif which == BACKWARD:
         fl_train_backward_rows_f32(a32, i0, i1)
-    else:
+    elif which == WEIGHTS:
         fl_train_weights_f32(a32, i0, i1)
+    else:
+        fl_train_dx_rows_f32(a32, i0, i1)
 
 
 cdef inline void _pad_rows(floating *dst, const floating *src, Py_ssize_t B,
@@ -560,8 +580,8 @@ def packed_forward(const floating[:, :, ::1] x,
         _pad_rows(cbuf, &c[0, 0], B, U, ldh)
         _run(FORWARD, &x[0, 0, 0], &kernel[0, 0, 0], &bias[0], &recurrent_kernel[0, 0, 0],
              NULL, &rec[0, 0, 0], &hs[0, 0, 0], NULL, cbuf, ybuf, mask_ptr, seq_ptr,
-             NULL, NULL, NULL, NULL, NULL, NULL, NULL, B, T, I, U, NB, W, rows, ldx,
-             ldh, go_backwards, activation, recurrent_activation, isa, nt)
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, B, T, I, U, NB, W,
+             rows, ldx, ldh, go_backwards, activation, recurrent_activation, isa, nt)
         _unpad_rows(&h[0, 0], hT, B, U, ldh)
         _unpad_rows(&c[0, 0], cbuf, B, U, ldh)
         if ybuf != NULL:
@@ -570,7 +590,7 @@ def packed_forward(const floating[:, :, ::1] x,
 
 
 def packed_backward(const floating[:, :, ::1] x,
-                    const floating[:, :, ::1] kernel,
+                    const floating[:, :, ::1] kernel_t,
                     const floating[:, :, ::1] recurrent_kernel_t,
                     const floating[:, :, ::1] rec,
                     const floating[:, :, ::1] hs,
@@ -589,23 +609,25 @@ def packed_backward(const floating[:, :, ::1] x,
     """Backpropagation through the steps recorded by ``packed_forward``.
 
     x                 [T, B, ldx] the forward's inputs
-    kernel            [NB, I, 4W] the pack's kernel (for dx)
+    kernel_t          [NX, 4Up, 4W] kernel^T in panels of 4W features (for
+                      dx; NX = ceil(I / 4W)), or None when dx is None
     recurrent_kernel_t  [NQ, 4Up, 4W] R^T in panels of 4W units
     rec, hs           the forward's record (left unchanged)
     dz                [NB, T*B, 4W] out: dL/d(gate pre-activations), by block
     dseq              [B, T, U] dL/d(outputs, processing order), or None
     dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
     dy                [B, U] in: dL/d(last output)
-    dx                [T, B, I] out: dL/dx, or None to skip it
+    dx                [T, B, ceil(I / W) * W] in: zeros; out: dL/dx in
+                      [..., :I], or None to skip it
     dkernel, drecurrent_kernel, dbias  out: [I, 4Up], [U, 4Up], [4Up], the
                       weight gradients in packed columns
     Other arguments as in ``packed_forward``; the caller guarantees the same.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = kernel.shape[1]
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], I = dkernel.shape[0]
     cdef Py_ssize_t ldx = x.shape[2], ldh = hs.shape[2]
     cdef Py_ssize_t NB = dz.shape[0], W = dz.shape[2] // 4
-    cdef Py_ssize_t Up = NB * W, U = dh.shape[1], BT = B * T
-    cdef Py_ssize_t j, row, p
+    cdef Py_ssize_t Up = NB * W, U = dh.shape[1]
+    cdef Py_ssize_t j, row
     cdef const unsigned char *mask_ptr = NULL
     cdef const floating *dseq_ptr = NULL
     if mask is not None:
@@ -619,8 +641,11 @@ def packed_backward(const floating[:, :, ::1] x,
     cdef floating *dhp = buf
     cdef floating *dcp = buf + B * Up
     cdef floating *dyp = buf + 2 * B * Up if mask_ptr != NULL else NULL
-    cdef floating *dx_ptr = NULL if dx is None else &dx[0, 0, 0]
-    cdef floating *dz_ptr = &dz[0, 0, 0]
+    cdef floating *dx_ptr = NULL
+    cdef const floating *kt_ptr = NULL
+    if dx is not None:
+        dx_ptr = &dx[0, 0, 0]
+        kt_ptr = &kernel_t[0, 0, 0]
     with nogil:
         _pad_rows(dhp, &dh[0, 0], B, U, Up)
         _pad_rows(dcp, &dc[0, 0], B, U, Up)
@@ -631,17 +656,12 @@ def packed_backward(const floating[:, :, ::1] x,
                 for j in range(U):
                     dhp[row * Up + j] += dy[row, j]
         _run(BACKWARD, &x[0, 0, 0], NULL, NULL, NULL, &recurrent_kernel_t[0, 0, 0],
-             <floating *>&rec[0, 0, 0], <floating *>&hs[0, 0, 0], dz_ptr, NULL, NULL,
+             <floating *>&rec[0, 0, 0], <floating *>&hs[0, 0, 0], &dz[0, 0, 0], NULL, NULL,
              mask_ptr, NULL, dhp, dcp, dyp, dseq_ptr, &dkernel[0, 0],
-             &drecurrent_kernel[0, 0], &dbias[0], B, T, I, U, NB, W, rows, ldx, ldh,
-             go_backwards, activation, recurrent_activation, isa, nt)
+             &drecurrent_kernel[0, 0], &dbias[0], kt_ptr, dx_ptr, B, T, I, U, NB, W, rows,
+             ldx, ldh, go_backwards, activation, recurrent_activation, isa, nt)
         _unpad_rows(&dh[0, 0], dhp, B, U, Up)
         _unpad_rows(&dc[0, 0], dcp, B, U, Up)
-        if dx_ptr != NULL:      # dx = sum over blocks of dz_p @ kernel_p^T
-            for p in range(NB):
-                gemm(False, True, <int>BT, <int>I, <int>(4 * W), <floating>1,
-                     dz_ptr + p * BT * 4 * W, <int>(4 * W), &kernel[p, 0, 0],
-                     <int>(4 * W), <floating>(1 if p else 0), dx_ptr, <int>I)
     free(buf)
 
 

@@ -185,6 +185,8 @@ typedef struct {                                                              \
     T *dy;              /* of the last output [B][Up], NULL: no mask */       \
     const T *dseq;      /* of the outputs            [B][T_][U] or NULL */    \
     T *dkernel, *drk, *dbias;  /* out, packed columns [I][G4], [U][G4], [G4] */ \
+    const T *kt;        /* kernel^T in panels of 4W features [NX][G4][4][W] */ \
+    T *dx;              /* in: zeros, out: dL/dx [T_ * B][ceil(I / W) * W] */ \
 } fl_train_##SUF;                                                             \
                                                                               \
 static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
@@ -353,6 +355,30 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
         for (ptrdiff_t n = 0; n < BT; ++n)                                    \
             for (ptrdiff_t j = 0; j < W4; ++j)                                \
                 db[j] += pan[n * W4 + j];                                     \
+    }                                                                         \
+}                                                                             \
+                                                                              \
+/* dL/dx of rows [r0, r1) (row t * B + b) = dz @ kernel^T: the product half  \
+ * of the backward tile, over groups of 4 blocks of W features. */            \
+static void fl_train_dx_rows_##SUF(const fl_train_##SUF *a, ptrdiff_t r0,     \
+                                   ptrdiff_t r1)                              \
+{                                                                             \
+    const ptrdiff_t BT = a->B * a->T_, W4 = 4 * a->W, G4 = 4 * a->Up;         \
+    const ptrdiff_t nbx = (a->n_in + a->W - 1) / a->W, ldo = nbx * a->W;      \
+    const ptrdiff_t rows = r1 - r0, ntiles = (rows + a->MR - 1) / a->MR;      \
+    fl_back_##SUF bk;                                                         \
+    bk.K = G4; bk.ldz = W4; bk.zstride = BT * W4; bk.lds = ldo; bk.rec = NULL; \
+    for (ptrdiff_t p0 = 0; p0 < nbx; p0 += 4) {                               \
+        ptrdiff_t b = r0;                                                     \
+        bk.rt = a->kt + (p0 / 4) * G4 * W4;                                   \
+        bk.nblk = (int)(nbx - p0 < 4 ? nbx - p0 : 4);                         \
+        for (ptrdiff_t q = 0; q < ntiles; ++q) {                              \
+            int mr = fl_tile_rows(rows, ntiles, q);                           \
+            bk.dzn = a->dz + b * W4;                                          \
+            bk.dh = a->dx + b * ldo + p0 * a->W;                              \
+            a->back(mr, &bk);                                                 \
+            b += mr;                                                          \
+        }                                                                     \
     }                                                                         \
 }
 
