@@ -45,7 +45,8 @@ def build_config() -> dict[str, Any]:
     """The facts that ``show_config`` prints, as a dict.
 
     Keys: ``fastlstm``, ``python``, ``platform``, ``numpy``, ``scipy``,
-    ``compiler`` (a dict with at least ``name``), ``thread_pool`` (bool: calls can use several threads),
+    ``compiler`` (a dict with at least ``name``), ``thread_pool`` (bool:
+    calls can use several threads),
     ``threads`` (the kernel's default thread count), ``simd`` (``supported``,
     ``chosen``, ``FASTLSTM_ISA``) and ``blas`` (a list of dicts, empty
     without threadpoolctl).

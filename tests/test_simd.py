@@ -65,7 +65,7 @@ def _run(weights, x, *, mask=None, state=None, go_backwards=False, num_threads=N
 
 
 def _assert_close(ours, theirs, tol, dtype):
-    for name, a, b in zip(("sequence", "last output", "h", "c"), ours, theirs):
+    for name, a, b in zip(("sequence", "last output", "h", "c"), ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, **tol(dtype), err_msg=name)
 
 
@@ -147,8 +147,8 @@ def test_threads_bitwise_identical(isa, shape):
     mask = rng.random((batch, timesteps)) > 0.1
     weights = _weights(7, units, np.float32, 10)
     runs = [_run(weights, x, mask=mask, num_threads=n)[0] for n in (1, 2, 3, 4)]
-    for n, result in zip((2, 3, 4), runs[1:]):
-        for a, b in zip(runs[0], result):
+    for n, result in zip((2, 3, 4), runs[1:], strict=True):
+        for a, b in zip(runs[0], result, strict=True):
             assert np.array_equal(a, b), f"num_threads={n} differs from num_threads=1"
 
 
