@@ -67,16 +67,27 @@ FL_DEFINE_PROJ_ARGS(double, f64)
 
 #include "lstm_portable.h"
 
-/* The SIMD tiles rely on GCC's `#pragma GCC target` regions; other
- * compilers (clang spells it differently, untested here) build the portable
- * path only, which stays correct everywhere. */
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+/* The SIMD tiles are compiled for each instruction set inside a target
+ * region: `#pragma GCC target` for GCC, `#pragma clang attribute` for clang
+ * (which gives every function of the region the target attribute).  Other
+ * compilers (MSVC) build the portable path only, which stays correct
+ * everywhere. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FL_HAVE_X86 1
+#if defined(__clang__)
+#define FL_TARGET_BEGIN(isa) \
+    _Pragma(FL_STR(clang attribute push(__attribute__((target(isa))), apply_to = function)))
+#define FL_TARGET_END _Pragma("clang attribute pop")
+#else
+#define FL_TARGET_BEGIN(isa) _Pragma("GCC push_options") _Pragma(FL_STR(GCC target(isa)))
+#define FL_TARGET_END _Pragma("GCC pop_options")
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#define FL_STR_(x) #x
+#define FL_STR(x) FL_STR_(x)
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+FL_TARGET_BEGIN("avx2,fma")
 #define FL_SUF avx2
 #define FL_W 8
 #define FL_MR 3
@@ -84,10 +95,9 @@ FL_DEFINE_PROJ_ARGS(double, f64)
 #undef FL_SUF
 #undef FL_W
 #undef FL_MR
-#pragma GCC pop_options
+FL_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512vl,avx2,fma")
+FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx2,fma")
 #define FL_SUF avx512
 #define FL_W 16
 #define FL_MR 6
@@ -95,24 +105,47 @@ FL_DEFINE_PROJ_ARGS(double, f64)
 #undef FL_SUF
 #undef FL_W
 #undef FL_MR
-#pragma GCC pop_options
+FL_TARGET_END
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #else
 #define FL_HAVE_X86 0
+#endif
+
+#if FL_HAVE_X86
+#include <cpuid.h>
+/* Read from CPUID and XCR0 directly rather than with __builtin_cpu_supports,
+ * which needs the compiler's runtime library to have filled in its CPU
+ * model (not every clang toolchain does). */
+static int fl_x86_supports(int isa)
+{
+    unsigned a, b, c, d, xcr0, xcr0_hi;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    /* FMA, OSXSAVE (the OS manages XCR0) and AVX */
+    if (!(c & (1u << 12)) || !(c & (1u << 27)) || !(c & (1u << 28)))
+        return 0;
+    __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0 & 0x6) != 0x6)           /* the OS saves XMM and YMM state */
+        return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 5)))   /* AVX2 */
+        return 0;
+    if (isa == FL_ISA_AVX2)
+        return 1;
+    /* AVX-512 F, DQ and VL, and the OS saves opmask and all of ZMM */
+    return (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 31))
+        && (xcr0 & 0xe0) == 0xe0;
+}
 #endif
 
 /* Whether this CPU (and OS) can run an instruction set. */
 static int fl_isa_supported(int isa)
 {
 #if FL_HAVE_X86
-    __builtin_cpu_init();
-    if (isa == FL_ISA_AVX512)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
-            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2")
-            && __builtin_cpu_supports("fma");
-    if (isa == FL_ISA_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (isa == FL_ISA_AVX512 || isa == FL_ISA_AVX2)
+        return fl_x86_supports(isa);
 #endif
     return isa == FL_ISA_PORTABLE;
 }

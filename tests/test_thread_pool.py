@@ -14,7 +14,7 @@ from fastlstm import _kernel
 pytestmark = pytest.mark.skipif(not _kernel.THREAD_POOL, reason="built without a thread pool")
 
 # (batch, timesteps, features, units): shared by rows, and by unit blocks.
-SHAPES = [(24, 30, 5, 40), (1, 50, 6, 200)]
+SHAPES = [(40, 30, 5, 40), (1, 50, 6, 200)]
 
 
 def _layer_and_input(shape, seed):
