@@ -3,14 +3,21 @@ fastlstm._kernel (inference: its own SIMD tiles and thread pool, no BLAS)
 and fastlstm._train (training: BLAS from SciPy's Cython interface at run
 time, so nothing is linked for it here)."""
 
+import glob
+
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+
+# Every header, so that editing one (lstm_simd.h is included by lstm_layer.h,
+# which Cython's own dependency scan does not follow) rebuilds the modules.
+HEADERS = sorted(glob.glob("src/*.h"))
 
 extensions = [
     Extension(
         "fastlstm._kernel",
         sources=["src/_kernel.pyx"],
+        depends=HEADERS,
         include_dirs=["src", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         # No -march: lstm_layer.h compiles its AVX2/AVX-512 tiles with
@@ -22,6 +29,7 @@ extensions = [
     Extension(
         "fastlstm._train",
         sources=["src/_train.pyx"],
+        depends=HEADERS,
         include_dirs=["src"],
         # No FP trap handlers are installed, so selects may evaluate both
         # sides: this lets the compiler vectorise the cell loops.
