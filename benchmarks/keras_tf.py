@@ -43,7 +43,7 @@ def main(argv):
         tensor = tf.constant(x)
         np.testing.assert_allclose(call(tensor).numpy(), reference(x, *weights)[1],
                                    rtol=1e-3, atol=1e-4, err_msg=f"keras/tf on {text}")
-        cells[text] = median_seconds(lambda: call(tensor).numpy(), budget)
+        cells[text] = median_seconds(lambda call=call, tensor=tensor: call(tensor).numpy(), budget)
     print(json.dumps({"version": f"keras {keras.__version__}, tensorflow {tf.__version__}",
                       "cells": cells}))
 

@@ -48,7 +48,7 @@ def runner(name, weights, x):
         with torch.no_grad():
             for param, value in zip((module.weight_ih_l0, module.weight_hh_l0,
                                      module.bias_ih_l0, module.bias_hh_l0),
-                                    (w_ih, w_hh, b_ih, b_hh)):
+                                    (w_ih, w_hh, b_ih, b_hh), strict=True):
                 param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
         tensor = torch.from_numpy(x)
 

@@ -335,7 +335,7 @@ Command: `{command}{' --quick' if args.quick else ''}`
 Date: {datetime.date.today()}
 Machine: {machine_description()}
 Versions: {', '.join(versions)}
-fastlstm kernel: {_kernel.isa()} instructions, OpenMP {'on' if _kernel.OPENMP else 'off'},
+fastlstm kernel: {_kernel.isa()} instructions, thread pool {'on' if _kernel.THREAD_POOL else 'off'},
 {_kernel.DEFAULT_THREADS} threads by default
 BLAS (threadpoolctl): {blas_description()}
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this run: {'yes' if unset else 'NO'}

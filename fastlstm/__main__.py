@@ -47,7 +47,7 @@ def tutorial() -> None:
     kernel = _kernel.info()
     print(f"fastlstm {__version__}: LSTM(16) on input of shape {x.shape}")
     print(f"kernel: {kernel['isa']} instructions (CPU supports {kernel['supported_isas']}), "
-          f"OpenMP {'on' if kernel['openmp'] else 'off'}, "
+          f"thread pool {'on' if kernel['thread_pool'] else 'off'}, "
           f"{kernel['default_threads']} threads by default\n")
 
     base = LSTM(16, seed=0)

@@ -9,11 +9,11 @@ _Array = NDArray[Any]
 class _Info(TypedDict):
     isa: str
     supported_isas: list[str]
-    openmp: bool
+    thread_pool: bool
     default_threads: int
 
 ISA_NAMES: tuple[str, ...]
-OPENMP: bool
+THREAD_POOL: bool
 DEFAULT_THREADS: int
 
 def supported_isas() -> list[str]: ...
@@ -47,7 +47,7 @@ class Packed:
     def padded(self) -> int: ...
 
 def pack(kernel: _Array, recurrent_kernel: _Array, bias: _Array) -> Packed: ...
-def plan(B: int, T: int, U: int, num_threads: int,
+def plan(B: int, T: int, I: int, U: int, num_threads: int,
          isa_name: str | None = None) -> tuple[int, Literal["rows", "units"]]: ...
 def forward(x: _Array, packed: Packed, h: _Array, c: _Array, y: _Array,
             mask: NDArray[np.uint8] | None, seq: _Array | None, go_backwards: bool,

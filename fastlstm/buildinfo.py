@@ -1,8 +1,8 @@
 """What this installation of fastlstm is made of: versions, the compiler that
-built the kernel, OpenMP, the SIMD paths, and the BLAS in use.
+built the kernel, its threads, the SIMD paths, and the BLAS in use.
 
 The compiler is recorded at build time by setup.py in ``_build_info.py``
-next to the compiled kernel; the SIMD and OpenMP facts come from the kernel
+next to the compiled kernel; the SIMD and threading facts come from the kernel
 itself, and the BLAS from threadpoolctl when it is installed (it is not a
 dependency).
 """
@@ -45,7 +45,8 @@ def build_config() -> dict[str, Any]:
     """The facts that ``show_config`` prints, as a dict.
 
     Keys: ``fastlstm``, ``python``, ``platform``, ``numpy``, ``scipy``,
-    ``compiler`` (a dict with at least ``name``), ``openmp`` (bool),
+    ``compiler`` (a dict with at least ``name``), ``thread_pool`` (bool:
+    calls can use several threads),
     ``threads`` (the kernel's default thread count), ``simd`` (``supported``,
     ``chosen``, ``FASTLSTM_ISA``) and ``blas`` (a list of dicts, empty
     without threadpoolctl).
@@ -60,7 +61,7 @@ def build_config() -> dict[str, Any]:
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "compiler": _compiler(),
-        "openmp": kernel["openmp"],
+        "thread_pool": kernel["thread_pool"],
         "threads": kernel["default_threads"],
         "simd": {"supported": kernel["supported_isas"], "chosen": kernel["isa"],
                  "FASTLSTM_ISA": os.environ.get("FASTLSTM_ISA")},
@@ -91,7 +92,7 @@ def show_config(file: IO[str] | None = None) -> None:
         f"  numpy:     {config['numpy']}",
         f"  scipy:     {config['scipy']}",
         f"  compiler:  {compiler.get('version') or compiler['name']}",
-        f"  openmp:    {'on' if config['openmp'] else 'off'} "
+        f"  threads:   {'pool' if config['thread_pool'] else 'one'} "
         f"(default threads: {config['threads']})",
         f"  simd:      chosen {simd['chosen']}, supported {', '.join(simd['supported'])}"
         + (f" (FASTLSTM_ISA={simd['FASTLSTM_ISA']})" if simd["FASTLSTM_ISA"] else ""),

@@ -12,7 +12,6 @@ import os
 import numpy as np
 
 cimport numpy as cnp
-from cython.parallel cimport parallel, threadid
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -32,11 +31,20 @@ cdef extern from "lstm_layer.h" nogil:
     int fl_isa_width(int isa, int is_double)
     int fl_isa_rows(int isa, int is_double)
     void fl_activate_f32(int isa, int kind, const float *x, float *y, Py_ssize_t n)
-    int fl_openmp()
-    int fl_team_size()
+    enum:
+        FL_HAVE_POOL
+    ctypedef struct fl_sync:
+        pass
+    ctypedef struct fl_owner:
+        pass
+    ctypedef void (*fl_job_fn)(void *ctx, int slot)
+    void fl_pool_run(fl_job_fn fn, void *ctx, int n)
     ctypedef struct fl_layer_f32:
         Py_ssize_t B, T_, n_in, U, Up, NB, W, MR, chunk
-        int backwards, act, rec_act, isa, split_units
+        int backwards, act, rec_act, isa, split_units, parts
+        fl_sync *sync
+        fl_owner *owner
+        Py_ssize_t *present
         const float *x
         const float *kp
         const float *bias
@@ -49,7 +57,10 @@ cdef extern from "lstm_layer.h" nogil:
         float *seq
     ctypedef struct fl_layer_f64:
         Py_ssize_t B, T_, n_in, U, Up, NB, W, MR, chunk
-        int backwards, act, rec_act, isa, split_units
+        int backwards, act, rec_act, isa, split_units, parts
+        fl_sync *sync
+        fl_owner *owner
+        Py_ssize_t *present
         const double *x
         const double *kp
         const double *bias
@@ -60,24 +71,25 @@ cdef extern from "lstm_layer.h" nogil:
         double *y
         const unsigned char *mask
         double *seq
-    void fl_layer_thread_f32(const fl_layer_f32 *a, int tid, int nt)
-    void fl_layer_thread_f64(const fl_layer_f64 *a, int tid, int nt)
+    void fl_layer_job_f32(void *ctx, int slot)
+    void fl_layer_job_f64(void *ctx, int slot)
 
 ISA_NAMES = ("portable", "avx2", "avx512")
-OPENMP = bool(fl_openmp())
+# Whether calls can run on several threads (fl_pool.h: POSIX threads).
+THREAD_POOL = bool(FL_HAVE_POOL)
 
 # Upper bound on the input-projection workspace [B, chunk, 4Up]: it is
 # computed for ``chunk`` time steps at once, so memory stays bounded for any T,
 # and small enough to stay in L2 between its writes and reads.
 cdef Py_ssize_t WORKSPACE_BYTES = 1024 * 1024
-# Below this many multiply-adds a call runs on one thread.  A team saves a
-# few microseconds on an idle machine ((100, 4, 10, 16): 35 -> 22 us) but
-# waits a scheduler time slice for a thread whose core another process holds
-# (measured: 35 us -> 8 ms), which small calls cannot amortise.
-cdef double PARALLEL_MIN_FMAS = 2e6
-# Fewest multiply-adds per step for which threads split the units (see _plan).
-cdef double UNIT_SPLIT_MIN_FMAS = 1e6
-
+# Below this many multiply-adds a call runs on one thread: about 8 us of
+# work, where waking a sleeping worker costs the caller a few microseconds.
+cdef double PARALLEL_MIN_FMAS = 2e5
+# Fewest multiply-adds of h_prev @ U per step for which threads share the
+# units of a small batch: each step then ends in a hand-over between cores
+# (~0.2 us here).  Measured with 2 threads at T=100, I=32: B=1, U=32 (4096)
+# gains nothing; U=64 (16384) 94 -> 78 us; U=128 290 -> 168 us.
+cdef double UNIT_SPLIT_MIN_FMAS = 16384
 
 def supported_isas():
     """Names of the instruction sets this CPU can run, slowest first."""
@@ -128,7 +140,7 @@ def _default_threads():
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
         n = min(n, int(env))
-    return max(1, n) if OPENMP else 1
+    return max(1, n) if THREAD_POOL else 1
 
 
 _initial_isa()
@@ -136,9 +148,9 @@ DEFAULT_THREADS = _default_threads()
 
 
 def info():
-    """How the kernel runs here: ``{"isa", "supported_isas", "openmp",
-    "default_threads"}`` (OpenMP off means one thread)."""
-    return {"isa": isa(), "supported_isas": supported_isas(), "openmp": OPENMP,
+    """How the kernel runs here: ``{"isa", "supported_isas", "thread_pool",
+    "default_threads"}`` (no thread pool means one thread)."""
+    return {"isa": isa(), "supported_isas": supported_isas(), "thread_pool": THREAD_POOL,
             "default_threads": DEFAULT_THREADS}
 
 
@@ -211,19 +223,19 @@ def pack(kernel, recurrent_kernel, bias):
     return p
 
 
-cdef int _plan(Py_ssize_t B, Py_ssize_t T, Py_ssize_t U, Py_ssize_t NB, int nt,
-               int *split_units) noexcept nogil:
-    """Threads to use, at most ``nt``; sets ``split_units``.
+cdef int _plan(Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U,
+               Py_ssize_t NB, int nt, int *split_units) noexcept nogil:
+    """Threads to ask for, at most ``nt``; sets ``split_units``.
 
-    Split the batch rows when every thread gets a few: threads then meet
-    only at the end.  Splitting the unit blocks needs a barrier per step,
-    and a barrier waits for every thread of the team: when another process
-    holds one of our cores, each step then costs a scheduler time slice
-    (milliseconds; measured 80 us -> 400 ms at (1, 100, 32, 64)).  So the
-    unit split is kept for steps big enough to be worth that risk.
+    Share the batch rows when every thread gets a few: threads then meet
+    only at the end.  Sharing the unit blocks hands h over between threads
+    every step, which pays when the batch is small and the steps are big
+    (measured at 2 threads: B=4, U=256: units 2.8 ms, rows 4.0 ms;
+    B=8, U=128: rows 9.0 ms, units 9.1 ms).  Neither waits for a thread
+    that has not started (fl_pool.h), so asking for threads is cheap.
     """
     split_units[0] = 0
-    if nt <= 1 or <double>B * T * U * 4 * U < PARALLEL_MIN_FMAS:
+    if nt <= 1 or <double>B * T * 4 * U * (I + U) < PARALLEL_MIN_FMAS:
         return 1
     if B >= 4 * nt:
         return nt
@@ -234,14 +246,13 @@ cdef int _plan(Py_ssize_t B, Py_ssize_t T, Py_ssize_t U, Py_ssize_t NB, int nt,
         return nt
     return 1
 
-
-def plan(B, T, U, num_threads, isa_name=None):
-    """``(threads, "rows" | "units")`` the kernel would use for a float32
+def plan(B, T, I, U, num_threads, isa_name=None):
+    """``(threads, "rows" | "units")`` the kernel would ask for in a float32
     call of this shape on the current (or the named) instruction set."""
     code = _isa if isa_name is None else ISA_NAMES.index(isa_name)
     W = fl_isa_width(code, 0)
     cdef int split = 0
-    threads = _plan(B, T, U, -(-U // W), num_threads, &split)
+    threads = _plan(B, T, I, U, -(-U // W), num_threads, &split)
     return threads, ("units" if split else "rows")
 
 
@@ -255,13 +266,20 @@ cdef int _run(floating *x, floating *kp, floating *rp, floating *bp,
     cdef Py_ssize_t G = 4 * Up, NB = Up // W
     cdef Py_ssize_t chunk = WORKSPACE_BYTES // (B * G * <Py_ssize_t>sizeof(floating))
     chunk = max(1, min(T, chunk))
+    cdef int split_units = 0
+    nt = _plan(B, T, I, U, NB, nt, &split_units)
     cdef Py_ssize_t n_state = (4 if mask != NULL else 3) * B * Up
     cdef Py_ssize_t n_proj = B * chunk * G
-    cdef void *raw = malloc((n_state + n_proj) * sizeof(floating) + 64)
+    # The shared counters: one cache line, one line per unit range, then
+    # the flags of the threads present (read-mostly: a line of their own).
+    cdef size_t sync_bytes = 64 * (1 + nt) + 64 * ((nt * sizeof(Py_ssize_t) + 63) // 64)
+    cdef void *raw = malloc((n_state + n_proj) * sizeof(floating) + sync_bytes + 64)
     if raw == NULL:
         return -1
     # 64-byte alignment keeps each block of a row on its own cache lines.
-    cdef floating *hbuf = <floating *>((<uintptr_t>raw + 63) & ~(<uintptr_t>63))
+    cdef char *base = <char *>((<uintptr_t>raw + 63) & ~(<uintptr_t>63))
+    memset(base, 0, sync_bytes)
+    cdef floating *hbuf = <floating *>(base + sync_bytes)
     cdef floating *cbuf = hbuf + 2 * B * Up
     cdef floating *ybuf = cbuf + B * Up if mask != NULL else NULL
     cdef floating *proj = hbuf + n_state
@@ -275,38 +293,30 @@ cdef int _run(floating *x, floating *kp, floating *rp, floating *bp,
         if ybuf != NULL:
             memcpy(ybuf + b * Up, y + b * U, row)
 
-    cdef int split_units = 0
-    nt = _plan(B, T, U, NB, nt, &split_units)
-
     cdef fl_layer_f32 a32
     cdef fl_layer_f64 a64
-    cdef int tid = 0, size = 1
     if floating is float:
         a32.B = B; a32.T_ = T; a32.n_in = I; a32.U = U; a32.Up = Up; a32.NB = NB
         a32.W = W; a32.MR = MR; a32.chunk = chunk; a32.backwards = backwards
         a32.act = act; a32.rec_act = rec_act; a32.isa = isa_code
-        a32.split_units = split_units; a32.x = x; a32.kp = kp; a32.bias = bp
+        a32.split_units = split_units; a32.parts = nt
+        a32.sync = <fl_sync *>base; a32.owner = <fl_owner *>(base + 64)
+        a32.present = <Py_ssize_t *>(base + 64 * (1 + nt))
+        a32.x = x; a32.kp = kp; a32.bias = bp
         a32.r = rp; a32.proj = proj; a32.h = hbuf; a32.c = cbuf; a32.y = ybuf
         a32.mask = mask; a32.seq = seq
+        fl_pool_run(fl_layer_job_f32, &a32, nt)
     else:
         a64.B = B; a64.T_ = T; a64.n_in = I; a64.U = U; a64.Up = Up; a64.NB = NB
         a64.W = W; a64.MR = MR; a64.chunk = chunk; a64.backwards = backwards
         a64.act = act; a64.rec_act = rec_act; a64.isa = isa_code
-        a64.split_units = split_units; a64.x = x; a64.kp = kp; a64.bias = bp
+        a64.split_units = split_units; a64.parts = nt
+        a64.sync = <fl_sync *>base; a64.owner = <fl_owner *>(base + 64)
+        a64.present = <Py_ssize_t *>(base + 64 * (1 + nt))
+        a64.x = x; a64.kp = kp; a64.bias = bp
         a64.r = rp; a64.proj = proj; a64.h = hbuf; a64.c = cbuf; a64.y = ybuf
         a64.mask = mask; a64.seq = seq
-    if nt > 1:
-        with parallel(num_threads=nt):
-            tid = threadid()
-            size = fl_team_size()   # may be fewer than asked for
-            if floating is float:
-                fl_layer_thread_f32(&a32, tid, size)
-            else:
-                fl_layer_thread_f64(&a64, tid, size)
-    elif floating is float:
-        fl_layer_thread_f32(&a32, 0, 1)
-    else:
-        fl_layer_thread_f64(&a64, 0, 1)
+        fl_pool_run(fl_layer_job_f64, &a64, nt)
 
     cdef floating *hfin = hbuf + (T & 1) * B * Up
     for b in range(B):
@@ -375,3 +385,4 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
         raise MemoryError(
             f"fastlstm: cannot allocate the workspace for batch {B}, "
             f"{T} timesteps, {U} units")
+

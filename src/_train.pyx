@@ -43,7 +43,6 @@ dX = dZ W^T as one large GEMM each, and db = the column sums of dZ.
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 from cython cimport floating
-from cython.parallel cimport parallel, prange
 
 from _blas cimport gemm
 
@@ -98,14 +97,13 @@ cdef extern from "lstm_train.h" nogil:
         double *dx
     void fl_train_pick_f32(fl_train_f32 *a, int isa)
     void fl_train_pick_f64(fl_train_f64 *a, int isa)
-    void fl_train_forward_rows_f32(const fl_train_f32 *a, Py_ssize_t r0, Py_ssize_t r1)
-    void fl_train_forward_rows_f64(const fl_train_f64 *a, Py_ssize_t r0, Py_ssize_t r1)
-    void fl_train_backward_rows_f32(const fl_train_f32 *a, Py_ssize_t r0, Py_ssize_t r1)
-    void fl_train_backward_rows_f64(const fl_train_f64 *a, Py_ssize_t r0, Py_ssize_t r1)
-    void fl_train_weights_f32(const fl_train_f32 *a, Py_ssize_t p0, Py_ssize_t p1)
-    void fl_train_weights_f64(const fl_train_f64 *a, Py_ssize_t p0, Py_ssize_t p1)
-    void fl_train_dx_rows_f32(const fl_train_f32 *a, Py_ssize_t r0, Py_ssize_t r1)
-    void fl_train_dx_rows_f64(const fl_train_f64 *a, Py_ssize_t r0, Py_ssize_t r1)
+    enum:
+        FL_TRAIN_FORWARD
+        FL_TRAIN_BACKWARD
+        FL_TRAIN_WEIGHTS
+        FL_TRAIN_DX
+    void fl_train_run_f32(const fl_train_f32 *a, int which, int nt)
+    void fl_train_run_f64(const fl_train_f64 *a, int which, int nt)
 
 cdef extern from "lstm_train.h" nogil:
     void fl_train_cell_row_f32(int isa, float *z, float *c, float *h, float *a, long U,
@@ -421,30 +419,20 @@ def threads_for(Py_ssize_t B, Py_ssize_t T, Py_ssize_t U, int num_threads):
     return min(num_threads, B)
 
 
-# The passes of ``_run``.
-cdef enum:
-    FORWARD = 0
-    BACKWARD = 1
-    WEIGHTS = 2
-    INPUTS = 3
-
-
-cdef void _run(int passes, const floating *x, const floating *kp,
+cdef void _run(bint backward, const floating *x, const floating *kp,
                const floating *bias, const floating *r, const floating *rt,
                floating *rec, floating *hs, floating *dz, floating *c, floating *y,
                const unsigned char *mask, floating *seq, floating *dh, floating *dc,
                floating *dy, const floating *dseq, floating *dkernel, floating *drk,
-               floating *dbias, const floating *kt, floating *dx, Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U,
-               Py_ssize_t NB, Py_ssize_t W, Py_ssize_t MR, Py_ssize_t ldx, Py_ssize_t ldh,
+               floating *dbias, const floating *kt, floating *dx, Py_ssize_t B,
+               Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, Py_ssize_t NB, Py_ssize_t W, Py_ssize_t MR, Py_ssize_t ldx, Py_ssize_t ldh,
                bint backwards, int act, int rec_act, int isa, int nt) noexcept nogil:
     """The forward pass, or the backward pass through the steps followed by
     the weight gradients and (``dx`` not NULL) the input gradient; each on
-    ``nt`` threads (row groups, groups of blocks, groups of rows of dx: all
-    independent, so no synchronisation inside a pass)."""
+    up to ``nt`` threads (row groups, groups of blocks, groups of rows of dx:
+    all independent, so no synchronisation inside a pass)."""
     cdef fl_train_f32 a32
     cdef fl_train_f64 a64
-    cdef Py_ssize_t g
-    cdef bint is_double = floating is double
     if floating is float:
         a32.B = B; a32.T_ = T; a32.n_in = I; a32.U = U; a32.Up = NB * W; a32.NB = NB
         a32.W = W; a32.MR = MR; a32.ldx = ldx; a32.ldh = ldh
@@ -455,6 +443,13 @@ cdef void _run(int passes, const floating *x, const floating *kp,
         a32.dseq = dseq; a32.dkernel = dkernel; a32.drk = drk; a32.dbias = dbias
         a32.kt = kt; a32.dx = dx
         fl_train_pick_f32(&a32, isa)
+        if not backward:
+            fl_train_run_f32(&a32, FL_TRAIN_FORWARD, nt)
+            return
+        fl_train_run_f32(&a32, FL_TRAIN_BACKWARD, nt)
+        fl_train_run_f32(&a32, FL_TRAIN_WEIGHTS, nt)
+        if dx != NULL:
+            fl_train_run_f32(&a32, FL_TRAIN_DX, nt)
     else:
         a64.B = B; a64.T_ = T; a64.n_in = I; a64.U = U; a64.Up = NB * W; a64.NB = NB
         a64.W = W; a64.MR = MR; a64.ldx = ldx; a64.ldh = ldh
@@ -465,52 +460,13 @@ cdef void _run(int passes, const floating *x, const floating *kp,
         a64.dseq = dseq; a64.dkernel = dkernel; a64.drk = drk; a64.dbias = dbias
         a64.kt = kt; a64.dx = dx
         fl_train_pick_f64(&a64, isa)
-    cdef Py_ssize_t BT = B * T
-    if nt <= 1:
-        if passes == FORWARD:
-            _group(FORWARD, is_double, &a32, &a64, 0, B)
-        else:
-            _group(BACKWARD, is_double, &a32, &a64, 0, B)
-            _group(WEIGHTS, is_double, &a32, &a64, 0, NB)
-            if dx != NULL:
-                _group(INPUTS, is_double, &a32, &a64, 0, BT)
-        return
-    with parallel(num_threads=nt):
-        if passes == FORWARD:
-            for g in prange(nt, schedule="static"):
-                _group(FORWARD, is_double, &a32, &a64, B * g // nt, B * (g + 1) // nt)
-        else:
-            for g in prange(nt, schedule="static"):
-                _group(BACKWARD, is_double, &a32, &a64, B * g // nt, B * (g + 1) // nt)
-            for g in prange(nt, schedule="static"):
-                _group(WEIGHTS, is_double, &a32, &a64, NB * g // nt, NB * (g + 1) // nt)
-            if dx != NULL:
-                for g in prange(nt, schedule="static"):
-                    _group(INPUTS, is_double, &a32, &a64, BT * g // nt, BT * (g + 1) // nt)
-
-
-cdef inline void _group(int which, bint is_double, const fl_train_f32 *a32,
-                        const fl_train_f64 *a64, Py_ssize_t i0,
-                        Py_ssize_t i1) noexcept nogil:
-    """Rows [i0, i1) through every step of the forward or backward pass, the
-    weight gradients of blocks [i0, i1), or rows [i0, i1) of dx."""
-    if is_double:
-        if which == FORWARD:
-            fl_train_forward_rows_f64(a64, i0, i1)
-        elif which == BACKWARD:
-            fl_train_backward_rows_f64(a64, i0, i1)
-        elif which == WEIGHTS:
-            fl_train_weights_f64(a64, i0, i1)
-        else:
-            fl_train_dx_rows_f64(a64, i0, i1)
-    elif which == FORWARD:
-        fl_train_forward_rows_f32(a32, i0, i1)
-    elif which == BACKWARD:
-        fl_train_backward_rows_f32(a32, i0, i1)
-    elif which == WEIGHTS:
-        fl_train_weights_f32(a32, i0, i1)
-    else:
-        fl_train_dx_rows_f32(a32, i0, i1)
+        if not backward:
+            fl_train_run_f64(&a64, FL_TRAIN_FORWARD, nt)
+            return
+        fl_train_run_f64(&a64, FL_TRAIN_BACKWARD, nt)
+        fl_train_run_f64(&a64, FL_TRAIN_WEIGHTS, nt)
+        if dx != NULL:
+            fl_train_run_f64(&a64, FL_TRAIN_DX, nt)
 
 
 cdef inline void _pad_rows(floating *dst, const floating *src, Py_ssize_t B,
@@ -578,7 +534,7 @@ def packed_forward(const floating[:, :, ::1] x,
         memset(h0, 0, B * ldh * sizeof(floating))
         _pad_rows(h0, &h[0, 0], B, U, ldh)
         _pad_rows(cbuf, &c[0, 0], B, U, ldh)
-        _run(FORWARD, &x[0, 0, 0], &kernel[0, 0, 0], &bias[0], &recurrent_kernel[0, 0, 0],
+        _run(False, &x[0, 0, 0], &kernel[0, 0, 0], &bias[0], &recurrent_kernel[0, 0, 0],
              NULL, &rec[0, 0, 0], &hs[0, 0, 0], NULL, cbuf, ybuf, mask_ptr, seq_ptr,
              NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, B, T, I, U, NB, W,
              rows, ldx, ldh, go_backwards, activation, recurrent_activation, isa, nt)
@@ -655,7 +611,7 @@ def packed_backward(const floating[:, :, ::1] x,
             for row in range(B):
                 for j in range(U):
                     dhp[row * Up + j] += dy[row, j]
-        _run(BACKWARD, &x[0, 0, 0], NULL, NULL, NULL, &recurrent_kernel_t[0, 0, 0],
+        _run(True, &x[0, 0, 0], NULL, NULL, NULL, &recurrent_kernel_t[0, 0, 0],
              <floating *>&rec[0, 0, 0], <floating *>&hs[0, 0, 0], &dz[0, 0, 0], NULL, NULL,
              mask_ptr, NULL, dhp, dcp, dyp, dseq_ptr, &dkernel[0, 0],
              &drecurrent_kernel[0, 0], &dbias[0], kt_ptr, dx_ptr, B, T, I, U, NB, W, rows,

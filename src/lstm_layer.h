@@ -1,5 +1,5 @@
 /* The LSTM time loop, run by each thread of a team, and the choice of
- * instruction set.  Plain C; _kernel.pyx owns memory and the OpenMP team.
+ * instruction set.  Plain C; _kernel.pyx owns the memory, fl_pool.h the threads.
  *
  * Packed layout (built by _kernel.pack): units are padded to Up, a multiple
  * of the block width W, and cut into NB = Up / W blocks.  Block p's slice of
@@ -8,11 +8,11 @@
  * panel.  The input kernel and bias use the same column order, so the input
  * projection [B][steps][NB*4*W] comes out of one GEMM already interleaved.
  *
- * Threads split either the batch rows (no synchronisation: rows are
- * independent) or the unit blocks (one barrier per step, since every block
- * reads all of h_prev).  Each output value is computed by exactly one tile
- * with a fixed summation order, so results are bitwise identical for any
- * number of threads.
+ * Threads share either the batch rows (no synchronisation: rows are
+ * independent) or the unit blocks (every block reads all of h_prev, so a
+ * step starts when the previous one is done); see fl_layer_job.  Each
+ * output value is computed by exactly one tile with a fixed summation
+ * order, so results are bitwise identical for any number of threads.
  */
 #ifndef FASTLSTM_LSTM_LAYER_H
 #define FASTLSTM_LSTM_LAYER_H
@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <string.h>
 #include "lstm_cell.h"
+#include "fl_pool.h"
 
 /* Instruction sets; _kernel.pyx holds the names. */
 enum { FL_ISA_PORTABLE = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2 };
@@ -114,16 +115,27 @@ FL_DEFINE_XTP_ARGS(double, f64)
 
 #include "lstm_portable.h"
 
-/* The SIMD tiles rely on GCC's `#pragma GCC target` regions; other
- * compilers (clang spells it differently, untested here) build the portable
- * path only, which stays correct everywhere. */
-#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+/* The SIMD tiles are compiled for each instruction set inside a target
+ * region: `#pragma GCC target` for GCC, `#pragma clang attribute` for clang
+ * (which gives every function of the region the target attribute).  Other
+ * compilers (MSVC) build the portable path only, which stays correct
+ * everywhere. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FL_HAVE_X86 1
+#if defined(__clang__)
+#define FL_TARGET_BEGIN(isa) \
+    _Pragma(FL_STR(clang attribute push(__attribute__((target(isa))), apply_to = function)))
+#define FL_TARGET_END _Pragma("clang attribute pop")
+#else
+#define FL_TARGET_BEGIN(isa) _Pragma("GCC push_options") _Pragma(FL_STR(GCC target(isa)))
+#define FL_TARGET_END _Pragma("GCC pop_options")
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#define FL_STR_(x) #x
+#define FL_STR(x) FL_STR_(x)
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+FL_TARGET_BEGIN("avx2,fma")
 #define FL_SUF avx2
 #define FL_W 8
 #define FL_MR 3
@@ -131,10 +143,9 @@ FL_DEFINE_XTP_ARGS(double, f64)
 #undef FL_SUF
 #undef FL_W
 #undef FL_MR
-#pragma GCC pop_options
+FL_TARGET_END
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512vl,avx2,fma")
+FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx2,fma")
 #define FL_SUF avx512
 #define FL_W 16
 #define FL_MR 6
@@ -142,24 +153,47 @@ FL_DEFINE_XTP_ARGS(double, f64)
 #undef FL_SUF
 #undef FL_W
 #undef FL_MR
-#pragma GCC pop_options
+FL_TARGET_END
 
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #else
 #define FL_HAVE_X86 0
+#endif
+
+#if FL_HAVE_X86
+#include <cpuid.h>
+/* Read from CPUID and XCR0 directly rather than with __builtin_cpu_supports,
+ * which needs the compiler's runtime library to have filled in its CPU
+ * model (not every clang toolchain does). */
+static int fl_x86_supports(int isa)
+{
+    unsigned a, b, c, d, xcr0, xcr0_hi;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    /* FMA, OSXSAVE (the OS manages XCR0) and AVX */
+    if (!(c & (1u << 12)) || !(c & (1u << 27)) || !(c & (1u << 28)))
+        return 0;
+    __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0 & 0x6) != 0x6)           /* the OS saves XMM and YMM state */
+        return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 5)))   /* AVX2 */
+        return 0;
+    if (isa == FL_ISA_AVX2)
+        return 1;
+    /* AVX-512 F, DQ and VL, and the OS saves opmask and all of ZMM */
+    return (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 31))
+        && (xcr0 & 0xe0) == 0xe0;
+}
 #endif
 
 /* Whether this CPU (and OS) can run an instruction set. */
 static int fl_isa_supported(int isa)
 {
 #if FL_HAVE_X86
-    __builtin_cpu_init();
-    if (isa == FL_ISA_AVX512)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
-            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2")
-            && __builtin_cpu_supports("fma");
-    if (isa == FL_ISA_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (isa == FL_ISA_AVX512 || isa == FL_ISA_AVX2)
+        return fl_x86_supports(isa);
 #endif
     return isa == FL_ISA_PORTABLE;
 }
@@ -195,12 +229,6 @@ static void fl_activate_f32(int isa, int kind, const float *x, float *y, ptrdiff
         y[j] = fl_act_f32(kind, x[j]);
 }
 
-#ifdef _OPENMP
-#define FL_BARRIER _Pragma("omp barrier")
-#else
-#define FL_BARRIER
-#endif
-
 #if FL_HAVE_X86
 #define FL_PICK_TILE_f32                                                      \
     if (a->isa == FL_ISA_AVX512) {                                            \
@@ -221,15 +249,61 @@ static inline int fl_tile_rows(ptrdiff_t rows, ptrdiff_t ntiles, ptrdiff_t q)
     return (int)(rows / ntiles + (q < rows % ntiles));
 }
 
-/* The whole layer, run by every thread of a team with its id.  Time is cut
- * into chunks of `chunk` steps; for each chunk a thread first computes the
- * input projection of its own rows and blocks (no other thread reads them),
- * then runs the chunk's steps. */
+/* The chunk holding step s (in processing order): its first real time t0,
+ * its length tc and s's position in it.  Going backwards the chunks are
+ * processed last first, and the last one may be short. */
+static inline void fl_chunk_of(ptrdiff_t T_, ptrdiff_t chunk, int backwards, ptrdiff_t s,
+                               ptrdiff_t *t0, ptrdiff_t *tc, ptrdiff_t *pos)
+{
+    ptrdiff_t n_chunks = (T_ + chunk - 1) / chunk, ci;
+    ptrdiff_t first = backwards ? T_ - (n_chunks - 1) * chunk : chunk;   /* its length */
+    if (s < first) {
+        ci = 0;
+        *pos = s;
+    } else {
+        ci = 1 + (s - first) / chunk;
+        *pos = (s - first) % chunk;
+    }
+    *t0 = backwards ? (n_chunks - 1 - ci) * chunk : ci * chunk;
+    *tc = T_ - *t0 < chunk ? T_ - *t0 : chunk;
+}
+
+/* Work sharing (fl_pool.h: threads join when they can, so work is claimed,
+ * never assigned):
+ *   rows:  the batch is cut into `parts` row groups; a thread claims a whole
+ *          group (every step of it) from the counter `next`.
+ *   units: the unit blocks are cut into `parts` ranges, range k belonging
+ *          to thread slot k.  Every step each range is claimed by one thread
+ *          (owner[k].count counts the steps range k was claimed for), and
+ *          `done` counts finished (step, range) pieces; a thread starts step
+ *          s + 1 once all of step s is done.  A range whose thread has not
+ *          joined the job is claimed at once by whoever is waiting; one whose
+ *          thread is present only after FL_STEAL_SPINS pauses (it may have
+ *          lost its core), so normally each thread keeps its own range and
+ *          its weights stay in that core's cache. */
+#define FL_STEAL_SPINS 4000
+typedef struct {
+    ptrdiff_t next;
+    ptrdiff_t done;
+    char pad[64 - 2 * sizeof(ptrdiff_t)];
+} fl_sync;
+typedef struct {
+    ptrdiff_t count;
+    char pad[64 - sizeof(ptrdiff_t)];
+} fl_owner;    /* one cache line each: claims of different ranges do not collide */
+
+/* The whole layer: one job for fl_pool_run.  Time is cut into chunks of
+ * `chunk` steps; at a chunk's first step, whoever runs rows r0..r1 of
+ * blocks p0..p1 first computes their input projection for the chunk. */
 #define FL_DEFINE_LAYER(T, SUF)                                               \
 typedef struct {                                                              \
     ptrdiff_t B, T_, n_in, U, Up, NB, W, MR, chunk;                           \
     int backwards, act, rec_act, isa;                                         \
-    int split_units;   /* 1: threads split blocks; 0: threads split rows */   \
+    int split_units;   /* 1: parts are unit ranges; 0: row groups */          \
+    int parts;         /* row groups or unit ranges (<= threads asked for) */ \
+    fl_sync *sync;     /* shared counters, zeroed */                          \
+    fl_owner *owner;   /* [parts] claims of the unit ranges, zeroed */        \
+    ptrdiff_t *present; /* [parts] range k's thread has joined, zeroed */     \
     const T *x;        /* inputs                    [B][T_][I] */             \
     const T *kp;       /* packed kernel             [NB][I][4][W] */          \
     const T *bias;     /* packed bias               [NB][4][W] */             \
@@ -244,36 +318,20 @@ typedef struct {                                                              \
     T *seq;            /* outputs                   [B][T_][U] or NULL */     \
 } fl_layer_##SUF;                                                             \
                                                                               \
-static void fl_layer_thread_##SUF(const fl_layer_##SUF *a, int tid, int nt)   \
+/* Step s (processing order) of rows r0..r1 and blocks p0..p1. */             \
+static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
+                                ptrdiff_t r0, ptrdiff_t r1,                   \
+                                ptrdiff_t p0, ptrdiff_t p1)                   \
 {                                                                             \
-    ptrdiff_t r0 = 0, r1 = a->B, p0 = 0, p1 = a->NB, s, ci;                   \
     void (*tile)(int, const fl_tile_##SUF *) = fl_tile_portable_##SUF;        \
     void (*proj)(int, const fl_proj_##SUF *) = fl_proj_portable_##SUF;        \
     FL_PICK_TILE_##SUF                                                        \
-    if (a->split_units) {                                                     \
-        p0 = a->NB * tid / nt;                                                \
-        p1 = a->NB * (tid + 1) / nt;                                          \
-    } else {                                                                  \
-        r0 = a->B * tid / nt;                                                 \
-        r1 = a->B * (tid + 1) / nt;                                           \
-    }                                                                         \
     ptrdiff_t rows = r1 - r0, G = a->NB * 4 * a->W, W4 = 4 * a->W;            \
-    ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                            \
-    ptrdiff_t n_chunks = (a->T_ + a->chunk - 1) / a->chunk;                   \
-    fl_tile_##SUF tl;                                                         \
-    fl_proj_##SUF pj;                                                         \
-    tl.U = a->U; tl.ldh = a->Up; tl.ldc = a->Up;                              \
-    tl.ldm = a->T_; tl.lds = a->T_ * a->U;                                    \
-    tl.act = a->act; tl.rec_act = a->rec_act;                                 \
-    tl.rec = NULL;                                                            \
-    tl.ldx = a->chunk * G;  /* the same for every chunk: see proj above */    \
-    pj.n_in = a->n_in;                                                        \
-    ptrdiff_t done = 0, tc = 0;  /* steps before this chunk, steps in it */   \
-    for (ci = 0; ci < n_chunks; ++ci, done += tc) {                           \
-        /* chunks in processing order; proj is indexed by real time */        \
-        ptrdiff_t t0 = a->backwards ? (n_chunks - 1 - ci) * a->chunk          \
-                               : ci * a->chunk;                               \
-        tc = a->T_ - t0 < a->chunk ? a->T_ - t0 : a->chunk;                   \
+    ptrdiff_t t0, tc, pos;                                                    \
+    fl_chunk_of(a->T_, a->chunk, a->backwards, s, &t0, &tc, &pos);            \
+    if (pos == 0) {                                                           \
+        fl_proj_##SUF pj;                                                     \
+        pj.n_in = a->n_in;                                                    \
         /* Tile the projection along time within each row when the chunk is   \
          * long enough, else along the batch rows at each step. */            \
         int along_time = tc >= a->MR || rows < tc;                            \
@@ -298,34 +356,78 @@ static void fl_layer_thread_##SUF(const fl_layer_##SUF *a, int tid, int nt)   \
                 }                                                             \
             }                                                                 \
         }                                                                     \
-        for (s = 0; s < tc; ++s) {                                            \
-            ptrdiff_t t = a->backwards ? t0 + tc - 1 - s : t0 + s;            \
-            ptrdiff_t k = a->backwards ? a->T_ - 1 - t : t;    /* output index */ \
-            ptrdiff_t par = (done + s) & 1;     /* h buffer of this step */   \
-            T *hprev = a->h + par * a->B * a->Up;                             \
-            T *hnext = a->h + (1 - par) * a->B * a->Up;                       \
-            for (ptrdiff_t p = p0; p < p1; ++p) {                             \
-                ptrdiff_t col = p * a->W, b = r0;                             \
-                tl.col = col;                                                 \
-                tl.r = a->r + p * a->U * W4;                                  \
-                tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);     \
-                for (ptrdiff_t q = 0; q < ntiles; ++q) {                      \
-                    int mr = fl_tile_rows(rows, ntiles, q);                   \
-                    tl.h = hprev + b * a->Up;                                 \
-                    tl.x = a->proj + (b * a->chunk + t - t0) * G + p * W4;    \
-                    tl.c = a->c + b * a->Up + col;                            \
-                    tl.hn = hnext + b * a->Up + col;                          \
-                    tl.y = a->y != NULL ? a->y + b * a->Up + col : NULL;      \
-                    tl.mask = a->mask != NULL ? a->mask + b * a->T_ + t : NULL; \
-                    tl.seq = a->seq != NULL                                   \
-                        ? a->seq + (b * a->T_ + k) * a->U + col : NULL;       \
-                    tile(mr, &tl);                                            \
-                    b += mr;                                                  \
+    }                                                                         \
+    ptrdiff_t t = a->backwards ? t0 + tc - 1 - pos : t0 + pos;                \
+    ptrdiff_t k = a->backwards ? a->T_ - 1 - t : t;    /* output index */     \
+    T *hprev = a->h + (s & 1) * a->B * a->Up;                                 \
+    T *hnext = a->h + (1 - (s & 1)) * a->B * a->Up;                           \
+    ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                            \
+    fl_tile_##SUF tl;                                                         \
+    tl.U = a->U; tl.ldh = a->Up; tl.ldc = a->Up;                              \
+    tl.ldm = a->T_; tl.lds = a->T_ * a->U;                                    \
+    tl.act = a->act; tl.rec_act = a->rec_act;                                 \
+    tl.rec = NULL;                                                            \
+    tl.ldx = a->chunk * G;  /* the same for every chunk: see proj above */    \
+    for (ptrdiff_t p = p0; p < p1; ++p) {                                     \
+        ptrdiff_t col = p * a->W, b = r0;                                     \
+        tl.col = col;                                                         \
+        tl.r = a->r + p * a->U * W4;                                          \
+        tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);             \
+        for (ptrdiff_t q = 0; q < ntiles; ++q) {                              \
+            int mr = fl_tile_rows(rows, ntiles, q);                           \
+            tl.h = hprev + b * a->Up;                                         \
+            tl.x = a->proj + (b * a->chunk + t - t0) * G + p * W4;            \
+            tl.c = a->c + b * a->Up + col;                                    \
+            tl.hn = hnext + b * a->Up + col;                                  \
+            tl.y = a->y != NULL ? a->y + b * a->Up + col : NULL;              \
+            tl.mask = a->mask != NULL ? a->mask + b * a->T_ + t : NULL;       \
+            tl.seq = a->seq != NULL                                           \
+                ? a->seq + (b * a->T_ + k) * a->U + col : NULL;               \
+            tile(mr, &tl);                                                    \
+            b += mr;                                                          \
+        }                                                                     \
+    }                                                                         \
+}                                                                             \
+                                                                              \
+/* Step s of unit range k (all rows), then count it done. */                  \
+static void fl_layer_range_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,        \
+                                 ptrdiff_t k)                                 \
+{                                                                             \
+    ptrdiff_t n = a->parts;                                                   \
+    fl_layer_step_##SUF(a, s, 0, a->B, a->NB * k / n, a->NB * (k + 1) / n);   \
+    FL_ADD(&a->sync->done, 1);                                                \
+}                                                                             \
+                                                                              \
+static void fl_layer_job_##SUF(void *ctx, int slot)                           \
+{                                                                             \
+    const fl_layer_##SUF *a = (const fl_layer_##SUF *)ctx;                    \
+    ptrdiff_t n = a->parts, s, g;                                             \
+    if (!a->split_units) {                                                    \
+        while ((g = FL_ADD(&a->sync->next, 1) - 1) < n) {                     \
+            ptrdiff_t r0 = a->B * g / n, r1 = a->B * (g + 1) / n;             \
+            for (s = 0; s < a->T_; ++s)                                       \
+                fl_layer_step_##SUF(a, s, r0, r1, 0, a->NB);                  \
+        }                                                                     \
+        return;                                                               \
+    }                                                                         \
+    fl_owner *own = a->owner;                                                 \
+    if (slot < n)                                                             \
+        FL_ADD(&a->present[slot], 1);                                         \
+    for (s = FL_LOAD(&a->sync->done) / n; s < a->T_; ++s) {                   \
+        ptrdiff_t expect = s, spins;                                          \
+        if (slot < n && FL_CLAIM(&own[slot].count, expect, s + 1))            \
+            fl_layer_range_##SUF(a, s, slot);                                 \
+        for (spins = 0; FL_LOAD(&a->sync->done) < (s + 1) * n; ++spins) {     \
+            if (spins == 0 || spins == FL_STEAL_SPINS) {                      \
+                for (ptrdiff_t i = 1; i < n; ++i) {                           \
+                    ptrdiff_t k = (slot + i) % n;                             \
+                    expect = s;                                               \
+                    if ((spins || !FL_LOAD(&a->present[k]))                   \
+                        && FL_CLAIM(&own[k].count, expect, s + 1))            \
+                        fl_layer_range_##SUF(a, s, k);                        \
                 }                                                             \
             }                                                                 \
-            if (a->split_units && nt > 1) {                                   \
-                FL_BARRIER                                                    \
-            }                                                                 \
+            FL_PAUSE();                                                       \
         }                                                                     \
     }                                                                         \
 }
@@ -333,23 +435,5 @@ static void fl_layer_thread_##SUF(const fl_layer_##SUF *a, int tid, int nt)   \
 FL_DEFINE_LAYER(float, f32)
 FL_DEFINE_LAYER(double, f64)
 #undef FL_DEFINE_LAYER
-
-/* 1 when the module was compiled with OpenMP. */
-static int fl_openmp(void)
-{
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
-
-/* The size of the current thread team (1 outside a parallel region). */
-#ifdef _OPENMP
-#include <omp.h>
-static int fl_team_size(void) { return omp_get_num_threads(); }
-#else
-static int fl_team_size(void) { return 1; }
-#endif
 
 #endif /* FASTLSTM_LSTM_LAYER_H */

@@ -4,7 +4,7 @@
  *   #define FL_SUF avx512     name suffix of everything defined here
  *   #define FL_W 16           lanes (floats) per vector
  *   #define FL_MR 6           most batch rows per tile
- *   #pragma GCC target(...)   set by the includer around the #include
+ *   a target region (GCC or clang) set by the includer around the #include
  *
  * A tile owns `mr` batch rows and one block of W units.  Its 4*mr gate
  * vectors (i, f, c, o for each row) stay in registers from the input

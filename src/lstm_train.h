@@ -142,8 +142,10 @@ FL_DEFINE_TRAIN(double, f64)
  * forward step is the inference tile, which also writes a record of the
  * step; the backward step is fl_back.  Both take a group of batch rows
  * through every step; rows are independent, so groups run on separate
- * threads without synchronisation, and a row's arithmetic does not depend
- * on the grouping (the tiles' fixed summation order).
+ * threads (fl_pool.h) without synchronisation, and a row's arithmetic does
+ * not depend on the grouping (the tiles' fixed summation order).  The
+ * weight gradients and dL/dx follow as passes of their own, over groups of
+ * blocks and of rows.
  *
  * Buffers (B batch, T_ steps, I features, U units padded to Up = NB * W,
  * NQ = ceil(NB / 4) groups of 4 blocks, G4 = 4 * Up, G6 = NB * 6 * W):
@@ -380,8 +382,50 @@ static void fl_train_dx_rows_##SUF(const fl_train_##SUF *a, ptrdiff_t r0,     \
             b += mr;                                                          \
         }                                                                     \
     }                                                                         \
+}                                                                             \
+                                                                              \
+/* One pass as a job for fl_pool_run: the `total` rows (FL_TRAIN_FORWARD,    \
+ * _BACKWARD, _DX) or blocks (FL_TRAIN_WEIGHTS) are cut into `parts` groups,  \
+ * each claimed whole by one thread; a group's arithmetic does not depend on \
+ * who runs it. */                                                            \
+typedef struct {                                                              \
+    const fl_train_##SUF *a;                                                  \
+    int pass;                                                                 \
+    ptrdiff_t total, parts;                                                   \
+    ptrdiff_t next;           /* groups claimed so far */                     \
+} fl_train_job_##SUF;                                                         \
+                                                                              \
+static void fl_train_job_fn_##SUF(void *ctx, int slot)                        \
+{                                                                             \
+    fl_train_job_##SUF *j = (fl_train_job_##SUF *)ctx;                        \
+    ptrdiff_t g;                                                              \
+    (void)slot;                                                               \
+    while ((g = FL_ADD(&j->next, 1) - 1) < j->parts) {                        \
+        ptrdiff_t i0 = j->total * g / j->parts;                               \
+        ptrdiff_t i1 = j->total * (g + 1) / j->parts;                         \
+        switch (j->pass) {                                                    \
+        case FL_TRAIN_FORWARD: fl_train_forward_rows_##SUF(j->a, i0, i1); break; \
+        case FL_TRAIN_BACKWARD: fl_train_backward_rows_##SUF(j->a, i0, i1); break; \
+        case FL_TRAIN_WEIGHTS: fl_train_weights_##SUF(j->a, i0, i1); break;   \
+        default: fl_train_dx_rows_##SUF(j->a, i0, i1); break;                 \
+        }                                                                     \
+    }                                                                         \
+}                                                                             \
+                                                                              \
+/* Pass `pass` on up to nt threads. */                                        \
+static void fl_train_run_##SUF(const fl_train_##SUF *a, int pass, int nt)     \
+{                                                                             \
+    fl_train_job_##SUF job;                                                   \
+    job.a = a;                                                                \
+    job.pass = pass;                                                          \
+    job.total = pass == FL_TRAIN_WEIGHTS ? a->NB                              \
+              : pass == FL_TRAIN_DX ? a->B * a->T_ : a->B;                    \
+    job.parts = nt;                                                           \
+    job.next = 0;                                                             \
+    fl_pool_run(fl_train_job_fn_##SUF, &job, nt);                             \
 }
 
+enum { FL_TRAIN_FORWARD, FL_TRAIN_BACKWARD, FL_TRAIN_WEIGHTS, FL_TRAIN_DX };
 FL_DEFINE_TRAIN_LAYER(float, f32)
 FL_DEFINE_TRAIN_LAYER(double, f64)
 #undef FL_DEFINE_TRAIN_LAYER

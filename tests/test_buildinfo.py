@@ -15,11 +15,11 @@ from fastlstm import buildinfo
 def test_build_config_reports_this_process():
     config = buildinfo.build_config()
     assert set(config) == {"fastlstm", "python", "platform", "numpy", "scipy", "compiler",
-                           "openmp", "threads", "simd", "blas"}
+                           "thread_pool", "threads", "simd", "blas"}
     assert config["fastlstm"] == fastlstm.__version__
     assert config["numpy"] == np.__version__ and config["scipy"] == scipy.__version__
     assert config["python"] == ".".join(map(str, sys.version_info[:3]))
-    assert isinstance(config["openmp"], bool) and config["threads"] >= 1
+    assert isinstance(config["thread_pool"], bool) and config["threads"] >= 1
     simd = config["simd"]
     assert simd["chosen"] in simd["supported"] and "portable" in simd["supported"]
     assert simd["FASTLSTM_ISA"] == os.environ.get("FASTLSTM_ISA")
@@ -45,11 +45,11 @@ def test_show_config_prints_every_fact(capsys):
     out = capsys.readouterr().out
     config = buildinfo.build_config()
     assert out.startswith(f"fastlstm {fastlstm.__version__}\n")
-    for key in ("python", "numpy", "scipy", "compiler", "openmp", "simd", "blas"):
+    for key in ("python", "numpy", "scipy", "compiler", "threads", "simd", "blas"):
         assert f"\n  {key}:" in out
     assert f"numpy:     {np.__version__}" in out
     assert f"chosen {config['simd']['chosen']}" in out
-    assert ("openmp:    on" if config["openmp"] else "openmp:    off") in out
+    assert ("threads:   pool" if config["thread_pool"] else "threads:   one") in out
     for library in config["blas"]:
         assert library["filepath"] in out
 
@@ -65,4 +65,4 @@ def test_module_prints_config():
     result = subprocess.run([sys.executable, "-m", "fastlstm", "--config"],
                             capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.startswith(f"fastlstm {fastlstm.__version__}\n")
-    assert "simd:" in result.stdout and "openmp:" in result.stdout
+    assert "simd:" in result.stdout and "threads:" in result.stdout

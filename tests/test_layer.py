@@ -92,7 +92,7 @@ def test_set_weights_roundtrip_and_builds_unbuilt_layer(make_weights):
     layer = fastlstm.LSTM(3)
     layer.set_weights(weights)
     assert layer.built and layer.input_dim == 6
-    for got, want in zip(layer.get_weights(), weights):
+    for got, want in zip(layer.get_weights(), weights, strict=True):
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, want.astype(np.float32))
     # get_weights returns copies: editing them does not change the layer
@@ -153,7 +153,7 @@ def test_seed_reproducible():
         layer.build(3)
         return layer.get_weights()
 
-    for a, b in zip(weights(1), weights(1)):
+    for a, b in zip(weights(1), weights(1), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(weights(1)[0], weights(2)[0])
 
@@ -199,7 +199,7 @@ def test_layouts_and_readonly_inputs_are_not_written(make_weights):
     h_frozen.flags.writeable = c_frozen.flags.writeable = False
     for variant in (fortran, strided, frozen):
         got = layer(variant, mask=mask, initial_state=[h_frozen, c_frozen])
-        for a, b in zip(got, expected):
+        for a, b in zip(got, expected, strict=True):
             np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(frozen, x)
     np.testing.assert_array_equal(h_frozen, h0)

@@ -36,7 +36,7 @@ def ours(weights, x, *, dtype, mask=None, initial_state=None, **options):
 def assert_same(got, want, dtype, tol):
     if isinstance(want, list):
         assert isinstance(got, list) and len(got) == len(want)
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w, **tol(dtype))
     else:
         assert isinstance(got, np.ndarray)

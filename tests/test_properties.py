@@ -66,6 +66,6 @@ def test_layer_matches_reference(p, tol):
     expected = [output, h, c] if p["return_state"] else [output]
     got = got if p["return_state"] else [got]
     assert len(got) == len(expected)
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert g.shape == e.shape and g.dtype == dtype
         np.testing.assert_allclose(g, e, **tol(dtype))

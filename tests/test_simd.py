@@ -65,7 +65,7 @@ def _run(weights, x, *, mask=None, state=None, go_backwards=False, num_threads=N
 
 
 def _assert_close(ours, theirs, tol, dtype):
-    for name, a, b in zip(("sequence", "last output", "h", "c"), ours, theirs):
+    for name, a, b in zip(("sequence", "last output", "h", "c"), ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, **tol(dtype), err_msg=name)
 
 
@@ -132,11 +132,11 @@ def test_time_chunks(isa, shape, go_backwards, tol):
     _assert_close(ours, theirs, tol, np.float32)
 
 
-# (batch, timesteps, units): rows split between threads (batch 37; batch 3
-# with one row per thread), several time chunks (batch 64), unit blocks
-# split (batch 1 and 2, steps big enough for a team), each large enough to
-# run on a team.
-THREAD_SHAPES = [(37, 40, 45), (3, 60, 77), (64, 150, 128), (1, 4, 512), (2, 3, 600)]
+# (batch, timesteps, units): rows shared between threads (batch 37; batch 3
+# with units too few to share), several time chunks (batch 64), unit blocks
+# shared (batch 1, 2 and 3), each large enough to use several threads.
+THREAD_SHAPES = [(37, 40, 45), (3, 60, 20), (3, 60, 77), (64, 150, 128), (1, 4, 512),
+                 (2, 3, 600)]
 
 
 @pytest.mark.parametrize("shape", THREAD_SHAPES, ids=str)
@@ -147,20 +147,22 @@ def test_threads_bitwise_identical(isa, shape):
     mask = rng.random((batch, timesteps)) > 0.1
     weights = _weights(7, units, np.float32, 10)
     runs = [_run(weights, x, mask=mask, num_threads=n)[0] for n in (1, 2, 3, 4)]
-    for n, result in zip((2, 3, 4), runs[1:]):
-        for a, b in zip(runs[0], result):
+    for n, result in zip((2, 3, 4), runs[1:], strict=True):
+        for a, b in zip(runs[0], result, strict=True):
             assert np.array_equal(a, b), f"num_threads={n} differs from num_threads=1"
 
 
 def test_thread_plans_cover_both_splits():
-    """The shapes above really exercise both ways of splitting the work."""
-    plans = {_kernel.plan(b, t, u, 2, "portable") for b, t, u in THREAD_SHAPES}
+    """The shapes above really exercise both ways of sharing the work."""
+    plans = {_kernel.plan(b, t, 7, u, 2, "portable") for b, t, u in THREAD_SHAPES}
     assert {split for _, split in plans} == {"rows", "units"}
     assert all(threads > 1 for threads, _ in plans)
-    # Tiny problems stay on one thread: a team costs more than it saves.
-    assert _kernel.plan(10, 4, 8, 4)[0] == 1
-    # Small steps never split units: a barrier per step is too risky.
-    assert _kernel.plan(1, 1000, 64, 2) == (1, "rows")
+    # Tiny problems stay on one thread: waking a worker costs more than it saves.
+    assert _kernel.plan(10, 4, 4, 8, 4)[0] == 1
+    # Small steps of one sequence do not share units: the hand-over of h
+    # between cores each step costs more than half a step.
+    assert _kernel.plan(1, 1000, 64, 32, 2) == (1, "rows")
+    assert _kernel.plan(1, 1000, 64, 64, 2) == (2, "units")
 
 
 def test_float64_uses_portable_layout(isa):
@@ -245,7 +247,7 @@ def test_default_threads_follow_omp_num_threads():
                      OMP_NUM_THREADS="1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
-    expected = len(os.sched_getaffinity(0)) if _kernel.OPENMP else 1
+    expected = len(os.sched_getaffinity(0)) if _kernel.THREAD_POOL else 1
     assert _kernel.DEFAULT_THREADS <= expected
 
 
@@ -301,7 +303,7 @@ def test_info_reports_the_kernel():
     info = _kernel.info()
     assert info["isa"] == _kernel.isa()
     assert info["supported_isas"][0] == "portable"
-    assert info["openmp"] is _kernel.OPENMP
+    assert info["thread_pool"] is _kernel.THREAD_POOL
     assert info["default_threads"] >= 1
-    if not info["openmp"]:
+    if not info["thread_pool"]:
         assert info["default_threads"] == 1
