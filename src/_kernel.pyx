@@ -182,37 +182,57 @@ cdef class Packed:
     cdef readonly Py_ssize_t units, padded
 
 
+cdef void _panels(const floating *w, Py_ssize_t K, Py_ssize_t U, Py_ssize_t W,
+                  Py_ssize_t NB, floating *out) noexcept nogil:
+    """``w [K, 4U]`` (gate blocks i, f, c, o) -> ``out [NB, K, 4, W]``: block
+    p's units p*W .. p*W+W-1 of each gate, zero past unit U."""
+    cdef Py_ssize_t p, k, g, n
+    cdef floating *dst
+    for p in range(NB):
+        n = min(W, U - p * W)
+        for k in range(K):
+            for g in range(4):
+                dst = out + ((p * K + k) * 4 + g) * W
+                memcpy(dst, w + k * 4 * U + g * U + p * W, n * sizeof(floating))
+                memset(dst + n, 0, (W - n) * sizeof(floating))
+
+
+def _pack_matrix(w, Py_ssize_t W, Py_ssize_t NB):
+    """``w [K, 4U]`` as panels ``[NB, K, 4*W]`` (see ``_panels``)."""
+    cdef Py_ssize_t K = w.shape[0], U = w.shape[1] // 4
+    w = np.ascontiguousarray(w)
+    out = np.empty((NB, K, 4 * W), w.dtype)
+    cdef void *src = cnp.PyArray_DATA(w)
+    cdef void *dst = cnp.PyArray_DATA(out)
+    if w.dtype == np.float32:
+        with nogil:
+            _panels(<const float *>src, K, U, W, NB, <float *>dst)
+    else:
+        with nogil:
+            _panels(<const double *>src, K, U, W, NB, <double *>dst)
+    return out
+
+
 def pack(kernel, recurrent_kernel, bias):
     """Pack ``kernel [I, 4U]``, ``recurrent_kernel [U, 4U]`` and
-    ``bias [4U]`` (Keras gate blocks i, f, c, o) for the current ISA.
+    ``bias [4U]`` (Keras gate blocks i, f, c, o; one dtype, float32 or
+    float64) for the current ISA.
 
     Units are padded with zero weights to a multiple of the block width W;
     gate columns are reordered to [block][gate][W] so one tile's gates are
-    contiguous, and each block's rows of a matrix form one contiguous panel.  Float64 always uses the portable layout.
+    contiguous, and each block's rows of a matrix form one contiguous panel.
+    Float64 always uses the portable layout.
     """
     cdef Packed p = Packed()
-    dtype = kernel.dtype
-    is_double = dtype == np.float64
+    is_double = kernel.dtype == np.float64
     code = FL_ISA_PORTABLE if is_double else _isa
     W = fl_isa_width(code, is_double)
     U = recurrent_kernel.shape[0]
     Up = -(-U // W) * W
     NB = Up // W
-
-    def columns(w):   # [..., 4U] -> [..., NB*4*W]
-        lead = w.shape[:w.ndim - 1]
-        padded = np.zeros(lead + (4, Up), dtype)
-        padded[..., :U] = w.reshape(lead + (4, U))
-        blocks = padded.reshape(lead + (4, NB, W))
-        order = np.moveaxis(blocks, w.ndim - 1, w.ndim)   # gate after block
-        return np.ascontiguousarray(order).reshape(lead + (NB * 4 * W,))
-
-    def panels(w):    # [K, 4U] -> [NB, K, 4*W]: one contiguous panel per block
-        return np.ascontiguousarray(columns(w).reshape(w.shape[0], NB, 4 * W).transpose(1, 0, 2))
-
-    p.kernel = panels(kernel)
-    p.bias = columns(bias)
-    p.recurrent_kernel = panels(recurrent_kernel)
+    p.kernel = _pack_matrix(kernel, W, NB)
+    p.bias = _pack_matrix(bias.reshape(1, 4 * U), W, NB).reshape(NB * 4 * W)
+    p.recurrent_kernel = _pack_matrix(recurrent_kernel, W, NB)
     p.isa = ISA_NAMES[code]
     p.isa_code = code
     p.selected = _isa
