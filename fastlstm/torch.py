@@ -30,6 +30,23 @@ def _array(tensor: Any, copy: bool = False) -> NDArray[Any]:
     return np.array(tensor.detach().numpy(), order="C", copy=copy or None)
 
 
+class _Lease:
+    """A training tape lent to one autograd node.  When the node is freed
+    (after a backward without ``retain_graph``, or with its outputs) the
+    tape goes back to its layer's free list, so the next step reuses its
+    pages instead of faulting in fresh ones (~27 ms a step at
+    (64, 50, 256, 512))."""
+
+    __slots__ = ("tape", "free")
+
+    def __init__(self, tape: training.Tape, free: list[training.Tape]) -> None:
+        self.tape, self.free = tape, free
+
+    def __del__(self) -> None:
+        if not self.free:              # one spare per (layer, direction)
+            self.free.append(self.tape)
+
+
 # torch is not analysed (see [tool.mypy]), so its classes are Any to mypy.
 class _Direction(torch.autograd.Function):  # type: ignore[misc]
     """One LSTM layer in one direction, batch-major: x (B, T, I) ->
@@ -37,20 +54,25 @@ class _Direction(torch.autograd.Function):  # type: ignore[misc]
 
     @staticmethod
     def forward(ctx: Any, x: Any, h0: Any, c0: Any, weight_ih: Any, weight_hh: Any,
-                bias_ih: Any, bias_hh: Any, reverse: bool) -> tuple[Any, Any, Any]:
+                bias_ih: Any, bias_hh: Any, reverse: bool,
+                free: list[training.Tape]) -> tuple[Any, Any, Any]:
         kernel = _array(weight_ih.T)
         recurrent_kernel = _array(weight_hh.T)
         if bias_ih is None:
             bias = np.zeros(kernel.shape[1], kernel.dtype)
         else:
             bias = _array(bias_ih + bias_hh)
+        try:
+            workspace: training.Tape | None = free.pop()
+        except IndexError:             # none spare (e.g. a second forward before backward)
+            workspace = None
         sequence, _, h, c, tape = training.forward(
             _array(x), kernel, recurrent_kernel, bias, _array(h0, True), _array(c0, True),
-            go_backwards=reverse)
+            go_backwards=reverse, workspace=workspace)
         assert sequence is not None     # return_sequence=True (for mypy)
         if reverse:        # fastlstm returns processing order; torch, time order
             sequence = np.ascontiguousarray(sequence[:, ::-1])
-        ctx.tape, ctx.reverse = tape, reverse
+        ctx.lease, ctx.reverse = _Lease(tape, free), reverse
         ctx.has_bias = bias_ih is not None
         return torch.from_numpy(sequence), torch.from_numpy(h), torch.from_numpy(c)
 
@@ -58,7 +80,7 @@ class _Direction(torch.autograd.Function):  # type: ignore[misc]
     def backward(ctx: Any, d_sequence: Any, d_h: Any, d_c: Any) -> tuple[Any, ...]:
         d_sequence = d_sequence.flip(1) if ctx.reverse else d_sequence
         dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = training.backward(
-            ctx.tape, _array(d_sequence), None, _array(d_h, True), _array(d_c, True),
+            ctx.lease.tape, _array(d_sequence), None, _array(d_h, True), _array(d_c, True),
             input_gradient=ctx.needs_input_grad[0])
         # Both biases get the gradient of their sum; separate tensors, since
         # autograd may adopt a returned gradient as the parameter's .grad.
@@ -69,7 +91,7 @@ class _Direction(torch.autograd.Function):  # type: ignore[misc]
         dx = None if dx is None else torch.from_numpy(dx)
         return (dx, torch.from_numpy(dh0), torch.from_numpy(dc0),
                 torch.from_numpy(dkernel).T, torch.from_numpy(drecurrent_kernel).T,
-                dbias_ih, dbias_hh, None)
+                dbias_ih, dbias_hh, None, None)
 
 
 class LSTM(nn.Module):  # type: ignore[misc]
@@ -122,6 +144,7 @@ class LSTM(nn.Module):  # type: ignore[misc]
                     self.register_parameter(
                         f"{name}_l{layer}{suffix}",
                         nn.Parameter(torch.empty(shape, dtype=dtype)))
+        self._free_tapes: list[list[training.Tape]] = [[] for _ in range(num_layers * directions)]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -180,7 +203,7 @@ class LSTM(nn.Module):  # type: ignore[misc]
                 index = layer * directions + direction
                 sequence, h, c = _Direction.apply(
                     x, h0[index], c0[index], *self._weights(layer, suffix),
-                    bool(direction))
+                    bool(direction), self._free_tapes[index])
                 outputs.append(sequence)
                 h_n.append(h)
                 c_n.append(c)
@@ -190,6 +213,12 @@ class LSTM(nn.Module):  # type: ignore[misc]
         if not batched:
             output, h_n, c_n = output.squeeze(1), h_n.squeeze(1), c_n.squeeze(1)
         return output, (h_n, c_n)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (torch.save, deepcopy) without the spare training tapes."""
+        state = super().__getstate__()
+        state["_free_tapes"] = [[] for _ in self._free_tapes]
+        return state  # type: ignore[no-any-return]
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "

@@ -174,3 +174,31 @@ def test_bias_gradients_do_not_share_memory():
     expected = module.bias_hh_l0.grad.clone()
     module.bias_ih_l0.grad.mul_(0)            # e.g. an in-place clipping step
     torch.testing.assert_close(module.bias_hh_l0.grad, expected)
+
+
+def test_reused_training_tapes_keep_gradients_right(tol):
+    """The module lends a spare tape to the next forward once a graph is
+    freed: graphs alive at once (two forwards, then both backwards; a loop
+    whose previous outputs are still bound) must each keep their own."""
+    theirs, ours = _pair(torch.float64, input_size=4, hidden_size=5, num_layers=2,
+                         batch_first=True)
+    generator = torch.Generator().manual_seed(3)
+    xs = [torch.randn(2, 6, 4, generator=generator, dtype=torch.float64) for _ in range(4)]
+
+    def grads(module, two_at_once):
+        module.zero_grad()
+        if two_at_once:      # both graphs alive while the second forward runs
+            outputs = [module(x)[0] for x in xs[:2]]
+            for output in reversed(outputs):
+                output.sum().backward()
+        for x in xs[2:]:     # the previous step's outputs still bound
+            output, _ = module(x)
+            (output ** 2).sum().backward()
+        return [p.grad.clone() for p in module.parameters()]
+
+    for two_at_once in (True, False):
+        for _ in range(2):   # the second round runs on recycled tapes
+            for a, e in zip(grads(ours, two_at_once), grads(theirs, two_at_once),
+                            strict=True):
+                np.testing.assert_allclose(a.numpy(), e.numpy(), **tol(np.float64))
+    assert all(len(free) == 1 for free in ours._free_tapes)
