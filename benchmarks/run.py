@@ -36,7 +36,12 @@ GRID = [  # (batch, timesteps, input_dim, units)
 
 
 def median_seconds(fn, budget):
-    """Median time of one call of ``fn``, calling it for about ``budget`` s."""
+    """Median time of one call of ``fn``, calling it for about ``budget`` s.
+
+    A pause first lets the previous library's spinning worker threads
+    (OpenBLAS, onnxruntime, fastlstm's pool) go to sleep: on 2 cores they
+    would otherwise take one from ``fn``."""
+    time.sleep(0.3)
     fn()                                    # warm up (allocations, caches)
     times = []
     deadline = time.perf_counter() + budget

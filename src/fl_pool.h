@@ -181,8 +181,19 @@ static void fl_pool_run(fl_job_fn fn, void *ctx, int n)
     __atomic_store_n(&fl_pool.busy, 0, __ATOMIC_RELEASE);
 }
 
+/* A cheap clock for comparing two intervals of one thread. */
+static inline long long fl_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return (long long)__builtin_ia32_rdtsc();
+#else
+    return fl_now_ns();
+#endif
+}
+
 #else
 #define FL_HAVE_POOL 0
+static inline long long fl_ticks(void) { return 0; }
 static void fl_pool_run(fl_job_fn fn, void *ctx, int n)
 {
     (void)n;

@@ -282,10 +282,17 @@ static inline void fl_chunk_of(ptrdiff_t T_, ptrdiff_t chunk, int backwards, ptr
  *          lost its core), so normally each thread keeps its own range and
  *          its weights stay in that core's cache. */
 #define FL_STEAL_SPINS 4000
+/* Sharing units pays only while handing h between cores costs less than
+ * the work it halves, and that hand-over varies (here, on a VM: 70 to 340 ns
+ * a round trip).  So the caller times its first steps: if it waited for
+ * the others longer than it computed, it finishes the job alone (`solo`;
+ * the others leave at their next step). */
+#define FL_ADAPT_STEPS 8
 typedef struct {
     ptrdiff_t next;
     ptrdiff_t done;
-    char pad[64 - 2 * sizeof(ptrdiff_t)];
+    ptrdiff_t solo;
+    char pad[64 - 3 * sizeof(ptrdiff_t)];
 } fl_sync;
 typedef struct {
     ptrdiff_t count;
@@ -411,23 +418,36 @@ static void fl_layer_job_##SUF(void *ctx, int slot)                           \
         return;                                                               \
     }                                                                         \
     fl_owner *own = a->owner;                                                 \
+    long long computed = 0, waited = 0;     /* ticks of the caller's steps */ \
+    ptrdiff_t first = FL_LOAD(&a->sync->done) / n;                            \
     if (slot < n)                                                             \
         FL_ADD(&a->present[slot], 1);                                         \
-    for (s = FL_LOAD(&a->sync->done) / n; s < a->T_; ++s) {                   \
+    for (s = first; s < a->T_; ++s) {                                         \
         ptrdiff_t expect = s, spins;                                          \
+        int solo = FL_LOAD(&a->sync->solo) != 0;                              \
+        if (solo && slot != 0)                                                \
+            return;                                                           \
+        long long t0 = fl_ticks();                                            \
         if (slot < n && FL_CLAIM(&own[slot].count, expect, s + 1))            \
             fl_layer_range_##SUF(a, s, slot);                                 \
+        long long t1 = fl_ticks();                                            \
         for (spins = 0; FL_LOAD(&a->sync->done) < (s + 1) * n; ++spins) {     \
             if (spins == 0 || spins == FL_STEAL_SPINS) {                      \
                 for (ptrdiff_t i = 1; i < n; ++i) {                           \
                     ptrdiff_t k = (slot + i) % n;                             \
                     expect = s;                                               \
-                    if ((spins || !FL_LOAD(&a->present[k]))                   \
+                    if ((spins || solo || !FL_LOAD(&a->present[k]))           \
                         && FL_CLAIM(&own[k].count, expect, s + 1))            \
                         fl_layer_range_##SUF(a, s, k);                        \
                 }                                                             \
             }                                                                 \
             FL_PAUSE();                                                       \
+        }                                                                     \
+        if (slot == 0 && !solo && s > first) {  /* first: projection, joins */ \
+            computed += t1 - t0;                                              \
+            waited += fl_ticks() - t1;                                        \
+            if (s == first + FL_ADAPT_STEPS && waited > computed)             \
+                FL_ADD(&a->sync->solo, 1);                                    \
         }                                                                     \
     }                                                                         \
 }
