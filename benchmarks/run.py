@@ -35,13 +35,13 @@ GRID = [  # (batch, timesteps, input_dim, units)
 ]
 
 
-def median_seconds(fn, budget):
-    """Median time of one call of ``fn``, calling it for about ``budget`` s.
+def sample_seconds(fn, budget):
+    """Times of single calls of ``fn``, calling it for about ``budget`` s.
 
     A pause first lets the previous library's spinning worker threads
     (OpenBLAS, onnxruntime, fastlstm's pool) go to sleep: on 2 cores they
     would otherwise take one from ``fn``."""
-    time.sleep(0.3)
+    time.sleep(0.2)
     fn()                                    # warm up (allocations, caches)
     times = []
     deadline = time.perf_counter() + budget
@@ -49,7 +49,25 @@ def median_seconds(fn, budget):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn, budget):
+    """Median time of one call of ``fn``, calling it for about ``budget`` s."""
+    return statistics.median(sample_seconds(fn, budget))
+
+
+def medians_in_turns(calls, budget, rounds=5):
+    """``{(cell, name): median seconds}`` for ``calls`` (name -> callable),
+    timed in blocks of ``budget / rounds`` seconds that take turns for
+    ``rounds`` rounds, so that a change in the load of this shared machine
+    (other processes, the host moving our virtual cores) hits every library
+    alike instead of the one that happened to run then."""
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            times[name].extend(sample_seconds(call, budget / rounds))
+    return {name: statistics.median(samples) for name, samples in times.items()}
 
 
 def lstm_flops(batch, steps, input_dim, units):
@@ -227,8 +245,9 @@ def main(argv=None):
             progress.set_postfix_str(f"{cell} {name}")
             np.testing.assert_allclose(call(), expected, rtol=1e-3, atol=1e-4,
                                        err_msg=f"{name} disagrees on {cell}")
-            results[cell, name] = median_seconds(call, budget)
             progress.update()
+        results.update({(cell, name): seconds
+                        for name, seconds in medians_in_turns(calls, budget).items()})
     progress.close()
     # Last: OpenBLAS's threads keep spinning for a while after a GEMM and
     # would slow whatever ran next on this 2-core machine.
@@ -346,7 +365,8 @@ BLAS (threadpoolctl): {blas_description()}
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this run: {'yes' if unset else 'NO'}
 Same-run float32 sgemm ceiling (2048³, NumPy): {ceiling:.1f} GFLOP/s
 {extra}
-float32, return_sequences=False; milliseconds are medians of one call;
+float32, return_sequences=False; milliseconds are medians of single calls,
+timed in 5 rounds of blocks that take turns between the libraries;
 "× vs peer" is the peer's time divided by fastlstm's (above 1: fastlstm is
 faster); "best peer" is the fastest of torch and onnxruntime at 1 thread
 (1T) and at all threads.  onnxruntime gets its time-major input
@@ -361,11 +381,11 @@ in a fresh process after a one-step warm-up; return_sequences=False):
 
 {memory}
 """
-    # Sections other benchmarks keep in the same file (bench_training.py's
-    # "## Training step") survive a rerun of this one.
+    # The file's "## " sections (bench_training.py's "## Training step",
+    # notes written by hand) survive a rerun of this one.
     if args.output.exists():
         previous = args.output.read_text()
-        kept = previous.find("\n## Training step")
+        kept = previous.find("\n## ")
         if kept >= 0:
             text = text.rstrip("\n") + "\n" + previous[kept:]
     args.output.write_text(text)
