@@ -42,3 +42,18 @@ def make_weights():
         ]
 
     return make
+
+
+@pytest.fixture(params=["portable", "avx2", "avx512"])
+def isa(request):
+    """Each float32 instruction set in turn (skipped where the CPU lacks
+    it), restoring the default afterwards."""
+    from fastlstm import _kernel
+
+    name = request.param
+    if name not in _kernel.supported_isas():
+        pytest.skip(f"this CPU cannot run {name} (supported: {_kernel.supported_isas()})")
+    previous = _kernel.isa()
+    _kernel.set_isa(name)
+    yield name
+    _kernel.set_isa(previous)

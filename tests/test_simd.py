@@ -14,20 +14,7 @@ import pytest
 import fastlstm
 from fastlstm import _kernel, reference
 
-ALL_ISAS = ["portable", "avx2", "avx512"]
 ACTIVATIONS = ["tanh", "sigmoid", "hard_sigmoid", "relu", "linear"]
-
-
-@pytest.fixture(params=ALL_ISAS)
-def isa(request):
-    """Force one instruction set for the test, then restore the default."""
-    name = request.param
-    if name not in _kernel.supported_isas():
-        pytest.skip(f"this CPU cannot run {name} (supported: {_kernel.supported_isas()})")
-    previous = _kernel.isa()
-    _kernel.set_isa(name)
-    yield name
-    _kernel.set_isa(previous)
 
 
 def _weights(input_dim, units, dtype, seed, bounded=True, long=False):

@@ -440,21 +440,7 @@ def test_nan_and_inf_propagate_like_the_reference(make_weights, dtype):
 
 
 # ------------------------------------------- packed path: ISAs, threads, shapes
-ALL_ISAS = ["portable", "avx2", "avx512"]
-
-
-@pytest.fixture(params=ALL_ISAS)
-def isa(request):
-    """Force one instruction set for the test, then restore the default."""
-    from fastlstm import _kernel
-
-    name = request.param
-    if name not in _kernel.supported_isas():
-        pytest.skip(f"this CPU cannot run {name} (supported: {_kernel.supported_isas()})")
-    previous = _kernel.isa()
-    _kernel.set_isa(name)
-    yield name
-    _kernel.set_isa(previous)
+# (the `isa` fixture, one instruction set at a time, is in conftest.py)
 
 
 def _record_and_backprop(weights, x, state, mask, cotangents, go_backwards=False,
