@@ -50,15 +50,21 @@ typedef struct {                                                              \
     ptrdiff_t ldr;                                                            \
 } fl_tile_##SUF;
 
-/* Input projection of mr rows of x for one block: out = bias + x @ panel. */
+/* A product tile for mr rows and one block (4*W columns):
+ *   out[r] = init[r] + sum_k x[r * ldx + k * ldk] * panel[k].
+ * The input projection: x row-major (ldk = 1), init = the block's bias for
+ * every row (ldb = 0).  Training's weight gradients x^T dZ and h^T dZ: x
+ * read down its columns (ldx = 1), init = out to accumulate (bias = out,
+ * ldb = ldo) or zero (bias = NULL). */
 #define FL_DEFINE_PROJ_ARGS(T, SUF)                                           \
 typedef struct {                                                              \
-    ptrdiff_t n_in;               /* features: length of the k loop */        \
-    const T *x;              /* inputs                [mr][ldx] */            \
-    ptrdiff_t ldx;                                                            \
-    const T *kp;             /* packed kernel panel   [I][4][W] */            \
-    const T *bias;           /* packed bias of the block [4][W] */            \
-    T *out;                  /* projection at block   [mr][ldo] */            \
+    ptrdiff_t n_in;               /* length of the k loop */                  \
+    const T *x;                   /* x[r * ldx + k * ldk] */                  \
+    ptrdiff_t ldx, ldk;                                                       \
+    const T *kp;                  /* packed panel          [n_in][4][W] */    \
+    const T *bias;                /* init of row r at r * ldb, or NULL */     \
+    ptrdiff_t ldb;                                                            \
+    T *out;                       /* at the block          [mr][ldo] */       \
     ptrdiff_t ldo;                                                            \
 } fl_proj_##SUF;
 
@@ -86,19 +92,6 @@ typedef struct {                                                              \
     int act, rec_act;                                                         \
 } fl_back_##SUF;
 
-/* Training's weight gradients: out = x^T @ panel for mr columns of x and
- * one block (4*W columns), summed over K rows: out[r] (+)= sum_k
- * x[k * ldk + r] * panel[k]. */
-#define FL_DEFINE_XTP_ARGS(T, SUF)                                            \
-typedef struct {                                                              \
-    ptrdiff_t K;                  /* rows summed over */                      \
-    const T *x;              /* x[k * ldk + r]        [K][ldk] */             \
-    ptrdiff_t ldk;                                                            \
-    const T *pan;            /* panel                 [K][4][W] */            \
-    T *out;                  /* at the block          [mr][ldo] */            \
-    ptrdiff_t ldo;                                                            \
-    int add;                 /* 1: add to out, 0: overwrite it */             \
-} fl_xtp_##SUF;
 
 FL_DEFINE_TILE_ARGS(float, f32)
 FL_DEFINE_TILE_ARGS(double, f64)
@@ -106,9 +99,6 @@ FL_DEFINE_PROJ_ARGS(float, f32)
 FL_DEFINE_PROJ_ARGS(double, f64)
 FL_DEFINE_BACK_ARGS(float, f32)
 FL_DEFINE_BACK_ARGS(double, f64)
-FL_DEFINE_XTP_ARGS(float, f32)
-FL_DEFINE_XTP_ARGS(double, f64)
-#undef FL_DEFINE_XTP_ARGS
 #undef FL_DEFINE_BACK_ARGS
 #undef FL_DEFINE_TILE_ARGS
 #undef FL_DEFINE_PROJ_ARGS
@@ -339,6 +329,8 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
     if (pos == 0) {                                                           \
         fl_proj_##SUF pj;                                                     \
         pj.n_in = a->n_in;                                                    \
+        pj.ldk = 1;                                                           \
+        pj.ldb = 0;                                                           \
         /* Tile the projection along time within each row when the chunk is   \
          * long enough, else along the batch rows at each step. */            \
         int along_time = tc >= a->MR || rows < tc;                            \

@@ -4,7 +4,7 @@
  * FL_PW lanes per block; the lane loops are simple enough for any compiler
  * to vectorise, and the activations are libm's (lstm_cell.h).  This is the
  * float64 path, and the float32 path on CPUs without AVX2+FMA; training's
- * `back` and `xtp` tiles (see lstm_simd.h) have portable versions here too.
+ * `back` tile (see lstm_simd.h) has a portable version here too.
  */
 #ifndef FASTLSTM_LSTM_PORTABLE_H
 #define FASTLSTM_LSTM_PORTABLE_H
@@ -28,10 +28,10 @@ static void fl_proj_portable_##SUF(int mr, const fl_proj_##SUF *a)            \
     int r, j;                                                                 \
     for (r = 0; r < mr; ++r)                                                  \
         for (j = 0; j < 4 * FL_PW; ++j)                                       \
-            acc[r][j] = a->bias[j];                                           \
+            acc[r][j] = a->bias != NULL ? a->bias[r * a->ldb + j] : (T)0;     \
     for (k = 0; k < a->n_in; ++k, kp += 4 * FL_PW)                            \
         for (r = 0; r < mr; ++r) {                                            \
-            T xv = a->x[r * a->ldx + k];                                      \
+            T xv = a->x[r * a->ldx + k * a->ldk];                             \
             for (j = 0; j < 4 * FL_PW; ++j)                                   \
                 acc[r][j] += xv * kp[j];                                      \
         }                                                                     \
@@ -168,31 +168,8 @@ FL_UNUSED static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
     }                                                                         \
 }
 
-/* Weight gradient rows (fl_xtp in lstm_layer.h). */
-#define FL_DEFINE_PORTABLE_XTP(T, SUF)                                        \
-FL_UNUSED static void fl_xtp_portable_##SUF(int mr, const fl_xtp_##SUF *a)    \
-{                                                                             \
-    T acc[FL_PMR][4 * FL_PW];                                                 \
-    const T *pp = a->pan;                                                     \
-    ptrdiff_t k;                                                              \
-    int r, j;                                                                 \
-    for (r = 0; r < mr; ++r)                                                  \
-        for (j = 0; j < 4 * FL_PW; ++j)                                       \
-            acc[r][j] = a->add ? a->out[r * a->ldo + j] : (T)0;               \
-    for (k = 0; k < a->K; ++k, pp += 4 * FL_PW)                               \
-        for (r = 0; r < mr; ++r) {                                            \
-            T xv = a->x[k * a->ldk + r];                                      \
-            for (j = 0; j < 4 * FL_PW; ++j)                                   \
-                acc[r][j] += xv * pp[j];                                      \
-        }                                                                     \
-    for (r = 0; r < mr; ++r)                                                  \
-        memcpy(a->out + r * a->ldo, acc[r], sizeof acc[r]);                   \
-}
-
 FL_DEFINE_PORTABLE(float, f32)
 FL_DEFINE_PORTABLE(double, f64)
-FL_DEFINE_PORTABLE_XTP(float, f32)
-FL_DEFINE_PORTABLE_XTP(double, f64)
 FL_DEFINE_PORTABLE_BACK(float, f32)
 FL_DEFINE_PORTABLE_BACK(double, f64)
 

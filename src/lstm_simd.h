@@ -18,9 +18,10 @@
  * few float32 ulps (tests/test_simd.py measures them against NumPy).
  *
  * Training (lstm_train.h) runs the same tile with a record of each step
- * (`rec`), and two more tiles of the same shape: `back` (dh_prev = dZ @ R^T
- * fused with the cell's backward step) and `xtp` (the weight gradients
- * x^T @ dZ); both keep the fixed per-lane summation order.
+ * (`rec`), the `proj` tile for the weight gradients x^T @ dZ too (x read
+ * down its columns), and one more tile of the same shape: `back`
+ * (dh_prev = dZ @ R^T fused with the cell's backward step), which keeps
+ * the fixed per-lane summation order.
  */
 #define FL_CAT_(a, b) a##_##b
 #define FL_CAT(a, b) FL_CAT_(a, b)
@@ -204,8 +205,8 @@ FN(tile_rows)(const int mr, const fl_tile_f32 *a)
     }
 }
 
-/* Input projection rows: out[r] = bias + x[r] @ kernel panel, for mr rows
- * of x and one block of W units (4 gate vectors). */
+/* Product rows (fl_proj in lstm_layer.h): out[r] = init[r] + the sum over k
+ * of x[r * ldx + k * ldk] * panel[k], for mr rows and one block. */
 FL_INLINE void
 FN(proj_rows)(const int mr, const fl_proj_f32 *a)
 {
@@ -215,13 +216,15 @@ FN(proj_rows)(const int mr, const fl_proj_f32 *a)
     for (int r = 0; r < mr; ++r)
 #pragma GCC unroll 4
         for (int g = 0; g < 4; ++g)
-            acc[r][g] = FN(load)(a->bias + g * FL_W);
+            acc[r][g] = a->bias != NULL ? FN(load)(a->bias + r * a->ldb + g * FL_W)
+                                        : FN(splat)(0.0f);
     for (ptrdiff_t k = 0; k < a->n_in; ++k, kp += 4 * FL_W) {
         V b0 = FN(load)(kp), b1 = FN(load)(kp + FL_W);
         V b2 = FN(load)(kp + 2 * FL_W), b3 = FN(load)(kp + 3 * FL_W);
+        const float *xk = a->x + k * a->ldk;
 #pragma GCC unroll 16
         for (int r = 0; r < mr; ++r) {
-            V xv = FN(splat)(a->x[r * a->ldx + k]);
+            V xv = FN(splat)(xk[r * a->ldx]);
             acc[r][0] += xv * b0;
             acc[r][1] += xv * b1;
             acc[r][2] += xv * b2;
@@ -369,37 +372,6 @@ FN(back_rows)(const int mr, const int nb, const fl_back_f32 *a)
     }
 }
 
-/* Weight gradient rows (fl_xtp in lstm_layer.h). */
-FL_INLINE void
-FN(xtp_rows)(const int mr, const fl_xtp_f32 *a)
-{
-    V acc[FL_MR][4];
-    const float *pp = a->pan;
-#pragma GCC unroll 16
-    for (int r = 0; r < mr; ++r)
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j)
-            acc[r][j] = a->add ? FN(load)(a->out + r * a->ldo + j * FL_W) : FN(splat)(0.0f);
-    for (ptrdiff_t k = 0; k < a->K; ++k, pp += 4 * FL_W) {
-        V b0 = FN(load)(pp), b1 = FN(load)(pp + FL_W);
-        V b2 = FN(load)(pp + 2 * FL_W), b3 = FN(load)(pp + 3 * FL_W);
-        const float *xk = a->x + k * a->ldk;
-#pragma GCC unroll 16
-        for (int r = 0; r < mr; ++r) {
-            V xv = FN(splat)(xk[r]);
-            acc[r][0] += xv * b0;
-            acc[r][1] += xv * b1;
-            acc[r][2] += xv * b2;
-            acc[r][3] += xv * b3;
-        }
-    }
-#pragma GCC unroll 16
-    for (int r = 0; r < mr; ++r)
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j)
-            FN(store)(a->out + r * a->ldo + j * FL_W, acc[r][j]);
-}
-
 #if FL_MR >= 8
 #define FL_MR_CASES_8(f) case 8: f(8, a); break; case 7: f(7, a); break;
 #else
@@ -449,11 +421,6 @@ FL_UNUSED static void FN(back)(int mr, const fl_back_f32 *a)
     FL_MR_SWITCH(FL_BACK_BLOCKS)
 }
 #undef FL_BACK_BLOCKS
-
-FL_UNUSED static void FN(xtp)(int mr, const fl_xtp_f32 *a)
-{
-    FL_MR_SWITCH(FN(xtp_rows))
-}
 
 /* Vector activations over n floats (n a multiple of FL_W): the accuracy
  * test's window onto the code the tiles use. */

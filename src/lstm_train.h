@@ -162,7 +162,8 @@ FL_DEFINE_TRAIN(double, f64)
  *   dz   [NB][T_ * B][4W] dL/d(gate pre-activations), one panel per block
  *                         (row t * B + b: step t, batch row b), padding
  *                         lanes zero; the weight gradients are x^T dz and
- *                         h^T dz (fl_xtp tiles), blocks split between threads
+ *                         h^T dz (fl_proj tiles reading x and h down their
+ *                         columns), blocks split between threads
  */
 #define FL_DEFINE_TRAIN_LAYER(T, SUF)                                         \
 typedef struct {                                                              \
@@ -172,7 +173,6 @@ typedef struct {                                                              \
     void (*tile)(int, const fl_tile_##SUF *);                                 \
     void (*proj)(int, const fl_proj_##SUF *);                                 \
     void (*back)(int, const fl_back_##SUF *);                                 \
-    void (*xtp)(int, const fl_xtp_##SUF *);                                   \
     const T *x;         /* inputs, time-major        [T_][B][ldx] */          \
     const T *kp;        /* packed kernel             [NB][I][4][W] */         \
     const T *bias;      /* packed bias               [NB][4][W] */            \
@@ -206,6 +206,8 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
     tl.U = a->U; tl.ldh = ldh; tl.ldc = ldh; tl.ldx = G6; tl.ldr = G6;        \
     tl.ldm = T_; tl.lds = T_ * a->U; tl.act = a->act; tl.rec_act = a->rec_act; \
     pj.n_in = I;                                                              \
+    pj.ldk = 1;                                                               \
+    pj.ldb = 0;                                                               \
     for (ptrdiff_t b = r0; b < r1; ++b)      /* slot 0: the initial c */      \
         for (ptrdiff_t p = 0; p < a->NB; ++p)                                 \
             memcpy(a->rec + b * G6 + p * W6 + 4 * a->W, a->c + b * ldh + p * a->W, \
@@ -324,20 +326,21 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
     const ptrdiff_t kc = (16384 / (ptrdiff_t)sizeof(T)) / W4;   /* 16 KiB */  \
     const T *hin = a->hs + (a->backwards ? a->B * ldh : 0);                   \
     const ptrdiff_t ti = (I + a->MR - 1) / a->MR, tu = (U + a->MR - 1) / a->MR; \
-    fl_xtp_##SUF xt;                                                          \
-    xt.ldo = G4;                                                              \
+    fl_proj_##SUF xt;    /* out[r] (+)= sum_k x[k * ldk + r] * dz[k] */       \
+    xt.ldx = 1;                                                               \
+    xt.ldo = xt.ldb = G4;                                                     \
     for (ptrdiff_t k0 = 0; k0 < BT; k0 += kc) {                               \
-        xt.K = BT - k0 < kc ? BT - k0 : kc;                                   \
-        xt.add = k0 > 0;                                                      \
+        xt.n_in = BT - k0 < kc ? BT - k0 : kc;                                \
         for (ptrdiff_t p = p0; p < p1; ++p) {                                 \
             ptrdiff_t i0 = 0, u0 = 0;                                         \
-            xt.pan = a->dz + (p * BT + k0) * W4;                              \
+            xt.kp = a->dz + (p * BT + k0) * W4;                               \
             xt.ldk = ldx;                                                     \
             for (ptrdiff_t q = 0; q < ti; ++q) {                              \
                 int mr = fl_tile_rows(I, ti, q);                              \
                 xt.x = a->x + k0 * ldx + i0;                                  \
                 xt.out = a->dkernel + i0 * G4 + p * W4;                       \
-                a->xtp(mr, &xt);                                              \
+                xt.bias = k0 > 0 ? xt.out : NULL;     /* accumulate */        \
+                a->proj(mr, &xt);                                             \
                 i0 += mr;                                                     \
             }                                                                 \
             xt.ldk = ldh;                                                     \
@@ -345,7 +348,8 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
                 int mr = fl_tile_rows(U, tu, q);                              \
                 xt.x = hin + k0 * ldh + u0;                                   \
                 xt.out = a->drk + u0 * G4 + p * W4;                           \
-                a->xtp(mr, &xt);                                              \
+                xt.bias = k0 > 0 ? xt.out : NULL;                             \
+                a->proj(mr, &xt);                                             \
                 u0 += mr;                                                     \
             }                                                                 \
         }                                                                     \
@@ -436,18 +440,15 @@ static void fl_train_pick_f32(fl_train_f32 *a, int isa)
     a->tile = fl_tile_portable_f32;
     a->proj = fl_proj_portable_f32;
     a->back = fl_back_portable_f32;
-    a->xtp = fl_xtp_portable_f32;
 #if FL_HAVE_X86
     if (isa == FL_ISA_AVX512) {
         a->tile = fl_tile_avx512;
         a->proj = fl_proj_avx512;
         a->back = fl_back_avx512;
-        a->xtp = fl_xtp_avx512;
     } else if (isa == FL_ISA_AVX2) {
         a->tile = fl_tile_avx2;
         a->proj = fl_proj_avx2;
         a->back = fl_back_avx2;
-        a->xtp = fl_xtp_avx2;
     }
 #endif
     (void)isa;
@@ -458,7 +459,6 @@ static void fl_train_pick_f64(fl_train_f64 *a, int isa)
     a->tile = fl_tile_portable_f64;
     a->proj = fl_proj_portable_f64;
     a->back = fl_back_portable_f64;
-    a->xtp = fl_xtp_portable_f64;
     (void)isa;
 }
 
