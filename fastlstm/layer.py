@@ -400,6 +400,15 @@ class LSTM:
         from . import training
         return training.layer_backward(self, d_outputs, input_gradient)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle configuration, weights and stored states only (what Dask
+        ships to its workers): the kernel's packed copy of the weights is
+        made again on the next call, and the last training call's workspace
+        and gradients (tens of times the weights) are left out."""
+        state = self.__dict__.copy()
+        state.update(_packed=None, _tape=None, grads=None)
+        return state
+
     def __repr__(self) -> str:
         shape = f"input_dim={self.input_dim}, " if self.built else ""
         return (f"LSTM(units={self.units}, {shape}return_sequences={self.return_sequences}, "

@@ -82,3 +82,30 @@ def test_errors(tmp_path):
         fastlstm.load(tmp_path / "gru.npz")
     with pytest.raises(TypeError, match="config must be a dict"):
         fastlstm.LSTM.from_config([("units", 3)])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: fastlstm.LSTM(32, return_sequences=True, seed=0),
+    lambda: fastlstm.Bidirectional(fastlstm.LSTM(32, return_sequences=True, seed=0)),
+    lambda: fastlstm.Sequential([fastlstm.Masking(), fastlstm.LSTM(32, seed=0)]),
+])
+def test_pickle_holds_config_and_weights_only(make):
+    # What Dask ships to its workers: after inference and training calls the
+    # pickle is still the weights plus a little config, not the kernel's
+    # packed copy or the training workspace (tens of times larger).
+    import pickle
+
+    model = make()
+    x = np.random.default_rng(0).random((64, 30, 16), dtype=np.float32)
+    expected = model(x)
+    layers = getattr(model, "layers", [model])
+    for layer in [l for l in layers if not isinstance(l, fastlstm.Masking)]:
+        for one in getattr(layer, "forward_layer", layer), getattr(layer, "backward_layer", layer):
+            out = one(x, training=True)
+            one.backward(np.ones_like(out))
+    weights = sum(w.nbytes for w in model.get_weights())
+    data = pickle.dumps(model)
+    assert len(data) < weights + 4096
+    clone = pickle.loads(data)
+    np.testing.assert_array_equal(clone(x), expected)
+    np.testing.assert_array_equal(clone(x), model(x))
