@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Sequence
 from typing import Any
 
+from . import validation
 from .bidirectional import Bidirectional
 from .layer import LSTM
 from .masking import Masking
@@ -113,7 +114,8 @@ def _name(entry: Config) -> str:
 
 def _check_class(layer: Config) -> None:
     if layer["class_name"] not in _SUPPORTED:
-        raise ValueError(f"from_keras: layer {_name(layer)!r} is a {layer['class_name']}; fastlstm "
+        raise ValueError(f"from_keras: layer {_name(layer)!r} is "
+                         f"{validation.with_article(layer['class_name'])}; fastlstm "
                          f"supports only {', '.join(_SUPPORTED)}")
 
 
@@ -138,7 +140,8 @@ def _model_from_config(class_name: str, config: Config,
     keys = _keys([entry["class_name"] for entry in layers])
     names = [_name(entry) for entry in layers]
     key_of = dict(zip(names, keys, strict=True))
-    stack = Sequential([_layer_from_config(e["class_name"], e["config"]) for e in chain])
+    stack = Sequential([_layer_from_config(e["class_name"], e["config"]) for e in chain],
+                       name=config.get("name", "sequential"))
     shape = input_layer["config"].get("batch_shape") if input_layer else None
     if shape is not None and shape[-1] is not None and len(shape) == 3:
         stack.build(tuple(shape[1:]))
