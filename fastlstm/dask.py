@@ -26,16 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["predict"]
 
 
-def _layers(model: Any) -> list[Any]:
-    """The model's LSTM-like layers, nested ones included."""
-    found = []
-    for layer in getattr(model, "layers", [model]):
-        found.append(layer)
-        found += [getattr(layer, name) for name in ("forward_layer", "backward_layer")
-                  if hasattr(layer, name)]
-    return found
-
-
 def _apply(model: Any, x: np.ndarray[Any, Any], *masks: np.ndarray[Any, Any]) -> Any:
     """One chunk: the model on rows of x (and of the mask, if any)."""
     return model(x, mask=masks[0]) if masks else model(x)
@@ -79,7 +69,9 @@ def predict(model: LSTM | Bidirectional | Sequential, x: Any,
         raise ValueError("fastlstm.dask.predict takes batch-major stacks, got a Sequential "
                          "with time_major=True; pass x as (batch, timesteps, features) to a "
                          "stack built with time_major=False")
-    stateful = [layer for layer in _layers(model) if getattr(layer, "stateful", False)]
+    # A Bidirectional is stateful when its layers are.
+    stateful = [layer for layer in getattr(model, "layers", [model])
+                if getattr(layer, "stateful", False)]
     if stateful:
         raise ValueError(f"fastlstm.dask.predict runs the chunks as independent calls, so the "
                          f"model must not be stateful; got {stateful[0]!r} with stateful=True")
