@@ -23,8 +23,6 @@ release = version = fastlstm.__version__
 
 extensions = ["sphinx.ext.autodoc", "numpydoc"]
 exclude_patterns = ["_build"]
-# The guide's examples are doctest blocks: no highlighting language needed.
-highlight_language = "python3"
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"          # the signatures and Parameters sections say it
