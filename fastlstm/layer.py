@@ -52,6 +52,10 @@ class _Weights:
                                                       self.bias)
         return packed
 
+    def __reduce__(self) -> tuple[type[_Weights], tuple[list[Array], int]]:
+        # Pickled as the arrays alone: the pack is made again on first use.
+        return _Weights, (self.arrays, self.recurrent_kernel.shape[0])
+
 
 class LSTM:
     """Long Short-Term Memory layer with the semantics of ``keras.layers.LSTM``.
@@ -576,8 +580,10 @@ class LSTM:
         return None, d_output, d_h, d_c
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled (and deep-copied) without the training workspace, the
-        gradients and the locks: a configured layer and its weights."""
+        """Pickle configuration, weights and stored states only (what Dask
+        ships to its workers): the kernel's packed copy of the weights is
+        made again on the next call, and the last training call's workspace,
+        its gradients (tens of times the weights) and the locks are left out."""
         state = self.__dict__.copy()
         state.update(_tape=None, grads=None, _lock=None, _training=None)
         return state

@@ -93,7 +93,8 @@ def _keras_stack(class_name: str, config: keras_io.Config,
     """A ``Sequential`` for a Keras model config, and the model's chain."""
     chain = keras_io.model_chain(class_name, config)
     stack = Sequential([LAYER_CLASSES[name].from_config(keras_io.without_initializers(entry))
-                        for name, entry in chain.layers])
+                        for name, entry in chain.layers],
+                       name=config.get("name", "sequential"))
     if chain.input_shape is not None:
         stack.build(chain.input_shape)
     return stack, chain

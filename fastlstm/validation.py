@@ -246,6 +246,11 @@ def weights(values: object, shapes: Sequence[tuple[int, ...]], dtype: DTypeLike,
     return result
 
 
+def with_article(word: str) -> str:
+    """``word`` after "a", or "an" when it starts with a vowel ("an Embedding")."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def _describe(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"

@@ -227,3 +227,31 @@ def test_pickle_drops_the_training_workspace():
         copy.backward(np.ones_like(out))
     out = copy(x, training=True)                      # trains as a new layer would
     assert copy.backward(np.ones_like(out))[0].shape == x.shape
+
+
+@pytest.mark.parametrize("make", [
+    lambda: fastlstm.LSTM(32, return_sequences=True, seed=0),
+    lambda: fastlstm.Bidirectional(fastlstm.LSTM(32, return_sequences=True, seed=0)),
+    lambda: fastlstm.Sequential([fastlstm.Masking(), fastlstm.LSTM(32, seed=0)]),
+])
+def test_pickle_holds_config_and_weights_only(make):
+    # What Dask ships to its workers: after inference and training calls the
+    # pickle is still the weights plus a little config, not the kernel's
+    # packed copy or the training workspace (tens of times larger).
+    import pickle
+
+    model = make()
+    x = np.random.default_rng(0).random((64, 30, 16), dtype=np.float32)
+    expected = model(x)
+    for layer in getattr(model, "layers", [model]):
+        if isinstance(layer, fastlstm.Masking):
+            continue
+        for lstm in getattr(layer, "forward_layer", layer), getattr(layer, "backward_layer", layer):
+            out = lstm(x, training=True)          # leaves a training workspace and grads
+            lstm.backward(np.ones_like(out))
+    weights = sum(w.nbytes for w in model.get_weights())
+    data = pickle.dumps(model)
+    assert len(data) < weights + 4096
+    clone = pickle.loads(data)
+    np.testing.assert_array_equal(clone(x), expected)
+    np.testing.assert_array_equal(clone(x), model(x))
