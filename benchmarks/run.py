@@ -88,15 +88,33 @@ def lstm_flops(batch, steps, input_dim, units):
 CEILING_CORETYPES = {"avx2": "Haswell", "avx512": "SkylakeX"}
 
 
-def openblas_ceiling(isa, dtype, threads, budget):
-    """{"gflops", "kernel", "threads"}: a 2048³ GEMM of ``dtype`` with
-    OpenBLAS's ``isa`` kernels (benchmarks/ceiling.py, own process)."""
-    script = Path(__file__).with_name("ceiling.py")
-    env = dict(os.environ, OPENBLAS_CORETYPE=CEILING_CORETYPES[isa])
-    done = subprocess.run([sys.executable, str(script), np.dtype(dtype).name, str(threads),
-                           str(budget)], env=env, capture_output=True, text=True,
-                          timeout=600, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class Ceilings:
+    """OpenBLAS's GEMM with each ISA's kernels: one benchmarks/ceiling.py
+    process per ISA (OPENBLAS_CORETYPE is read once, at load), asked for a
+    timing whenever one is wanted."""
+
+    def __init__(self, isas):
+        script = Path(__file__).with_name("ceiling.py")
+        self.processes = {
+            isa: subprocess.Popen([sys.executable, str(script)], text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  env=dict(os.environ, OPENBLAS_CORETYPE=CEILING_CORETYPES[isa]))
+            for isa in isas}
+
+    def measure(self, isa, dtype, threads, budget):
+        """{"gflops", "kernel", "threads"}: a 2048³ GEMM of ``dtype``."""
+        process = self.processes[isa]
+        process.stdin.write(f"{np.dtype(dtype).name} {threads} {budget}\n")
+        process.stdin.flush()
+        reply = process.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"benchmarks/ceiling.py for {isa} exited")
+        return json.loads(reply)
+
+    def close(self):
+        for process in self.processes.values():
+            process.stdin.close()
+            process.wait(timeout=60)
 
 
 def sgemm_gflops(budget, n=2048):
@@ -227,18 +245,18 @@ def keras_tf_times(budget):
 
 def per_isa(budget, threads):
     """Per instruction set and dtype: {"times": {(isa, dtype, n, cell): s},
-    "torch": {(dtype, n, cell): s}, "ceilings": {(isa, dtype, n): ...}}.
+    "torch": {(dtype, n, cell): s}, "ceilings": {(isa, dtype, n, cell): ...}}.
 
     The runners of one cell and dtype (every ISA at 1 and ``threads``
-    threads, and torch in float64) take turns in rounds; the ceilings run
-    in their own processes before and after the grid, the faster of the
-    two counting (the ceiling is what the machine can do)."""
+    threads, and torch in float64) take turns in rounds; right after them
+    each ISA's GEMM of that dtype is timed at the same thread counts, so a
+    cell's ratio compares speeds measured under the same load."""
     from fastlstm import _kernel
 
     isas = [name for name in _kernel.supported_isas() if name in CEILING_CORETYPES]
     counts = sorted({1, threads})
-    ceilings = {(isa, dtype, n): openblas_ceiling(isa, dtype, n, budget)
-                for isa in isas for dtype in ("float32", "float64") for n in counts}
+    ceiling = Ceilings(isas)
+    ceilings = {}
     previous = _kernel.isa()
     times, torch_times = {}, {}
     try:
@@ -261,11 +279,11 @@ def per_isa(budget, threads):
                 torch_times[dtype, n, cell] = seconds
             else:
                 times[name, dtype, n, cell] = seconds
+        for isa in isas:
+            for n in counts:
+                ceilings[isa, dtype, n, cell] = ceiling.measure(isa, dtype, n, budget)
     _kernel.set_isa(previous)
-    for key, first in ceilings.items():
-        again = openblas_ceiling(*key, budget)
-        if again["gflops"] > first["gflops"]:
-            ceilings[key] = again
+    ceiling.close()
     return {"times": times, "torch": torch_times, "ceilings": ceilings, "isas": isas,
             "counts": counts}
 
@@ -279,8 +297,8 @@ def per_isa_table(result):
     for isa in result["isas"]:
         for dtype in ("float32", "float64"):
             for n in result["counts"]:
-                ceiling = result["ceilings"][isa, dtype, n]
                 for cell in GRID:
+                    ceiling = result["ceilings"][isa, dtype, n, cell]
                     ours = result["times"][isa, dtype, n, cell]
                     gflops = lstm_flops(*cell) / ours / 1e9
                     peer = result["torch"].get((dtype, n, cell))
@@ -313,10 +331,10 @@ does), return_sequences=False, median ms of single calls timed in 5 rounds
 of blocks that take turns (every ISA and thread count, and torch in
 float64, on one cell and dtype).  "% of GEMM": fastlstm's GFLOP/s over a
 2048³ OpenBLAS GEMM of the same dtype and thread count with the same ISA's
-kernels (OPENBLAS_CORETYPE=Haswell for avx2, SkylakeX for avx512, set only
-in the ceiling's own process; the kernel column is what threadpoolctl says
-ran), the faster of a run before and one after the grid.  torch runs in
-the layer's dtype, at 1 and all threads.
+kernels, timed right after the cell (OPENBLAS_CORETYPE=Haswell for avx2,
+SkylakeX for avx512, set only in the ceiling's own process; the kernel
+column is what threadpoolctl says ran).  torch runs in the layer's dtype,
+at 1 and all threads.
 
 {table}
 """
