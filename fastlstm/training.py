@@ -339,12 +339,15 @@ def layer_forward(layer: LSTM, x: Array, mask: Array | None, h: Array, c: Array,
     returns ``(sequence, last, h, c)`` and records the pass on the layer."""
     input_masks, recurrent_masks = _dropout_masks(layer, x.shape[0], layer.dtype)
     kernel, recurrent_kernel = layer.kernel, layer.recurrent_kernel
+    # The pass reuses the previous tape's buffers: until it returns (a signal
+    # handler may raise in the middle) there is no tape to backpropagate.
+    workspace, layer._tape = layer._tape, None
     sequence, last, h, c, tape = forward(
         x, kernel, recurrent_kernel, layer._kernel_bias, h, c, mask=mask,
         go_backwards=layer.go_backwards, activation=layer.activation,
         recurrent_activation=layer.recurrent_activation, input_masks=input_masks,
         recurrent_masks=recurrent_masks, return_sequence=layer.return_sequences,
-        workspace=layer._tape, packed=layer._packed, num_threads=layer.num_threads)
+        workspace=workspace, packed=layer._packed, num_threads=layer.num_threads)
     layer._tape = tape
     if tape.packed is not None:     # inference calls reuse the pack
         layer._packed = tape.packed
