@@ -215,8 +215,10 @@ class LSTM:
                     raise self._unbuilt(what)
                 try:
                     self._weights = _Weights(self._draw(self.input_dim), self.units)
-                except BaseException:
-                    self.input_dim = None       # weights that cannot be drawn: unbuilt
+                except (MemoryError, ValueError, TypeError):
+                    # Weights that cannot be drawn: unbuilt.  (An interrupt
+                    # leaves the layer built, to draw on its next call.)
+                    self.input_dim = None
                     raise
             return self._weights
 

@@ -49,6 +49,7 @@ def _interrupt_after(seconds, call):
 def _layer(units, **kwargs):
     layer = fastlstm.LSTM(units, seed=5, **kwargs)
     layer.build(8)
+    layer.get_weights()     # draw the weights now (lazily drawn, they take ~0.1 s)
     return layer
 
 
