@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -86,6 +86,12 @@ class Sequential:
         return all(layer.built for layer in self.layers)
 
     @property
+    def input_dim(self) -> int | None:
+        """The feature size the stack is built for, None before."""
+        return next((layer.input_dim for layer in self.layers if layer.input_dim is not None),
+                    None)
+
+    @property
     def return_sequences(self) -> bool:
         return bool(self.layers) and self.layers[-1].return_sequences
 
@@ -162,6 +168,16 @@ class Sequential:
 
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
+
+    def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        """The shapes ``get_weights()`` has for ``input_dim`` features."""
+        shapes: list[tuple[int, ...]] = []
+        features = input_dim
+        for layer in self.layers:
+            shapes += layer._weight_shapes(features)
+            # Known feature sizes in, known out.
+            features = cast(int, _first(layer.compute_output_shape((None, None, features)))[-1])
+        return shapes
 
     def layer_names(self) -> list[str]:
         """Keras-style names: the snake-case class name, numbered from the

@@ -33,6 +33,7 @@ dW = X^T dZ, dR = H_prev^T dZ and dX = dZ W^T as one large GEMM each, and
 db = the column sums of dZ.
 """
 import os
+import warnings
 
 import numpy as np
 
@@ -162,12 +163,19 @@ def current_isa():
 
 
 def _initial_isa():
+    """The fastest instruction set, or the one FASTLSTM_ISA names; a bad
+    name is ignored with a warning (an import must not fail on it)."""
+    names = supported_isas()
+    fastest = names[len(names) - 1]     # no negative indices: wraparound is off
     forced = os.environ.get("FASTLSTM_ISA")
     if forced:
-        set_isa(forced)
-    else:
-        names = supported_isas()
-        set_isa(names[len(names) - 1])
+        try:
+            set_isa(forced)
+            return
+        except ValueError as error:
+            warnings.warn(f"FASTLSTM_ISA={forced!r} ignored ({error}); using {fastest!r}",
+                          RuntimeWarning)
+    set_isa(fastest)
 
 
 def _default_threads():
@@ -177,8 +185,11 @@ def _default_threads():
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
+    if env.isascii() and env.isdigit() and int(env) > 0:
         n = min(n, int(env))
+    elif env:
+        warnings.warn(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']!r} ignored (expected "
+                      f"a positive integer)", RuntimeWarning)
     return max(1, n) if THREAD_POOL else 1
 
 

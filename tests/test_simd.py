@@ -225,8 +225,35 @@ def test_environment_variable_forces_isa():
                      FASTLSTM_ISA="portable")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "portable"
-    result = _python("import fastlstm", FASTLSTM_ISA="sse9")
-    assert result.returncode != 0 and "instruction set" in result.stderr
+
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("FASTLSTM_ISA", "sse9", "FASTLSTM_ISA='sse9' ignored (instruction set must be one of"),
+    ("OMP_NUM_THREADS", "\u00b2",
+     "OMP_NUM_THREADS='\u00b2' ignored (expected a positive integer)"),
+    ("OMP_NUM_THREADS", "-3", "OMP_NUM_THREADS='-3' ignored"),
+])
+def test_bad_environment_variables_are_ignored_with_a_warning(variable, value, message):
+    """A bad value never makes ``import fastlstm`` fail: a RuntimeWarning
+    says what was ignored and the default applies."""
+    result = _python("import fastlstm; from fastlstm import _kernel; "
+                     "print(_kernel.isa(), _kernel.DEFAULT_THREADS)", **{variable: value})
+    assert result.returncode == 0, result.stderr
+    assert "RuntimeWarning: " + message in result.stderr
+    isa, threads = result.stdout.split()
+    if variable == "FASTLSTM_ISA":
+        assert isa == _kernel.supported_isas()[-1]
+    else:
+        assert int(threads) == (len(os.sched_getaffinity(0)) if _kernel.THREAD_POOL else 1)
+
+
+def test_num_threads_capped_at_the_cpus():
+    cpus = len(os.sched_getaffinity(0))
+    assert fastlstm.LSTM(4, num_threads=4096).num_threads == cpus
+    assert fastlstm.LSTM(4, num_threads=1).num_threads == 1
+    config = {"class_name": "LSTM", "config": {"units": 4, "num_threads": 4096}}
+    assert fastlstm.Sequential.from_config({"layers": [config]}).layers[0].num_threads == cpus
 
 
 def test_default_threads_follow_omp_num_threads():
