@@ -52,10 +52,6 @@ class _Weights:
                                                       self.bias)
         return packed
 
-    def __reduce__(self) -> tuple[type[_Weights], tuple[list[Array], int]]:
-        # Pickled as the arrays alone: the pack is made again on first use.
-        return _Weights, (self.arrays, self.recurrent_kernel.shape[0])
-
 
 class LSTM:
     """Long Short-Term Memory layer with the semantics of ``keras.layers.LSTM``.

@@ -37,7 +37,8 @@ class Sequential:
     Each layer's output feeds the next; a mask (from ``mask``, ``lengths`` or
     a ``Masking`` layer) goes on to the next layer while the time axis is
     kept (return_sequences=True), as in Keras.  Only the last layer may
-    return several arrays (return_state, or merge_mode=None).
+    return several arrays (return_state, or merge_mode=None) or drop the
+    time axis (return_sequences=False).
 
     Parameters
     ----------
@@ -75,10 +76,11 @@ class Sequential:
                     f"layer {index} ({layer!r}) returns several arrays (return_state or "
                     f"merge_mode=None): only the last layer of a Sequential may")
             if index < len(layers) - 1 and not layer.return_sequences:
+                # Keras refuses this too, when it builds the next layer.
                 raise ValueError(
-                    f"layer {index} ({layer!r}) returns only its last output "
-                    f"(return_sequences=False), but layer {index + 1} after it reads a "
-                    f"sequence: only the last layer of a Sequential may")
+                    f"layer {index} ({layer!r}) returns its last output only "
+                    f"(return_sequences=False), but the layer after it takes a sequence: "
+                    f"only the last layer of a Sequential may")
         self.layers = layers
         self.time_major = bool(time_major)
         self.name = str(name)
