@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import validation
+from . import keras_io, serialization, validation
 from ._typing import Array, Output, Shape
 from .layer import LSTM
 
@@ -191,12 +191,16 @@ class Bidirectional:
     def count_params(self) -> int:
         return self.forward_layer.count_params() + self.backward_layer.count_params()
 
+    def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        """The shapes ``get_weights()`` has for ``input_dim`` features."""
+        return (self.forward_layer._weight_shapes(input_dim)
+                + self.backward_layer._weight_shapes(input_dim))
+
     # ---------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
         """Keras's Bidirectional config keys: merge_mode, layer, backward_layer."""
-        from .serialization import to_dict
-        return {"merge_mode": self.merge_mode, "layer": to_dict(self.forward_layer),
-                "backward_layer": to_dict(self.backward_layer)}
+        return {"merge_mode": self.merge_mode, "layer": keras_io.to_dict(self.forward_layer),
+                "backward_layer": keras_io.to_dict(self.backward_layer)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Bidirectional:
@@ -215,7 +219,6 @@ class Bidirectional:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
-        from . import serialization
         serialization.save(self, path)
 
     def __repr__(self) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from . import validation
+from . import keras_io, validation
 
 
 class Masking:
@@ -30,6 +30,7 @@ class Masking:
         self.dtype = validation.layer_dtype(dtype)
         self.return_sequences = True     # the output keeps the time axis
         self.built = True
+        self.input_dim = None            # any feature size
 
     def compute_mask(self, x: ArrayLike) -> NDArray[np.bool_]:
         """The boolean mask (batch, timesteps) for ``x``."""
@@ -52,6 +53,9 @@ class Masking:
     def get_weights(self) -> list[NDArray[Any]]:
         return []
 
+    def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        return []
+
     def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         if len(weights):
             raise ValueError(f"Masking has no weights, got {len(weights)} arrays")
@@ -61,8 +65,7 @@ class Masking:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Masking:
-        from . import serialization
-        return cls(**serialization.constructor_kwargs(cls, config))
+        return cls(**keras_io.constructor_kwargs(cls, config))
 
     def __repr__(self) -> str:
         return f"Masking(mask_value={self.mask_value}, dtype={self.dtype.name})"

@@ -8,15 +8,16 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import validation
+from . import keras_io, serialization, validation
 from ._typing import Array, Output, Shape
 from .bidirectional import Bidirectional
 from .layer import LSTM
 from .masking import Masking
-from .serialization import snake_case
 
-_LAYER_TYPES = (LSTM, Bidirectional, Masking)
 Layer = LSTM | Bidirectional | Masking
+# The classes a stack holds, by the class name in configs.
+LAYER_CLASSES: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (LSTM, Bidirectional, Masking)}
 
 
 def _first(shape: Shape | list[Shape]) -> Shape:
@@ -47,6 +48,9 @@ class Sequential:
     time_major : bool, default False
         Inputs (and sequence outputs) are (timesteps, batch, features), like
         PyTorch's ``batch_first=False``; masks and lengths stay batch-major.
+    name : str, default "sequential"
+        The model's name in ``summary()``; ``from_keras`` keeps the Keras
+        model's (a functional model's is "functional" unless named).
 
     Examples
     --------
@@ -57,12 +61,12 @@ class Sequential:
     """
 
     def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] | None = None,
-                 time_major: bool = False) -> None:
+                 time_major: bool = False, name: str = "sequential") -> None:
         layers = list(layers)
         if not layers:
             raise ValueError("Sequential needs at least one layer, got an empty list")
         for index, layer in enumerate(layers):
-            if not isinstance(layer, _LAYER_TYPES):
+            if not isinstance(layer, (LSTM, Bidirectional, Masking)):
                 raise TypeError(
                     f"Sequential layers must be fastlstm LSTM, Bidirectional or Masking, "
                     f"got {type(layer).__name__} at position {index}")
@@ -72,6 +76,7 @@ class Sequential:
                     f"merge_mode=None): only the last layer of a Sequential may")
         self.layers = layers
         self.time_major = bool(time_major)
+        self.name = str(name)
         self.input_shape: tuple[int, ...] | None = None
         if input_shape is not None:
             self.build(input_shape)
@@ -79,6 +84,12 @@ class Sequential:
     @property
     def built(self) -> bool:
         return all(layer.built for layer in self.layers)
+
+    @property
+    def input_dim(self) -> int | None:
+        """The feature size the stack is built for, None before."""
+        return next((layer.input_dim for layer in self.layers if layer.input_dim is not None),
+                    None)
 
     @property
     def return_sequences(self) -> bool:
@@ -158,16 +169,20 @@ class Sequential:
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
+    def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        """The shapes ``get_weights()`` has for ``input_dim`` features."""
+        shapes: list[tuple[int, ...]] = []
+        features = input_dim
+        for layer in self.layers:
+            shapes += layer._weight_shapes(features)
+            # Known feature sizes in, known out.
+            features = cast(int, _first(layer.compute_output_shape((None, None, features)))[-1])
+        return shapes
+
     def layer_names(self) -> list[str]:
         """Keras-style names: the snake-case class name, numbered from the
         second layer of a class on (``lstm``, ``lstm_1``, ...)."""
-        names: list[str] = []
-        used: dict[str, int] = {}
-        for layer in self.layers:
-            name = snake_case(type(layer).__name__)
-            used[name] = used.get(name, -1) + 1
-            names.append(name if used[name] == 0 else f"{name}_{used[name]}")
-        return names
+        return keras_io.layer_keys([type(layer).__name__ for layer in self.layers])
 
     def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """Print a Keras-like table: layer (type), output shape, param #."""
@@ -194,7 +209,7 @@ class Sequential:
                     + " | " + cells[2].rjust(widths[2]) + " |")
 
         total = self.count_params()
-        lines = ['Model: "sequential"', line, row(("Layer (type)", "Output Shape", "Param #")),
+        lines = [f'Model: "{self.name}"', line, row(("Layer (type)", "Output Shape", "Param #")),
                  line.replace("-", "=")] + [row(r) for r in rows] + [line]
         lines += [f" Total params: {total:,}", f" Trainable params: {total:,}",
                   " Non-trainable params: 0"]
@@ -208,24 +223,21 @@ class Sequential:
 
     # --------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
-        from .serialization import to_dict
-        return {"layers": [to_dict(layer) for layer in self.layers],
+        return {"layers": [keras_io.to_dict(layer) for layer in self.layers],
                 "input_shape": None if self.input_shape is None else list(self.input_shape),
-                "time_major": self.time_major}
+                "time_major": self.time_major, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
-        from .serialization import from_dict
         shape = config.get("input_shape")
-        # The constructor refuses any entry that is not a layer (a nested stack).
-        layers = cast(list[Layer], [from_dict(layer) for layer in config["layers"]])
+        layers = [keras_io.from_dict(layer, LAYER_CLASSES) for layer in config["layers"]]
         return cls(layers,
                    input_shape=None if shape is None else tuple(shape),
-                   time_major=config.get("time_major", False))
+                   time_major=config.get("time_major", False),
+                   name=config.get("name", "sequential"))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
-        from . import serialization
         serialization.save(self, path)
 
     def __repr__(self) -> str:

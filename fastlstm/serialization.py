@@ -1,100 +1,44 @@
-"""Configs and files: Keras-style config dicts, and ``save``/``load`` of a
-layer or stack as one ``.npz`` (JSON config + weights, no pickle)."""
+"""fastlstm's own file format: a layer or stack's config (JSON) and weights
+in one ``.npz``, no pickle.  ``fastlstm.load`` (in ``fastlstm.models``)
+builds the object again from what ``Reader`` reads.
+
+Files are untrusted: ``Reader`` reads the ``.npy`` headers of the weights
+(shape and dtype) and checks them against the sizes their zip entries
+hold before it reads any data, so that ``fastlstm.load`` can compare them
+with the config first; the config's JSON is limited in size and depth.
+"""
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
-from typing import TYPE_CHECKING, Any, Union
+import tokenize
+import zipfile
+import zlib
+from types import TracebackType
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from .bidirectional import Bidirectional
-    from .layer import LSTM
-    from .masking import Masking
-    from .sequential import Sequential
+from . import keras_io, validation
 
-# What save writes and load reads.
-Model = Union["LSTM", "Bidirectional", "Masking", "Sequential"]
+# Limits on the config entry: real configs are a few KB, about 8 levels deep.
+CONFIG_CHARS = 2**20
+CONFIG_DEPTH = 32
 
-# Keras LSTM config keys with no effect on inference outputs: dropped when a
-# constructor does not take them.
-_INFERENCE_NEUTRAL = {
-    "name", "trainable", "unroll", "use_cudnn", "dropout", "recurrent_dropout",
-    "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-    "activity_regularizer", "kernel_constraint", "recurrent_constraint",
-    "bias_constraint",
-}
-_INITIALIZER_KEYS = ("kernel_initializer", "recurrent_initializer", "bias_initializer")
+_NPY_MAGIC = b"\x93NUMPY"
+# What a damaged zip archive or entry raises while it is read.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+               RuntimeError)
+_WEIGHT = re.compile(r"weight_(0|[1-9][0-9]*)\.npy")
 
 
-def snake_case(name: str) -> str:
-    """Keras's ``to_snake_case``: "GlorotUniform" → "glorot_uniform", "LSTM" → "lstm"."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def _keras_dtype(value: Any) -> Any:
-    # Keras 3 writes a DTypePolicy dict; its name is a dtype only when the
-    # policy is not mixed precision.
-    if isinstance(value, dict):
-        return value.get("config", {}).get("name", value)
-    return value
-
-
-def constructor_kwargs(cls: type, config: object) -> dict[str, Any]:
-    """Keyword arguments for ``cls`` from our config or a Keras config.
-
-    Keras-only keys that do not change inference are dropped; Keras's
-    initializer dicts become names ("GlorotUniform" → "glorot_uniform");
-    anything else the constructor does not take is a ValueError.
-    """
-    if not isinstance(config, dict):
-        raise TypeError(f"config must be a dict, got {type(config).__name__}")
-    params = inspect.signature(cls).parameters
-    kwargs = {}
-    for key, value in config.items():
-        if key == "zero_output_for_mask" and key not in params:
-            if value:
-                raise ValueError(
-                    f"{cls.__name__} config: zero_output_for_mask=True is supported only "
-                    f"inside Bidirectional (which sets it), got it on a single layer")
-        elif key in params:
-            if key == "dtype":
-                value = _keras_dtype(value)
-            elif key in _INITIALIZER_KEYS and isinstance(value, dict):
-                value = snake_case(value["class_name"])
-            kwargs[key] = value
-        elif key not in _INFERENCE_NEUTRAL:
-            raise ValueError(f"{cls.__name__} config has an unsupported key {key!r}")
-    return kwargs
-
-
-def to_dict(obj: Model) -> dict[str, Any]:
-    """``{"class_name": ..., "config": ...}`` of a fastlstm layer or stack."""
-    return {"class_name": type(obj).__name__, "config": obj.get_config()}
-
-
-def from_dict(value: object) -> Model:
-    """The (unbuilt) object described by ``to_dict``'s result."""
-    from .bidirectional import Bidirectional
-    from .layer import LSTM
-    from .masking import Masking
-    from .sequential import Sequential
-    classes = {cls.__name__: cls for cls in (LSTM, Bidirectional, Masking, Sequential)}
-    if not isinstance(value, dict) or value.get("class_name") not in classes:
-        name = value.get("class_name") if isinstance(value, dict) else type(value).__name__
-        raise ValueError(f"expected the config of one of {sorted(classes)}, got {name!r}")
-    return classes[value["class_name"]].from_config(value["config"])
-
-
-def save(obj: Model, path: str | os.PathLike[str]) -> None:
-    """Write ``obj``'s config and weights (when built) to ``path`` (.npz)."""
+def save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Write the config and the weights (when built) of a fastlstm layer or
+    stack ``obj`` to ``path`` (.npz)."""
     try:
-        config = json.dumps(to_dict(obj))
+        config = json.dumps(keras_io.to_dict(obj))
     except TypeError as error:  # a callable initializer
         raise TypeError(f"save: the config of {obj!r} is not JSON-serialisable "
                         f"(callable initializers cannot be saved): {error}") from None
@@ -105,32 +49,113 @@ def save(obj: Model, path: str | os.PathLike[str]) -> None:
     np.savez(os.fspath(path), **arrays)  # type: ignore[arg-type]
 
 
-def load(path: str | os.PathLike[str]) -> Model:
-    """Read a layer or stack written by ``save``.
+class Declared(NamedTuple):
+    """What a ``.npy`` entry's header declares."""
 
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A ``.npz`` file written by ``LSTM.save``, ``Bidirectional.save`` or
-        ``Sequential.save``.
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
 
-    Examples
-    --------
-    >>> import numpy as np, fastlstm, tempfile, os
-    >>> layer = fastlstm.LSTM(4, seed=0)
-    >>> layer.build(3)
-    >>> path = os.path.join(tempfile.mkdtemp(), "layer.npz")
-    >>> layer.save(path)
-    >>> x = np.ones((2, 5, 3), np.float32)
-    >>> bool((fastlstm.load(path)(x) == layer(x)).all())
-    True
-    """
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        if "config" not in data.files:
-            raise ValueError(f"{path} is not a fastlstm file: it has no 'config' entry")
-        obj = from_dict(json.loads(str(data["config"])))
-        count = sum(name.startswith("weight_") for name in data.files)
-        weights = [data[f"weight_{i}"] for i in range(count)]
-    if weights:
-        obj.set_weights(weights)
-    return obj
+
+class Reader:
+    """An open fastlstm ``.npz`` file: ``config`` (the parsed JSON) and
+    ``declared`` (shape and dtype of each weight, from the headers) are read
+    on opening; ``weights()`` reads the data.  Any malformed part is a
+    ValueError naming the file and the entry."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        with open(self.path, "rb") as file:
+            start = file.read(len(_NPY_MAGIC))
+        if start == _NPY_MAGIC:
+            raise ValueError(
+                f"{self.path} is a single .npy array; fastlstm.load reads the .npz files "
+                f"that save() writes (a zip of a 'config' entry and 'weight_<i>' arrays)")
+        try:
+            self._archive = zipfile.ZipFile(self.path)
+        except _ZIP_ERRORS as error:
+            raise ValueError(f"{self.path} is not a fastlstm .npz file (a zip archive "
+                             f"written by save()): {error}") from None
+        try:
+            self.config = self._read_config()
+            self.declared = [self._header(name) for name in self._weight_names()]
+        except BaseException:
+            self.close()
+            raise
+
+    def _weight_names(self) -> list[str]:
+        indices = sorted(int(match.group(1)) for name in self._archive.namelist()
+                         if (match := _WEIGHT.fullmatch(name)))
+        if indices != list(range(len(indices))):
+            raise ValueError(f"{self.path}: the weight entries must be weight_0 ... "
+                             f"weight_{len(indices) - 1}, got indices {indices[:10]}")
+        return [f"weight_{i}.npy" for i in indices]
+
+    def _open(self, name: str) -> Any:
+        try:
+            return self._archive.open(name)
+        except KeyError:
+            raise ValueError(
+                f"{self.path} is not a fastlstm file: it has no {name[:-4]!r} entry") from None
+        except _ZIP_ERRORS as error:
+            raise ValueError(f"{self.path}: entry {name!r} cannot be read: {error}") from None
+
+    def _header(self, name: str) -> Declared:
+        """The declared shape and dtype of entry ``name``, checked against
+        the bytes the entry holds and refused unless plain numbers."""
+        with self._open(name) as entry:
+            try:
+                version = np.lib.format.read_magic(entry)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(entry)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(entry)
+                else:
+                    raise ValueError(f".npy format version {version} is not supported")
+                offset = entry.tell()
+            except (ValueError, SyntaxError, tokenize.TokenError, *_ZIP_ERRORS) as error:
+                # NumPy parses the header's text with tokenize and ast, whose
+                # errors on garbled text are not ValueErrors.
+                raise ValueError(f"{self.path}: entry {name!r} is not a .npy array: "
+                                 f"{error}") from None
+        if dtype.hasobject or dtype.kind not in "biufU" or dtype.fields is not None:
+            raise ValueError(f"{self.path}: entry {name!r} holds {dtype} values; fastlstm "
+                             f"files hold numbers (and the config's text), never objects")
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        held = self._archive.getinfo(name).file_size - offset
+        if nbytes != held:
+            raise ValueError(f"{self.path}: entry {name!r} declares shape {shape} of {dtype} "
+                             f"({nbytes:,} bytes) but holds {held:,} bytes")
+        return Declared(tuple(shape), dtype)
+
+    def _read(self, name: str) -> NDArray[Any]:
+        with self._open(name) as entry:
+            try:
+                return np.lib.format.read_array(entry, allow_pickle=False)
+            except (ValueError, *_ZIP_ERRORS) as error:
+                raise ValueError(f"{self.path}: entry {name!r} cannot be read: "
+                                 f"{error}") from None
+
+    def _read_config(self) -> Any:
+        declared = self._header("config.npy")
+        if declared.dtype.kind != "U" or declared.shape != ():
+            raise ValueError(f"{self.path}: the 'config' entry must be one JSON string, got "
+                             f"shape {declared.shape} of {declared.dtype}")
+        if declared.dtype.itemsize // 4 > CONFIG_CHARS:
+            raise ValueError(f"{self.path}: the config holds {declared.dtype.itemsize // 4:,} "
+                             f"characters, more than the limit of {CONFIG_CHARS:,}")
+        text = str(self._read("config.npy"))
+        return validation.json_document(text, f"the config of {self.path}", CONFIG_DEPTH)
+
+    def weights(self) -> list[NDArray[Any]]:
+        """The weight arrays, in order."""
+        return [self._read(f"weight_{i}.npy") for i in range(len(self.declared))]
+
+    def close(self) -> None:
+        self._archive.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

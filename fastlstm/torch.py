@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional
 
-from . import training
+from . import convert, training, validation
 
 
 def _array(tensor: Any, copy: bool = False) -> NDArray[Any]:
@@ -56,16 +56,22 @@ class _Direction(torch.autograd.Function):  # type: ignore[misc]
     def forward(ctx: Any, x: Any, h0: Any, c0: Any, weight_ih: Any, weight_hh: Any,
                 bias_ih: Any, bias_hh: Any, reverse: bool,
                 free: list[training.Tape]) -> tuple[Any, Any, Any]:
-        kernel = _array(weight_ih.T)
-        recurrent_kernel = _array(weight_hh.T)
-        if bias_ih is None:
-            bias = np.zeros(kernel.shape[1], kernel.dtype)
-        else:
-            bias = _array(bias_ih + bias_hh)
+        biases = (None, None) if bias_ih is None else (bias_ih.detach().numpy(),
+                                                       bias_hh.detach().numpy())
+        kernel, recurrent_kernel, *summed = convert.torch_to_keras(
+            weight_ih.detach().numpy(), weight_hh.detach().numpy(), *biases)
+        bias = summed[0] if summed else np.zeros(kernel.shape[1], kernel.dtype)
         try:
             workspace: training.Tape | None = free.pop()
         except IndexError:             # none spare (e.g. a second forward before backward)
             workspace = None
+        batch, timesteps, features = x.shape
+        units, itemsize = recurrent_kernel.shape[0], kernel.dtype.itemsize
+        validation.within_memory(
+            [("copies of x and the states", (x.numel() + 2 * batch * units) * itemsize),
+             ("the training workspace", training.forward_bytes(
+                 batch, timesteps, features, units, kernel.dtype, workspace=workspace))],
+            f"fastlstm.torch.LSTM on input of shape {tuple(x.shape)}")
         sequence, _, h, c, tape = training.forward(
             _array(x), kernel, recurrent_kernel, bias, _array(h0, True), _array(c0, True),
             go_backwards=reverse, workspace=workspace)
@@ -169,10 +175,11 @@ class LSTM(nn.Module):  # type: ignore[misc]
             raise TypeError(
                 f"fastlstm.torch.LSTM takes a tensor input, got {type(input).__name__}")
         dtype = self.weight_ih_l0.dtype
-        if input.dtype != dtype or dtype not in (torch.float32, torch.float64):
-            raise TypeError(
-                f"input dtype must match the float32/float64 weights ({dtype}), "
-                f"got {input.dtype}")
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"fastlstm.torch.LSTM computes in float32 or float64; its "
+                            f"weights are {dtype} (call .float() or .double())")
+        if input.dtype != dtype:
+            raise TypeError(f"input dtype must match the weights ({dtype}), got {input.dtype}")
         if input.device.type != "cpu":
             raise ValueError(f"fastlstm.torch.LSTM runs on the CPU, got {input.device}")
         if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:

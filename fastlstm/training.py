@@ -1,14 +1,11 @@
 """Training: the forward pass that records, backpropagation through time,
-and Keras-style dropout.
+and Keras-style dropout masks, on plain arrays.
 
-Two levels:
-
-* ``forward`` / ``backward`` work on plain arrays (Keras weight layout) and a
-  ``Tape``, the workspace in which the forward pass keeps what the backward
-  pass needs.  ``fastlstm.torch`` builds its autograd function on them.
-* ``layer_forward`` / ``layer_backward`` back ``LSTM(...)(x, training=True)``
-  and ``LSTM.backward``: dropout masks, the layer's workspace, its
-  return structure and ``layer.grads``.
+``forward`` / ``backward`` take Keras-layout weights and a ``Tape``, the
+workspace in which the forward pass keeps what the backward pass needs.
+``LSTM(...)(x, training=True)`` and ``LSTM.backward`` call them with the
+layer's weights, workspace and dropout generator; ``fastlstm.torch``
+builds its autograd function on them.
 
 Dropout follows Keras 3's ``LSTMCell``: masks are drawn once per call (one
 per sequence, shared by every step) and scaled by ``1 / (1 - rate)``.
@@ -21,15 +18,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from . import _kernel, activations, validation
-
-if TYPE_CHECKING:
-    from .layer import LSTM
+from . import _kernel, activations
 
 Array = NDArray[Any]
 
@@ -85,11 +79,6 @@ class Tape:
         if len(layout) == 2:
             width, blocks = layout
             padded = width * blocks
-            # rec (6 per padded unit), hs, dz (4), xs.
-            validation.affordable((timesteps + 1) * batch * (padded * 11 + features),
-                                  self.dtype.itemsize,
-                                  f"the training workspace for {self.shape} "
-                                  "(timesteps, batch, units)")
             self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
             self.hs = np.empty((timesteps + 1, batch, _row_stride(padded, dtype)), dtype)
             self.dz = np.empty((blocks, timesteps * batch, 4 * width), dtype)
@@ -101,10 +90,6 @@ class Tape:
         else:
             recurrent_blocks, = layout
             shape = self.shape
-            # gates and dz (4 units each), cs, acts and the recurrent_blocks hp.
-            validation.affordable(timesteps * batch * units * (10 + recurrent_blocks),
-                                  self.dtype.itemsize,
-                                  f"the training workspace for {shape} (timesteps, batch, units)")
             self.gates = np.empty((timesteps, batch, 4 * units), dtype)
             self.dz = np.empty_like(self.gates)
             self.cs = np.empty(shape, dtype)
@@ -112,6 +97,21 @@ class Tape:
             self.hp = np.empty((recurrent_blocks,) + shape, dtype)
         # Derived from ``packed`` by backward, cached while the pack is the same.
         self._unpacking: tuple[Any, Array, Array, Array] | None = None
+
+    @staticmethod
+    def values(batch: int, timesteps: int, features: int, units: int,
+               layout: tuple[int, ...]) -> int:
+        """How many values a tape of these sizes holds (``__init__``'s buffers)."""
+        if len(layout) == 2:
+            width, blocks = layout
+            padded = width * blocks
+            # rec (6 per padded unit), hs, dz (4), xs; the packed weight gradients.
+            return ((timesteps + 1) * batch * (6 * padded + padded + 64)
+                    + timesteps * batch * (4 * padded + features + 64)
+                    + (features + units + 1) * 4 * padded)
+        recurrent_blocks, = layout
+        # gates and dz (4 units each), cs, acts and the recurrent_blocks hp.
+        return timesteps * batch * units * (10 + recurrent_blocks)
 
     def fits(self, batch: int, timesteps: int, features: int, units: int,
              dtype: DTypeLike, layout: tuple[int, ...]) -> bool:
@@ -152,14 +152,43 @@ def _packed_columns(units: int, width: int) -> Array:
     return columns
 
 
+def forward_bytes(batch: int, timesteps: int, features: int, units: int, dtype: DTypeLike,
+                  *, input_masks: int = 0, recurrent_masks: bool = False,
+                  return_sequence: bool = True, workspace: Tape | None = None) -> int:
+    """Bytes that ``forward`` and ``dropout_masks`` allocate at most for
+    these sizes, for one memory check before a call allocates anything:
+    ``input_masks`` is the number of input mask blocks (0, 1 or 4),
+    ``workspace`` a tape that will be reused if it fits.  Sizes the
+    training kernels cannot index are a ValueError."""
+    if batch * timesteps > _INT_MAX:
+        raise ValueError(
+            f"training supports batch * timesteps up to {_INT_MAX}, got "
+            f"batch={batch}, timesteps={timesteps}")
+    fused = not recurrent_masks and input_masks <= 1
+    # A pack's width divides 16, so 16-unit blocks bound its padding.
+    layout = (16, -(-units // 16)) if fused else (4 if recurrent_masks else 1,)
+    values = (2 + return_sequence * timesteps) * batch * units        # c0, last, sequence
+    if workspace is None or not (workspace.shape == (timesteps, batch, units)
+                                 and workspace.features == features):
+        values += Tape.values(batch, timesteps, features, units, layout)
+    if not fused:                       # x time-major, once per input mask
+        values += max(1, input_masks) * timesteps * batch * features
+    # Masks are drawn in float64, compared, scaled and cast: 4 copies at most.
+    mask_values = input_masks * batch * features + 4 * recurrent_masks * batch * units
+    return values * np.dtype(dtype).itemsize + mask_values * 4 * 8
+
+
 def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Array,
             c: Array, *, mask: Array | None = None, go_backwards: bool = False,
             activation: str = "tanh", recurrent_activation: str = "sigmoid",
             input_masks: Array | None = None, recurrent_masks: Array | None = None,
             return_sequence: bool = True, workspace: Tape | None = None,
-            packed: Any = None, num_threads: int | None = None,
+            pack: Callable[[], Any] | None = None, num_threads: int | None = None,
             ) -> tuple[Array | None, Array, Array, Array, Tape]:
     """Run one LSTM layer and record it for ``backward``.
+
+    Allocates what ``forward_bytes`` counts: check it first (and the sizes
+    it refuses), before copying the inputs.
 
     Parameters
     ----------
@@ -173,9 +202,10 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         Recurrent dropout masks per gate block.
     workspace : Tape or None
         A previous tape whose buffers may be reused.
-    packed : _kernel.Packed or None
-        These weights packed by ``_kernel.pack`` for the current instruction
-        set (a layer's cached pack); packed here when None and needed.
+    pack : callable or None
+        Returns these weights packed by ``_kernel.pack`` for the current
+        instruction set (a layer's cached pack), called only when the packed
+        tiles run; None: packed here.
     num_threads : int or None
         Most threads (batch row groups); None: ``_kernel.DEFAULT_THREADS``.
 
@@ -183,19 +213,18 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     -------
     sequence, last, h, c, tape
         ``sequence`` (processing order) is None unless ``return_sequence``.
+        ``last`` is the output the kernel carries under ``mask`` (zeros
+        before the first unmasked step); without a mask it stays zero, and
+        the last output is the final ``h``.
     """
     batch, timesteps = x.shape[:2]
     units = recurrent_kernel.shape[0]
     dtype = kernel.dtype
-    if batch * timesteps > _INT_MAX:
-        raise ValueError(
-            f"training supports batch * timesteps up to {_INT_MAX}, got "
-            f"batch={batch}, timesteps={timesteps}")
     # Per-gate masks of h or x change each gate block's product: BLAS per step.
     fused = recurrent_masks is None and (input_masks is None or len(input_masks) == 1)
+    packed: Any = None
     if fused:
-        if packed is None or packed.selected != _kernel.current_isa():
-            packed = _kernel.pack(kernel, recurrent_kernel, bias)
+        packed = _kernel.pack(kernel, recurrent_kernel, bias) if pack is None else pack()
         blocks, _, gates = packed.recurrent_kernel.shape
         layout: tuple[int, ...] = (gates // 4, blocks)
     else:
@@ -218,7 +247,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     else:
         xs = np.multiply(x_time_major[None], input_masks[:, None, :, :], order="C")
     tape.xs, tape.kernel, tape.recurrent_kernel = xs, kernel, recurrent_kernel
-    tape.packed = packed if fused else None
+    tape.packed = packed
     tape.mask, tape.input_masks, tape.recurrent_masks = mask, input_masks, recurrent_masks
     tape.c0 = c.copy()
     tape.go_backwards = bool(go_backwards)
@@ -236,8 +265,6 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
                                     recurrent_masks, sequence, tape.gates, tape.cs,
                                     tape.acts, tape.hp, tape.go_backwards, *tape.codes,
                                     _kernel.current_isa())
-        if mask is None:
-            last[...] = h
     return sequence, last, h, c, tape
 
 
@@ -312,74 +339,17 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     return dx, dh, dc, dkernel, drecurrent_kernel, dbias
 
 
-# ------------------------------------------------------------------ the layer
-def _dropout_masks(layer: LSTM, batch: int, dtype: DTypeLike,
-                   ) -> tuple[Array | None, Array | None]:
-    """Draw this call's (input_masks, recurrent_masks) as Keras 3 does."""
-    if not (layer.dropout or layer.recurrent_dropout):
-        return None, None
-    if layer._dropout_rng is None:
-        layer._dropout_rng = np.random.default_rng(layer.seed)
-    rng = layer._dropout_rng
-    blocks = 4 if layer.recurrent_dropout else 1
+def dropout_masks(rng: np.random.Generator, rate: float, recurrent_rate: float,
+                  batch: int, features: int, units: int, dtype: DTypeLike,
+                  ) -> tuple[Array | None, Array | None]:
+    """Draw one call's ``(input_masks, recurrent_masks)`` as Keras 3 does:
+    (1 or 4, batch, features) and (4, batch, units), None for a zero rate."""
+    blocks = 4 if recurrent_rate else 1
 
     def draw(rate: float, width: int) -> Array:
         keep = rng.random((blocks, batch, width)) >= rate
         return (keep / (1 - rate)).astype(dtype)
 
-    input_masks = draw(layer.dropout, layer.kernel.shape[0]) if layer.dropout else None
-    recurrent_masks = (draw(layer.recurrent_dropout, layer.units)
-                       if layer.recurrent_dropout else None)
+    input_masks = draw(rate, features) if rate else None
+    recurrent_masks = draw(recurrent_rate, units) if recurrent_rate else None
     return input_masks, recurrent_masks
-
-
-def layer_forward(layer: LSTM, x: Array, mask: Array | None, h: Array, c: Array,
-                  ) -> tuple[Array | None, Array, Array, Array]:
-    """The training-mode body of ``LSTM.__call__`` on validated inputs:
-    returns ``(sequence, last, h, c)`` and records the pass on the layer."""
-    input_masks, recurrent_masks = _dropout_masks(layer, x.shape[0], layer.dtype)
-    kernel, recurrent_kernel = layer.kernel, layer.recurrent_kernel
-    # The pass reuses the previous tape's buffers: until it returns (a signal
-    # handler may raise in the middle) there is no tape to backpropagate.
-    workspace, layer._tape = layer._tape, None
-    sequence, last, h, c, tape = forward(
-        x, kernel, recurrent_kernel, layer._kernel_bias, h, c, mask=mask,
-        go_backwards=layer.go_backwards, activation=layer.activation,
-        recurrent_activation=layer.recurrent_activation, input_masks=input_masks,
-        recurrent_masks=recurrent_masks, return_sequence=layer.return_sequences,
-        workspace=workspace, packed=layer._packed, num_threads=layer.num_threads)
-    layer._tape = tape
-    if tape.packed is not None:     # inference calls reuse the pack
-        layer._packed = tape.packed
-    return sequence, last, h, c
-
-
-def layer_backward(layer: LSTM, d_outputs: Any, input_gradient: bool = True,
-                   ) -> list[Array | None]:
-    """Body of ``LSTM.backward``: see its docstring."""
-    tape = layer._tape
-    if tape is None:
-        raise RuntimeError("LSTM.backward needs a call with training=True first")
-    timesteps, batch, units = tape.shape
-    output_shape = ((batch, timesteps, units) if layer.return_sequences
-                    else (batch, units))
-    if layer.return_state:
-        if not isinstance(d_outputs, (list, tuple)) or len(d_outputs) != 3:
-            raise ValueError(
-                "d_outputs must be a list [d_output, d_h, d_c] like the layer's "
-                f"outputs (return_state=True), got {type(d_outputs).__name__}")
-        d_output, d_h, d_c = d_outputs
-    else:
-        d_output, d_h, d_c = d_outputs, None, None
-    dtype = layer.dtype
-    # The kernel only reads the sequence gradient; it overwrites the others.
-    d_output = validation.gradient(d_output, output_shape, dtype, "d_outputs[0]",
-                                   copy=not layer.return_sequences)
-    d_h = validation.gradient(d_h, (batch, units), dtype, "d_outputs[1]")
-    d_c = validation.gradient(d_c, (batch, units), dtype, "d_outputs[2]")
-    d_sequence, d_last = ((d_output, None) if layer.return_sequences
-                          else (None, d_output))
-    dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = backward(
-        tape, d_sequence, d_last, d_h, d_c, input_gradient=input_gradient)
-    layer.grads = [dkernel, drecurrent_kernel] + ([dbias] if layer.use_bias else [])
-    return [dx, dh0, dc0]
