@@ -74,6 +74,11 @@ class Sequential:
                 raise ValueError(
                     f"layer {index} ({layer!r}) returns several arrays (return_state or "
                     f"merge_mode=None): only the last layer of a Sequential may")
+            if index < len(layers) - 1 and not layer.return_sequences:
+                raise ValueError(
+                    f"layer {index} ({layer!r}) returns only its last output "
+                    f"(return_sequences=False), but layer {index + 1} after it reads a "
+                    f"sequence: only the last layer of a Sequential may")
         self.layers = layers
         self.time_major = bool(time_major)
         self.name = str(name)
@@ -217,9 +222,17 @@ class Sequential:
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> Shape | list[Shape]:
         shape: Shape | list[Shape] = tuple(input_shape)
+        if self.time_major:             # (timesteps, batch, features), as __call__ takes
+            shape = (shape[1], shape[0], *shape[2:])
         for layer in self.layers:       # only the last may return several shapes
             shape = layer.compute_output_shape(_first(shape))
-        return shape
+        if not (self.time_major and self.return_sequences):
+            return shape
+        # Sequences come back time-major too (as in __call__); states do not.
+        shapes = shape if isinstance(shape, list) else [shape]
+        count = 2 if getattr(self.layers[-1], "merge_mode", "") is None else 1
+        swapped = [(s[1], s[0], *s[2:]) if i < count else s for i, s in enumerate(shapes)]
+        return swapped if isinstance(shape, list) else swapped[0]
 
     # --------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
