@@ -32,6 +32,7 @@ from . import torch_direction
 from .torch_direction import Direction, lstm_direction
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 class LSTMInputError(ValueError, RuntimeError):
@@ -134,8 +135,12 @@ class _Recurrent(nn.Module):  # type: ignore[misc]
             nn.init.uniform_(weight, -bound, bound)
 
     def _weights(self, suffix: str) -> list[Any]:
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        return [getattr(self, name + suffix, None) for name in names]
+        """``[weight_ih, weight_hh, bias_ih, bias_hh]`` of one direction (None
+        for missing biases), read from ``_parameters`` directly: a call
+        reads them for every direction, and ``nn.Module.__getattr__`` is slow."""
+        parameters = self._parameters
+        return [parameters.get(name + suffix)
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
 
     def _check_call(self, input: Any, weight_dtype: Any) -> None:
         if torch.jit.is_tracing() or torch.jit.is_scripting():
@@ -264,11 +269,12 @@ class LSTM(_Recurrent):
             if x.shape[1] == 0:
                 raise LSTMInputError("Expected sequence length to be larger than 0 in RNN")
         h0, c0 = self._start_states(hx, x, batched, compute)
-        if packed and input.sorted_indices is not None:
+        if packed and hx is not None and input.sorted_indices is not None:
             h0 = h0.index_select(1, input.sorted_indices)
             c0 = c0.index_select(1, input.sorted_indices)
         output, h_n, c_n = self._layers(x.to(compute), h0, c0, lengths)
-        output, h_n, c_n = (t.to(out_dtype) for t in (output, h_n, c_n))
+        if out_dtype != compute:
+            output, h_n, c_n = (t.to(out_dtype) for t in (output, h_n, c_n))
         if packed:
             if input.unsorted_indices is not None:
                 h_n = h_n.index_select(1, input.unsorted_indices)
@@ -287,13 +293,15 @@ class LSTM(_Recurrent):
             raise LSTMInputError(f"input.size(-1) must be equal to input_size. Expected "
                                  f"{self.input_size}, got {data.shape[-1]}")
 
+    def _state_shape(self, batch: int) -> tuple[int, int, int]:
+        return (self.num_layers * (2 if self.bidirectional else 1), batch, self.hidden_size)
+
     def _start_states(self, hx: Any, x: Any, batched: bool, compute: Any) -> tuple[Any, Any]:
-        """(h_0, c_0) as (layers * directions, N, H) tensors in ``compute``."""
-        directions = 2 if self.bidirectional else 1
-        shape = (self.num_layers * directions, x.shape[0], self.hidden_size)
+        """(h_0, c_0) as (layers * directions, N, H) tensors in ``compute``;
+        (None, None) for zeros."""
+        shape = self._state_shape(x.shape[0])
         if hx is None:
-            zeros = x.new_zeros(shape, dtype=compute)
-            return zeros, zeros
+            return None, None
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise LSTMInputError(f"hx must be a tuple (h_0, c_0) of two tensors, got "
                                  f"{type(hx).__name__}")
@@ -316,7 +324,11 @@ class LSTM(_Recurrent):
 
     def _layers(self, x: Any, h0: Any, c0: Any, lengths: Any) -> tuple[Any, Any, Any]:
         """The stack on batch-major x (N, L, H_in) -> (output (N, L, D*H), h_n, c_n)."""
-        mode = _mode([x, h0, c0, *self.parameters()])
+        mode = _mode([x, h0, c0, *self._parameters.values()])
+        if mode == "infer":
+            return self._infer_layers(x, h0, c0, lengths)
+        if h0 is None:
+            h0 = c0 = x.new_zeros(self._state_shape(x.shape[0]))
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
@@ -332,6 +344,29 @@ class LSTM(_Recurrent):
                 c_n.append(c)
             x = torch.cat(outputs, dim=2) if len(outputs) == 2 else outputs[0]
         return x, torch.stack(h_n), torch.stack(c_n)
+
+    def _infer_layers(self, x: Any, h0: Any, c0: Any, lengths: Any) -> tuple[Any, Any, Any]:
+        """``_layers`` without autograd, on NumPy views of the tensors: the
+        kernel writes each direction's final states straight into h_n, c_n."""
+        if h0 is None:
+            h_n = np.zeros(self._state_shape(x.shape[0]), _NUMPY[x.dtype])
+            c_n = h_n.copy()
+        else:
+            h_n, c_n = h0.numpy().copy(), c0.numpy().copy()
+        sequence = (x.detach() if x.requires_grad else x).contiguous().numpy()
+        index = 0
+        for layer in range(self.num_layers):
+            if layer and self.dropout and self.training:
+                sequence = functional.dropout(torch.from_numpy(sequence), self.dropout,
+                                              training=True).numpy()
+            outputs = []
+            for direction, suffix in enumerate(self._suffixes(layer)):
+                pack = torch_direction.weights(*self._weights(suffix), x.dtype)
+                outputs.append(torch_direction.infer(sequence, h_n[index], c_n[index], pack,
+                                                     lengths, bool(direction)))
+                index += 1
+            sequence = np.concatenate(outputs, axis=2) if len(outputs) == 2 else outputs[0]
+        return torch.from_numpy(sequence), torch.from_numpy(h_n), torch.from_numpy(c_n)
 
     def _onnx_forward(self, input: Any, hx: Any) -> tuple[Any, Any]:
         """Under torch.onnx.export: ``nn.LSTM``'s own computation on these
@@ -438,7 +473,7 @@ class LSTMCell(_Recurrent):
                                          f"{tuple(state.shape)}")
             h0, c0 = h0.to(compute), c0.to(compute)
         x = x.to(compute)
-        mode = _mode([x, h0, c0, *self.parameters()])
+        mode = _mode([x, h0, c0, *self._parameters.values()])
         _, h, c = _direction(mode, x.unsqueeze(1), h0, c0, self._weights(""), None, False,
                              self._free_tapes)
         h, c = h.to(out_dtype), c.to(out_dtype)

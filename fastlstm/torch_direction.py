@@ -23,12 +23,12 @@ directions; ``lengths`` (B,) marks the valid steps at the start of each row
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch.utils.weak import WeakIdKeyDictionary
 
 from . import _kernel, activations, training
 
@@ -41,6 +41,7 @@ class Pack(NamedTuple):
     """A direction's weights for the kernels (``kernel`` and
     ``recurrent_kernel`` are views of torch's tensors, Keras layout)."""
     signature: tuple[Any, ...] | None
+    owner: Any                     # weakref to weight_ih
     others: tuple[Any, ...]        # strong references: their ids stay unique
     packed: Any
     kernel: Array
@@ -48,7 +49,15 @@ class Pack(NamedTuple):
     bias: Array
 
 
-_packs: Any = WeakIdKeyDictionary()   # weight_ih -> Pack
+# id(weight_ih) -> its Pack; an entry leaves when its weight_ih is freed.
+# (A plain dict: torch's WeakIdKeyDictionary costs ~5 us a lookup, a
+# quarter of a small call.)
+_packs: dict[int, Pack] = {}
+
+
+def _forget(key: int, owner: Any) -> None:
+    if key in _packs and _packs[key].owner is owner:
+        del _packs[key]
 
 
 def _numpy(tensor: Any, dtype: Any) -> Array:
@@ -69,8 +78,7 @@ def _signature(tensors: tuple[Any, ...], dtype: Any) -> tuple[Any, ...] | None:
             version = tensor._version
         except RuntimeError:
             return None
-        signature.append((id(tensor), version, tensor.data_ptr(), tensor.dtype,
-                          tuple(tensor.shape), tensor.stride()))
+        signature.append((id(tensor), version, tensor.data_ptr()))
     return tuple(signature)
 
 
@@ -85,19 +93,23 @@ def weights(weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any, dtype: A
     ``cache=False``."""
     tensors = (weight_ih, weight_hh, bias_ih, bias_hh)
     signature = _signature(tensors, dtype) if cache else None
-    cached = _packs.get(weight_ih) if signature is not None else None
+    key = id(weight_ih)
+    cached = _packs.get(key) if signature is not None else None
     if cached is not None and cached.signature == signature:
-        return cached  # type: ignore[no-any-return]
+        return cached      # the signature holds id(weight_ih): the same tensor
     kernel = _numpy(weight_ih, dtype).T
     recurrent_kernel = _numpy(weight_hh, dtype).T
     if bias_ih is None:
         bias = np.zeros(kernel.shape[1], _NUMPY[dtype])
     else:
         bias = _numpy(bias_ih, dtype) + _numpy(bias_hh, dtype)
-    pack = Pack(signature, tensors[1:], _kernel.pack(kernel, recurrent_kernel, bias),
-                kernel, recurrent_kernel, bias)
+    owner = None
     if signature is not None:
-        _packs[weight_ih] = pack
+        owner = weakref.ref(weight_ih, lambda ref: _forget(key, ref))
+    pack = Pack(signature, owner, tensors[1:], _kernel.pack(kernel, recurrent_kernel, bias),
+                kernel, recurrent_kernel, bias)
+    if owner is not None:
+        _packs[key] = pack
     return pack
 
 
@@ -122,7 +134,9 @@ def infer(x: Array, h: Array, c: Array, pack: Pack, lengths: Array | None,
     sequence in time order."""
     batch, timesteps = x.shape[:2]
     units = pack.recurrent_kernel.shape[0]
-    sequence = np.zeros((batch, timesteps, units), x.dtype)
+    # The kernel writes every step of the sequence; with a mask it reads the
+    # last output from ``last`` (zeros before the first valid step).
+    sequence = np.empty((batch, timesteps, units), x.dtype)
     last = np.zeros((batch, units), x.dtype)
     _kernel.forward(x, pack.packed, h, c, last, mask_of(lengths, timesteps), sequence,
                     reverse, *_CODES, threads())
