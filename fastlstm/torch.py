@@ -362,8 +362,9 @@ class LSTM(_Recurrent):
             outputs = []
             for direction, suffix in enumerate(self._suffixes(layer)):
                 pack = torch_direction.weights(*self._weights(suffix), x.dtype)
-                outputs.append(torch_direction.infer(sequence, h_n[index], c_n[index], pack,
-                                                     lengths, bool(direction)))
+                run = torch_direction.infer if lengths is None else torch_direction.infer_packed
+                outputs.append(run(sequence, h_n[index], c_n[index], pack, lengths,
+                                   bool(direction)))
                 index += 1
             sequence = np.concatenate(outputs, axis=2) if len(outputs) == 2 else outputs[0]
         return torch.from_numpy(sequence), torch.from_numpy(h_n), torch.from_numpy(c_n)

@@ -144,6 +144,44 @@ def infer(x: Array, h: Array, c: Array, pack: Pack, lengths: Array | None,
     return sequence[:, ::-1] if reverse else sequence
 
 
+# Most kernel calls a PackedSequence's direction is split into (see
+# ``segments``): each costs a call's fixed work (workspace, thread hand-out)
+# and a copy of its inputs, and saves the steps of the rows that ended.
+SEGMENTS = 8
+
+
+def segments(lengths: Array, count: int = SEGMENTS) -> list[tuple[int, int, int]]:
+    """Time ranges ``(t0, t1, rows)`` covering the steps of ``lengths``
+    (sorted, longest first, as in a PackedSequence): within [t0, t1) only
+    the first ``rows`` rows have steps left, so the kernel runs on those.
+    The boundaries are the lengths at ``count`` evenly spaced rows, so each
+    range drops about 1/count of the batch."""
+    batch = len(lengths)
+    cuts = {0, int(lengths[0])}
+    cuts.update(int(lengths[min(batch - 1, batch * j // count)]) for j in range(1, count))
+    bounds = sorted(cuts)
+    return [(t0, t1, int(np.count_nonzero(lengths > t0)))
+            for t0, t1 in zip(bounds[:-1], bounds[1:], strict=False)]
+
+
+def infer_packed(x: Array, h: Array, c: Array, pack: Pack, lengths: Array,
+                 reverse: bool) -> Array:
+    """``infer`` on rows sorted by ``lengths`` (longest first), running the
+    kernel only on the rows that still have steps (``segments``); steps past
+    a row's length are not computed and hold zeros in the returned
+    sequence.  ``h``, ``c`` must be C-contiguous (their leading rows are
+    passed to the kernel as views)."""
+    batch, timesteps = x.shape[:2]
+    sequence = np.zeros((batch, timesteps, pack.recurrent_kernel.shape[0]), x.dtype)
+    spans = segments(lengths)
+    for t0, t1, rows in reversed(spans) if reverse else spans:
+        within = np.minimum(lengths[:rows] - t0, t1 - t0)
+        sequence[:rows, t0:t1] = infer(
+            np.ascontiguousarray(x[:rows, t0:t1]), h[:rows], c[:rows], pack,
+            None if within[-1] == t1 - t0 else within, reverse)
+    return sequence
+
+
 # ------------------------------------------------------------------ training
 class _Lease:
     """A training tape lent to one autograd node.  When the node is freed

@@ -116,3 +116,34 @@ def test_packed_input_errors():
     packed = pack_sequence([torch.zeros(2, 3)] * 2)
     with pytest.raises(ft.LSTMInputError, match=r"hidden\[0\] size \(1, 2, 4\)"):
         module(packed, (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)))
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_many_lengths_computed_in_segments(grad):
+    """37 rows of lengths 1..23 (repeats included): the inference path runs
+    the kernel on the rows that still have steps, segment by segment
+    (``torch_direction.segments``); results as nn.LSTM's."""
+    theirs, ours = _pair(torch.float64, input_size=3, hidden_size=4, num_layers=2,
+                         bidirectional=True)
+    lengths = torch.randint(1, 24, (37,), generator=torch.Generator().manual_seed(6))
+    lengths[3] = 23
+    make_input = _Padded(lengths.tolist(), 3, torch.float64, enforce_sorted=False)
+    hx = [torch.randn(4, 37, 4, dtype=torch.float64) for _ in range(2)]
+    for a, e in zip(_run(ours, make_input, hx, grad), _run(theirs, make_input, hx, grad),
+                    strict=True):
+        torch.testing.assert_close(a, e, **TOLERANCE[torch.float64])
+
+
+def test_segments_cover_every_step_once():
+    from fastlstm.torch_direction import segments
+
+    lengths = np.sort(np.random.default_rng(0).integers(1, 200, 64))[::-1]
+    spans = segments(lengths)
+    assert 1 < len(spans) <= 8
+    assert spans[0][0] == 0 and spans[-1][1] == lengths[0]
+    for (_, end, _), (start, _, _) in zip(spans[:-1], spans[1:], strict=True):
+        assert end == start
+    for t0, t1, rows in spans:       # the rows given are exactly those with steps left
+        assert rows == np.count_nonzero(lengths > t0) and lengths[rows - 1] > t0
+    computed = sum((t1 - t0) * rows for t0, t1, rows in spans)
+    assert lengths.sum() <= computed < 0.7 * 64 * lengths[0]
