@@ -12,8 +12,8 @@ Three ways to run it, chosen by ``fastlstm.torch`` per call:
   recording forward again (a traced graph cannot carry a tape).
 
 All three read the weights through ``weights``: the kernel's pack of a
-direction's ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``, made
-straight from torch's layout (``kernel = weight_ih.T``) and remade only when
+direction's ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``
+(``convert.torch_to_keras``, then ``_kernel.pack``), remade only when
 one of the tensors changes (its ``_version`` counts in-place updates such
 as an optimizer step; ``data_ptr`` and identity catch replaced tensors).
 
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from . import _kernel, activations, training
+from . import _kernel, activations, convert, training
 
 Array = NDArray[Any]
 _CODES = (activations.CODES["tanh"], activations.CODES["sigmoid"])
@@ -97,12 +97,11 @@ def weights(weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any, dtype: A
     cached = _packs.get(key) if signature is not None else None
     if cached is not None and cached.signature == signature:
         return cached      # the signature holds id(weight_ih): the same tensor
-    kernel = _numpy(weight_ih, dtype).T
-    recurrent_kernel = _numpy(weight_hh, dtype).T
-    if bias_ih is None:
-        bias = np.zeros(kernel.shape[1], _NUMPY[dtype])
-    else:
-        bias = _numpy(bias_ih, dtype) + _numpy(bias_hh, dtype)
+    biases = (None, None) if bias_ih is None else (_numpy(bias_ih, dtype),
+                                                   _numpy(bias_hh, dtype))
+    kernel, recurrent_kernel, *summed = convert.torch_to_keras(
+        _numpy(weight_ih, dtype), _numpy(weight_hh, dtype), *biases)
+    bias = summed[0] if summed else np.zeros(kernel.shape[1], kernel.dtype)
     owner = None
     if signature is not None:
         owner = weakref.ref(weight_ih, lambda ref: _forget(key, ref))
@@ -225,7 +224,7 @@ def _record(x: Array, h0: Any, c0: Any, pack: Pack, mask: Array | None, reverse:
     sequence, _, h, c, tape = training.forward(
         x, pack.kernel, pack.recurrent_kernel, pack.bias, np.array(h0, x.dtype),
         np.array(c0, x.dtype), mask=mask, go_backwards=reverse, workspace=workspace,
-        packed=pack.packed, num_threads=threads())
+        pack=lambda: pack.packed, num_threads=threads())
     assert sequence is not None       # return_sequence=True (for mypy)
     return sequence, h, c, tape
 
