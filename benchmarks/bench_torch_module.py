@@ -95,7 +95,11 @@ def variable_lengths(rounds, block):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads for both (fastlstm.torch follows it)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rounds, block = (2, 0.1) if args.quick else (5, 0.3)
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"fastlstm {fastlstm.__version__}, numpy {np.__version__}, "
@@ -104,7 +108,7 @@ def main():
     print("| case | fastlstm.torch ms | nn.LSTM ms | nn / ours | ours padded ms "
           "| padded / packed |")
     print("|---|---:|---:|---:|---:|---:|")
-    for case, times in standard_cells(rounds, block) + variable_lengths(rounds, block):
+    for case, times in variable_lengths(rounds, block) + standard_cells(rounds, block):
         ours, reference = times["ours"], times["nn"]
         padded = times.get("ours padded")
         extra = (f"{padded:.3f} | {padded / ours:.2f}x" if padded is not None else " | ")

@@ -87,15 +87,19 @@ def _direction(mode: str, x: Any, h0: Any, c0: Any, weights: list[Any],
     """One direction of one layer: x (B, T, I) -> (sequence (B, T, H) in
     time order, h_n, c_n), all in x's dtype."""
     if mode == "autograd":
-        return Direction.apply(x, h0, c0, *weights, lengths, reverse, free)  # type: ignore[no-any-return]
+        if lengths is not None:
+            return torch_direction.record_packed(x, h0, c0, weights, lengths, reverse, free)
+        return Direction.apply(x, h0, c0, *weights, None, reverse, free)  # type: ignore[no-any-return]
     if mode == "op":
         return lstm_direction(x, h0, c0, *weights,  # type: ignore[no-any-return]
                               None if lengths is None else torch.from_numpy(lengths), reverse)
-    pack = torch_direction.weights(*weights, x.dtype)
+    pack = torch_direction.weights(weights, x.dtype)
     h, c = h0.detach().numpy().copy(), c0.detach().numpy().copy()
     sequence = torch_direction.infer(x.detach().contiguous().numpy(), h, c, pack, lengths,
                                      reverse)
-    return (torch.from_numpy(np.ascontiguousarray(sequence)), torch.from_numpy(h),
+    # A reversed sequence is a view with a negative stride (numpy keeps it
+    # even through ascontiguousarray when T = 1), which torch refuses.
+    return (torch.from_numpy(sequence.copy() if reverse else sequence), torch.from_numpy(h),
             torch.from_numpy(c))
 
 
@@ -329,7 +333,8 @@ class LSTM(_Recurrent):
             return self._infer_layers(x, h0, c0, lengths)
         if h0 is None:
             h0 = c0 = x.new_zeros(self._state_shape(x.shape[0]))
-        h_n, c_n = [], []
+        h_n: list[Any] = []
+        c_n: list[Any] = []
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
                 x = functional.dropout(x, self.dropout, training=True)
@@ -361,7 +366,7 @@ class LSTM(_Recurrent):
                                               training=True).numpy()
             outputs = []
             for direction, suffix in enumerate(self._suffixes(layer)):
-                pack = torch_direction.weights(*self._weights(suffix), x.dtype)
+                pack = torch_direction.weights(self._weights(suffix), x.dtype)
                 run = torch_direction.infer if lengths is None else torch_direction.infer_packed
                 outputs.append(run(sequence, h_n[index], c_n[index], pack, lengths,
                                    bool(direction)))

@@ -24,11 +24,13 @@ directions; ``lengths`` (B,) marks the valid steps at the start of each row
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from torch.nn import functional
 
 from . import _kernel, activations, convert, training
 
@@ -82,17 +84,17 @@ def _signature(tensors: tuple[Any, ...], dtype: Any) -> tuple[Any, ...] | None:
     return tuple(signature)
 
 
-def weights(weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any, dtype: Any,
-            cache: bool = True) -> Pack:
-    """The pack of these weights in ``dtype`` (torch.float32 or float64),
-    cached on ``weight_ih`` until one of the four tensors changes.
+def weights(tensors: Sequence[Any], dtype: Any, cache: bool = True) -> Pack:
+    """The pack of ``(weight_ih, weight_hh, bias_ih, bias_hh)`` (biases may
+    be None) in ``dtype`` (torch.float32 or float64), cached on
+    ``weight_ih`` until one of the four tensors changes.
 
     Writes through ``tensor.data`` bypass the version counter, so a cached
     pack would miss them: the recording paths (training, where weights
     change every step anyway, and gradcheck perturbs ``.data``) pass
     ``cache=False``."""
-    tensors = (weight_ih, weight_hh, bias_ih, bias_hh)
-    signature = _signature(tensors, dtype) if cache else None
+    weight_ih, weight_hh, bias_ih, bias_hh = tensors
+    signature = _signature(tuple(tensors), dtype) if cache else None
     key = id(weight_ih)
     cached = _packs.get(key) if signature is not None else None
     if cached is not None and cached.signature == signature:
@@ -105,7 +107,7 @@ def weights(weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any, dtype: A
     owner = None
     if signature is not None:
         owner = weakref.ref(weight_ih, lambda ref: _forget(key, ref))
-    pack = Pack(signature, owner, tensors[1:], _kernel.pack(kernel, recurrent_kernel, bias),
+    pack = Pack(signature, owner, tuple(tensors[1:]), _kernel.pack(kernel, recurrent_kernel, bias),
                 kernel, recurrent_kernel, bias)
     if owner is not None:
         _packs[key] = pack
@@ -115,7 +117,7 @@ def weights(weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any, dtype: A
 def threads() -> int:
     """Threads for a call: torch's setting (``torch.set_num_threads``), at
     most the kernel's default."""
-    return max(1, min(torch.get_num_threads(), _kernel.DEFAULT_THREADS))
+    return max(1, min(int(torch.get_num_threads()), _kernel.DEFAULT_THREADS))
 
 
 def mask_of(lengths: Array | None, timesteps: int) -> Array | None:
@@ -262,7 +264,7 @@ class Direction(torch.autograd.Function):  # type: ignore[misc]
     def forward(ctx: Any, x: Any, h0: Any, c0: Any, weight_ih: Any, weight_hh: Any,
                 bias_ih: Any, bias_hh: Any, lengths: Array | None, reverse: bool,
                 free: list[training.Tape]) -> tuple[Any, Any, Any]:
-        pack = weights(weight_ih, weight_hh, bias_ih, bias_hh, x.dtype, cache=False)
+        pack = weights((weight_ih, weight_hh, bias_ih, bias_hh), x.dtype, cache=False)
         try:
             workspace: training.Tape | None = free.pop()
         except IndexError:             # none spare (e.g. a second forward before backward)
@@ -270,8 +272,8 @@ class Direction(torch.autograd.Function):  # type: ignore[misc]
         sequence, h, c, tape = _record(
             np.ascontiguousarray(x.detach().numpy()), h0.detach().numpy(),
             c0.detach().numpy(), pack, mask_of(lengths, x.shape[1]), reverse, workspace)
-        if reverse:
-            sequence = np.ascontiguousarray(sequence[:, ::-1])
+        if reverse:        # a fresh array: a flipped view of one step keeps its
+            sequence = sequence[:, ::-1].copy()     # negative stride, which torch refuses
         ctx.lease, ctx.reverse = _Lease(tape, free), reverse
         ctx.weight_dtype, ctx.has_bias = weight_ih.dtype, bias_ih is not None
         return torch.from_numpy(sequence), torch.from_numpy(h), torch.from_numpy(c)
@@ -287,8 +289,29 @@ class Direction(torch.autograd.Function):  # type: ignore[misc]
         return _refuse_double_backward(grads) + (None, None, None)
 
 
+def record_packed(x: Any, h0: Any, c0: Any, tensors: Sequence[Any], lengths: Array,
+                  reverse: bool, free: list[training.Tape]) -> tuple[Any, Any, Any]:
+    """``Direction`` on rows sorted by ``lengths`` (longest first), one
+    recorded call per time segment on the rows that still have steps
+    (``segments``), joined by autograd: ``(sequence (B, T, H) with zeros
+    past each row's length, h_n, c_n)``."""
+    batch = x.shape[0]
+    spans = segments(lengths)
+    pieces: list[Any] = [None] * len(spans)
+    h, c = h0, c0
+    for index in reversed(range(len(spans))) if reverse else range(len(spans)):
+        t0, t1, rows = spans[index]
+        within = np.minimum(lengths[:rows] - t0, t1 - t0)
+        sequence, h_rows, c_rows = Direction.apply(
+            x[:rows, t0:t1], h[:rows], c[:rows], *tensors,
+            None if within[-1] == t1 - t0 else within, reverse, free)
+        pieces[index] = functional.pad(sequence, (0, 0, 0, 0, 0, batch - rows))
+        h, c = torch.cat([h_rows, h[rows:]]), torch.cat([c_rows, c[rows:]])
+    return torch.cat(pieces, dim=1), h, c
+
+
 # ---------------------------------------------------------------- custom ops
-@torch.library.custom_op("fastlstm::lstm_direction", mutates_args=())
+@torch.library.custom_op("fastlstm::lstm_direction", mutates_args=())  # type: ignore[untyped-decorator]
 def lstm_direction(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
                    weight_ih: torch.Tensor, weight_hh: torch.Tensor,
                    bias_ih: torch.Tensor | None, bias_hh: torch.Tensor | None,
@@ -296,15 +319,15 @@ def lstm_direction(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``torch.library`` form of one direction (see the module
     docstring): ``x`` (B, T, I) and the states in the compute dtype."""
-    pack = weights(weight_ih, weight_hh, bias_ih, bias_hh, x.dtype)
+    pack = weights((weight_ih, weight_hh, bias_ih, bias_hh), x.dtype)
     h, c = np.array(h0.detach().numpy()), np.array(c0.detach().numpy())
     sequence = infer(np.ascontiguousarray(x.detach().numpy()), h, c, pack,
                      None if lengths is None else lengths.numpy(), reverse)
-    return (torch.from_numpy(np.ascontiguousarray(sequence)), torch.from_numpy(h),
+    return (torch.from_numpy(sequence.copy() if reverse else sequence), torch.from_numpy(h),
             torch.from_numpy(c))
 
 
-@lstm_direction.register_fake
+@lstm_direction.register_fake  # type: ignore[untyped-decorator]
 def _(x: Any, h0: Any, c0: Any, weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any,
       lengths: Any, reverse: bool) -> tuple[Any, Any, Any]:
     units = weight_hh.shape[1]
@@ -312,7 +335,8 @@ def _(x: Any, h0: Any, c0: Any, weight_ih: Any, weight_hh: Any, bias_ih: Any, bi
             torch.empty_like(c0))
 
 
-@torch.library.custom_op("fastlstm::lstm_direction_backward", mutates_args=())
+@torch.library.custom_op("fastlstm::lstm_direction_backward",  # type: ignore[untyped-decorator]
+                         mutates_args=())
 def lstm_direction_backward(
         d_sequence: torch.Tensor, d_h: torch.Tensor, d_c: torch.Tensor, x: torch.Tensor,
         h0: torch.Tensor, c0: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
@@ -321,7 +345,7 @@ def lstm_direction_backward(
     """Gradients of ``lstm_direction`` with respect to ``x, h0, c0, weight_ih,
     weight_hh, bias`` (the bias gradient is zeros without biases): the
     recording forward runs again, then the backward."""
-    pack = weights(weight_ih, weight_hh, bias_ih, bias_hh, x.dtype, cache=False)
+    pack = weights((weight_ih, weight_hh, bias_ih, bias_hh), x.dtype, cache=False)
     mask = mask_of(None if lengths is None else lengths.numpy(), x.shape[1])
     *_, tape = _record(np.ascontiguousarray(x.detach().numpy()), h0.detach().numpy(),
                        c0.detach().numpy(), pack, mask, reverse, None)
@@ -333,7 +357,7 @@ def lstm_direction_backward(
             *(g.contiguous() for g in grads[:3])]
 
 
-@lstm_direction_backward.register_fake
+@lstm_direction_backward.register_fake  # type: ignore[untyped-decorator]
 def _(d_sequence: Any, d_h: Any, d_c: Any, x: Any, h0: Any, c0: Any, weight_ih: Any,
       weight_hh: Any, bias_ih: Any, bias_hh: Any, lengths: Any,
       reverse: bool) -> list[Any]:

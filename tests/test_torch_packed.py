@@ -143,7 +143,7 @@ def test_segments_cover_every_step_once():
     assert spans[0][0] == 0 and spans[-1][1] == lengths[0]
     for (_, end, _), (start, _, _) in zip(spans[:-1], spans[1:], strict=True):
         assert end == start
-    for t0, t1, rows in spans:       # the rows given are exactly those with steps left
+    for t0, _, rows in spans:        # the rows given are exactly those with steps left
         assert rows == np.count_nonzero(lengths > t0) and lengths[rows - 1] > t0
     computed = sum((t1 - t0) * rows for t0, t1, rows in spans)
     assert lengths.sum() <= computed < 0.7 * 64 * lengths[0]
