@@ -67,11 +67,10 @@ class _Padded:
     dict(num_layers=2, bidirectional=True),
     dict(num_layers=2, bidirectional=False, bias=False),
 ])
-@pytest.mark.parametrize("lengths, enforce_sorted", [
-    ([6, 4, 4, 1], True),            # sorted, one sequence of one step
-    ([3, 6, 1, 5, 6], False),        # unsorted: sorted_indices permute rows and states
+@pytest.mark.parametrize("lengths, enforce_sorted, with_state", [
+    ([6, 4, 4, 1], True, False),     # sorted, one sequence of one step
+    ([3, 6, 1, 5, 6], False, True),  # unsorted: sorted_indices permute rows and states
 ])
-@pytest.mark.parametrize("with_state", [False, True])
 @pytest.mark.parametrize("grad", [False, True])
 def test_packed_matches_nn_lstm(dtype, config, lengths, enforce_sorted, with_state, grad):
     theirs, ours = _pair(dtype, input_size=3, hidden_size=4, **config)

@@ -98,6 +98,8 @@ def test_RNN_cpu_vs_cudnn(dropout):
     input_size, hidden_size, num_layers, seq_length, batch = 10, 6, 2, 7, 6
     for bias, bidirectional, batch_first, contig, variable_len in itertools.product(
             (True, False), repeat=5):
+        if dropout and not (bias and contig):    # test time: dropout on 8 of the 32
+            continue
         torch.manual_seed(0)
         directions = 2 if bidirectional else 1
         shape = (batch, seq_length) if batch_first else (seq_length, batch)
