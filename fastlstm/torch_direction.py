@@ -32,7 +32,7 @@ import torch
 from numpy.typing import NDArray
 from torch.nn import functional
 
-from . import _kernel, activations, convert, training
+from . import _kernel, activations, convert, training, validation
 
 Array = NDArray[Any]
 _CODES = (activations.CODES["tanh"], activations.CODES["sigmoid"])
@@ -222,7 +222,15 @@ def _refuse_double_backward(grads: tuple[Any, ...]) -> tuple[Any, ...]:
 def _record(x: Array, h0: Any, c0: Any, pack: Pack, mask: Array | None, reverse: bool,
             workspace: training.Tape | None,
             ) -> tuple[Array, Array, Array, training.Tape]:
-    """The recording forward on arrays: ``(sequence in processing order, h, c, tape)``."""
+    """The recording forward on arrays: ``(sequence in processing order, h, c, tape)``;
+    a MemoryError naming the parts when they cannot fit, before allocating."""
+    batch, timesteps, features = x.shape
+    units, itemsize = pack.recurrent_kernel.shape[0], x.dtype.itemsize
+    validation.within_memory(
+        [("copies of x and the states", (x.size + 2 * batch * units) * itemsize),
+         ("the training workspace", training.forward_bytes(
+             batch, timesteps, features, units, x.dtype, workspace=workspace))],
+        f"fastlstm.torch.LSTM on input of shape {x.shape}")
     sequence, _, h, c, tape = training.forward(
         x, pack.kernel, pack.recurrent_kernel, pack.bias, np.array(h0, x.dtype),
         np.array(c0, x.dtype), mask=mask, go_backwards=reverse, workspace=workspace,

@@ -73,6 +73,8 @@ def test_export_runs_the_custom_op():
         torch.testing.assert_close(actual, expected.detach(), rtol=1e-5, atol=1e-6)
 
 
+# torch's exporter calls a pytree check that torch itself deprecated.
+@pytest.mark.filterwarnings("ignore:`isinstance.treespec, LeafSpec.` is deprecated:FutureWarning")
 def test_onnx_export_writes_the_standard_lstm_operator():
     """torch.onnx.export (its default exporter) writes ONNX's LSTM operator,
     and ONNX Runtime computes nn.LSTM's output from it."""
@@ -91,6 +93,12 @@ def test_onnx_export_writes_the_standard_lstm_operator():
         np.testing.assert_allclose(actual, wanted.numpy(), rtol=1e-5, atol=1e-6)
 
 
+# The TorchScript-based exporter is deprecated (torch 2.9+) and warns that
+# batch sizes other than 1 need the states as inputs: both are about the
+# exporter, not about the module.
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
+@pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Exporting a model to ONNX with a batch_size other than 1")
 def test_legacy_onnx_exporter_too():
     theirs, ours = _pair()
     buffer = io.BytesIO()
@@ -99,6 +107,10 @@ def test_legacy_onnx_exporter_too():
     assert [node.op_type for node in model.graph.node].count("LSTM") == 2
 
 
+# torch.jit.script and trace are deprecated (DeprecationWarnings), and
+# tracing nn.LSTM warns about its shape checks (TracerWarning): torch's own.
+@pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 @pytest.mark.parametrize("record", [torch.jit.script,
                                     lambda module: torch.jit.trace(module, torch.randn(2, 5, 3))])
 def test_torchscript_refused_pointing_to_to_torch(record):
