@@ -120,22 +120,34 @@ class Sequential:
             shape = _first(layer.compute_output_shape(shape))
 
     def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
-                 lengths: ArrayLike | None = None) -> Output:
+                 lengths: ArrayLike | None = None,
+                 initial_state: Sequence[Sequence[ArrayLike] | None] | None = None) -> Output:
         """Run the stack on ``x``; returns what the last layer returns.
 
         ``mask`` (batch, timesteps) of bool or ``lengths`` (batch,) mark the
-        valid steps, as for ``LSTM``.
+        valid steps, as for ``LSTM``.  ``initial_state`` has one entry per
+        LSTM or Bidirectional layer: that layer's ``initial_state`` (or None).
         """
         if self.time_major:
             x = np.swapaxes(validation.inputs(x, None, self.layers[0].dtype), 0, 1)
         x = validation.inputs(x, None, self.layers[0].dtype)
         mask = validation.mask_or_lengths(mask, lengths, *x.shape[:2])
+        recurrent = [layer for layer in self.layers if not isinstance(layer, Masking)]
+        if initial_state is None:
+            initial_state = [None] * len(recurrent)
+        elif not isinstance(initial_state, (list, tuple)) or len(initial_state) != len(recurrent):
+            raise ValueError(
+                f"initial_state must be a list with one entry per LSTM or Bidirectional "
+                f"layer ({len(recurrent)}), got {type(initial_state).__name__}"
+                + (f" of length {len(initial_state)}" if isinstance(initial_state, (list, tuple))
+                   else ""))
+        states = iter(initial_state)
         for layer in self.layers:
             if isinstance(layer, Masking):
                 mask = layer.compute_mask(x)
                 x = layer(x)
                 continue
-            x = layer(x, mask=mask)
+            x = layer(x, mask=mask, initial_state=next(states))
             if not layer.return_sequences:
                 mask = None
         if self.time_major and self.return_sequences:
