@@ -12,14 +12,13 @@ and a layer's variables under ``<key>/cell/vars/0, 1, 2`` (LSTM) or
 """
 from __future__ import annotations
 
-import io
-import json
 import os
-import zipfile
 from collections.abc import Sequence
 from typing import Any
 
+from . import keras_files
 from .bidirectional import Bidirectional
+from .keras_model import Model
 from .layer import LSTM
 from .masking import Masking
 from .sequential import Sequential
@@ -28,9 +27,8 @@ from .serialization import snake_case
 # Keras configs are JSON: nested dicts and lists.
 Config = dict[str, Any]
 # What from_keras returns: a layer, or a stack for a model.
-Imported = LSTM | Bidirectional | Sequential
+Imported = LSTM | Bidirectional | Model
 
-_SUPPORTED = ("InputLayer", "Masking", "LSTM", "Bidirectional")
 _INITIALIZER_KEYS = ("kernel_initializer", "recurrent_initializer", "bias_initializer")
 
 
@@ -42,108 +40,6 @@ def _without_initializers(value: Any) -> Any:
         return {k: _without_initializers(v) for k, v in value.items()
                 if k not in _INITIALIZER_KEYS}
     return value
-
-
-def _layer_from_config(class_name: str, config: Config) -> LSTM | Bidirectional | Masking:
-    if class_name == "LSTM":
-        return LSTM.from_config(_without_initializers(config))
-    if class_name == "Bidirectional":
-        return Bidirectional.from_config(_without_initializers(config))
-    return Masking.from_config(config)
-
-
-def _history_name(tensor: Config) -> str:
-    return str(tensor["config"]["keras_history"][0])
-
-
-def _is_tensor(value: object) -> bool:
-    return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
-
-
-def _holds_tensor(value: object) -> bool:
-    if _is_tensor(value):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(_holds_tensor(v) for v in value)
-    return isinstance(value, dict) and any(_holds_tensor(v) for v in value.values())
-
-
-def _triples(value: list[Any]) -> list[Any]:
-    """input_layers/output_layers: one [name, node, index] or a list of them."""
-    return [value] if value and isinstance(value[0], str) else list(value)
-
-
-def _functional_chain(config: Config) -> tuple[Config, list[Config]]:
-    """The layer configs from the input to the output of a single-path
-    functional model, input excluded."""
-    by_name = {layer["name"]: layer for layer in config["layers"]}
-    inputs, outputs = _triples(config["input_layers"]), _triples(config["output_layers"])
-    if len(inputs) != 1:
-        raise ValueError(f"from_keras: the model has {len(inputs)} inputs; "
-                         f"fastlstm supports single-input chains of layers")
-    if len({name for name, _, _ in outputs}) != 1:
-        raise ValueError(f"from_keras: the model's outputs come from several layers "
-                         f"{[name for name, _, _ in outputs]}; fastlstm supports a chain "
-                         f"of layers whose last layer gives all outputs")
-    chain, name = [], outputs[0][0]
-    while by_name[name]["class_name"] != "InputLayer":
-        layer = by_name[name]
-        _check_class(layer)
-        nodes = layer["inbound_nodes"]
-        tensors = [a for a in nodes[0]["args"] if _is_tensor(a)] if len(nodes) == 1 else []
-        # Masks are recomputed from Masking layers; any other tensor input
-        # (such as an initial_state from an encoder) leaves the chain.
-        extra = sorted(k for k, v in nodes[0]["kwargs"].items()
-                       if k != "mask" and _holds_tensor(v)) if len(nodes) == 1 else []
-        if len(nodes) != 1 or len(tensors) != 1 or extra:
-            raise ValueError(
-                f"from_keras: layer {name!r} is not a plain link of a chain (it is called "
-                f"{len(nodes)} times, on {len(tensors)} tensors, with {extra or 'no'} "
-                f"extra inputs such as initial_state); fastlstm supports chains of "
-                f"{', '.join(_SUPPORTED)}")
-        chain.append(layer)
-        name = _history_name(tensors[0])
-    return by_name[name], chain[::-1]
-
-
-def _name(entry: Config) -> str:
-    # Functional configs name a layer at the top, Sequential ones in its config.
-    return str(entry.get("name") or entry["config"]["name"])
-
-
-def _check_class(layer: Config) -> None:
-    if layer["class_name"] not in _SUPPORTED:
-        raise ValueError(f"from_keras: layer {_name(layer)!r} is a {layer['class_name']}; fastlstm "
-                         f"supports only {', '.join(_SUPPORTED)}")
-
-
-def _model_from_config(class_name: str, config: Config,
-                       ) -> tuple[Sequential, list[str], list[str]]:
-    """A ``Sequential`` for a Keras model config, and the Keras names and
-    ``.weights.h5`` keys of its layers."""
-    layers = config["layers"]
-    input_layer: Config | None
-    if class_name == "Sequential":
-        for layer in layers:
-            _check_class(layer)
-        input_layer = next((e for e in layers if e["class_name"] == "InputLayer"), None)
-        chain = [entry for entry in layers if entry["class_name"] != "InputLayer"]
-    elif class_name == "Functional":
-        input_layer, chain = _functional_chain(config)
-    else:
-        raise TypeError(f"from_keras: expected a Keras Sequential or functional model, "
-                        f"got {class_name}")
-    if not chain:
-        raise ValueError("from_keras: the model has no layers besides its input")
-    keys = _keys([entry["class_name"] for entry in layers])
-    names = [_name(entry) for entry in layers]
-    key_of = dict(zip(names, keys, strict=True))
-    stack = Sequential([_layer_from_config(e["class_name"], e["config"]) for e in chain])
-    shape = input_layer["config"].get("batch_shape") if input_layer else None
-    if shape is not None and shape[-1] is not None and len(shape) == 3:
-        stack.build(tuple(shape[1:]))
-    chain_names = [_name(entry) for entry in chain]
-    return stack, chain_names, [key_of[n] for n in chain_names]
 
 
 def _keys(class_names: Sequence[str]) -> list[str]:
@@ -204,19 +100,18 @@ def from_keras(source: Any) -> Imported:
 
         fast = fastlstm.from_keras("model.keras")
     """
+    from . import keras_import
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if not path.endswith(".keras"):
+        if not path.endswith((".keras", ".h5", ".hdf5")):
             raise ValueError(
-                f"from_keras reads .keras files (architecture and weights), got {path!r}; "
-                f"for a .weights.h5 file build the stack and call "
-                f"fastlstm.load_keras_weights(stack, path)")
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-            stack, _, keys = _model_from_config(config["class_name"], config["config"])
-            with _h5py().File(io.BytesIO(archive.read("model.weights.h5")), "r") as h5:
-                _load_h5(stack.layers, keys, h5)
-        return stack
+                f"from_keras reads .keras files and legacy .h5 full-model files, got "
+                f"{path!r}")
+        if path.endswith(".weights.h5"):
+            raise ValueError(
+                f"from_keras: {path} holds weights only; build the model and call "
+                f"fastlstm.load_keras_weights(model, {path!r})")
+        return keras_import.model_from_file(path)
     class_name = _keras_class(source)
     if class_name == "LSTM":
         return LSTM.from_keras(source)
@@ -225,80 +120,102 @@ def from_keras(source: Any) -> Imported:
         layer = Bidirectional.from_config(_without_initializers(source.get_config()))
         weights = source.get_weights()
     elif class_name in ("Sequential", "Functional"):
-        layer, names, _ = _model_from_config(class_name, source.get_config())
-        by_name = {entry.name: entry for entry in source.layers}
-        weights = [w for name in names for w in by_name[name].get_weights()]
+        return keras_import.model_from_live(source)
     else:
-        raise TypeError(f"from_keras: {class_name} is not supported; fastlstm takes "
-                        f"LSTM, Bidirectional, or a Sequential/functional model of "
-                        f"{', '.join(_SUPPORTED)}")
+        raise TypeError(f"from_keras: {class_name} is not supported; fastlstm takes an "
+                        f"LSTM or Bidirectional layer, or a Sequential or functional model")
     if weights:
         layer.set_weights(weights)
     return layer
 
 
 # -------------------------------------------------------------------- files
-def _h5py() -> Any:
-    try:
-        import h5py
-    except ImportError as error:
-        raise ImportError("reading Keras weight files needs h5py: "
-                          "pip install fastlstm[h5]") from error
-    return h5py
+def _lstm_shapes(layer: LSTM) -> list[tuple[int | None, ...]]:
+    """What the file must hold for ``layer`` (input size free when unbuilt)."""
+    units = layer.units
+    shapes: list[tuple[int | None, ...]] = [(layer.input_dim, 4 * units), (units, 4 * units)]
+    return shapes + [(4 * units,)] if layer.use_bias else shapes
 
 
-def _cell_vars(group: Any) -> list[Any]:
-    variables = group["cell"]["vars"]
-    return [variables[k][()] for k in sorted(variables, key=int)]
+def _read_lstm(group: Any, layer: LSTM, where: str) -> list[Any]:
+    variables = keras_files.path(group, "cell/vars", where)
+    shapes = _lstm_shapes(layer)
+    if sorted(variables) != [str(i) for i in range(len(shapes))]:
+        raise ValueError(f"{where}: {variables.name} must hold variables "
+                         f"{list(range(len(shapes)))} for {layer!r}, got {sorted(variables)[:10]}")
+    return [keras_files.read_dataset(keras_files.child(variables, str(i), where), shape, where)
+            for i, shape in enumerate(shapes)]
 
 
 def _load_h5(layers: Sequence[LSTM | Bidirectional | Masking], keys: Sequence[str],
-             h5: Any) -> None:
+             h5: Any, where: str, by_name: bool) -> None:
     if "layers" not in h5:
-        raise ValueError("not a Keras 3 weights file: it has no 'layers' group")
-    groups = h5["layers"]
+        raise ValueError(f"{where}: not a Keras 3 weights file: it has no 'layers' group")
+    groups = keras_files.child(h5, "layers", where)
     for layer, key in zip(layers, keys, strict=True):
         if isinstance(layer, Masking):
             continue
         if key not in groups:
-            raise ValueError(f"the Keras weights file has no layer {key!r} "
-                             f"(it has {sorted(groups)})")
+            raise ValueError(f"{where}: the Keras weights file has no layer {key!r} "
+                             f"(it has {sorted(groups)[:20]})")
+        group = keras_files.child(groups, key, where)
         if isinstance(layer, Bidirectional):
-            weights = (_cell_vars(groups[key]["forward_layer"])
-                       + _cell_vars(groups[key]["backward_layer"]))
+            weights = (_read_lstm(keras_files.child(group, "forward_layer", where),
+                                  layer.forward_layer, where)
+                       + _read_lstm(keras_files.child(group, "backward_layer", where),
+                                    layer.backward_layer, where))
         else:
-            weights = _cell_vars(groups[key])
+            weights = _read_lstm(group, layer, where)
         layer.set_weights(weights)
-    dataset = _h5py().Dataset
+    if by_name:
+        return
+    dataset = keras_files.h5py_module().Dataset
     for key in sorted(set(groups) - set(keys)):
         # visititems stops at the first non-None return value.
         if groups[key].visititems(lambda _, item: True if isinstance(item, dataset) else None):
-            raise ValueError(f"the Keras weights file holds weights of layer {key!r}, "
-                             f"which the fastlstm model does not have")
+            raise ValueError(f"{where}: the Keras weights file holds weights of layer "
+                             f"{key!r}, which the fastlstm model does not have (pass "
+                             f"by_name=True to load only the layers the model has)")
 
 
-def load_keras_weights(target: LSTM | Bidirectional | Sequential,
-                       path: str | os.PathLike[str]) -> None:
-    """Load weights that Keras saved into a fastlstm layer or stack, without Keras.
+def load_keras_weights(target: LSTM | Bidirectional | Sequential | Model,
+                       path: str | os.PathLike[str], by_name: bool = False,
+                       skip_mismatch: bool = False) -> None:
+    """Load weights that Keras saved into a fastlstm layer, stack or model, without Keras.
 
     Parameters
     ----------
-    target : fastlstm.LSTM, fastlstm.Bidirectional or fastlstm.Sequential
-        Built or not; its layers must match the Keras model's LSTM,
-        Bidirectional and Masking layers in order.
+    target : fastlstm.LSTM, Bidirectional, Sequential or Model
+        A layer or stack, built or not, whose layers match the Keras
+        model's LSTM, Bidirectional and Masking layers in order; or a
+        ``fastlstm.Model`` (from ``fastlstm.from_keras``).
     path : str or os.PathLike
-        A ``.weights.h5`` file (``model.save_weights``) or a ``.keras`` file.
+        A ``.weights.h5`` file (``model.save_weights``), a ``.keras`` file,
+        or for a ``fastlstm.Model`` also a legacy ``.h5`` file.
+    by_name : bool, default False
+        Take from a file holding more layers than the target the weights
+        of the layers the target has: for a layer or stack by Keras's
+        weight keys (``lstm``, ``lstm_1``, ..., ``bidirectional``), for a
+        ``Model`` by layer name.  Without it, a file with other layers'
+        weights is refused.
+    skip_mismatch : bool, default False
+        For a ``Model``: leave the layers whose weights the file lacks or
+        holds in other shapes as they are, instead of refusing the file.
     """
-    layers = target.layers if isinstance(target, Sequential) else [target]
-    if not isinstance(target, (Sequential, LSTM, Bidirectional)):
-        raise TypeError(f"load_keras_weights: expected a fastlstm LSTM, Bidirectional or "
-                        f"Sequential, got {type(target).__name__}")
-    keys = _keys([type(layer).__name__ for layer in layers])
     path = os.fspath(path)
+    if isinstance(target, Model):
+        from . import keras_import
+        keras_import.load_into_model(target, path, by_name, skip_mismatch)
+        return
+    if not isinstance(target, (Sequential, LSTM, Bidirectional)):
+        raise TypeError(f"load_keras_weights: expected a fastlstm LSTM, Bidirectional, "
+                        f"Sequential or Model, got {type(target).__name__}")
+    layers = target.layers if isinstance(target, Sequential) else [target]
+    keys = _keys([type(layer).__name__ for layer in layers])
     if path.endswith(".keras"):
-        with zipfile.ZipFile(path) as archive:
-            with _h5py().File(io.BytesIO(archive.read("model.weights.h5")), "r") as h5:
-                _load_h5(layers, keys, h5)
+        _, weights = keras_files.read_keras_archive(path)
+        with keras_files.open_h5(weights) as h5:
+            _load_h5(layers, keys, h5, f"{path}: model.weights.h5", by_name)
     else:
-        with _h5py().File(path, "r") as h5:
-            _load_h5(layers, keys, h5)
+        with keras_files.open_h5(path) as h5:
+            _load_h5(layers, keys, h5, path, by_name)
