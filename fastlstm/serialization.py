@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 if TYPE_CHECKING:
+    from . import keras_model
     from .bidirectional import Bidirectional
     from .layer import LSTM
     from .masking import Masking
     from .sequential import Sequential
 
 # What save writes and load reads.
-Model = Union["LSTM", "Bidirectional", "Masking", "Sequential"]
+Model = Union["LSTM", "Bidirectional", "Masking", "Sequential", "keras_model.Model"]
 
 # Keras LSTM config keys with no effect on inference outputs: dropped when a
 # constructor does not take them.
@@ -81,10 +82,11 @@ def to_dict(obj: Model) -> dict[str, Any]:
 def from_dict(value: object) -> Model:
     """The (unbuilt) object described by ``to_dict``'s result."""
     from .bidirectional import Bidirectional
+    from .keras_model import Model
     from .layer import LSTM
     from .masking import Masking
     from .sequential import Sequential
-    classes = {cls.__name__: cls for cls in (LSTM, Bidirectional, Masking, Sequential)}
+    classes = {cls.__name__: cls for cls in (LSTM, Bidirectional, Masking, Sequential, Model)}
     if not isinstance(value, dict) or value.get("class_name") not in classes:
         name = value.get("class_name") if isinstance(value, dict) else type(value).__name__
         raise ValueError(f"expected the config of one of {sorted(classes)}, got {name!r}")
