@@ -77,6 +77,21 @@ def _weighted(model: Model) -> list[keras_layers.Layer]:
     return [layer for layer in model.layers if layer.weight_shapes(layer.input_shapes)]
 
 
+def _refuse_extra(groups: Any, used: set[str], where: str) -> None:
+    """A file holding weights of layers the model lacks is refused (unless by_name)."""
+    dataset = keras_files.h5py_module().Dataset
+    for key in sorted(set(groups) - used):
+        if key == "top_level_model_weights":
+            continue
+        item = groups.get(key, getlink=True)
+        holds = isinstance(item, keras_files.h5py_module().HardLink) and groups[key].visititems(
+            lambda _, value: True if isinstance(value, dataset) else None)
+        if holds:
+            raise ValueError(f"{where}: the file holds weights of layer {key!r}, which the "
+                             f"model does not have (pass by_name=True to load only the "
+                             f"layers the model has)")
+
+
 def load_keras3_weights(model: Model, h5: Any, where: str, by_name: bool = False,
                         skip_mismatch: bool = False) -> None:
     """Weights of a Keras 3 ``.weights.h5`` (or the one in a ``.keras``) into ``model``.
@@ -101,6 +116,8 @@ def load_keras3_weights(model: Model, h5: Any, where: str, by_name: bool = False
                   else None for key in keras_keys(model.layers)}
         groups = {layer.name: groups[key] for layer, key in
                   zip(model.layers, keras_keys(model.layers), strict=True)}
+    if not by_name:
+        _refuse_extra(layers_group, set(keras_keys(model.layers)), where)
     for layer in _weighted(model):
         group = groups.get(layer.name)
         if group is None:
@@ -115,10 +132,12 @@ def load_keras3_weights(model: Model, h5: Any, where: str, by_name: bool = False
                 raise
 
 
-def load_legacy_weights(model: Model, h5: Any, where: str,
+def load_legacy_weights(model: Model, h5: Any, where: str, by_name: bool = False,
                         skip_mismatch: bool = False) -> None:
     """Weights of a legacy HDF5 file (Keras 2 / tf.keras layout), by layer name."""
     root = keras_files.child(h5, "model_weights", where) if "model_weights" in h5 else h5
+    if not by_name:
+        _refuse_extra(root, {layer.name for layer in model.layers}, where)
     for layer in _weighted(model):
         if layer.name not in root:
             if skip_mismatch:
@@ -183,4 +202,4 @@ def load_into_model(model: Model, path: str | os.PathLike[str], by_name: bool,
         if "layers" in h5:
             load_keras3_weights(model, h5, path, by_name, skip_mismatch)
         else:
-            load_legacy_weights(model, h5, path, skip_mismatch)
+            load_legacy_weights(model, h5, path, by_name, skip_mismatch)

@@ -116,7 +116,10 @@ def compute_dtype(config: Config, where: str) -> np.dtype[Any]:
 class Layer:
     """The shared parts: name, config, weights."""
 
+    # Keras's supports_masking: the layer passes (or makes) a mask.
     supports_masking = False
+    # The layer's call reads the mask of its input(s).
+    takes_mask = False
 
     def __init__(self, name: str, config: Config) -> None:
         self.name = name
@@ -391,10 +394,24 @@ class Add(_Merge):
 
 
 class Multiply(_Merge):
+    takes_mask = True
+
     def call(self, inputs: list[Array], mask: Any = None) -> Array:
-        result = self.cast(inputs[0]).copy()
-        for x in inputs[1:]:
-            result = result * self.cast(x)
+        # Keras's Multiply: a masked input counts as 1 at its masked steps;
+        # when every input has a mask, steps masked in all of them are 0.
+        masks = mask if isinstance(mask, list) else [None] * len(inputs)
+        result = None
+        keep = None
+        for x, m in zip(inputs, masks, strict=True):
+            x = self.cast(x)
+            if m is not None:
+                m = np.broadcast_to(np.asarray(m, bool)[..., None], x.shape)
+                x = np.where(m, x, 1).astype(self.dtype, copy=False)
+                keep = m if keep is None else keep | m
+            result = x if result is None else result * x
+        assert result is not None
+        if all(m is not None for m in masks) and keep is not None:
+            result = np.where(keep, result, 0).astype(self.dtype, copy=False)
         return result
 
 
@@ -455,6 +472,7 @@ class _GlobalPooling1D(Layer):
 
 class GlobalAveragePooling1D(_GlobalPooling1D):
     supports_masking = True
+    takes_mask = True
 
     def call(self, inputs: list[Array], mask: Any = None) -> Array:
         x = self.cast(inputs[0])
@@ -544,8 +562,9 @@ class LayerNormalization(Layer):
         gamma = weights.pop(0).reshape(shape) if self.scale else None
         epsilon = self.dtype.type(self.epsilon)
         if self.rms_scaling:
-            # Keras: x * rsqrt(mean(x^2) + eps) * gamma.
-            y = x / np.sqrt(np.mean(np.square(x), axis=axes, keepdims=True) + epsilon)
+            # Keras 3's (deprecated) rms_scaling divides by the standard
+            # deviation, not the root mean square: x * rsqrt(var + eps) * gamma.
+            y = x / np.sqrt(np.var(x, axis=axes, keepdims=True) + epsilon)
             return y * gamma if gamma is not None else y
         beta = weights.pop(0).reshape(shape) if self.center else None
         mean = x.mean(axis=axes, keepdims=True)
@@ -674,12 +693,14 @@ class AveragePooling1D(_Pooling1D):
 _INITIALIZER_KEYS = ("kernel_initializer", "recurrent_initializer", "bias_initializer")
 
 
-def _without_initializers(value: Any) -> Any:
-    """Drop initializer keys (the weights come from the model, and Keras
-    allows initializers that fastlstm does not have)."""
+def _for_kernel(value: Any, dtype: str) -> Any:
+    """A Keras LSTM / Bidirectional config for fastlstm's layers: without
+    initializers (the weights come from the model, and Keras allows
+    initializers that fastlstm does not have), and every dtype policy
+    replaced by the dtype the layer computes in."""
     if isinstance(value, dict):
-        return {k: _without_initializers(v) for k, v in value.items()
-                if k not in _INITIALIZER_KEYS}
+        return {k: dtype if k == "dtype" else _for_kernel(v, dtype)
+                for k, v in value.items() if k not in _INITIALIZER_KEYS}
     return value
 
 
@@ -698,11 +719,12 @@ class Recurrent(Layer):
     """LSTM and Bidirectional(LSTM), on ``fastlstm.LSTM`` / ``fastlstm.Bidirectional``."""
 
     supports_masking = True
+    takes_mask = True
 
     def __init__(self, name: str, config: Config, bidirectional: bool) -> None:
         super().__init__(name, config)
         self.where = f"layer {name!r} ({'Bidirectional' if bidirectional else 'LSTM'})"
-        clean = _without_initializers(config)
+        clean = _for_kernel(config, self.dtype.name)
         try:
             if bidirectional:
                 for key in ("layer", "backward_layer"):

@@ -503,28 +503,32 @@ class Model:
                 values[(layer.name, node.index, 0)] = feed[(layer.name, node.index, 0)]
                 continue
             inputs = _inputs(node, values.__getitem__)
-            input_mask = _inputs(node, masks.get)
-            kwargs: dict[str, Any] = {}
-            if node.legacy or isinstance(layer, keras_layers.Operation):
+            # Every tensor carries the mask Keras would attach to it at run
+            # time (each layer's compute_mask); a Keras 3 call passes the
+            # mask its config records, a Keras 2 one the mask of its inputs.
+            input_masks = _inputs(node, masks.get)
+            input_mask = input_masks if len(input_masks) > 1 or isinstance(
+                node.args[0] if node.args else None, list) else input_masks[0]
+            if node.legacy or "mask" not in node.kwargs:
                 mask = input_mask
             else:
-                mask = _fill(node.kwargs.get("mask"), values.__getitem__)
+                mask = _fill(node.kwargs["mask"], values.__getitem__)
+            kwargs: dict[str, Any] = {}
             if "initial_state" in node.kwargs:
                 kwargs["initial_state"] = _fill(node.kwargs["initial_state"],
                                                 values.__getitem__)
-            if node.legacy and "mask" in node.kwargs:
-                mask = _fill(node.kwargs["mask"], values.__getitem__)
-            output = layer.call(inputs, mask=mask, **kwargs)
-            outputs = output if isinstance(output, list) else [output]
-            if node.legacy:
-                out_mask = layer.compute_mask(inputs, input_mask if isinstance(
-                    input_mask, list) else input_mask)
-                out_masks = out_mask if isinstance(out_mask, list) else [out_mask]
+            if isinstance(layer, keras_layers.Operation):
+                output = layer.call(inputs)
+                out_masks: list[Any] = []
             else:
-                out_masks = []
+                output = layer.call(inputs, mask=mask if layer.takes_mask else None,
+                                    **kwargs)
+                out_mask = layer.compute_mask(inputs, mask)
+                out_masks = out_mask if isinstance(out_mask, list) else [out_mask]
+            outputs = output if isinstance(output, list) else [output]
             for i, value in enumerate(outputs):
                 values[(layer.name, node.index, i)] = value
-                if i < len(out_masks):
+                if i < len(out_masks) and out_masks[i] is not None:
                     masks[(layer.name, node.index, i)] = out_masks[i]
         results = [values[t.key] for t in self._outputs]
         return results[0] if self._single_output else results
