@@ -11,11 +11,13 @@ never opens another one.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
 import zipfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -86,10 +88,13 @@ def _member(archive: zipfile.ZipFile, name: str, limit: int, where: str) -> byte
     if info.file_size > RATIO_LIMIT * max(info.compress_size, 1) and info.file_size > 2**20:
         raise ValueError(f"{where}: {name} expands {info.file_size:,} bytes from "
                          f"{info.compress_size:,} (over {RATIO_LIMIT}x, the limit)")
-    with archive.open(info) as member:
-        # Read one byte past the declared size: a member that holds more
-        # than it declares is refused, not read to its end.
-        data = member.read(info.file_size + 1)
+    try:
+        with archive.open(info) as member:
+            # Read one byte past the declared size: a member that holds more
+            # than it declares is refused, not read to its end.
+            data = member.read(info.file_size + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise ValueError(f"{where}: {name} is damaged: {error}") from None
     if len(data) != info.file_size:
         raise ValueError(f"{where}: {name} holds other than the {info.file_size:,} bytes "
                          f"it declares")
@@ -100,7 +105,7 @@ def read_keras_archive(path: str) -> tuple[dict[str, Any], bytes]:
     """The model config and the bytes of ``model.weights.h5`` of a ``.keras`` file."""
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as error:
+    except (zipfile.BadZipFile, ValueError, EOFError) as error:
         raise ValueError(f"{path}: not a .keras file (a zip archive): {error}") from None
     with archive:
         config = parse_config(_member(archive, "config.json", CONFIG_LIMIT, path),
@@ -110,6 +115,16 @@ def read_keras_archive(path: str) -> tuple[dict[str, Any], bytes]:
         validation.affordable(weights_size, 1, f"{path}: model.weights.h5")
         weights = _member(archive, "model.weights.h5", max(weights_size, 1), path)
     return config, weights
+
+
+@contextlib.contextmanager
+def damaged_as_value_error(where: str) -> Iterator[None]:
+    """HDF5's errors on damaged files (OSError, KeyError, RuntimeError from
+    h5py) as one ValueError naming the file."""
+    try:
+        yield
+    except (OSError, KeyError, RuntimeError) as error:
+        raise ValueError(f"{where}: damaged HDF5 data: {error}") from None
 
 
 def open_h5(source: str | bytes) -> Any:

@@ -159,10 +159,10 @@ def model_from_file(path: str) -> Model:
     if path.endswith(".keras"):
         config, weights = keras_files.read_keras_archive(path)
         model = Model(config, where=f"{path}: config.json")
-        with keras_files.open_h5(weights) as h5:
+        with keras_files.damaged_as_value_error(path), keras_files.open_h5(weights) as h5:
             load_keras3_weights(model, h5, f"{path}: model.weights.h5")
         return model
-    with keras_files.open_h5(path) as h5:
+    with keras_files.damaged_as_value_error(path), keras_files.open_h5(path) as h5:
         text = keras_files.read_attribute(h5, "model_config", path)
         if text is None:
             raise ValueError(
@@ -194,11 +194,11 @@ def load_into_model(model: Model, path: str | os.PathLike[str], by_name: bool,
     path = os.fspath(path)
     if path.endswith(".keras"):
         _, weights = keras_files.read_keras_archive(path)
-        with keras_files.open_h5(weights) as h5:
+        with keras_files.damaged_as_value_error(path), keras_files.open_h5(weights) as h5:
             load_keras3_weights(model, h5, f"{path}: model.weights.h5", by_name,
                                 skip_mismatch)
         return
-    with keras_files.open_h5(path) as h5:
+    with keras_files.damaged_as_value_error(path), keras_files.open_h5(path) as h5:
         if "layers" in h5:
             load_keras3_weights(model, h5, path, by_name, skip_mismatch)
         else:

@@ -214,8 +214,8 @@ def load_keras_weights(target: LSTM | Bidirectional | Sequential | Model,
     keys = _keys([type(layer).__name__ for layer in layers])
     if path.endswith(".keras"):
         _, weights = keras_files.read_keras_archive(path)
-        with keras_files.open_h5(weights) as h5:
+        with keras_files.damaged_as_value_error(path), keras_files.open_h5(weights) as h5:
             _load_h5(layers, keys, h5, f"{path}: model.weights.h5", by_name)
     else:
-        with keras_files.open_h5(path) as h5:
+        with keras_files.damaged_as_value_error(path), keras_files.open_h5(path) as h5:
             _load_h5(layers, keys, h5, path, by_name)

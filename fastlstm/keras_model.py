@@ -277,6 +277,7 @@ class Model:
 
     def __init__(self, config: Config, where: str = "model config") -> None:
         parser = _Parser(where)
+        self._where = where
         if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
             raise parser.fail("a Keras model config must be a dict with a 'config' dict")
         self.class_name = config.get("class_name")
@@ -383,7 +384,7 @@ class Model:
         def lookup(key: TensorId) -> Any:
             outputs = shapes[key[:2]]
             if key[2] >= len(outputs):
-                raise ValueError(f"{self.name}: a tensor refers to output {key[2]} of "
+                raise ValueError(f"{self._where}: a tensor refers to output {key[2]} of "
                                  f"layer {key[0]!r}, which has {len(outputs)}")
             return outputs[key[2]]
 
@@ -398,7 +399,7 @@ class Model:
             try:
                 output = layer.output_shape(inputs)
             except (TypeError, ValueError, IndexError) as error:
-                raise ValueError(f"{layer.where} cannot take inputs of shapes {inputs}: "
+                raise ValueError(f"{self._where}: {layer.where} cannot take inputs of shapes {inputs}: "
                                  f"{error}") from None
             shapes[(layer.name, node.index)] = output if isinstance(output, list) else [output]
         self._output_shapes = shapes
