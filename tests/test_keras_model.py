@@ -8,6 +8,7 @@ paths, and keeps the tests fast.  Tolerances are conftest's float32 ones:
 the layers around the LSTMs are one matmul or an elementwise function each,
 whose rounding differs from Keras's only in summation order.
 """
+import json
 import sys
 
 import keras
@@ -357,3 +358,52 @@ def test_dense_activation_matches_keras(name, tol):
     expected = model.predict(x, verbose=0)
     np.testing.assert_allclose(fastlstm.from_keras(model)(x), expected, rtol=1e-5,
                                atol=2e-6)
+
+
+# ------------------------------------------------- Keras 2 / tf.keras configs
+def _keras2_node(node):
+    """A Keras 3 call {"args", "kwargs"} as tf.keras wrote it: a list of
+    [layer, call, output, {}], initial states as further inputs, no masks."""
+    def history(tensor):
+        return list(tensor["config"]["keras_history"]) + [{}]
+
+    arg = node["args"][0]
+    tensors = [history(t) for t in arg] if isinstance(arg, list) else [history(arg)]
+    tensors += [history(t) for t in node["kwargs"].get("initial_state", [])]
+    return tensors
+
+
+def _keras2_config(config):
+    """A Keras 3 model config rewritten in tf.keras 2's format: operation
+    nodes dropped (tf.keras recorded no masks), list-style calls,
+    batch_input_shape."""
+    body = config["config"]
+    layers = []
+    for entry in body["layers"]:
+        if "trainable" not in entry["config"] and entry["class_name"] != "InputLayer":
+            continue                                    # a Keras 3 mask operation
+        entry = dict(entry, config=dict(entry["config"]))
+        if entry["class_name"] == "InputLayer":
+            entry["config"]["batch_input_shape"] = entry["config"].pop("batch_shape")
+        if "inbound_nodes" in entry:
+            entry["inbound_nodes"] = [_keras2_node(n) for n in entry["inbound_nodes"]]
+        layers.append(entry)
+    if config["class_name"] == "Sequential":
+        first = layers.pop(0)
+        layers[0]["config"]["batch_input_shape"] = first["config"]["batch_input_shape"]
+    return {"class_name": "Model" if config["class_name"] == "Functional"
+            else config["class_name"], "config": dict(body, layers=layers)}
+
+
+@pytest.mark.parametrize("name", ["encoder_decoder", "multi_input_concatenate",
+                                  "masking_time_distributed", "embedding_lstm_dense"])
+def test_keras2_legacy_h5(saved, tol, tmp_path, name):
+    """tf.keras's .h5 layout: masks follow each layer's compute_mask."""
+    import h5py
+    model, x, expected, files = saved[name]
+    path = tmp_path / "keras2.h5"
+    path.write_bytes(files[".h5"].read_bytes())
+    with h5py.File(path, "r+") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        h5.attrs["model_config"] = json.dumps(_keras2_config(config))
+    _assert_same(fastlstm.from_keras(path)(x), expected, tol)
