@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import special
 
 from .activations import FUNCTIONS as KERNEL_FUNCTIONS
 
@@ -35,12 +34,15 @@ def _selu(x: Array) -> Array:
 
 
 def _gelu(x: Array) -> Array:
+    # Imported here: SciPy is most of `import fastlstm`'s time, and only
+    # gelu needs it.
+    from scipy.special import erf
     # keras.activations.gelu defaults to approximate=False: the erf form.
-    return (0.5 * x * (1 + special.erf(x / np.sqrt(2)))).astype(x.dtype, copy=False)
+    return (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(x.dtype, copy=False)
 
 
 def _silu(x: Array) -> Array:
-    return (x * special.expit(x)).astype(x.dtype, copy=False)
+    return x * KERNEL_FUNCTIONS["sigmoid"](x)
 
 
 def _softplus(x: Array) -> Array:
@@ -68,13 +70,16 @@ def _mish(x: Array) -> Array:
     return x * np.tanh(_softplus(x))
 
 
+def _log_softmax(x: Array) -> Array:
+    # keras.activations.log_softmax: over the last axis, shifted by the max.
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 def _softmax(x: Array) -> Array:
     # keras.activations.softmax: over the last axis.
-    return special.softmax(x, axis=-1).astype(x.dtype, copy=False)
-
-
-def _log_softmax(x: Array) -> Array:
-    return special.log_softmax(x, axis=-1).astype(x.dtype, copy=False)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 FUNCTIONS: dict[str, Callable[[Array], Array]] = {
