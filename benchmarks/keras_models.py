@@ -147,9 +147,11 @@ def main():
         results, names, torch_version = torch_side(directory, args.budget)
         tf_version = "not measured (no --tf-python)"
         if args.tf_python:
+            # The worker imports run.py, hence fastlstm: from this source tree.
+            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
             output = subprocess.run(
                 [args.tf_python, __file__, "--tf-worker", name, "--budget", str(args.budget)],
-                check=True, capture_output=True, text=True).stdout
+                check=True, capture_output=True, text=True, env=env).stdout
             report = json.loads(output.strip().splitlines()[-1])
             tf_version = report["version"]
             for key, seconds in report["results"].items():

@@ -38,11 +38,11 @@ def _gelu(x: Array) -> Array:
     # gelu needs it.
     from scipy.special import erf
     # keras.activations.gelu defaults to approximate=False: the erf form.
-    return (0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(x.dtype, copy=False)
+    return np.asarray((0.5 * x * (1 + erf(x / np.sqrt(2)))).astype(x.dtype, copy=False), x.dtype)
 
 
 def _silu(x: Array) -> Array:
-    return x * KERNEL_FUNCTIONS["sigmoid"](x)
+    return np.asarray(x * KERNEL_FUNCTIONS["sigmoid"](x), x.dtype)
 
 
 def _softplus(x: Array) -> Array:
@@ -50,7 +50,7 @@ def _softplus(x: Array) -> Array:
 
 
 def _softsign(x: Array) -> Array:
-    return x / (1 + np.abs(x))
+    return np.asarray(x / (1 + np.abs(x)), x.dtype)
 
 
 def _relu6(x: Array) -> Array:
@@ -63,7 +63,7 @@ def _leaky_relu(x: Array) -> Array:
 
 
 def _hard_silu(x: Array) -> Array:
-    return x * (np.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+    return np.asarray(x * (np.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False), x.dtype)
 
 
 def _mish(x: Array) -> Array:
@@ -73,13 +73,13 @@ def _mish(x: Array) -> Array:
 def _log_softmax(x: Array) -> Array:
     # keras.activations.log_softmax: over the last axis, shifted by the max.
     shifted = x - x.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return np.asarray(shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True)), x.dtype)
 
 
 def _softmax(x: Array) -> Array:
     # keras.activations.softmax: over the last axis.
     e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True), x.dtype)
 
 
 FUNCTIONS: dict[str, Callable[[Array], Array]] = {

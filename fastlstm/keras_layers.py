@@ -305,7 +305,7 @@ class Embedding(Layer):
         if indices.size and (indices.min() < 0 or indices.max() >= self.input_dim):
             raise ValueError(f"{self.where}: indices must be in [0, {self.input_dim}), got "
                              f"values from {indices.min()} to {indices.max()}")
-        return self.weights[0][indices]
+        return np.asarray(self.weights[0][indices])
 
 
 class Masking(Layer):
@@ -314,7 +314,7 @@ class Masking(Layer):
         self.mask_value = _get(config, "mask_value", self.where, (int, float), 0.0)
 
     def compute_mask(self, inputs: list[Array], mask: Any) -> Array:
-        return np.any(self.cast(inputs[0]) != self.mask_value, axis=-1)
+        return np.asarray(np.any(self.cast(inputs[0]) != self.mask_value, axis=-1))
 
     def call(self, inputs: list[Array], mask: Any = None) -> Array:
         x = self.cast(inputs[0])
@@ -390,7 +390,7 @@ class Add(_Merge):
         result = self.cast(inputs[0]).copy()
         for x in inputs[1:]:
             result = result + self.cast(x)
-        return result
+        return np.asarray(result)
 
 
 class Multiply(_Merge):
@@ -477,20 +477,20 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
     def call(self, inputs: list[Array], mask: Any = None) -> Array:
         x = self.cast(inputs[0])
         if mask is None:
-            return x.mean(axis=self.steps_axis, keepdims=self.keepdims)
+            return np.asarray(x.mean(axis=self.steps_axis, keepdims=self.keepdims))
         # Keras: the mean over the unmasked steps (0/0 = NaN for a row
         # with none, as in Keras).
         keep = np.expand_dims(np.asarray(mask, bool), 2 if self.steps_axis == 1 else 1)
         total = np.where(keep, x, 0).sum(axis=self.steps_axis, keepdims=self.keepdims)
         count = keep.astype(self.dtype).sum(axis=self.steps_axis, keepdims=self.keepdims)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (total / count).astype(self.dtype, copy=False)
+            return np.asarray((total / count).astype(self.dtype, copy=False))
 
 
 class GlobalMaxPooling1D(_GlobalPooling1D):
     # Keras 3's GlobalMaxPooling1D takes no mask: padded steps count.
     def call(self, inputs: list[Array], mask: Any = None) -> Array:
-        return self.cast(inputs[0]).max(axis=self.steps_axis, keepdims=self.keepdims)
+        return np.asarray(self.cast(inputs[0]).max(axis=self.steps_axis, keepdims=self.keepdims))
 
 
 class BatchNormalization(Layer):
@@ -532,7 +532,7 @@ class BatchNormalization(Layer):
         offset = -mean * inv
         if beta is not None:
             offset = offset + beta
-        return x * inv.reshape(shape) + offset.reshape(shape)
+        return np.asarray(x * inv.reshape(shape) + offset.reshape(shape))
 
 
 class LayerNormalization(Layer):
@@ -565,7 +565,7 @@ class LayerNormalization(Layer):
             # Keras 3's (deprecated) rms_scaling divides by the standard
             # deviation, not the root mean square: x * rsqrt(var + eps) * gamma.
             y = x / np.sqrt(np.var(x, axis=axes, keepdims=True) + epsilon)
-            return y * gamma if gamma is not None else y
+            return np.asarray(y * gamma if gamma is not None else y)
         beta = weights.pop(0).reshape(shape) if self.center else None
         mean = x.mean(axis=axes, keepdims=True)
         variance = np.square(x - mean).mean(axis=axes, keepdims=True)
@@ -575,7 +575,7 @@ class LayerNormalization(Layer):
         offset = -mean * inv
         if beta is not None:
             offset = offset + beta
-        return x * inv + offset
+        return np.asarray(x * inv + offset)
 
 
 def _padded_steps(x: Array, size: int, stride: int, dilation: int, padding: str,
@@ -675,7 +675,7 @@ class MaxPooling1D(_Pooling1D):
     def call(self, inputs: list[Array], mask: Any = None) -> Array:
         x, count = _padded_steps(self.cast(inputs[0]), self.size, self.stride, 1,
                                  self.padding, -np.inf)
-        return _windows(x, self.size, self.stride, 1, count).max(axis=2)
+        return np.asarray(_windows(x, self.size, self.stride, 1, count).max(axis=2))
 
 
 class AveragePooling1D(_Pooling1D):
@@ -686,7 +686,7 @@ class AveragePooling1D(_Pooling1D):
         x, count = _padded_steps(x, self.size, self.stride, 1, self.padding, 0)
         ones, _ = _padded_steps(ones, self.size, self.stride, 1, self.padding, 0)
         total = _windows(x, self.size, self.stride, 1, count).sum(axis=2)
-        return total / _windows(ones, self.size, self.stride, 1, count).sum(axis=2)
+        return np.asarray(total / _windows(ones, self.size, self.stride, 1, count).sum(axis=2))
 
 
 # ------------------------------------------------------- on fastlstm's kernel

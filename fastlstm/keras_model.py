@@ -14,6 +14,7 @@ Keras 2 config and in a Sequential they follow each layer's
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import keras_files, keras_layers
+from . import keras_layers
 from .serialization import snake_case
 
 Array = keras_layers.Array
@@ -76,6 +77,11 @@ def _fill(value: Any, lookup: Callable[[TensorId], Any]) -> Any:
     if isinstance(value, dict):
         return {k: _fill(v, lookup) for k, v in value.items()}
     return value
+
+
+def _size(shape: Shape) -> int:
+    """The element count of a weight's shape; 0 while an entry is unknown."""
+    return 0 if None in shape else math.prod(s for s in shape if s is not None)
 
 
 def _inputs(node: _Node, lookup: Callable[[TensorId], Any]) -> list[Any]:
@@ -266,7 +272,7 @@ class Model:
     --------
     >>> import numpy as np, fastlstm
     >>> config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [
-    ...     {"class_name": "InputLayer", "config": {"batch_shape": [None, 4, 10]}},
+    ...     {"class_name": "InputLayer", "config": {"name": "x", "batch_shape": [None, 4, 10]}},
     ...     {"class_name": "LSTM", "config": {"name": "lstm", "units": 16}},
     ...     {"class_name": "Dense", "config": {"name": "dense", "units": 2}}]}}
     >>> model = fastlstm.Model(config)
@@ -284,6 +290,8 @@ class Model:
         body = config["config"]
         self.name = str(body.get("name") or snake_case(str(self.class_name)))
         self._config = config
+        self._inputs: list[_Tensor] = []
+        self._outputs: list[_Tensor] = []
         if self.class_name == "Sequential":
             self._sequential(parser, body)
         elif self.class_name in ("Functional", "Model"):
@@ -379,7 +387,7 @@ class Model:
     def _shapes(self) -> None:
         """Every node's input and output shapes (batch None), from the
         inputs' batch_shape; layers keep the shapes of their first call."""
-        shapes: dict[TensorId, Any] = {}
+        shapes: dict[tuple[str, int], Any] = {}
 
         def lookup(key: TensorId) -> Any:
             outputs = shapes[key[:2]]
@@ -399,8 +407,8 @@ class Model:
             try:
                 output = layer.output_shape(inputs)
             except (TypeError, ValueError, IndexError) as error:
-                raise ValueError(f"{self._where}: {layer.where} cannot take inputs of shapes {inputs}: "
-                                 f"{error}") from None
+                raise ValueError(f"{self._where}: {layer.where} cannot take inputs of "
+                                 f"shapes {inputs}: {error}") from None
             shapes[(layer.name, node.index)] = output if isinstance(output, list) else [output]
         self._output_shapes = shapes
 
@@ -438,7 +446,7 @@ class Model:
             start += count
 
     def count_params(self) -> int:
-        return sum(int(np.prod(s)) for s in self.weight_shapes() if None not in s)
+        return sum(_size(s) for s in self.weight_shapes())
 
     # ------------------------------------------------------------------ call
     @property
@@ -518,6 +526,7 @@ class Model:
             if "initial_state" in node.kwargs:
                 kwargs["initial_state"] = _fill(node.kwargs["initial_state"],
                                                 values.__getitem__)
+            output: Any
             if isinstance(layer, keras_layers.Operation):
                 output = layer.call(inputs)
                 out_masks: list[Any] = []
@@ -563,8 +572,7 @@ class Model:
         rows = []
         for layer in self._summary_layers:
             output = self._output_shapes[(layer.name, 0)]
-            params = sum(int(np.prod(s)) for s in layer.weight_shapes(layer.input_shapes)
-                         if None not in s)
+            params = sum(_size(s) for s in layer.weight_shapes(layer.input_shapes))
             rows.append((f"{layer.name} ({getattr(layer, 'class_name', type(layer).__name__)})",
                          shape_text(output[0] if len(output) == 1 else output),
                          f"{params:,}"))
@@ -587,7 +595,8 @@ class Model:
     # ----------------------------------------------------------- save / load
     def get_config(self) -> Config:
         """The Keras model config the model was built from."""
-        return json.loads(json.dumps(self._config))
+        config: Config = json.loads(json.dumps(self._config))
+        return config
 
     @classmethod
     def from_config(cls, config: Config) -> Model:
@@ -602,7 +611,7 @@ class Model:
         """Write config and weights to one ``.npz`` file (no pickle); see
         ``fastlstm.load``, which reads it without Keras or h5py."""
         from . import serialization
-        serialization.save(self, path)   # type: ignore[arg-type]
+        serialization.save(self, path)
 
     def __repr__(self) -> str:
         return (f"Model(name={self.name!r}, {len(self._summary_layers)} layers, "
