@@ -540,7 +540,11 @@ class Model:
                 values[(layer.name, node.index, i)] = value
                 if i < len(out_masks) and out_masks[i] is not None:
                     masks[(layer.name, node.index, i)] = out_masks[i]
-        results = [values[t.key] for t in self._outputs]
+        # An output may be an input passed through (Dropout, Activation
+        # "linear"): the caller gets a copy, never its own array back.
+        results = [np.array(values[t.key]) if any(
+            np.shares_memory(values[t.key], given) for given in feed.values())
+            else values[t.key] for t in self._outputs]
         return results[0] if self._single_output else results
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = None) -> Any:

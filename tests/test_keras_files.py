@@ -324,14 +324,19 @@ def _paths(value, prefix=()):
             yield from _paths(item, prefix + (index,))
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(data=st.data())
-def test_fuzz_broken_keras_files(base, tmp_path, data):
-    """Random parts of a real config replaced by random JSON, and random
-    bytes of the weights file flipped: the loader returns a model or raises
-    ValueError/TypeError, within the memory cap."""
-    config, weights, _ = base
+def _load_and_call(path):
+    try:
+        model = _capped(lambda: fastlstm.from_keras(path))
+    except (ValueError, TypeError):
+        return
+    try:
+        model(np.zeros((2, 5, 3), np.float32))
+    except (ValueError, TypeError):
+        pass
+
+
+def _mutate(config, data):
+    """Up to three random parts of ``config`` replaced by random JSON."""
     config = json.loads(json.dumps(config))
     paths = list(_paths(config))[1:]
     for _ in range(data.draw(st.integers(0, 3))):
@@ -343,16 +348,42 @@ def test_fuzz_broken_keras_files(base, tmp_path, data):
             holder[path[-1]] = data.draw(_JSON)
         except (KeyError, IndexError, TypeError):
             pass            # an earlier replacement removed this path
+    return config
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_broken_legacy_h5_files(base, tmp_path, data):
+    """A legacy .h5 whose model_config has random parts replaced and whose
+    weight datasets are replaced by random shapes: a model or a
+    ValueError/TypeError, within the memory cap."""
+    _, _, directory = base
+    path = tmp_path / "fuzz.h5"
+    path.write_bytes((directory / "base.h5").read_bytes())
+    with h5py.File(path, "r+") as h5:
+        config = _mutate(json.loads(h5.attrs["model_config"]), data)
+        h5.attrs["model_config"] = json.dumps(config)
+        names = []
+        h5["model_weights"].visititems(
+            lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+        for name in data.draw(st.lists(st.sampled_from(sorted(names)), max_size=2)):
+            shape = tuple(data.draw(st.lists(st.integers(0, 2**20), max_size=3)))
+            del h5["model_weights"][name]
+            h5["model_weights"].create_dataset(name, shape, "f4")    # declared, unwritten
+    _load_and_call(path)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_broken_keras_files(base, tmp_path, data):
+    """Random parts of a real config replaced by random JSON, and random
+    bytes of the weights file flipped: the loader returns a model or raises
+    ValueError/TypeError, within the memory cap."""
+    config, weights, _ = base
+    config = _mutate(config, data)
     blob = bytearray(weights)
     for _ in range(data.draw(st.integers(0, 4))):
         blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
-    path = _write_keras(tmp_path / "fuzz.keras", config, bytes(blob))
-    try:
-        model = _capped(lambda: fastlstm.from_keras(path))
-    except (ValueError, TypeError):
-        return
-    x = np.zeros((2, 5, 3), np.float32)
-    try:
-        model(x)
-    except (ValueError, TypeError):
-        pass
+    _load_and_call(_write_keras(tmp_path / "fuzz.keras", config, bytes(blob)))
