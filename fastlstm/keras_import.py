@@ -22,45 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from . import keras_files, keras_layers
+from . import keras_files, keras_io, keras_layers
 from .keras_model import Model
-from .serialization import snake_case
-
-# Where each class keeps its variables under its key in a .keras file.
-_VAR_GROUPS = {"LSTM": ("cell/vars",),
-               "Bidirectional": ("forward_layer/cell/vars", "backward_layer/cell/vars"),
-               "TimeDistributed": ("layer/vars",)}
 
 
 def keras_keys(layers: Sequence[keras_layers.Layer]) -> list[str]:
-    """Keras's ``.weights.h5`` key of each layer: its snake-cased class
-    name, numbered from the second layer of a class on."""
-    keys: list[str] = []
-    used: dict[str, int] = {}
-    for layer in layers:
-        key = snake_case(getattr(layer, "class_name", type(layer).__name__))
-        used[key] = used.get(key, -1) + 1
-        keys.append(key if used[key] == 0 else f"{key}_{used[key]}")
-    return keys
-
-
-def _vars(group: Any, class_name: str, where: str) -> list[Any]:
-    """The datasets of a layer's group in a .keras weights file, in order."""
-    datasets = []
-    for sub in _VAR_GROUPS.get(class_name, ("vars",)):
-        node = keras_files.path(group, sub, where) if (
-            sub.split("/")[0] in group) else None
-        if node is None:
-            continue
-        keys = list(node)
-        if not all(k.isdigit() for k in keys):
-            raise ValueError(f"{where}: {node.name} holds {sorted(keys)[:10]}; Keras names "
-                             f"variables 0, 1, 2, ...")
-        if sorted(int(k) for k in keys) != list(range(len(keys))):
-            raise ValueError(f"{where}: {node.name} holds variables {sorted(keys)}; "
-                             f"expected 0 to {len(keys) - 1}")
-        datasets += [keras_files.child(node, str(i), where) for i in range(len(keys))]
-    return datasets
+    """Keras's ``.weights.h5`` key of each of ``layers``."""
+    return keras_io.layer_keys([layer.class_name for layer in layers])
 
 
 def _load(layer: keras_layers.Layer, datasets: list[Any], where: str) -> None:
@@ -77,19 +45,18 @@ def _weighted(model: Model) -> list[keras_layers.Layer]:
     return [layer for layer in model.layers if layer.weight_shapes(layer.input_shapes)]
 
 
-def _refuse_extra(groups: Any, used: set[str], where: str) -> None:
-    """A file holding weights of layers the model lacks is refused (unless by_name)."""
-    dataset = keras_files.h5py_module().Dataset
-    for key in sorted(set(groups) - used):
-        if key == "top_level_model_weights":
-            continue
-        item = groups.get(key, getlink=True)
-        holds = isinstance(item, keras_files.h5py_module().HardLink) and groups[key].visititems(
-            lambda _, value: True if isinstance(value, dataset) else None)
-        if holds:
-            raise ValueError(f"{where}: the file holds weights of layer {key!r}, which the "
-                             f"model does not have (pass by_name=True to load only the "
-                             f"layers the model has)")
+def _groups_by_name(layers_group: Any, where: str) -> dict[str, Any]:
+    """A Keras 3 weights file's layer groups by the layer name Keras records
+    on each ``vars`` group (by key where it records none)."""
+    groups = {}
+    for key in layers_group:
+        group = keras_files.child(layers_group, key, where)
+        name = None
+        if "vars" in group:
+            name = keras_files.read_attribute(keras_files.child(group, "vars", where),
+                                              "name", where, limit=4096)
+        groups[key if name is None else keras_files.text(name)] = group
+    return groups
 
 
 def load_keras3_weights(model: Model, h5: Any, where: str, by_name: bool = False,
@@ -98,33 +65,22 @@ def load_keras3_weights(model: Model, h5: Any, where: str, by_name: bool = False
 
     By key (Keras's rule: the file of the same architecture), or with
     ``by_name`` by the layer name Keras records on each ``vars`` group."""
-    layers_group = keras_files.child(h5, "layers", where) if "layers" in h5 else None
-    if layers_group is None:
-        raise ValueError(f"{where}: not a Keras 3 weights file: it has no 'layers' group")
+    layers_group = keras_io.layers_group(h5, where)
     if by_name:
-        groups = {}
-        for key in layers_group:
-            group = keras_files.child(layers_group, key, where)
-            holder = group.get("vars", getlink=True)
-            name = None
-            if holder is not None and "vars" in group:
-                name = keras_files.read_attribute(keras_files.child(group, "vars", where),
-                                                  "name", where, limit=4096)
-            groups[keras_files.text(name) if name is not None else key] = group
+        groups = _groups_by_name(layers_group, where)
     else:
-        groups = {key: keras_files.child(layers_group, key, where) if key in layers_group
-                  else None for key in keras_keys(model.layers)}
-        groups = {layer.name: groups[key] for layer, key in
-                  zip(model.layers, keras_keys(model.layers), strict=True)}
-    if not by_name:
-        _refuse_extra(layers_group, set(keras_keys(model.layers)), where)
+        keys = keras_keys(model.layers)
+        keras_io.refuse_other_weights(layers_group, set(keys), where)
+        groups = {layer.name: keras_files.child(layers_group, key, where)
+                  for layer, key in zip(model.layers, keys, strict=True)
+                  if key in layers_group}
     for layer in _weighted(model):
         group = groups.get(layer.name)
         if group is None:
             if skip_mismatch:
                 continue
             raise ValueError(f"{where}: the file has no weights for {layer.where}")
-        datasets = _vars(group, getattr(layer, "class_name", ""), where)
+        datasets = keras_io.variable_datasets(group, layer.class_name, where)
         try:
             _load(layer, datasets, where)
         except ValueError:
@@ -137,7 +93,7 @@ def load_legacy_weights(model: Model, h5: Any, where: str, by_name: bool = False
     """Weights of a legacy HDF5 file (Keras 2 / tf.keras layout), by layer name."""
     root = keras_files.child(h5, "model_weights", where) if "model_weights" in h5 else h5
     if not by_name:
-        _refuse_extra(root, {layer.name for layer in model.layers}, where)
+        keras_io.refuse_other_weights(root, {layer.name for layer in model.layers}, where)
     for layer in _weighted(model):
         if layer.name not in root:
             if skip_mismatch:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import activations, keras_activations
+from . import activations, keras_activations, keras_io
 from .bidirectional import Bidirectional as FastBidirectional
 from .layer import LSTM as FastLSTM
 
@@ -116,6 +116,9 @@ def compute_dtype(config: Config, where: str) -> np.dtype[Any]:
 class Layer:
     """The shared parts: name, config, weights."""
 
+    # Keras's class name (set by the model: several Keras classes share one
+    # class here, such as the dropout layers).
+    class_name = ""
     # Keras's supports_masking: the layer passes (or makes) a mask.
     supports_masking = False
     # The layer's call reads the mask of its input(s).
@@ -690,17 +693,11 @@ class AveragePooling1D(_Pooling1D):
 
 
 # ------------------------------------------------------- on fastlstm's kernel
-_INITIALIZER_KEYS = ("kernel_initializer", "recurrent_initializer", "bias_initializer")
-
-
-def _for_kernel(value: Any, dtype: str) -> Any:
-    """A Keras LSTM / Bidirectional config for fastlstm's layers: without
-    initializers (the weights come from the model, and Keras allows
-    initializers that fastlstm does not have), and every dtype policy
-    replaced by the dtype the layer computes in."""
+def _with_dtype(value: Any, dtype: str) -> Any:
+    """A config whose every dtype policy, at any depth, is ``dtype`` (the
+    dtype the layer computes in)."""
     if isinstance(value, dict):
-        return {k: dtype if k == "dtype" else _for_kernel(v, dtype)
-                for k, v in value.items() if k not in _INITIALIZER_KEYS}
+        return {k: dtype if k == "dtype" else _with_dtype(v, dtype) for k, v in value.items()}
     return value
 
 
@@ -724,7 +721,7 @@ class Recurrent(Layer):
     def __init__(self, name: str, config: Config, bidirectional: bool) -> None:
         super().__init__(name, config)
         self.where = f"layer {name!r} ({'Bidirectional' if bidirectional else 'LSTM'})"
-        clean = _for_kernel(config, self.dtype.name)
+        clean = _with_dtype(keras_io.without_initializers(config), self.dtype.name)
         try:
             if bidirectional:
                 for key in ("layer", "backward_layer"):
@@ -816,6 +813,7 @@ class Operation(Layer):
 
     def __init__(self, name: str, class_name: str, config: Config) -> None:
         self.name, self.config, self.weights = name, config, []
+        self.class_name = class_name
         self.where = f"operation {name!r} ({class_name})"
         self.dtype = np.dtype(np.float32)
         function, keys = OPERATIONS[class_name]

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import keras_layers
-from .serialization import snake_case
+from . import keras_layers, serialization
+from .keras_io import snake_case
 
 Array = keras_layers.Array
 Shape = keras_layers.Shape
@@ -122,9 +122,7 @@ class _Parser:
         class_name = keras_layers.ALIASES.get(class_name, class_name)
         # An operation node has no 'trainable' key; a layer always has.
         if class_name in keras_layers.OPERATIONS and "trainable" not in config:
-            operation = keras_layers.Operation(name, class_name, config)
-            operation.class_name = class_name  # type: ignore[attr-defined]
-            return operation
+            return keras_layers.Operation(name, class_name, config)
         if class_name not in keras_layers.LAYERS:
             raise self.fail(f"layer {name!r} is a {class_name}; fastlstm supports "
                             f"{', '.join(SUPPORTED)} (and the operations Keras writes "
@@ -133,7 +131,7 @@ class _Parser:
             layer: keras_layers.Layer = keras_layers.LAYERS[class_name](name, config)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{self.where}: {error}") from None
-        layer.class_name = class_name  # type: ignore[attr-defined]
+        layer.class_name = class_name
         return layer
 
     # ------------------------------------------------------------- tensors
@@ -321,7 +319,7 @@ class Model:
             config = entries[0]["config"]
             shape = config.get("batch_input_shape", body.get("build_input_shape"))
             first = keras_layers.InputLayer("input_layer", {"batch_shape": shape})
-            first.class_name = "InputLayer"  # type: ignore[attr-defined]
+            first.class_name = "InputLayer"
         if any(isinstance(layer, (keras_layers.InputLayer, keras_layers.Operation))
                for layer in layers):
             raise parser.fail("a Sequential config may hold an InputLayer only first")
@@ -577,7 +575,7 @@ class Model:
         for layer in self._summary_layers:
             output = self._output_shapes[(layer.name, 0)]
             params = sum(_size(s) for s in layer.weight_shapes(layer.input_shapes))
-            rows.append((f"{layer.name} ({getattr(layer, 'class_name', type(layer).__name__)})",
+            rows.append((f"{layer.name} ({layer.class_name})",
                          shape_text(output[0] if len(output) == 1 else output),
                          f"{params:,}"))
         header = ("Layer (type)", "Output Shape", "Param #")
@@ -614,7 +612,6 @@ class Model:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write config and weights to one ``.npz`` file (no pickle); see
         ``fastlstm.load``, which reads it without Keras or h5py."""
-        from . import serialization
         serialization.save(self, path)
 
     def __repr__(self) -> str:

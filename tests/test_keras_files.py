@@ -115,7 +115,8 @@ def test_data_outside_the_file_is_refused(base, tmp_path, secret, edit, message)
     hostile = _edit_h5(weights, lambda h5: edit(h5, target))
     (tmp_path / "hostile.weights.h5").write_bytes(hostile)
     with pytest.raises(ValueError, match=message):
-        fastlstm.load_keras_weights(fastlstm.LSTM(4), tmp_path / "hostile.weights.h5")
+        fastlstm.load_keras_weights(fastlstm.LSTM(4), tmp_path / "hostile.weights.h5",
+                                    by_name=True)
     with pytest.raises(ValueError, match=message):
         fastlstm.from_keras(_write_keras(tmp_path / "hostile.keras", config, hostile))
 
@@ -151,7 +152,7 @@ def test_undeclared_huge_dataset_is_refused_before_reading(base, tmp_path):
                                                          hostile)))
     with pytest.raises(ValueError, match=r"must have shape \(\?, 16\), got \(134217728, 4\)"):
         _capped(lambda: fastlstm.load_keras_weights(fastlstm.LSTM(4),
-                                                    tmp_path / "huge.weights.h5"))
+                                                    tmp_path / "huge.weights.h5", by_name=True))
 
 
 def test_zip_bomb_is_refused_before_reading(base, tmp_path):

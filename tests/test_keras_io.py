@@ -168,13 +168,13 @@ def test_file_errors(tmp_path):
     np.testing.assert_array_equal(layer.kernel, model.layers[0].get_weights()[0])
     with pytest.raises(ValueError, match="has no layer 'bidirectional'"):
         fastlstm.load_keras_weights(fastlstm.Bidirectional(fastlstm.LSTM(4)),
-                                    tmp_path / "dense.weights.h5")
+                                    tmp_path / "dense.weights.h5", by_name=True)
     # Checked against the dataset's declared shape, before reading it.
     with pytest.raises(ValueError, match=r"dataset /layers/lstm/cell/vars/0 must have shape "
                                          r"\(3, 20\), got \(3, 16\)"):
         fastlstm.load_keras_weights(fastlstm.Sequential([fastlstm.LSTM(5)],
                                                         input_shape=(None, 3)),
-                                    tmp_path / "dense.weights.h5")
+                                    tmp_path / "dense.weights.h5", by_name=True)
     with pytest.raises(ValueError, match="load_keras_weights"):
         fastlstm.from_keras(tmp_path / "dense.weights.h5")
 

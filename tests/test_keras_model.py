@@ -221,7 +221,8 @@ def test_load_keras_weights_by_name_from_a_bigger_file(saved, tol, tmp_path):
     fast.set_weights([np.zeros_like(w) for w in fast.get_weights()])
     for suffix in (".h5", ".keras"):
         with pytest.raises(ValueError, match=r"holds weights of layer 'dense\w*', which the "
-                                             r"model does not have \(pass by_name=True"):
+                                             r"fastlstm model does not have \(pass "
+                                             r"by_name=True"):
             fastlstm.load_keras_weights(fast, files[suffix])
         fastlstm.load_keras_weights(fast, files[suffix], by_name=True)
         _assert_same(fast(x), small.predict(x, verbose=0), tol)

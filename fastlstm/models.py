@@ -1,0 +1,239 @@
+"""Whole models in and out: ``fastlstm.load`` and the imports from Keras
+and PyTorch.
+
+These functions build fastlstm layers and stacks from files and from other
+frameworks' objects.  They sit above every layer class, so that the
+formats they read (``serialization``, ``keras_io``, ``torch_io``) know no
+layer class, and the layers' own ``from_config``, ``from_keras``,
+``from_torch`` and ``save`` need nothing from here.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import keras_files, keras_import, keras_io, serialization, torch_io
+from .bidirectional import Bidirectional
+from .keras_model import Model as KerasModel
+from .layer import LSTM
+from .masking import Masking
+from .sequential import LAYER_CLASSES, Sequential
+
+# What load returns: any fastlstm layer, stack or imported Keras model, by
+# the class name in its config.
+Model = LSTM | Bidirectional | Masking | Sequential | KerasModel
+MODEL_CLASSES: dict[str, type[Model]] = {**LAYER_CLASSES, "Sequential": Sequential,
+                                         "Model": KerasModel}
+# What from_keras returns: a model, or a layer for a layer.
+Imported = LSTM | Bidirectional | KerasModel
+
+
+def load(path: str | os.PathLike[str]) -> Model:
+    """Read a layer or stack written by ``save``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npz`` file written by ``LSTM.save``, ``Bidirectional.save``,
+        ``Sequential.save`` or ``Model.save`` (read without Keras or h5py).
+
+    Examples
+    --------
+    >>> import numpy as np, fastlstm, tempfile, os
+    >>> layer = fastlstm.LSTM(4, seed=0)
+    >>> layer.build(3)
+    >>> path = os.path.join(tempfile.mkdtemp(), "layer.npz")
+    >>> layer.save(path)
+    >>> x = np.ones((2, 5, 3), np.float32)
+    >>> bool((fastlstm.load(path)(x) == layer(x)).all())
+    True
+    """
+    config, weights = serialization.read(path)
+    obj: Model = keras_io.from_dict(config, MODEL_CLASSES)
+    if weights:
+        obj.set_weights(weights)
+    return obj
+
+
+# -------------------------------------------------------------------- Keras
+def from_keras(source: Any) -> Imported:
+    """A fastlstm model (or layer) with the config and weights of a Keras one.
+
+    Parameters
+    ----------
+    source : Keras model or layer, or path
+        A live Keras 3 ``Sequential`` or functional model, a ``.keras`` file
+        or a legacy HDF5 full-model file (``model.save("x.h5")`` of Keras 2,
+        tf.keras or Keras 3), read with h5py, without Keras; or a live
+        ``LSTM`` or ``Bidirectional`` layer.
+
+    Returns
+    -------
+    fastlstm.Model
+        For a model: its layers (see ``fastlstm.Model``) run with NumPy and
+        fastlstm's kernel; ``model(x)`` returns what Keras's
+        ``model.predict(x)`` returns.  For a layer: ``fastlstm.LSTM`` or
+        ``fastlstm.Bidirectional``.
+
+    Examples
+    --------
+    With Keras 3 installed (any backend)::
+
+        model = keras.Sequential([keras.Input((4, 10)), keras.layers.LSTM(16),
+                                  keras.layers.Dense(3, activation="softmax")])
+        fast = fastlstm.from_keras(model)
+        fast.summary()                     # lstm (LSTM)  (None, 16)  1,728 ...
+        fast(x)                            # = model.predict(x)
+
+    and, on a machine with only h5py::
+
+        fast = fastlstm.from_keras("model.keras")     # or "model.h5"
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if path.endswith(".weights.h5"):
+            raise ValueError(
+                f"from_keras: {path} holds weights only; build the model and call "
+                f"fastlstm.load_keras_weights(model, {path!r})")
+        if not path.endswith((".keras", ".h5", ".hdf5")):
+            raise ValueError(f"from_keras reads .keras files and legacy .h5 full-model "
+                             f"files, got {path!r}")
+        return keras_import.model_from_file(path)
+    class_name = keras_io.keras_class(source)
+    if class_name == "LSTM":
+        return LSTM.from_keras(source)
+    if class_name == "Bidirectional":
+        layer = Bidirectional.from_config(keras_io.without_initializers(source.get_config()))
+        weights = source.get_weights()
+        if weights:
+            layer.set_weights(weights)
+        return layer
+    if class_name in ("Sequential", "Functional"):
+        return keras_import.model_from_live(source)
+    raise TypeError(f"from_keras: {class_name} is not supported; fastlstm takes a "
+                    f"Sequential or functional model, or an LSTM or Bidirectional layer")
+
+
+def _lstm_shapes(layer: LSTM) -> list[tuple[int | None, ...]]:
+    """What a file must hold for ``layer`` (any input size while unbuilt)."""
+    units = layer.units
+    shapes: list[tuple[int | None, ...]] = [(layer.input_dim, 4 * units), (units, 4 * units)]
+    return shapes + [(4 * units,)] if layer.use_bias else shapes
+
+
+def _load_stack(layers: list[Any], h5: Any, where: str, by_name: bool) -> None:
+    """Weights of a Keras 3 weights file into fastlstm layers, by Keras's keys."""
+    if "layers" not in h5 and ("model_weights" in h5 or "layer_names" in h5.attrs):
+        raise ValueError(f"{where} is a legacy HDF5 file (Keras 2 / tf.keras layout), which "
+                         f"names layers, not positions: load it into a fastlstm.Model "
+                         f"(fastlstm.from_keras of the model, then load_keras_weights)")
+    groups = keras_io.layers_group(h5, where)
+    keys = keras_io.layer_keys([type(layer).__name__ for layer in layers])
+    if not by_name:
+        keras_io.refuse_other_weights(groups, set(keys), where)
+    for layer, key in zip(layers, keys, strict=True):
+        if isinstance(layer, Masking):
+            continue
+        if key not in groups:
+            raise ValueError(f"{where}: the Keras weights file has no layer {key!r} "
+                             f"(it has {sorted(groups)[:20]})")
+        lstms = ([layer.forward_layer, layer.backward_layer]
+                 if isinstance(layer, Bidirectional) else [layer])
+        shapes = [s for lstm in lstms for s in _lstm_shapes(lstm)]
+        datasets = keras_io.variable_datasets(keras_files.child(groups, key, where),
+                                              type(layer).__name__, where)
+        if len(datasets) != len(shapes):
+            raise ValueError(f"{where}: layer {key!r} holds {len(datasets)} variables, "
+                             f"{layer!r} has {len(shapes)} weights")
+        layer.set_weights([keras_files.read_dataset(d, shape, where)
+                           for d, shape in zip(datasets, shapes, strict=True)])
+
+
+def load_keras_weights(target: LSTM | Bidirectional | Sequential | KerasModel,
+                       path: str | os.PathLike[str], by_name: bool = False,
+                       skip_mismatch: bool = False) -> None:
+    """Load weights that Keras saved into a fastlstm layer, stack or model, without Keras.
+
+    Parameters
+    ----------
+    target : fastlstm.LSTM, Bidirectional, Sequential or Model
+        A layer or stack, built or not, whose layers match the Keras
+        model's LSTM, Bidirectional and Masking layers in order; or a
+        ``fastlstm.Model`` (from ``fastlstm.from_keras``).
+    path : str or os.PathLike
+        A ``.weights.h5`` file (``model.save_weights``) or a ``.keras``
+        file; for a ``fastlstm.Model`` also a legacy ``.h5`` file.
+    by_name : bool, default False
+        Take from a file holding more layers than the target the weights of
+        the layers the target has: for a layer or stack by Keras's weight
+        keys (``lstm``, ``lstm_1``, ..., ``bidirectional``), for a ``Model``
+        by layer name.  Without it, a file with other layers' weights is
+        refused.
+    skip_mismatch : bool, default False
+        For a ``Model``: leave the layers whose weights the file lacks or
+        holds in other shapes as they are, instead of refusing the file.
+
+    Every dataset's shape is checked before it is read, and data stored
+    outside the file (external storage, virtual datasets, links) is refused.
+    """
+    path = os.fspath(path)
+    if isinstance(target, KerasModel):
+        keras_import.load_into_model(target, path, by_name, skip_mismatch)
+        return
+    if not isinstance(target, (Sequential, LSTM, Bidirectional)):
+        raise TypeError(f"load_keras_weights: expected a fastlstm LSTM, Bidirectional, "
+                        f"Sequential or Model, got {type(target).__name__}")
+    layers: list[Any] = target.layers if isinstance(target, Sequential) else [target]
+    if path.endswith(".keras"):
+        _, weights = keras_files.read_keras_archive(path)
+        with keras_files.damaged_as_value_error(path), keras_files.open_h5(weights) as h5:
+            _load_stack(layers, h5, f"{path}: model.weights.h5", by_name)
+    else:
+        with keras_files.damaged_as_value_error(path), keras_files.open_h5(path) as h5:
+            _load_stack(layers, h5, path, by_name)
+
+
+# ------------------------------------------------------------------ PyTorch
+def from_torch(module: Any) -> Sequential:
+    """Any ``torch.nn.LSTM`` → a ``fastlstm.Sequential`` computing its ``output``.
+
+    Parameters
+    ----------
+    module : torch.nn.LSTM
+        Any num_layers, bidirectional and batch_first; proj_size must be 0.
+        Dropout between layers is a training feature and is not applied
+        (torch's eval mode).
+
+    Returns
+    -------
+    fastlstm.Sequential
+        Takes input in the module's layout ((batch, time, features) with
+        batch_first=True, else (time, batch, features)) and returns the
+        values of torch's ``output`` as a NumPy array.  ``lengths=`` gives
+        the results of a PackedSequence at the valid steps (padded steps
+        follow Keras: zeros for bidirectional stacks, the last valid output
+        for unidirectional ones, where torch pads with zeros).
+
+    Examples
+    --------
+    >>> import torch, numpy as np, fastlstm
+    >>> module = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)
+    >>> stack = fastlstm.from_torch(module)
+    >>> x = np.random.default_rng(0).random((7, 2, 3), dtype=np.float32)
+    >>> expected = module(torch.from_numpy(x))[0].detach().numpy()
+    >>> bool(np.allclose(stack(x), expected, atol=1e-6))
+    True
+    """
+    dtype = torch_io.check_module(module)
+    layers: list[LSTM | Bidirectional] = []
+    for index in range(module.num_layers):
+        lstm = LSTM(module.hidden_size, return_sequences=True, use_bias=module.bias,
+                    dtype=dtype)
+        weights = torch_io.direction_weights(module, index, False)
+        layer: LSTM | Bidirectional = lstm
+        if module.bidirectional:
+            layer = Bidirectional(lstm, merge_mode="concat")
+            weights += torch_io.direction_weights(module, index, True)
+        layer.set_weights(weights)
+        layers.append(layer)
+    return Sequential(layers, time_major=not module.batch_first)
