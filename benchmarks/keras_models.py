@@ -103,6 +103,8 @@ def torch_side(directory, budget):
                          x, verbose=0)}
             for library, seconds in medians_in_turns(calls, budget * len(calls)).items():
                 results[(index, batch, library)] = seconds
+                print(f"{name}, batch {batch}: {library} {1e3 * seconds:.3f} ms",
+                      file=sys.stderr, flush=True)
     return results, names, f"keras {keras.__version__}, torch {torch.__version__}"
 
 

@@ -722,21 +722,21 @@ class Recurrent(Layer):
         super().__init__(name, config)
         self.where = f"layer {name!r} ({'Bidirectional' if bidirectional else 'LSTM'})"
         clean = _with_dtype(keras_io.without_initializers(config), self.dtype.name)
+        if bidirectional:
+            for key in ("layer", "backward_layer"):
+                inner = clean.get(key)
+                if isinstance(inner, dict) and isinstance(inner.get("config"), dict):
+                    _check_kernel_activations(inner["config"], self.where)
+        else:
+            _check_kernel_activations(clean, self.where)
         try:
-            if bidirectional:
-                for key in ("layer", "backward_layer"):
-                    inner = clean.get(key)
-                    if isinstance(inner, dict) and isinstance(inner.get("config"), dict):
-                        _check_kernel_activations(inner["config"], self.where)
-                self.layer: FastLSTM | FastBidirectional = FastBidirectional.from_config(clean)
-            else:
-                _check_kernel_activations(clean, self.where)
-                self.layer = FastLSTM.from_config(clean)
-        except (KeyError, TypeError, ValueError) as error:
-            if isinstance(error, ValueError) and str(error).startswith(self.where):
-                raise
-            raise type(error if not isinstance(error, KeyError) else ValueError(error))(
-                f"{self.where}: {error}") from None
+            self.layer: FastLSTM | FastBidirectional = (
+                FastBidirectional.from_config(clean) if bidirectional
+                else FastLSTM.from_config(clean))
+        except KeyError as error:           # Bidirectional without a 'layer' entry
+            raise ValueError(f"{self.where}: the config has no {error} entry") from None
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{self.where}: {error}") from None
 
     def _lstms(self) -> list[FastLSTM]:
         layer = self.layer
