@@ -119,11 +119,11 @@ def read_keras_archive(path: str) -> tuple[dict[str, Any], bytes]:
 
 @contextlib.contextmanager
 def damaged_as_value_error(where: str) -> Iterator[None]:
-    """HDF5's errors on damaged files (OSError, KeyError, RuntimeError from
-    h5py) as one ValueError naming the file."""
+    """HDF5's errors on damaged files (OSError, KeyError, RuntimeError,
+    OverflowError from h5py) as one ValueError naming the file."""
     try:
         yield
-    except (OSError, KeyError, RuntimeError) as error:
+    except (OSError, KeyError, RuntimeError, OverflowError) as error:
         raise ValueError(f"{where}: damaged HDF5 data: {error}") from None
 
 
@@ -133,7 +133,8 @@ def open_h5(source: str | bytes) -> Any:
     target = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         return h5py.File(target, "r")
-    except OSError as error:
+    except (OSError, OverflowError, ValueError) as error:
+        # A damaged superblock: HDF5's error, or an offset h5py cannot seek to.
         raise ValueError(f"{source if isinstance(source, str) else 'model.weights.h5'}: "
                          f"not an HDF5 file: {error}") from None
 
