@@ -8,12 +8,13 @@ except ImportError as _error:
 from ._version import __version__
 from .bidirectional import Bidirectional
 from .buildinfo import show_config
+from .keras_model import Model
 from .layer import LSTM
 from .masking import Masking
 from .models import from_keras, from_torch, load, load_keras_weights
 from .sequential import Sequential
 
-__all__ = ["LSTM", "Bidirectional", "Masking", "Sequential", "from_keras", "from_torch",
+__all__ = ["LSTM", "Bidirectional", "Masking", "Model", "Sequential", "from_keras", "from_torch",
            "load", "load_keras_weights", "show_config", "__version__"]
 
 

@@ -1,6 +1,7 @@
 """``python -m fastlstm``: the tutorial's example, end to end
 (``python -m fastlstm --config``: how this fastlstm was built, see
-``fastlstm.show_config``).
+``fastlstm.show_config``; ``python -m fastlstm summary PATH``: the summary
+of a .keras, legacy .h5 or fastlstm .npz model file).
 
 Runs LSTM(16) on a batch of 100 one-hot sequences of shape (4, 10) in the
 four return modes, prints their shapes and the parameter count, checks the
@@ -203,10 +204,29 @@ def main() -> None:
                     "reference (and PyTorch) and timed against them.")
     parser.add_argument("--config", action="store_true",
                         help="print the build configuration instead of running the example")
-    if parser.parse_args().config:
+    parser.add_argument("command", nargs="?", choices=["summary"],
+                        help="summary PATH: print the layers of a .keras, legacy .h5 or "
+                             "fastlstm .npz model file")
+    parser.add_argument("path", nargs="?", help="the model file (with summary)")
+    args = parser.parse_args()
+    if args.command == "summary":
+        if args.path is None:
+            parser.error("summary needs a PATH")
+        summary(args.path)
+    elif args.config:
         show_config()
     else:
         tutorial()
+
+
+def summary(path: str) -> None:
+    """Print the summary of the model in ``path``."""
+    from . import from_keras, load
+    model = load(path) if path.endswith(".npz") else from_keras(path)
+    if hasattr(model, "summary"):
+        model.summary()
+    else:       # a single layer
+        print(f"{model!r}: {model.count_params():,} parameters")
 
 
 if __name__ == "__main__":

@@ -14,17 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from . import keras_io, serialization, torch_io, validation
+from . import keras_files, keras_import, keras_io, serialization, torch_io, validation
 from .bidirectional import Bidirectional
+from .keras_model import Model as KerasModel
 from .layer import LSTM
 from .masking import Masking
 from .sequential import LAYER_CLASSES, Sequential
 
-# What load returns: any fastlstm layer or stack, by the class name in its config.
-Model = LSTM | Bidirectional | Masking | Sequential
-MODEL_CLASSES: dict[str, type[Model]] = {**LAYER_CLASSES, "Sequential": Sequential}
-# What from_keras returns: a layer, or a stack for a model.
-Imported = LSTM | Bidirectional | Sequential
+# What load returns: any fastlstm layer, stack or imported Keras model, by
+# the class name in its config.
+Model = LSTM | Bidirectional | Masking | Sequential | KerasModel
+MODEL_CLASSES: dict[str, type[Model]] = {**LAYER_CLASSES, "Sequential": Sequential,
+                                         "Model": KerasModel}
+# What from_keras returns: a model, or a layer for a layer.
+Imported = LSTM | Bidirectional | KerasModel
 
 
 def load(path: str | os.PathLike[str]) -> Model:
@@ -33,8 +36,8 @@ def load(path: str | os.PathLike[str]) -> Model:
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.npz`` file written by ``LSTM.save``, ``Bidirectional.save`` or
-        ``Sequential.save``.
+        A ``.npz`` file written by ``LSTM.save``, ``Bidirectional.save``,
+        ``Sequential.save`` or ``Model.save`` (read without Keras or h5py).
 
     Examples
     --------
@@ -51,11 +54,14 @@ def load(path: str | os.PathLike[str]) -> Model:
         obj = _from_file_config(file.config, file.path)
         declared = [entry.shape for entry in file.declared]
         # Compared before any weight is read: the config says what to expect.
-        input_dim = obj.input_dim
+        # (A whole Keras model checks its weights' shapes in set_weights.)
+        shapes_for = getattr(obj, "_weight_shapes", None)
+        input_dim = getattr(obj, "input_dim", None)
         if input_dim is None and declared and len(declared[0]) == 2:
             input_dim = declared[0][0]        # an unbuilt model takes the kernel's
-        expected = [] if input_dim is None else obj._weight_shapes(input_dim)
-        if declared and declared != expected or obj.built and not declared and expected:
+        expected = [] if input_dim is None or shapes_for is None else shapes_for(input_dim)
+        if shapes_for is not None and (declared and declared != expected
+                                       or obj.built and not declared and expected):
             raise ValueError(
                 f"{file.path}: the weights have shapes {_listed(declared)}; the model its "
                 f"config describes has {_listed(expected)}")
@@ -91,102 +97,141 @@ def _listed(shapes: list[tuple[int, ...]]) -> str:
 
 
 # -------------------------------------------------------------------- Keras
-def _keras_stack(class_name: str, config: keras_io.Config,
-                 ) -> tuple[Sequential, keras_io.Chain]:
-    """A ``Sequential`` for a Keras model config, and the model's chain."""
-    chain = keras_io.model_chain(class_name, config)
-    stack = Sequential([LAYER_CLASSES[name].from_config(keras_io.without_initializers(entry))
-                        for name, entry in chain.layers],
-                       name=config.get("name", "sequential"))
-    if chain.input_shape is not None:
-        stack.build(chain.input_shape)
-    return stack, chain
-
-
-def _load_weights(layers: list[Any], keys: list[str], h5: Any) -> None:
-    for layer, key in zip(layers, keys, strict=True):
-        layer.set_weights(keras_io.layer_weights(h5, key, type(layer).__name__))
-    keras_io.check_no_other_weights(h5, keys)
-
-
 def from_keras(source: Any) -> Imported:
-    """A fastlstm layer or stack with the config and weights of a Keras model.
+    """A fastlstm model (or layer) with the config and weights of a Keras one.
 
     Parameters
     ----------
-    source : Keras layer or model, or path
-        A live Keras 3 ``LSTM`` or ``Bidirectional`` layer, a ``Sequential``
-        or functional model made of Input, Masking, LSTM and Bidirectional
-        layers in a chain, or the path of a ``.keras`` file (read with h5py,
-        without Keras).
+    source : Keras model or layer, or path
+        A live Keras 3 ``Sequential`` or functional model, a ``.keras`` file
+        or a legacy HDF5 full-model file (``model.save("x.h5")`` of Keras 2,
+        tf.keras or Keras 3), read with h5py, without Keras; or a live
+        ``LSTM`` or ``Bidirectional`` layer.
 
     Returns
     -------
-    fastlstm.LSTM, fastlstm.Bidirectional or fastlstm.Sequential
+    fastlstm.Model
+        For a model: its layers (see ``fastlstm.Model``) run with NumPy and
+        fastlstm's kernel; ``model(x)`` returns what Keras's
+        ``model.predict(x)`` returns.  For a layer: ``fastlstm.LSTM`` or
+        ``fastlstm.Bidirectional``.
 
     Examples
     --------
     With Keras 3 installed (any backend)::
 
-        model = keras.Sequential([keras.Input((4, 10)), keras.layers.LSTM(16)])
+        model = keras.Sequential([keras.Input((4, 10)), keras.layers.LSTM(16),
+                                  keras.layers.Dense(3, activation="softmax")])
         fast = fastlstm.from_keras(model)
-        fast.summary()                              # lstm (LSTM)  (None, 16)  1,728
+        fast.summary()                     # lstm (LSTM)  (None, 16)  1,728 ...
+        fast(x)                            # = model.predict(x)
 
     and, on a machine with only h5py::
 
-        fast = fastlstm.from_keras("model.keras")
+        fast = fastlstm.from_keras("model.keras")     # or "model.h5"
     """
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if not path.endswith(".keras"):
+        if path.endswith(".weights.h5"):
             raise ValueError(
-                f"from_keras reads .keras files (architecture and weights), got {path!r}; "
-                f"for a .weights.h5 file build the stack and call "
-                f"fastlstm.load_keras_weights(stack, path)")
-        config = keras_io.read_config(path)
-        stack, chain = _keras_stack(config["class_name"], config["config"])
-        with keras_io.open_weights(path) as h5:
-            _load_weights(stack.layers, chain.keys, h5)
-        return stack
+                f"from_keras: {path} holds weights only; build the model and call "
+                f"fastlstm.load_keras_weights(model, {path!r})")
+        if not path.endswith((".keras", ".h5", ".hdf5")):
+            raise ValueError(f"from_keras reads .keras files and legacy .h5 full-model "
+                             f"files, got {path!r}")
+        return keras_import.model_from_file(path)
     class_name = keras_io.keras_class(source)
     if class_name == "LSTM":
         return LSTM.from_keras(source)
-    layer: Imported
     if class_name == "Bidirectional":
         layer = Bidirectional.from_config(keras_io.without_initializers(source.get_config()))
         weights = source.get_weights()
-    elif class_name in ("Sequential", "Functional"):
-        layer, chain = _keras_stack(class_name, source.get_config())
-        by_name = {entry.name: entry for entry in source.layers}
-        weights = [w for name in chain.names for w in by_name[name].get_weights()]
-    else:
-        raise TypeError(f"from_keras: {class_name} is not supported; fastlstm takes "
-                        f"LSTM, Bidirectional, or a Sequential/functional model of "
-                        f"{', '.join(keras_io.SUPPORTED)}")
-    if weights:
-        layer.set_weights(weights)
-    return layer
+        if weights:
+            layer.set_weights(weights)
+        return layer
+    if class_name in ("Sequential", "Functional"):
+        return keras_import.model_from_live(source)
+    raise TypeError(f"from_keras: {class_name} is not supported; fastlstm takes a "
+                    f"Sequential or functional model, or an LSTM or Bidirectional layer")
 
 
-def load_keras_weights(target: LSTM | Bidirectional | Sequential,
-                       path: str | os.PathLike[str]) -> None:
-    """Load weights that Keras saved into a fastlstm layer or stack, without Keras.
+def _lstm_shapes(layer: LSTM) -> list[tuple[int | None, ...]]:
+    """What a file must hold for ``layer`` (any input size while unbuilt)."""
+    units = layer.units
+    shapes: list[tuple[int | None, ...]] = [(layer.input_dim, 4 * units), (units, 4 * units)]
+    return shapes + [(4 * units,)] if layer.use_bias else shapes
+
+
+def _load_stack(layers: list[Any], h5: Any, where: str, by_name: bool) -> None:
+    """Weights of a Keras 3 weights file into fastlstm layers, by Keras's keys."""
+    if "layers" not in h5 and ("model_weights" in h5 or "layer_names" in h5.attrs):
+        raise ValueError(f"{where} is a legacy HDF5 file (Keras 2 / tf.keras layout), which "
+                         f"names layers, not positions: load it into a fastlstm.Model "
+                         f"(fastlstm.from_keras of the model, then load_keras_weights)")
+    groups = keras_io.layers_group(h5, where)
+    keys = keras_io.layer_keys([type(layer).__name__ for layer in layers])
+    if not by_name:
+        keras_io.refuse_other_weights(groups, set(keys), where)
+    for layer, key in zip(layers, keys, strict=True):
+        if isinstance(layer, Masking):
+            continue
+        if key not in groups:
+            raise ValueError(f"{where}: the Keras weights file has no layer {key!r} "
+                             f"(it has {sorted(groups)[:20]})")
+        lstms = ([layer.forward_layer, layer.backward_layer]
+                 if isinstance(layer, Bidirectional) else [layer])
+        shapes = [s for lstm in lstms for s in _lstm_shapes(lstm)]
+        datasets = keras_io.variable_datasets(keras_files.child(groups, key, where),
+                                              type(layer).__name__, where)
+        if len(datasets) != len(shapes):
+            raise ValueError(f"{where}: layer {key!r} holds {len(datasets)} variables, "
+                             f"{layer!r} has {len(shapes)} weights")
+        layer.set_weights([keras_files.read_dataset(d, shape, where)
+                           for d, shape in zip(datasets, shapes, strict=True)])
+
+
+def load_keras_weights(target: LSTM | Bidirectional | Sequential | KerasModel,
+                       path: str | os.PathLike[str], by_name: bool = False,
+                       skip_mismatch: bool = False) -> None:
+    """Load weights that Keras saved into a fastlstm layer, stack or model, without Keras.
 
     Parameters
     ----------
-    target : fastlstm.LSTM, fastlstm.Bidirectional or fastlstm.Sequential
-        Built or not; its layers must match the Keras model's LSTM,
-        Bidirectional and Masking layers in order.
+    target : fastlstm.LSTM, Bidirectional, Sequential or Model
+        A layer or stack, built or not, whose layers match the Keras
+        model's LSTM, Bidirectional and Masking layers in order; or a
+        ``fastlstm.Model`` (from ``fastlstm.from_keras``).
     path : str or os.PathLike
-        A ``.weights.h5`` file (``model.save_weights``) or a ``.keras`` file.
+        A ``.weights.h5`` file (``model.save_weights``) or a ``.keras``
+        file; for a ``fastlstm.Model`` also a legacy ``.h5`` file.
+    by_name : bool, default False
+        Take from a file holding more layers than the target the weights of
+        the layers the target has: for a layer or stack by Keras's weight
+        keys (``lstm``, ``lstm_1``, ..., ``bidirectional``), for a ``Model``
+        by layer name.  Without it, a file with other layers' weights is
+        refused.
+    skip_mismatch : bool, default False
+        For a ``Model``: leave the layers whose weights the file lacks or
+        holds in other shapes as they are, instead of refusing the file.
+
+    Every dataset's shape is checked before it is read, and data stored
+    outside the file (external storage, virtual datasets, links) is refused.
     """
+    path = os.fspath(path)
+    if isinstance(target, KerasModel):
+        keras_import.load_into_model(target, path, by_name, skip_mismatch)
+        return
     if not isinstance(target, (Sequential, LSTM, Bidirectional)):
-        raise TypeError(f"load_keras_weights: expected a fastlstm LSTM, Bidirectional or "
-                        f"Sequential, got {type(target).__name__}")
+        raise TypeError(f"load_keras_weights: expected a fastlstm LSTM, Bidirectional, "
+                        f"Sequential or Model, got {type(target).__name__}")
     layers: list[Any] = target.layers if isinstance(target, Sequential) else [target]
-    keys = keras_io.layer_keys([type(layer).__name__ for layer in layers])
-    with keras_io.open_weights(path) as h5:
-        _load_weights(layers, keys, h5)
+    if path.endswith(".keras"):
+        _, weights = keras_files.read_keras_archive(path)
+        with keras_files.damaged_as_value_error(path), keras_files.open_h5(weights) as h5:
+            _load_stack(layers, h5, f"{path}: model.weights.h5", by_name)
+    else:
+        with keras_files.damaged_as_value_error(path), keras_files.open_h5(path) as h5:
+            _load_stack(layers, h5, path, by_name)
 
 
 # ------------------------------------------------------------------ PyTorch
