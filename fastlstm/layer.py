@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _kernel, activations, initializers, validation
+from . import _kernel, activations, initializers, quantization, validation
 from ._typing import Array, Output, Shape
 from .initializers import Initializer
 
 if TYPE_CHECKING:
+    from .quantization import Int8Weights
     from .training import Tape
 
 
@@ -108,6 +109,8 @@ class LSTM:
         self.grads: list[Array] | None = None             # filled by backward()
         self._tape: Tape | None = None          # workspace of the last training call
         self._dropout_rng: np.random.Generator | None = None   # drawn from seed on first dropout
+        self._int8: Int8Weights | None = None   # set by fastlstm.quantize_dynamic
+        self._packed_int8: Any = None           # the int8 kernel's layout of them
 
     # ------------------------------------------------------------------ build
     @property
@@ -201,10 +204,33 @@ class LSTM:
             input_dim = shape[0]
         arrays = validation.weights(weights, self._weight_shapes(input_dim), self.dtype)
         self.input_dim = input_dim
-        self._store(arrays)
+        if self._int8 is not None:      # an int8 layer quantizes what it is given
+            self._set_int8(quantization.quantize_weights(
+                arrays[0], arrays[1], arrays[2] if self.use_bias else None))
+        else:
+            self._store(arrays)
 
     def count_params(self) -> int:
         return sum(w.size for w in self._require_built("count_params"))
+
+    # ------------------------------------------------------------------ int8
+    @property
+    def quantization(self) -> str | None:
+        """"int8" for a layer made by ``fastlstm.quantize_dynamic``, else None."""
+        return None if self._int8 is None else "int8"
+
+    @property
+    def int8_weights(self) -> Int8Weights | None:
+        """The int8 weights and their scales (``fastlstm.quantization.Int8Weights``),
+        or None for a float layer."""
+        return self._int8
+
+    def _set_int8(self, weights: Int8Weights) -> None:
+        """Compute with ``weights``; the float weights become their dequantised values."""
+        dequantized = weights.dequantized()
+        self._store(dequantized if self.use_bias else dequantized[:2])
+        self._int8 = weights
+        self._packed_int8 = None
 
     # ------------------------------------------------------------------- call
     def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
@@ -240,6 +266,9 @@ class LSTM:
         batch, timesteps = x.shape[:2]
         mask = validation.mask_or_lengths(mask, lengths, batch, timesteps)
         h, c = self._start_states(initial_state, batch)
+        if training and self._int8 is not None:
+            raise ValueError("an int8 layer (made by quantize_dynamic) runs inference only; "
+                             "got training=True")
         if training:
             # Imported here: the training kernel loads SciPy's BLAS, which
             # inference never needs (it is most of import fastlstm's time).
@@ -255,14 +284,19 @@ class LSTM:
             validation.affordable(batch * timesteps * self.units, self.dtype.itemsize,
                                   f"the output sequence {shape}")
             sequence = np.empty(shape, self.dtype)
-        packed = self._packed
-        if packed is None or packed.selected != _kernel.current_isa():
-            kernel, recurrent_kernel = self._require_built("__call__")[:2]
-            packed = self._packed = _kernel.pack(kernel, recurrent_kernel, self._kernel_bias)
-        _kernel.forward(x, packed, h, c, last, mask, sequence, self.go_backwards,
-                        activations.CODES[self.activation],
-                        activations.CODES[self.recurrent_activation],
-                        self.num_threads or _kernel.DEFAULT_THREADS)
+        if self._int8 is not None and quantization.prefers_int8(batch, self.input_dim,
+                                                                 self.units):
+            quantization.forward(self, x, mask, h, c, last, sequence)
+        else:
+            packed = self._packed
+            if packed is None or packed.selected != _kernel.current_isa():
+                kernel, recurrent_kernel = self._require_built("__call__")[:2]
+                packed = self._packed = _kernel.pack(kernel, recurrent_kernel,
+                                                     self._kernel_bias)
+            _kernel.forward(x, packed, h, c, last, mask, sequence, self.go_backwards,
+                            activations.CODES[self.activation],
+                            activations.CODES[self.recurrent_activation],
+                            self.num_threads or _kernel.DEFAULT_THREADS)
         if mask is None and timesteps > 0:
             last[...] = h
         return self._finish(sequence, last, h, c)
@@ -402,5 +436,6 @@ class LSTM:
 
     def __repr__(self) -> str:
         shape = f"input_dim={self.input_dim}, " if self.built else ""
+        int8 = ", quantization='int8'" if self._int8 is not None else ""
         return (f"LSTM(units={self.units}, {shape}return_sequences={self.return_sequences}, "
-                f"return_state={self.return_state}, dtype={self.dtype.name})")
+                f"return_state={self.return_state}, dtype={self.dtype.name}{int8})")

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from . import quantization
+
 if TYPE_CHECKING:
     from .bidirectional import Bidirectional
     from .layer import LSTM
@@ -101,6 +103,7 @@ def save(obj: Model, path: str | os.PathLike[str]) -> None:
     arrays = {"config": np.array(config)}
     if obj.built:
         arrays.update({f"weight_{i}": w for i, w in enumerate(obj.get_weights())})
+        arrays.update(quantization.file_entries(obj))   # int8 layers' own weights
     # NumPy's stub types every keyword as savez's allow_pickle flag.
     np.savez(os.fspath(path), **arrays)  # type: ignore[arg-type]
 
@@ -131,6 +134,7 @@ def load(path: str | os.PathLike[str]) -> Model:
         obj = from_dict(json.loads(str(data["config"])))
         count = sum(name.startswith("weight_") for name in data.files)
         weights = [data[f"weight_{i}"] for i in range(count)]
-    if weights:
-        obj.set_weights(weights)
+        if weights:
+            obj.set_weights(weights)
+        quantization.restore(obj, data, path)
     return obj

@@ -12,6 +12,7 @@ i, f, c, o: ``kernel = weight_ih.T``, ``recurrent_kernel = weight_hh.T``,
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -145,6 +146,8 @@ class LSTM(nn.Module):  # type: ignore[misc]
                         f"{name}_l{layer}{suffix}",
                         nn.Parameter(torch.empty(shape, dtype=dtype)))
         self._free_tapes: list[list[training.Tape]] = [[] for _ in range(num_layers * directions)]
+        # fastlstm.quantize_dynamic: one int8 fastlstm.LSTM per (layer, direction)
+        self._int8_layers: list[Any] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -194,6 +197,9 @@ class LSTM(nn.Module):  # type: ignore[misc]
                     raise ValueError(
                         f"{name} must have shape {state_shape} and dtype {dtype}, "
                         f"got {tuple(state.shape)} {state.dtype}")
+        if self._int8_layers is not None and self.training:
+            raise ValueError("an int8 module (made by fastlstm.quantize_dynamic) runs in eval "
+                             "mode only; call .eval() on it")
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
@@ -201,9 +207,13 @@ class LSTM(nn.Module):  # type: ignore[misc]
             outputs = []
             for direction, suffix in enumerate(("", "_reverse")[:directions]):
                 index = layer * directions + direction
-                sequence, h, c = _Direction.apply(
-                    x, h0[index], c0[index], *self._weights(layer, suffix),
-                    bool(direction), self._free_tapes[index])
+                if self._int8_layers is not None:
+                    sequence, h, c = _int8_direction(self._int8_layers[index], x, h0[index],
+                                                     c0[index], bool(direction))
+                else:
+                    sequence, h, c = _Direction.apply(
+                        x, h0[index], c0[index], *self._weights(layer, suffix),
+                        bool(direction), self._free_tapes[index])
                 outputs.append(sequence)
                 h_n.append(h)
                 c_n.append(c)
@@ -224,3 +234,45 @@ class LSTM(nn.Module):  # type: ignore[misc]
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bias={self.bias}, batch_first={self.batch_first}, "
                 f"dropout={self.dropout}, bidirectional={self.bidirectional}")
+
+
+def _int8_direction(layer: Any, x: Any, h0: Any, c0: Any, reverse: bool) -> tuple[Any, Any, Any]:
+    """One direction of an int8 module: ``layer`` is a fastlstm.LSTM with
+    return_sequences and return_state and go_backwards = ``reverse``."""
+    sequence, h, c = layer(_array(x), initial_state=[_array(h0), _array(c0)])
+    if reverse:        # fastlstm returns processing order; torch, time order
+        sequence = np.ascontiguousarray(sequence[:, ::-1])
+    return torch.from_numpy(sequence), torch.from_numpy(h), torch.from_numpy(c)
+
+
+def quantized_module(module: LSTM) -> LSTM:
+    """``fastlstm.quantize_dynamic`` of a module in eval mode: a copy whose
+    (layer, direction) pairs compute with int8 weights, its float weight
+    parameters set to their dequantised values."""
+    from . import quantization
+    from .layer import LSTM as Layer
+    if module.training:
+        raise ValueError("quantize_dynamic: the module must be in eval mode (call .eval() "
+                         "first); int8 modules run inference only")
+    if module.weight_ih_l0.dtype != torch.float32:
+        raise ValueError(f"quantize_dynamic: int8 modules compute in float32, got "
+                         f"{module.weight_ih_l0.dtype} weights")
+    new = copy.deepcopy(module)
+    layers = []
+    directions = 2 if new.bidirectional else 1
+    for layer in range(new.num_layers):
+        for direction, suffix in enumerate(("", "_reverse")[:directions]):
+            weight_ih, weight_hh, bias_ih, bias_hh = new._weights(layer, suffix)
+            fast = Layer(new.hidden_size, return_sequences=True, return_state=True,
+                         go_backwards=bool(direction), use_bias=new.bias)
+            bias = [] if bias_ih is None else [_array(bias_ih + bias_hh)]
+            fast.set_weights([_array(weight_ih.T), _array(weight_hh.T)] + bias)
+            fast._set_int8(quantization.quantize_weights(*fast.get_weights()[:2],
+                                                         bias[0] if bias else None))
+            kernel, recurrent_kernel = fast.get_weights()[:2]
+            with torch.no_grad():
+                weight_ih.copy_(torch.from_numpy(kernel.T))
+                weight_hh.copy_(torch.from_numpy(recurrent_kernel.T))
+            layers.append(fast)
+    new._int8_layers = layers
+    return new
