@@ -38,20 +38,14 @@ plus the same terms for h and the recurrent kernel.
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from . import _kernel
 from ._typing import Array
-
-if TYPE_CHECKING:
-    from .bidirectional import Bidirectional
-    from .layer import LSTM
-    from .masking import Masking
-    from .sequential import Sequential
 
 # int32 accumulators hold sum_k q_a q_w exactly while n * 127 * 127 < 2**31,
 # and the offset form (q_a + 128) * q_w, which vpdpbusd computes, while
@@ -202,113 +196,22 @@ def step_error_bound(x: Array, h: Array, float_weights: list[Array],
     return bound
 
 
-# --------------------------------------------------------------- models
-def _copy_layer(layer: LSTM) -> LSTM:
-    """A new LSTM with ``layer``'s config, weights and states (shared
-    read-only weight arrays), no training workspace."""
-    new = copy.copy(layer)
-    new._tape = None
-    new.grads = None
-    if layer._states is not None:
-        new._states = (layer._states[0].copy(), layer._states[1].copy())
-    return new
-
-
-def _quantized_layer(layer: LSTM) -> LSTM:
-    weights = layer._require_built("quantize_dynamic")
-    if layer.dtype != np.float32:
-        raise ValueError(
-            f"quantize_dynamic: int8 layers compute their gates in float32; got a "
-            f"{layer.dtype.name} layer {layer!r} (build it with dtype='float32')")
-    new = _copy_layer(layer)
-    new._set_int8(quantize_weights(weights[0], weights[1],
-                                   weights[2] if layer.use_bias else None))
-    return new
-
-
-Model = Any   # LSTM | Bidirectional | Masking | Sequential | fastlstm.torch.LSTM
-
-
-def quantize_dynamic(model: Model, dtype: str = "int8") -> Model:
-    """A copy of ``model`` that computes with int8 weights.
-
-    Parameters
-    ----------
-    model : LSTM, Bidirectional, Sequential or fastlstm.torch.LSTM
-        Built, float32.  Stacks (including models made by
-        ``fastlstm.from_keras``) have every LSTM quantized; Masking layers
-        are kept.  A ``fastlstm.torch.LSTM`` must be in eval mode.  The
-        argument itself is not changed.
-    dtype : "int8"
-        The only weight type there is.
-
-    Returns
-    -------
-    The same kind of object.  Its LSTMs hold int8 weights per output column
-    (``layer.quantization == "int8"``, ``layer.int8_weights``) and quantize
-    their inputs and h per row at every step; gates and cell stay float32.
-    ``get_weights()`` returns the dequantised float32 weights;
-    ``set_weights()`` quantizes what it is given.  Where the int8 kernel
-    cannot be faster (small layers, see ``prefers_int8``) calls run the
-    float32 kernel on the dequantised weights.  ``save``/``fastlstm.load``
-    keep the int8 weights.
-
-    Examples
-    --------
-    >>> import numpy as np, fastlstm
-    >>> layer = fastlstm.LSTM(64, seed=0)
-    >>> x = np.random.default_rng(0).standard_normal((8, 20, 32), dtype=np.float32)
-    >>> small = fastlstm.quantize_dynamic(layer)
-    >>> small.quantization, bool(np.abs(small(x) - layer(x)).max() < 0.05)
-    ('int8', True)
-    """
-    if dtype not in ("int8", np.int8) and getattr(dtype, "name", None) != "int8":
-        raise ValueError(f"quantize_dynamic: dtype must be 'int8', got {dtype!r}")
-    from .bidirectional import Bidirectional
-    from .layer import LSTM
-    from .masking import Masking
-    from .sequential import Sequential
-    if isinstance(model, LSTM):
-        return _quantized_layer(model)
-    if isinstance(model, Bidirectional):
-        new = copy.copy(model)
-        new.forward_layer = _quantized_layer(model.forward_layer)
-        new.backward_layer = _quantized_layer(model.backward_layer)
-        return new
-    if isinstance(model, Sequential):
-        new = copy.copy(model)
-        new.layers = [layer if isinstance(layer, Masking) else quantize_dynamic(layer)
-                      for layer in model.layers]
-        return new
-    if isinstance(model, Masking):
-        return copy.copy(model)
-    if type(model).__module__ == "fastlstm.torch":
-        from .torch import quantized_module
-        return quantized_module(model)
-    raise TypeError(
-        f"quantize_dynamic takes a fastlstm LSTM, Bidirectional, Sequential or "
-        f"fastlstm.torch.LSTM, got {type(model).__name__}")
-
-
-def lstm_layers(model: LSTM | Bidirectional | Masking | Sequential) -> Iterator[LSTM]:
-    """The LSTMs of a layer or stack, in ``get_weights()`` order."""
-    from .bidirectional import Bidirectional
-    from .layer import LSTM
-    from .sequential import Sequential
-    if isinstance(model, LSTM):
+# ------------------------------------------------------------------ files
+def lstm_layers(model: Any) -> Iterator[Any]:
+    """The LSTMs of a fastlstm layer or stack, in ``get_weights()`` order
+    (by their attributes, so that this module needs no layer class)."""
+    if hasattr(model, "int8_weights"):              # an LSTM
         yield model
-    elif isinstance(model, Bidirectional):
+    elif hasattr(model, "forward_layer"):           # a Bidirectional
         yield model.forward_layer
         yield model.backward_layer
-    elif isinstance(model, Sequential):
-        for layer in model.layers:
-            yield from lstm_layers(layer)
+    for layer in getattr(model, "layers", ()):      # a Sequential
+        yield from lstm_layers(layer)
 
 
-# ------------------------------------------------------------------ files
-def file_entries(model: LSTM | Bidirectional | Masking | Sequential) -> dict[str, Array]:
-    """The int8 arrays of ``model``'s quantized LSTMs for its ``.npz``:
-    ``int8_{n}_{name}`` for the n-th LSTM (``lstm_layers`` order)."""
+def file_entries(model: Any) -> dict[str, Array]:
+    """The int8 arrays of ``model``'s int8 LSTMs for its ``.npz``:
+    ``int8_{n}_{name}`` for the n-th LSTM of ``lstm_layers``."""
     entries = {}
     for n, layer in enumerate(lstm_layers(model)):
         if layer.int8_weights is not None:
@@ -317,13 +220,11 @@ def file_entries(model: LSTM | Bidirectional | Masking | Sequential) -> dict[str
     return entries
 
 
-def restore(model: LSTM | Bidirectional | Masking | Sequential, data: Any,
-            path: object) -> None:
-    """Give ``model``'s LSTMs the int8 weights stored in ``data`` (an open
-    ``.npz``) by ``file_entries``, checking every array (files are untrusted)."""
-    layers = list(lstm_layers(model))
-    stored = {name for name in data.files if name.startswith("int8_")}
-    for n, layer in enumerate(layers):
+def restore(model: Any, entries: dict[str, Array], path: object) -> None:
+    """Give ``model``'s LSTMs the int8 weights that ``file_entries`` wrote
+    (read back as ``entries``), checking every array: files are untrusted."""
+    stored = set(entries)
+    for n, layer in enumerate(lstm_layers(model)):
         names = {f"int8_{n}_{field}" for field in _FIELDS}
         present = names & stored
         stored -= present
@@ -343,7 +244,7 @@ def restore(model: LSTM | Bidirectional | Masking | Sequential, data: Any,
                   "bias": ((4 * units,), np.float32)}
         arrays = {}
         for field, (shape, dtype) in shapes.items():
-            array = data[f"int8_{n}_{field}"]
+            array = entries[f"int8_{n}_{field}"]
             if array.shape != shape or array.dtype != dtype:
                 raise ValueError(
                     f"{path}: int8_{n}_{field} must be {np.dtype(dtype).name} of shape "
@@ -362,21 +263,27 @@ def restore(model: LSTM | Bidirectional | Masking | Sequential, data: Any,
 
 
 # ------------------------------------------------------------------ calls
-def prefers_int8(batch: int, input_dim: int | None, units: int) -> bool:
-    """Whether a call of this shape runs the int8 kernel (else the float32
-    kernel on the dequantised weights)."""
-    return True
+# Smallest gate product per row and step, 4 * units * (input_dim + units)
+# multiply-adds, for which the int8 kernel beats the float32 kernel.
+# Measured at 1 thread (CPU time, 2-core shared machine), int8 / float32:
+# with VNNI (avx512-vnni) 1664: 0.81-0.88x, 5376: 0.90-1.09x, 8192: 1.24x,
+# 12288: 1.15x, 21504: 1.55x, (32,100,64,256): 2.8x; without VNNI (the
+# same sums by vpmaddwd, as many instructions as float32's FMAs) 0.82x at
+# 21504, 0.93x at 98304, 1.03x at 327680; the portable int8 C is faster
+# than the portable float C everywhere measured (1.2-1.75x).
+INT8_MIN_PRODUCT = {"vnni": 8192, "no vnni": 262144, "portable": 0}
 
 
-def forward(layer: LSTM, x: Array, mask: Array | None, h: Array, c: Array, last: Array,
-            sequence: Array | None) -> None:
-    """Fill ``h``, ``c``, ``last`` (and ``sequence``) as ``_kernel.forward``
-    does, with ``layer``'s int8 weights."""
-    from .reference import lstm_int8
-    assert layer._int8 is not None
-    seq, out, h_t, c_t = lstm_int8(
-        x, layer._int8, initial_state=(h, c), mask=mask, go_backwards=layer.go_backwards,
-        activation=layer.activation, recurrent_activation=layer.recurrent_activation)
-    h[...], c[...], last[...] = h_t, c_t, out
-    if sequence is not None:
-        sequence[...] = seq
+def prefers_int8(input_dim: int | None, units: int) -> bool:
+    """Whether an int8 layer of this shape runs the int8 kernel of the
+    current instruction set; else the float32 kernel on the dequantised
+    weights computes it (faster there, and closer to float)."""
+    variant = _kernel.int8_variant()
+    kind = "portable" if variant == "portable" else "vnni" if "vnni" in variant else "no vnni"
+    return 4 * units * ((input_dim or 0) + units) >= INT8_MIN_PRODUCT[kind]
+
+
+def pack(weights: Int8Weights) -> Any:
+    """``weights`` in the layout of the current instruction set's int8 kernel."""
+    return _kernel.pack_int8(weights.kernel, weights.kernel_scale, weights.recurrent_kernel,
+                             weights.recurrent_scale, weights.bias)

@@ -22,7 +22,8 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional
 
-from . import training
+from . import convert, quantization, training
+from .layer import LSTM as FastLSTM
 
 
 def _array(tensor: Any, copy: bool = False) -> NDArray[Any]:
@@ -57,12 +58,11 @@ class _Direction(torch.autograd.Function):  # type: ignore[misc]
     def forward(ctx: Any, x: Any, h0: Any, c0: Any, weight_ih: Any, weight_hh: Any,
                 bias_ih: Any, bias_hh: Any, reverse: bool,
                 free: list[training.Tape]) -> tuple[Any, Any, Any]:
-        kernel = _array(weight_ih.T)
-        recurrent_kernel = _array(weight_hh.T)
-        if bias_ih is None:
-            bias = np.zeros(kernel.shape[1], kernel.dtype)
-        else:
-            bias = _array(bias_ih + bias_hh)
+        biases = (None, None) if bias_ih is None else (bias_ih.detach().numpy(),
+                                                       bias_hh.detach().numpy())
+        kernel, recurrent_kernel, *summed = convert.torch_to_keras(
+            weight_ih.detach().numpy(), weight_hh.detach().numpy(), *biases)
+        bias = summed[0] if summed else np.zeros(kernel.shape[1], kernel.dtype)
         try:
             workspace: training.Tape | None = free.pop()
         except IndexError:             # none spare (e.g. a second forward before backward)
@@ -249,8 +249,6 @@ def quantized_module(module: LSTM) -> LSTM:
     """``fastlstm.quantize_dynamic`` of a module in eval mode: a copy whose
     (layer, direction) pairs compute with int8 weights, its float weight
     parameters set to their dequantised values."""
-    from . import quantization
-    from .layer import LSTM as Layer
     if module.training:
         raise ValueError("quantize_dynamic: the module must be in eval mode (call .eval() "
                          "first); int8 modules run inference only")
@@ -263,8 +261,8 @@ def quantized_module(module: LSTM) -> LSTM:
     for layer in range(new.num_layers):
         for direction, suffix in enumerate(("", "_reverse")[:directions]):
             weight_ih, weight_hh, bias_ih, bias_hh = new._weights(layer, suffix)
-            fast = Layer(new.hidden_size, return_sequences=True, return_state=True,
-                         go_backwards=bool(direction), use_bias=new.bias)
+            fast = FastLSTM(new.hidden_size, return_sequences=True, return_state=True,
+                            go_backwards=bool(direction), use_bias=new.bias)
             bias = [] if bias_ih is None else [_array(bias_ih + bias_hh)]
             fast.set_weights([_array(weight_ih.T), _array(weight_hh.T)] + bias)
             fast._set_int8(quantization.quantize_weights(*fast.get_weights()[:2],
