@@ -30,14 +30,6 @@ Array = NDArray[Any]
 _INT_MAX = 2**31 - 1
 
 
-def _passes() -> Any:
-    """The compiled training passes (``src/_train.pyx``), imported on first
-    use: they load SciPy's BLAS, which inference never needs and which
-    would double the time of ``import fastlstm``."""
-    from . import _train
-    return _train
-
-
 def _row_stride(n: int, dtype: DTypeLike) -> int:
     """A row length >= n for buffers the weight-gradient tiles read down
     columns: rows whose byte size is a multiple of 512 would share a few
@@ -49,7 +41,7 @@ def _row_stride(n: int, dtype: DTypeLike) -> int:
 class Tape:
     """Workspace of one training-mode forward pass and of its backward.
 
-    Two layouts (see ``src/_train.pyx`` and ``src/lstm_train.h``), both
+    Two layouts (see ``src/_kernel.pyx`` and ``src/kernel/train.c``), both
     time-major:
 
     * packed (``packed`` is set): the weights packed for the inference
@@ -234,14 +226,14 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     sequence = np.zeros((batch, timesteps, units), dtype) if return_sequence else None
     if batch and timesteps:
         if fused:
-            _passes().packed_forward(xs[0], packed.kernel, packed.bias, packed.recurrent_kernel,
-                                  h, c, last, mask, sequence, tape.rec, tape.hs,
-                                  tape.go_backwards, *tape.codes, packed.isa_code,
-                                  packed.rows, tape.num_threads)
+            _kernel.train_forward(xs[0], features, packed, h, c, last, mask, sequence,
+                                  tape.rec, tape.hs, tape.go_backwards, *tape.codes,
+                                  tape.num_threads)
         else:
-            _passes().forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
-                           recurrent_masks, sequence, tape.gates, tape.cs, tape.acts,
-                           tape.hp, tape.go_backwards, *tape.codes, _kernel.current_isa())
+            _kernel.dropout_forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
+                                    recurrent_masks, sequence, tape.gates, tape.cs,
+                                    tape.acts, tape.hp, tape.go_backwards, *tape.codes,
+                                    _kernel.current_isa())
     return sequence, last, h, c, tape
 
 
@@ -282,11 +274,11 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
                 width = tape.dz.shape[2] // 4
                 dxs = np.zeros((1, timesteps, batch, -(-tape.features // width) * width),
                                dtype)
-            _passes().packed_backward(tape.xs[0], kernel_t, recurrent_kernel_t, tape.rec,
-                                   tape.hs, tape.dz, tape.mask, d_sequence, dh, dc, dy,
-                                   None if dxs is None else dxs[0], dkernel,
-                                   drecurrent_kernel, dbias, tape.go_backwards, *tape.codes,
-                                   tape.packed.isa_code, tape.packed.rows, tape.num_threads)
+            _kernel.train_backward(tape.xs[0], tape.features, tape.packed, kernel_t,
+                                   recurrent_kernel_t, tape.rec, tape.hs, tape.dz, tape.mask,
+                                   d_sequence, dh, dc, dy, None if dxs is None else dxs[0],
+                                   dkernel, drecurrent_kernel, dbias, tape.go_backwards,
+                                   *tape.codes, tape.num_threads)
             dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
             dbias = dbias[columns]
         else:
@@ -298,11 +290,12 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
         drecurrent_kernel = new(tape.recurrent_kernel.shape, dtype)
         dbias = new(4 * units, dtype)
         if batch and timesteps:
-            _passes().backward(tape.xs, tape.kernel,
-                            np.ascontiguousarray(tape.recurrent_kernel.T), tape.gates,
-                            tape.dz, tape.cs, tape.acts, tape.hp, tape.c0, tape.mask,
-                            tape.recurrent_masks, d_sequence, dh, dc, dy, dxs, dkernel,
-                            drecurrent_kernel, dbias, tape.go_backwards, *tape.codes)
+            _kernel.dropout_backward(tape.xs, tape.kernel,
+                                     np.ascontiguousarray(tape.recurrent_kernel.T),
+                                     tape.gates, tape.dz, tape.cs, tape.acts, tape.hp,
+                                     tape.c0, tape.mask, tape.recurrent_masks, d_sequence,
+                                     dh, dc, dy, dxs, dkernel, drecurrent_kernel, dbias,
+                                     tape.go_backwards, *tape.codes)
     # Without steps the outputs are zeros or the initial states unchanged:
     # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
     if dxs is None:
