@@ -19,7 +19,6 @@ import numpy as np
 from . import _kernel
 from ._version import __version__
 
-
 # How each int8 kernel (fastlstm.quantization) forms its int32 sums.
 _INT8_PRODUCTS = {
     "avx512-vnni": "vpdpbusd, 64 byte products per instruction",

@@ -21,6 +21,7 @@ from . import (
 )
 from ._typing import Array, Output, Shape
 from .initializers import Initializer
+from .quantization import Int8Weights
 
 
 class _Weights:
@@ -36,7 +37,7 @@ class _Weights:
                  "packed_int8_cache")
 
     def __init__(self, arrays: list[Array], units: int,
-                 int8: quantization.Int8Weights | None = None) -> None:
+                 int8: Int8Weights | None = None) -> None:
         for array in arrays:
             array.flags.writeable = False
         self.arrays = arrays                              # as get_weights() lists them
@@ -47,7 +48,7 @@ class _Weights:
         self.packed_int8_cache: _kernel.PackedInt8 | None = None
 
     @classmethod
-    def quantized(cls, int8: quantization.Int8Weights, units: int, use_bias: bool,
+    def quantized(cls, int8: Int8Weights, units: int, use_bias: bool,
                   ) -> _Weights:
         """The version that computes with ``int8``."""
         arrays = int8.dequantized()
@@ -267,12 +268,12 @@ class LSTM:
         return None if self.int8_weights is None else "int8"
 
     @property
-    def int8_weights(self) -> quantization.Int8Weights | None:
-        """The int8 weights and their scales (``fastlstm.quantization.Int8Weights``),
+    def int8_weights(self) -> Int8Weights | None:
+        """The int8 weights and their scales (``fastlstm.Int8Weights``),
         or None for a float layer."""
         return None if self._weights is None else self._weights.int8
 
-    def _set_int8(self, weights: quantization.Int8Weights) -> None:
+    def _set_int8(self, weights: Int8Weights) -> None:
         """Compute with ``weights`` (a float32 layer's, of its shapes); the
         float weights become their dequantised values."""
         self._weights = _Weights.quantized(weights, self.units, self.use_bias)

@@ -210,8 +210,9 @@ def _quantized_layer(layer: LSTM) -> LSTM:
             f"{layer.dtype.name} layer {layer!r} (build it with dtype='float32')")
     new = copy.copy(layer)          # config, num_threads, stored states
     new._tape, new.grads = None, None
-    if layer.states is not None:
-        new._states = tuple(layer.states)
+    states = layer.states
+    if states is not None:
+        new._states = (states[0], states[1])
     new._set_int8(quantization.quantize_weights(
         weights.kernel, weights.recurrent_kernel, weights.bias if layer.use_bias else None))
     return new
@@ -256,15 +257,15 @@ def quantize_dynamic(model: Any, dtype: str = "int8") -> Any:
     if isinstance(model, LSTM):
         return _quantized_layer(model)
     if isinstance(model, Bidirectional):
-        new = copy.copy(model)
-        new.forward_layer = _quantized_layer(model.forward_layer)
-        new.backward_layer = _quantized_layer(model.backward_layer)
-        return new
+        wrapper = copy.copy(model)
+        wrapper.forward_layer = _quantized_layer(model.forward_layer)
+        wrapper.backward_layer = _quantized_layer(model.backward_layer)
+        return wrapper
     if isinstance(model, Sequential):
-        new = copy.copy(model)
-        new.layers = [layer if isinstance(layer, Masking) else quantize_dynamic(layer)
-                      for layer in model.layers]
-        return new
+        stack = copy.copy(model)
+        stack.layers = [layer if isinstance(layer, Masking) else quantize_dynamic(layer)
+                        for layer in model.layers]
+        return stack
     if type(model).__module__ == "fastlstm.torch":     # imports torch: only when given one
         from .torch import quantized_module
         return quantized_module(model)

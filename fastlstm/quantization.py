@@ -278,8 +278,8 @@ def prefers_int8(input_dim: int | None, units: int) -> bool:
     """Whether an int8 layer of this shape runs the int8 kernel of the
     current instruction set; else the float32 kernel on the dequantised
     weights computes it (faster there, and closer to float)."""
-    variant = _kernel.int8_variant()
-    kind = "portable" if variant == "portable" else "vnni" if "vnni" in variant else "no vnni"
+    name = _kernel.int8_kernel()
+    kind = "portable" if name == "portable" else "vnni" if "vnni" in name else "no vnni"
     return 4 * units * ((input_dim or 0) + units) >= INT8_MIN_PRODUCT[kind]
 
 

@@ -263,11 +263,11 @@ def quantized_module(module: LSTM) -> LSTM:
             weight_ih, weight_hh, bias_ih, bias_hh = new._weights(layer, suffix)
             fast = FastLSTM(new.hidden_size, return_sequences=True, return_state=True,
                             go_backwards=bool(direction), use_bias=new.bias)
-            bias = [] if bias_ih is None else [_array(bias_ih + bias_hh)]
-            fast.set_weights([_array(weight_ih.T), _array(weight_hh.T)] + bias)
-            fast._set_int8(quantization.quantize_weights(*fast.get_weights()[:2],
-                                                         bias[0] if bias else None))
-            kernel, recurrent_kernel = fast.get_weights()[:2]
+            kernel, recurrent_kernel = _array(weight_ih.T), _array(weight_hh.T)
+            bias = None if bias_ih is None else _array(bias_ih + bias_hh)
+            fast.set_weights([kernel, recurrent_kernel] + ([] if bias is None else [bias]))
+            fast._set_int8(quantization.quantize_weights(kernel, recurrent_kernel, bias))
+            kernel, recurrent_kernel = fast.get_weights()[:2]     # dequantised
             with torch.no_grad():
                 weight_ih.copy_(torch.from_numpy(kernel.T))
                 weight_hh.copy_(torch.from_numpy(recurrent_kernel.T))

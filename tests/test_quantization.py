@@ -17,19 +17,19 @@ PREFERS_INT8 = quantization.prefers_int8
 
 
 @pytest.fixture(autouse=True)
-def int8_kernel(monkeypatch):
+def always_int8(monkeypatch):
     """Every int8 layer runs the int8 kernel, whatever its size (by default
     small ones run the float32 kernel: see test_small_layers_run_float32)."""
     monkeypatch.setattr(quantization, "prefers_int8", lambda input_dim, units: True)
 
 
-@pytest.fixture(params=_kernel.int8_variants())
-def int8_variant(request, monkeypatch):
+@pytest.fixture(params=_kernel.int8_kernels())
+def int8_kernel(request, monkeypatch):
     """Each int8 kernel this CPU can run, in turn."""
     name = request.param
     monkeypatch.setattr(quantization, "pack", lambda weights: _kernel.pack_int8(
         weights.kernel, weights.kernel_scale, weights.recurrent_kernel,
-        weights.recurrent_scale, weights.bias, variant=name))
+        weights.recurrent_scale, weights.bias, kernel_name=name))
     return name
 
 
@@ -210,7 +210,7 @@ def test_sequence_error_bound_and_torch_parity(weights, trained):
 
 # ----------------------------------------------------- kernel vs oracle
 @pytest.mark.parametrize("units, input_dim", [(37, 13), (16, 4), (5, 130)])
-def test_int8_products_are_exact_on_every_kernel(int8_variant, units, input_dim):
+def test_int8_products_are_exact_on_every_kernel(int8_kernel, units, input_dim):
     """One step from a given h with linear activations and c = 0: then
     c = z_i * z_g and h = z_o * c are single roundings of the gates, so the
     outputs are bitwise the reference's exactly when the kernel's int32
@@ -232,7 +232,7 @@ def test_int8_products_are_exact_on_every_kernel(int8_variant, units, input_dim)
     np.testing.assert_array_equal(h, h_ref)
 
 
-def test_layer_matches_the_int8_reference(int8_variant):
+def test_layer_matches_the_int8_reference(int8_kernel):
     """Over steps the kernel's activations (vectorised, a few ulps from
     NumPy's) feed the next step's quantization, so a rounding of h may tip
     to the next integer: that moves a gate by one step of h (max|h| / 127
