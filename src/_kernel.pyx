@@ -59,10 +59,6 @@ cdef extern from "kernel/isa.h" nogil:
     const fl_ops_f32 *fl_ops_f32_of(int isa)
     const fl_ops_f64 *fl_ops_f64_of(int isa)
     int fl_isa_supported(int isa)
-    enum:
-        FL_I8_PORTABLE
-        FL_I8_AVX2_VNNI
-        FL_I8_AVX512_VNNI
     ctypedef struct fl_ops_i8:
         int isa, width, rows
     const fl_ops_i8 *fl_ops_i8_of(int kernel)
@@ -808,19 +804,28 @@ cdef void _column_sums(floating *out, const floating *a, Py_ssize_t rows,
 INT8_NAMES = ("portable", "avx2", "avx2-vnni", "avx512", "avx512-vnni")
 
 
+# Asked once: CPUID traps to the hypervisor on a virtual machine (~µs).
+_INT8_SUPPORTED = tuple(code for code in range(len(INT8_NAMES)) if fl_i8_supported(code))
+
+
 def int8_kernels():
     """Names of the int8 kernels this CPU can run, slowest first."""
-    return [name for code, name in enumerate(INT8_NAMES) if fl_i8_supported(code)]
+    return [INT8_NAMES[code] for code in _INT8_SUPPORTED]
+
+
+def _best_int8(isa_code):
+    """The fastest int8 kernel this CPU runs on the vectors of ``isa_code``."""
+    return max(code for code in _INT8_SUPPORTED if fl_ops_i8_of(code).isa == isa_code)
+
+
+_INT8_BEST = {code: INT8_NAMES[_best_int8(code)] for code in range(len(ISA_NAMES))
+              if fl_isa_supported(code)}
 
 
 def int8_kernel(isa_name=None):
     """The int8 kernel used with the current (or the named) instruction set:
     its VNNI one where the CPU has VNNI."""
-    code = _isa if isa_name is None else ISA_NAMES.index(isa_name)
-    best = (FL_I8_PORTABLE, FL_I8_AVX2_VNNI, FL_I8_AVX512_VNNI)[code]
-    while not fl_i8_supported(best) or fl_ops_i8_of(best).isa != code:
-        best -= 1
-    return INT8_NAMES[best]
+    return _INT8_BEST[_isa if isa_name is None else ISA_NAMES.index(isa_name)]
 
 
 cdef class PackedInt8:
