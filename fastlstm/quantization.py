@@ -1,5 +1,6 @@
-"""int8 inference: ``quantize_dynamic``, the int8 weights, and the exact
-integer arithmetic that the kernel and the NumPy reference share.
+"""int8 inference: the int8 weights, the exact integer arithmetic that the
+kernel and the NumPy reference share, their file entries and the choice of
+kernel (``fastlstm.quantize_dynamic``, in models.py, builds the layers).
 
 The scheme (one definition for every instruction set, so the int8 products
 are the same integers everywhere):
