@@ -11,11 +11,11 @@ from .buildinfo import show_config
 from .keras_model import Model
 from .layer import LSTM
 from .masking import Masking
-from .models import from_keras, from_torch, load, load_keras_weights
+from .models import from_keras, from_torch, load, load_keras_weights, quantize_dynamic
 from .sequential import Sequential
 
 __all__ = ["LSTM", "Bidirectional", "Masking", "Model", "Sequential", "from_keras", "from_torch",
-           "load", "load_keras_weights", "show_config", "__version__"]
+           "load", "load_keras_weights", "quantize_dynamic", "show_config", "__version__"]
 
 
 def __getattr__(name: str) -> object:

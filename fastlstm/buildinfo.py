@@ -19,6 +19,15 @@ import numpy as np
 from . import _kernel
 from ._version import __version__
 
+# How each int8 kernel (fastlstm.quantization) forms its int32 sums.
+_INT8_PRODUCTS = {
+    "avx512-vnni": "vpdpbusd, 64 byte products per instruction",
+    "avx2-vnni": "AVX-VNNI vpdpbusd, 32 byte products per instruction",
+    "avx512": "no VNNI: vpmaddwd on even and odd bytes",
+    "avx2": "no VNNI: vpmaddwd on even and odd bytes",
+    "portable": "plain C",
+}
+
 
 def _compiler() -> dict[str, Any]:
     try:   # written by setup.py next to the kernel; absent from a bare checkout
@@ -48,7 +57,8 @@ def build_config() -> dict[str, Any]:
     ``compiler`` (a dict with at least ``name``), ``thread_pool`` (bool:
     calls can use several threads),
     ``threads`` (the kernel's default thread count), ``simd`` (``supported``,
-    ``chosen``, ``FASTLSTM_ISA``) and ``blas`` (a list of dicts, empty
+    ``chosen``, ``FASTLSTM_ISA``, and ``int8``: the int8 kernel of the chosen
+    instruction set, ``int8_supported``) and ``blas`` (a list of dicts, empty
     without threadpoolctl).
     """
     import scipy  # not needed by inference: imported only for its version
@@ -64,7 +74,8 @@ def build_config() -> dict[str, Any]:
         "thread_pool": kernel["thread_pool"],
         "threads": kernel["default_threads"],
         "simd": {"supported": kernel["supported_isas"], "chosen": kernel["isa"],
-                 "FASTLSTM_ISA": os.environ.get("FASTLSTM_ISA")},
+                 "FASTLSTM_ISA": os.environ.get("FASTLSTM_ISA"), "int8": kernel["int8"],
+                 "int8_supported": kernel["int8_supported"]},
         "blas": _blas(),
     }
 
@@ -96,6 +107,8 @@ def show_config(file: IO[str] | None = None) -> None:
         f"(default threads: {config['threads']})",
         f"  simd:      chosen {simd['chosen']}, supported {', '.join(simd['supported'])}"
         + (f" (FASTLSTM_ISA={simd['FASTLSTM_ISA']})" if simd["FASTLSTM_ISA"] else ""),
+        f"  int8:      {simd['int8']} ({_INT8_PRODUCTS[simd['int8']]}), supported "
+        f"{', '.join(simd['int8_supported'])}",
     ]
     if not config["blas"]:
         lines.append("  blas:      not known (install threadpoolctl to list the loaded BLAS)")

@@ -15,6 +15,7 @@ from . import (
     activations,
     initializers,
     keras_io,
+    quantization,
     serialization,
     torch_io,
     training,
@@ -22,27 +23,51 @@ from . import (
 )
 from ._typing import Array, Output, Shape
 from .initializers import Initializer
+from .quantization import Int8Weights
 
 
 class _Weights:
     """One version of a layer's weights: read-only arrays, the bias the
     kernel adds (zeros without use_bias) and their pack for the kernel,
     made on first use.  ``set_weights`` replaces the whole object, so a
-    call that took it computes with one version throughout."""
+    call that took it computes with one version throughout.
 
-    __slots__ = ("arrays", "kernel", "recurrent_kernel", "bias", "packed_cache")
+    An int8 layer's version also holds its int8 weights (``int8``); its
+    float arrays are their dequantised values."""
 
-    def __init__(self, arrays: list[Array], units: int) -> None:
+    __slots__ = ("arrays", "kernel", "recurrent_kernel", "bias", "packed_cache", "int8",
+                 "packed_int8_cache")
+
+    def __init__(self, arrays: list[Array], units: int,
+                 int8: Int8Weights | None = None) -> None:
         for array in arrays:
             array.flags.writeable = False
         self.arrays = arrays                              # as get_weights() lists them
         self.kernel, self.recurrent_kernel = arrays[0], arrays[1]
         self.bias = arrays[2] if len(arrays) > 2 else np.zeros(4 * units, arrays[0].dtype)
         self.packed_cache: _kernel.Packed | None = None
+        self.int8 = int8
+        self.packed_int8_cache: _kernel.PackedInt8 | None = None
+
+    @classmethod
+    def quantized(cls, int8: Int8Weights, units: int, use_bias: bool,
+                  ) -> _Weights:
+        """The version that computes with ``int8``."""
+        arrays = int8.dequantized()
+        return cls(arrays if use_bias else arrays[:2], units, int8)
+
+    def packed_int8(self) -> _kernel.PackedInt8:
+        """The int8 weights in the layout of the current instruction set's int8 kernel."""
+        assert self.int8 is not None
+        packed = self.packed_int8_cache
+        if packed is None or packed.selected != _kernel.current_isa():
+            packed = self.packed_int8_cache = quantization.pack(self.int8)
+        return packed
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled without the pack, which the next call makes again.
-        return _Weights, (self.arrays, self.recurrent_kernel.shape[0])
+        # Pickled without the packs, which the next call makes again (an
+        # int8 version keeps its int8 weights).
+        return _Weights, (self.arrays, self.recurrent_kernel.shape[0], self.int8)
 
     def packed(self) -> _kernel.Packed:
         """These weights in the kernel's layout for the current instruction set."""
@@ -262,6 +287,10 @@ class LSTM:
         # Calls from now on use the new version; calls already running keep theirs.
         with self._lock:
             self.input_dim = input_dim
+            if self.quantization == "int8":     # an int8 layer quantizes what it is given
+                self._set_int8(quantization.quantize_weights(
+                    arrays[0], arrays[1], arrays[2] if self.use_bias else None))
+                return
             self._weights = _Weights(arrays, self.units)
 
     def count_params(self) -> int:
@@ -269,6 +298,23 @@ class LSTM:
         if input_dim is None:
             raise self._unbuilt("count_params")
         return sum(int(np.prod(shape)) for shape in self._weight_shapes(input_dim))
+
+    # ------------------------------------------------------------------ int8
+    @property
+    def quantization(self) -> str | None:
+        """"int8" for a layer made by ``fastlstm.quantize_dynamic``, else None."""
+        return None if self.int8_weights is None else "int8"
+
+    @property
+    def int8_weights(self) -> Int8Weights | None:
+        """The int8 weights and their scales (``fastlstm.Int8Weights``),
+        or None for a float layer."""
+        return None if self._weights is None else self._weights.int8
+
+    def _set_int8(self, weights: Int8Weights) -> None:
+        """Compute with ``weights`` (a float32 layer's, of its shapes); the
+        float weights become their dequantised values."""
+        self._weights = _Weights.quantized(weights, self.units, self.use_bias)
 
     # ------------------------------------------------------------------- call
     def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
@@ -333,6 +379,9 @@ class LSTM:
         self._check_memory(array, training, mask is not None or lengths is not None)
         mask = validation.mask_or_lengths(mask, lengths, batch, timesteps)
         h, c = self._start_states(initial_state, batch)
+        if training and weights.int8 is not None:
+            raise ValueError("an int8 layer (made by quantize_dynamic) runs inference only; "
+                             "got training=True")
         x = np.ascontiguousarray(array, dtype=self.dtype)
         if training:
             sequence, last = self._record(weights, x, mask, h, c)
@@ -374,10 +423,15 @@ class LSTM:
         sequence = None
         if self.return_sequences:
             sequence = np.empty((batch, timesteps, self.units), self.dtype)
-        _kernel.forward(x, weights.packed(), h, c, last, mask, sequence, self.go_backwards,
-                        activations.CODES[self.activation],
-                        activations.CODES[self.recurrent_activation],
-                        self.num_threads or _kernel.DEFAULT_THREADS)
+        codes = (activations.CODES[self.activation],
+                 activations.CODES[self.recurrent_activation])
+        threads = self.num_threads or _kernel.DEFAULT_THREADS
+        if weights.int8 is not None and quantization.prefers_int8(self.input_dim, self.units):
+            _kernel.forward_int8(x, weights.packed_int8(), h, c, last, mask, sequence,
+                                 self.go_backwards, *codes, threads)
+        else:       # float layers, and int8 layers where int8 cannot be faster
+            _kernel.forward(x, weights.packed(), h, c, last, mask, sequence,
+                            self.go_backwards, *codes, threads)
         return sequence, last
 
     def _record(self, weights: _Weights, x: Array, mask: Array | None, h: Array, c: Array,
@@ -594,5 +648,6 @@ class LSTM:
 
     def __repr__(self) -> str:
         shape = f"input_dim={self.input_dim}, " if self.built else ""
+        int8 = ", quantization='int8'" if self.quantization else ""
         return (f"LSTM(units={self.units}, {shape}return_sequences={self.return_sequences}, "
-                f"return_state={self.return_state}, dtype={self.dtype.name})")
+                f"return_state={self.return_state}, dtype={self.dtype.name}{int8})")

@@ -9,12 +9,14 @@ layer class, and the layers' own ``from_config``, ``from_keras``,
 """
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
 import numpy as np
 
-from . import keras_files, keras_import, keras_io, serialization, torch_io, validation
+from . import (keras_files, keras_import, keras_io, quantization, serialization, torch_io,
+               validation)
 from .bidirectional import Bidirectional
 from .keras_model import Model as KerasModel
 from .layer import LSTM
@@ -66,13 +68,16 @@ def load(path: str | os.PathLike[str]) -> Model:
                 f"{file.path}: the weights have shapes {_listed(declared)}; the model its "
                 f"config describes has {_listed(expected)}")
         validation.affordable(sum(int(np.prod(entry.shape, dtype=object)) * entry.dtype.itemsize
-                                  for entry in file.declared), 1, f"the weights in {file.path}")
+                                  for entry in [*file.declared, *file.declared_int8.values()]),
+                              1, f"the weights in {file.path}")
         weights = file.weights()
+        int8 = file.int8_arrays()
     if weights:
         try:
             obj.set_weights(weights)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{file.path}: {error}") from None
+    quantization.restore(obj, int8, file.path)
     return obj
 
 
@@ -313,3 +318,84 @@ def from_torch(module: Any) -> TorchStack:
         layer.set_weights(weights)
         layers.append(layer)
     return TorchStack(layers, time_major=not module.batch_first)
+
+
+# --------------------------------------------------------------------- int8
+def _quantized_layer(layer: LSTM) -> LSTM:
+    """A new LSTM with ``layer``'s config, states and int8 weights."""
+    weights = layer._require_built("quantize_dynamic")
+    if layer.dtype != np.float32:
+        raise ValueError(
+            f"quantize_dynamic: int8 layers compute their gates in float32; got a "
+            f"{layer.dtype.name} layer {layer!r} (build it with dtype='float32')")
+    new = copy.copy(layer)          # config, num_threads, stored states
+    new._tape, new.grads = None, None
+    states = layer.states
+    if states is not None:
+        new._states = (states[0], states[1])
+    new._set_int8(quantization.quantize_weights(
+        weights.kernel, weights.recurrent_kernel, weights.bias if layer.use_bias else None))
+    return new
+
+
+def quantize_dynamic(model: Any, dtype: str = "int8") -> Any:
+    """A copy of ``model`` that computes with int8 weights.
+
+    Parameters
+    ----------
+    model : LSTM, Bidirectional, Sequential, Model (from ``from_keras``) or fastlstm.torch.LSTM
+        Built, float32.  Stacks (including models made by ``from_keras``)
+        have every LSTM quantized; Masking layers are kept.  A
+        ``fastlstm.torch.LSTM`` must be in eval mode.  ``model`` itself is
+        not changed.
+    dtype : "int8"
+        The only weight type there is.
+
+    Returns
+    -------
+    The same kind of object.  Its LSTMs hold int8 weights per output column
+    (``layer.quantization == "int8"``, ``layer.int8_weights``) and quantize
+    their inputs and h per row at every step; gates and cell stay float32
+    (``fastlstm.quantization`` states the scheme).  ``get_weights()`` gives
+    the dequantised float32 weights, ``set_weights()`` quantizes what it is
+    given, ``save`` and ``load`` keep the int8 weights.  Layers too small
+    for the int8 kernel to be faster run the float32 kernel on the
+    dequantised weights (``fastlstm.quantization.prefers_int8``).
+
+    Examples
+    --------
+    >>> import numpy as np, fastlstm
+    >>> layer = fastlstm.LSTM(64, seed=0)
+    >>> layer.build(32)
+    >>> int8 = fastlstm.quantize_dynamic(layer)
+    >>> x = np.random.default_rng(0).standard_normal((8, 20, 32), dtype=np.float32)
+    >>> int8.quantization, bool(np.abs(int8(x) - layer(x)).max() < 0.05)
+    ('int8', True)
+    """
+    if not (isinstance(dtype, str) and dtype == "int8"):
+        raise ValueError(f"quantize_dynamic: dtype must be 'int8', got {dtype!r}")
+    if isinstance(model, LSTM):
+        return _quantized_layer(model)
+    if isinstance(model, Bidirectional):
+        wrapper = copy.copy(model)
+        wrapper.forward_layer = _quantized_layer(model.forward_layer)
+        wrapper.backward_layer = _quantized_layer(model.backward_layer)
+        return wrapper
+    if isinstance(model, Sequential):
+        stack = copy.copy(model)
+        stack.layers = [layer if isinstance(layer, Masking) else quantize_dynamic(layer)
+                        for layer in model.layers]
+        return stack
+    if isinstance(model, KerasModel):
+        imported = copy.deepcopy(model)
+        for layer in imported.layers:
+            inner = getattr(layer, "layer", None)      # keras_layers.Recurrent
+            if isinstance(inner, (LSTM, Bidirectional)):
+                layer.layer = quantize_dynamic(inner)
+        return imported
+    if type(model).__module__ == "fastlstm.torch":     # imports torch: only when given one
+        from .torch import quantized_module
+        return quantized_module(model)
+    raise TypeError(
+        f"quantize_dynamic takes a fastlstm LSTM, Bidirectional, Sequential or "
+        f"fastlstm.torch.LSTM, got {type(model).__name__}")

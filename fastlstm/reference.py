@@ -10,14 +10,20 @@ torch backends) step by step:
 
 A masked step keeps h and c; its output repeats the previous output, which
 is zeros before the first unmasked step.
+
+``lstm_int8`` is the same loop with the int8 gates of
+``fastlstm.quantization`` (the exact integers and roundings the int8
+kernel computes).
 """
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .activations import FUNCTIONS
+from .quantization import Int8Weights, gates
 
 
 def lstm(x: ArrayLike, kernel: NDArray[Any], recurrent_kernel: NDArray[Any],
@@ -33,11 +39,39 @@ def lstm(x: ArrayLike, kernel: NDArray[Any], recurrent_kernel: NDArray[Any],
     final states.  Computes in the dtype of ``kernel``.
     """
     dtype = np.asarray(kernel).dtype
+    bias = np.zeros(kernel.shape[1], dtype) if bias is None else bias
+
+    def gates(x_t: NDArray[Any], h: NDArray[Any]) -> NDArray[Any]:
+        return x_t @ kernel + h @ recurrent_kernel + bias   # type: ignore[no-any-return]
+
+    return _run(x, gates, recurrent_kernel.shape[0], dtype, initial_state, mask,
+                go_backwards, activation, recurrent_activation)
+
+
+def lstm_int8(x: ArrayLike, weights: Int8Weights, *,
+              initial_state: tuple[ArrayLike, ArrayLike] | list[ArrayLike] | None = None,
+              mask: ArrayLike | None = None, go_backwards: bool = False,
+              activation: str = "tanh", recurrent_activation: str = "sigmoid",
+              ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """``lstm`` with int8 weights: each step's gates come from
+    ``fastlstm.quantization.gates`` (inputs and h quantized per row, exact
+    integer products, float32 dequantisation); the rest is ``lstm``'s,
+    in float32."""
+    units = weights.recurrent_kernel.shape[0]
+    return _run(x, lambda x_t, h: gates(x_t, h, weights), units, np.dtype(np.float32),
+                initial_state, mask, go_backwards, activation, recurrent_activation)
+
+
+def _run(x: ArrayLike, step_gates: Callable[[NDArray[Any], NDArray[Any]], NDArray[Any]],
+         units: int, dtype: np.dtype[Any],
+         initial_state: tuple[ArrayLike, ArrayLike] | list[ArrayLike] | None,
+         mask: ArrayLike | None, go_backwards: bool, activation: str,
+         recurrent_activation: str,
+         ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
+    """The time loop of ``lstm``; ``step_gates(x_t, h)`` gives z."""
     x = np.asarray(x, dtype)
     batch, timesteps, _ = x.shape
-    units = recurrent_kernel.shape[0]
     act, rec_act = FUNCTIONS[activation], FUNCTIONS[recurrent_activation]
-    bias = np.zeros(4 * units, dtype) if bias is None else bias
     if initial_state is None:
         h = np.zeros((batch, units), dtype)
         c = np.zeros((batch, units), dtype)
@@ -54,7 +88,7 @@ def lstm(x: ArrayLike, kernel: NDArray[Any], recurrent_kernel: NDArray[Any],
         np.errstate(over="ignore", invalid="ignore") if unbounded else contextlib.nullcontext())
     with quiet:
         for k, t in enumerate(steps):
-            z = x[:, t] @ kernel + h @ recurrent_kernel + bias
+            z = step_gates(x[:, t], h)
             i = rec_act(z[:, :units])
             f = rec_act(z[:, units:2 * units])
             g = act(z[:, 2 * units:3 * units])

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from . import keras_io, validation
+from . import keras_io, quantization, validation
 
 # Limits on the config entry: real configs are a few KB, about 8 levels deep.
 CONFIG_CHARS = 2**20
@@ -45,6 +45,7 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
     arrays = {"config": np.array(config)}
     if obj.built:
         arrays.update({f"weight_{i}": w for i, w in enumerate(obj.get_weights())})
+        arrays.update(quantization.file_entries(obj))   # int8 layers' own weights
     # NumPy's stub types every keyword as savez's allow_pickle flag.
     np.savez(os.fspath(path), **arrays)  # type: ignore[arg-type]
 
@@ -78,6 +79,10 @@ class Reader:
         try:
             self.config = self._read_config()
             self.declared = [self._header(name) for name in self._weight_names()]
+            # int8 layers' own arrays (quantization.file_entries), by name.
+            self.declared_int8 = {name[:-4]: self._header(name)
+                                  for name in self._archive.namelist()
+                                  if name.startswith("int8_") and name.endswith(".npy")}
         except BaseException:
             self.close()
             raise
@@ -149,6 +154,10 @@ class Reader:
     def weights(self) -> list[NDArray[Any]]:
         """The weight arrays, in order."""
         return [self._read(f"weight_{i}.npy") for i in range(len(self.declared))]
+
+    def int8_arrays(self) -> dict[str, NDArray[Any]]:
+        """The int8 layers' arrays by entry name (see ``quantization.restore``)."""
+        return {name: self._read(name + ".npy") for name in self.declared_int8}
 
     def close(self) -> None:
         self._archive.close()

@@ -19,6 +19,7 @@ the kernels compute in float32 and the outputs come in the autocast dtype.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -28,7 +29,8 @@ from torch import nn
 from torch.nn import functional
 from torch.nn.utils.rnn import PackedSequence
 
-from . import torch_direction
+from . import quantization, torch_direction
+from .layer import LSTM as FastLSTM
 from .torch_direction import Direction, lstm_direction
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -216,6 +218,8 @@ class LSTM(_Recurrent):
             for suffix in self._suffixes(layer):
                 self._register(suffix, width, bias, dtype)
         self._free_tapes: list[list[Any]] = [[] for _ in range(num_layers * directions)]
+        # fastlstm.quantize_dynamic: one int8 fastlstm.LSTM per (layer, direction)
+        self._int8_layers: list[Any] | None = None
         self.reset_parameters()
 
     def _suffixes(self, layer: int) -> list[str]:
@@ -328,6 +332,8 @@ class LSTM(_Recurrent):
 
     def _layers(self, x: Any, h0: Any, c0: Any, lengths: Any) -> tuple[Any, Any, Any]:
         """The stack on batch-major x (N, L, H_in) -> (output (N, L, D*H), h_n, c_n)."""
+        if self._int8_layers is not None:
+            return self._int8_stack(x, h0, c0, lengths)
         mode = _mode([x, h0, c0, *self._parameters.values()])
         if mode == "infer":
             return self._infer_layers(x, h0, c0, lengths)
@@ -348,6 +354,34 @@ class LSTM(_Recurrent):
                 h_n.append(h)
                 c_n.append(c)
             x = torch.cat(outputs, dim=2) if len(outputs) == 2 else outputs[0]
+        return x, torch.stack(h_n), torch.stack(c_n)
+
+    def _int8_stack(self, x: Any, h0: Any, c0: Any, lengths: Any) -> tuple[Any, Any, Any]:
+        """``_layers`` of a module made by ``fastlstm.quantize_dynamic``."""
+        if self.training:
+            raise LSTMInputError("an int8 module (made by fastlstm.quantize_dynamic) runs in "
+                                 "eval mode only; call .eval() on it")
+        if lengths is not None:
+            raise LSTMInputError("an int8 module takes padded tensors, not a PackedSequence")
+        assert self._int8_layers is not None
+        if h0 is None:
+            h0 = c0 = x.new_zeros(self._state_shape(x.shape[0]))
+        h_n: list[Any] = []
+        c_n: list[Any] = []
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                outputs = []
+                for direction in range(2 if self.bidirectional else 1):
+                    index = len(h_n)
+                    fast = self._int8_layers[index]
+                    sequence, h, c = fast(x.detach().numpy(), initial_state=[
+                        h0[index].detach().numpy(), c0[index].detach().numpy()])
+                    if direction:   # fastlstm returns processing order; torch, time order
+                        sequence = np.ascontiguousarray(sequence[:, ::-1])
+                    outputs.append(torch.from_numpy(sequence))
+                    h_n.append(torch.from_numpy(h))
+                    c_n.append(torch.from_numpy(c))
+                x = torch.cat(outputs, dim=2) if len(outputs) == 2 else outputs[0]
         return x, torch.stack(h_n), torch.stack(c_n)
 
     def _infer_layers(self, x: Any, h0: Any, c0: Any, lengths: Any) -> tuple[Any, Any, Any]:
@@ -493,3 +527,34 @@ class LSTMCell(_Recurrent):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
+
+
+def quantized_module(module: LSTM) -> LSTM:
+    """``fastlstm.quantize_dynamic`` of a module in eval mode: a copy whose
+    (layer, direction) pairs compute with int8 weights, its float weight
+    parameters set to their dequantised values."""
+    if module.training:
+        raise ValueError("quantize_dynamic: the module must be in eval mode (call .eval() "
+                         "first); int8 modules run inference only")
+    if module.weight_ih_l0.dtype != torch.float32:
+        raise ValueError(f"quantize_dynamic: int8 modules compute in float32, got "
+                         f"{module.weight_ih_l0.dtype} weights")
+    new = copy.deepcopy(module)
+    layers = []
+    for layer in range(new.num_layers):
+        for direction, suffix in enumerate(new._suffixes(layer)):
+            weight_ih, weight_hh, bias_ih, bias_hh = new._weights(suffix)
+            fast = FastLSTM(new.hidden_size, return_sequences=True, return_state=True,
+                            go_backwards=bool(direction), use_bias=new.bias)
+            kernel = weight_ih.detach().numpy().T.copy()
+            recurrent_kernel = weight_hh.detach().numpy().T.copy()
+            bias = None if bias_ih is None else (bias_ih + bias_hh).detach().numpy()
+            fast.set_weights([kernel, recurrent_kernel] + ([] if bias is None else [bias]))
+            fast._set_int8(quantization.quantize_weights(kernel, recurrent_kernel, bias))
+            kernel, recurrent_kernel = fast.get_weights()[:2]     # dequantised
+            with torch.no_grad():
+                weight_ih.copy_(torch.from_numpy(kernel.T))
+                weight_hh.copy_(torch.from_numpy(recurrent_kernel.T))
+            layers.append(fast)
+    new._int8_layers = layers
+    return new

@@ -74,6 +74,10 @@ cdef extern from "kernel/isa.h" nogil:
     const fl_ops_f32 *fl_ops_f32_of(int isa)
     const fl_ops_f64 *fl_ops_f64_of(int isa)
     int fl_isa_supported(int isa)
+    ctypedef struct fl_ops_i8:
+        int isa, width, rows
+    const fl_ops_i8 *fl_ops_i8_of(int kernel)
+    int fl_i8_supported(int kernel)
 
 cdef extern from "kernel/pool.h" nogil:
     enum:
@@ -100,6 +104,19 @@ cdef extern from "kernel/forward.h" nogil:
                        Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
                        int rec_act, int threads, fl_poll poll,
                        void *poll_ctx)
+    ctypedef struct fl_weights_i8:
+        int kernel
+        const signed char *kernel_panels
+        const signed char *recurrent_panels
+        const int *kernel_comp
+        const int *recurrent_comp
+        const float *kernel_scale
+        const float *recurrent_scale
+        const float *bias
+    int fl_forward_i8(const float *x, const fl_weights_i8 *weights, float *h, float *c,
+                      float *y, const unsigned char *mask, float *seq, Py_ssize_t B,
+                      Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int backwards, int act,
+                      int rec_act, int threads, fl_poll poll, void *poll_ctx)
 
 cdef extern from "kernel/train.h" nogil:
     int fl_train_forward_f32(const float *x, Py_ssize_t ldx, const float *kernel,
@@ -248,9 +265,12 @@ DEFAULT_THREADS = _default_threads()
 
 def info():
     """How the kernel runs here: ``{"isa", "supported_isas", "thread_pool",
-    "default_threads"}`` (no thread pool means one thread)."""
+    "default_threads", "int8", "int8_supported"}`` (no thread pool means one
+    thread; "int8" is the int8 kernel that goes with the chosen instruction
+    set)."""
     return {"isa": isa(), "supported_isas": supported_isas(), "thread_pool": THREAD_POOL,
-            "default_threads": DEFAULT_THREADS}
+            "default_threads": DEFAULT_THREADS, "int8": int8_kernel(),
+            "int8_supported": int8_kernels()}
 
 
 def activate(kind, const floating[::1] x):
@@ -848,3 +868,135 @@ cdef void _column_sums(floating *out, const floating *a, Py_ssize_t rows,
         row = a + i * cols
         for j in range(cols):
             out[j] += row[j]
+
+
+# --------------------------------------------------------------------- int8
+# int8 kernels (kernel/isa.h's FL_I8_ codes): each vector instruction set's,
+# without and with VNNI's vpdpbusd.
+INT8_NAMES = ("portable", "avx2", "avx2-vnni", "avx512", "avx512-vnni")
+
+
+# Asked once: CPUID traps to the hypervisor on a virtual machine (~µs).
+_INT8_SUPPORTED = tuple(code for code in range(len(INT8_NAMES)) if fl_i8_supported(code))
+
+
+def int8_kernels():
+    """Names of the int8 kernels this CPU can run, slowest first."""
+    return [INT8_NAMES[code] for code in _INT8_SUPPORTED]
+
+
+def _best_int8(isa_code):
+    """The fastest int8 kernel this CPU runs on the vectors of ``isa_code``."""
+    return max(code for code in _INT8_SUPPORTED if fl_ops_i8_of(code).isa == isa_code)
+
+
+_INT8_BEST = {code: INT8_NAMES[_best_int8(code)] for code in range(len(ISA_NAMES))
+              if fl_isa_supported(code)}
+
+
+def int8_kernel(isa_name=None):
+    """The int8 kernel used with the current (or the named) instruction set:
+    its VNNI one where the CPU has VNNI."""
+    return _INT8_BEST[_isa if isa_name is None else ISA_NAMES.index(isa_name)]
+
+
+cdef class PackedInt8:
+    """int8 weights in the layout of one int8 kernel (kernel/tiles.h).
+
+    Built by :func:`pack_int8`; read-only afterwards.
+    """
+    cdef readonly object kernel            # [NB, K4x, 4, W, 4] int8
+    cdef readonly object recurrent_kernel  # [NB, K4h, 4, W, 4] int8
+    cdef readonly object kernel_comp, recurrent_comp      # [NB, 4, W] int32
+    cdef readonly object kernel_scale, recurrent_scale    # [NB, 4, W] float32
+    cdef readonly object bias              # [NB, 4, W] float32
+    cdef readonly str int8_kernel
+    cdef readonly int code, width, rows
+    # The instruction set selected when packing: stale once it changes.
+    cdef readonly int selected
+    cdef readonly Py_ssize_t units, padded
+
+
+def _int8_panels(w, Py_ssize_t U, Py_ssize_t Up, Py_ssize_t W):
+    """``w [K, 4U]`` int8 -> (panels [NB, K4, 4, W, 4], -128 * column sums
+    [NB, 4, W] int32): inputs in groups of 4 (vpdpbusd's layout), zero
+    padding past K and past unit U."""
+    K, NB = w.shape[0], Up // W
+    K4 = -(-K // 4)
+    full = np.zeros((K4 * 4, 4, Up), np.int8)
+    full[:K, :, :U] = w.reshape(K, 4, U)
+    panels = full.reshape(K4, 4, 4, NB, W).transpose(3, 0, 2, 4, 1)
+    comp = -128 * full.sum(axis=0, dtype=np.int32).reshape(4, NB, W).transpose(1, 0, 2)
+    return np.ascontiguousarray(panels), np.ascontiguousarray(comp, np.int32)
+
+
+def _int8_columns(v, Py_ssize_t U, Py_ssize_t Up, Py_ssize_t W):
+    """``v [4U]`` -> float32 [NB, 4, W], zero past unit U."""
+    full = np.zeros((4, Up), np.float32)
+    full[:, :U] = v.reshape(4, U)
+    return np.ascontiguousarray(full.reshape(4, Up // W, W).transpose(1, 0, 2))
+
+
+def pack_int8(kernel, kernel_scale, recurrent_kernel, recurrent_scale, bias, kernel_name=None):
+    """Pack int8 weights (fastlstm.quantization.Int8Weights: int8
+    ``kernel [I, 4U]`` and ``recurrent_kernel [U, 4U]``, float32 column
+    scales and bias ``[4U]``) for the int8 kernel of the current instruction
+    set, or for the one named (see :func:`int8_kernels`)."""
+    if kernel_name is None:
+        kernel_name = int8_kernel()
+    if kernel_name not in int8_kernels():
+        raise ValueError(f"int8 kernel {kernel_name!r} is not supported by this CPU "
+                         f"(supported: {int8_kernels()})")
+    cdef PackedInt8 p = PackedInt8()
+    code = INT8_NAMES.index(kernel_name)
+    W, rows = fl_ops_i8_of(code).width, fl_ops_i8_of(code).rows
+    U = recurrent_kernel.shape[0]
+    Up = -(-U // W) * W
+    p.kernel, p.kernel_comp = _int8_panels(kernel, U, Up, W)
+    p.recurrent_kernel, p.recurrent_comp = _int8_panels(recurrent_kernel, U, Up, W)
+    p.kernel_scale = _int8_columns(kernel_scale, U, Up, W)
+    p.recurrent_scale = _int8_columns(recurrent_scale, U, Up, W)
+    p.bias = _int8_columns(bias, U, Up, W)
+    p.int8_kernel = kernel_name
+    p.code = code
+    p.selected = _isa
+    p.width = W
+    p.rows = rows
+    p.units = U
+    p.padded = Up
+    return p
+
+
+def forward_int8(cnp.ndarray x, PackedInt8 packed, cnp.ndarray h, cnp.ndarray c,
+                 cnp.ndarray y, cnp.ndarray mask, cnp.ndarray seq,
+                 bint go_backwards, int activation, int recurrent_activation,
+                 int num_threads):
+    """:func:`forward` with int8 weights from :func:`pack_int8`: x, h, c, y
+    and seq float32.  Every row of x and h is quantized at its step inside
+    the time loop (fastlstm/quantization.py states the scheme)."""
+    cdef Py_ssize_t B = x.shape[0], T = x.shape[1], I = x.shape[2]
+    cdef Py_ssize_t U = packed.units
+    if B == 0 or T == 0:
+        return
+    cdef fl_weights_i8 w
+    w.kernel = packed.code
+    w.kernel_panels = <const signed char *>_data(packed.kernel)
+    w.recurrent_panels = <const signed char *>_data(packed.recurrent_kernel)
+    w.kernel_comp = <const int *>_data(packed.kernel_comp)
+    w.recurrent_comp = <const int *>_data(packed.recurrent_comp)
+    w.kernel_scale = <const float *>_data(packed.kernel_scale)
+    w.recurrent_scale = <const float *>_data(packed.recurrent_scale)
+    w.bias = <const float *>_data(packed.bias)
+    cdef const unsigned char *m = <const unsigned char *>_data(mask)
+    cdef float *xp = <float *>_data(x)
+    cdef float *hp = <float *>_data(h)
+    cdef float *cp = <float *>_data(c)
+    cdef float *yp = <float *>_data(y)
+    cdef float *sp = <float *>_data(seq)
+    cdef int status
+    cdef fl_poll poll = _poller()
+    with nogil:
+        status = fl_forward_i8(xp, &w, hp, cp, yp, m, sp, B, T, I, U, go_backwards,
+                               activation, recurrent_activation, num_threads, poll, NULL)
+    if status:
+        _check(status, f"the workspace for batch {B}, {T} timesteps, {U} units")

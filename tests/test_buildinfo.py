@@ -23,6 +23,7 @@ def test_build_config_reports_this_process():
     simd = config["simd"]
     assert simd["chosen"] in simd["supported"] and "portable" in simd["supported"]
     assert simd["FASTLSTM_ISA"] == os.environ.get("FASTLSTM_ISA")
+    assert simd["int8"] in simd["int8_supported"] and "portable" in simd["int8_supported"]
 
 
 def test_compiler_was_recorded_at_build_time():
@@ -49,6 +50,7 @@ def test_show_config_prints_every_fact(capsys):
         assert f"\n  {key}:" in out
     assert f"numpy:     {np.__version__}" in out
     assert f"chosen {config['simd']['chosen']}" in out
+    assert f"int8:      {config['simd']['int8']} (" in out
     assert ("threads:   pool" if config["thread_pool"] else "threads:   one") in out
     for library in config["blas"]:
         assert library["filepath"] in out

@@ -32,10 +32,32 @@ int fl_isa_supported(int isa)
         return fl_x86_supports(isa);
     return isa == FL_ISA_PORTABLE;
 }
+
+int fl_i8_supported(int kernel)
+{
+    unsigned a, b, c, d;
+    switch (kernel) {
+    case FL_I8_AVX2:
+        return fl_x86_supports(FL_ISA_AVX2);
+    case FL_I8_AVX2_VNNI:       /* AVX-VNNI: CPUID.(7,1):EAX[4] */
+        return fl_x86_supports(FL_ISA_AVX2) && __get_cpuid_count(7, 1, &a, &b, &c, &d)
+            && (a & (1u << 4));
+    case FL_I8_AVX512:          /* AVX512BW: CPUID.(7,0):EBX[30] */
+    case FL_I8_AVX512_VNNI:     /* and AVX512_VNNI: CPUID.(7,0):ECX[11] */
+        return fl_x86_supports(FL_ISA_AVX512) && __get_cpuid_count(7, 0, &a, &b, &c, &d)
+            && (b & (1u << 30)) && (kernel == FL_I8_AVX512 || (c & (1u << 11)));
+    }
+    return kernel == FL_I8_PORTABLE;
+}
 #else
 /* Other compilers and CPUs: isa.c builds the portable tiles only. */
 int fl_isa_supported(int isa)
 {
     return isa == FL_ISA_PORTABLE;
+}
+
+int fl_i8_supported(int kernel)
+{
+    return kernel == FL_I8_PORTABLE;
 }
 #endif

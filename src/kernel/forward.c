@@ -76,6 +76,23 @@ typedef struct {
     char pad[64 - sizeof(ptrdiff_t)];
 } fl_owner;    /* one cache line each: claims of different ranges do not collide */
 
+/* An int8 layer (fl_forward_i8): its weights, tiles and the workspace of
+ * quantized rows, NULL in float layers.  int8 layers are float32 layers;
+ * the layer macro below is instantiated for double too, where FL_F32's
+ * casts are never reached. */
+typedef struct {
+    const fl_weights_i8 *w;
+    const fl_ops_i8 *ops;
+    ptrdiff_t K4x, K4h;     /* groups of 4 inputs, of 4 units */
+    /* Quantized rows: one buffer per unit range when threads share the
+     * units (each range reads every row), else one the rows share. */
+    unsigned char *xq;      /* x rows   [buffers][B][chunk][4 * K4x] */
+    float *xs;              /* scales   [buffers][B][chunk] */
+    unsigned char *hq;      /* h_prev   [buffers][B][4 * K4h] */
+    float *hs;              /* scales   [buffers][B] */
+} fl_layer_i8;
+#define FL_F32(p) ((float *)(void *)(p))
+
 /* The whole layer: one job for fl_pool_run.  Time is cut into chunks of
  * `chunk` steps; at a chunk's first step, whoever runs rows r0..r1 of
  * blocks p0..p1 first computes their input projection for the chunk. */
@@ -102,19 +119,40 @@ typedef struct {                                                              \
     const unsigned char *mask;  /*                  [B][T_] or NULL */        \
     T *seq;            /* outputs                   [B][T_][U] or NULL */     \
     fl_cancel *cancel; /* polled at every step */                             \
+    const fl_layer_i8 *i8;     /* int8 weights, or NULL */                    \
 } fl_layer_##SUF;                                                             \
                                                                               \
-/* Step s (processing order) of rows r0..r1 and blocks p0..p1. */             \
+/* Step s (processing order) of rows r0..r1 and blocks p0..p1; an int8      \
+ * layer quantizes its rows in buffer `buf` (see fl_layer_i8). */            \
 static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
                                 ptrdiff_t r0, ptrdiff_t r1,                   \
-                                ptrdiff_t p0, ptrdiff_t p1)                   \
+                                ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t buf)    \
 {                                                                             \
     fl_tile_fn_##SUF tile = a->ops->tile;                                     \
     fl_proj_fn_##SUF proj = a->ops->proj;                                     \
+    const fl_layer_i8 *i8 = a->i8;                                            \
     ptrdiff_t rows = r1 - r0, G = a->NB * 4 * a->W, W4 = 4 * a->W;            \
+    ptrdiff_t X4 = 0, H4 = 0;      /* bytes of a quantized row of x, of h */   \
+    unsigned char *xq = NULL, *hq = NULL;                                     \
+    float *xs = NULL, *hs = NULL;                                             \
+    if (i8 != NULL) {                                                         \
+        X4 = 4 * i8->K4x;                                                     \
+        H4 = 4 * i8->K4h;                                                     \
+        xq = i8->xq + buf * a->B * a->chunk * X4;                             \
+        xs = i8->xs + buf * a->B * a->chunk;                                  \
+        hq = i8->hq + buf * a->B * H4;                                        \
+        hs = i8->hs + buf * a->B;                                             \
+    }                                                                         \
     ptrdiff_t t0, tc, pos;                                                    \
     fl_chunk_of(a->T_, a->chunk, a->backwards, s, &t0, &tc, &pos);            \
     if (pos == 0) {                                                           \
+        if (i8 != NULL)                                                       \
+            for (ptrdiff_t b = r0; b < r1; ++b)                               \
+                for (ptrdiff_t st = 0; st < tc; ++st)                         \
+                    i8->ops->quantize(                                        \
+                        FL_F32(a->x + (b * a->T_ + t0 + st) * a->n_in),       \
+                        a->n_in, xq + (b * a->chunk + st) * X4,               \
+                        xs + b * a->chunk + st);                              \
         fl_proj_##SUF pj;                                                     \
         pj.n_in = a->n_in;                                                    \
         pj.ldk = 1;                                                           \
@@ -138,7 +176,23 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
                     ptrdiff_t st = along_time ? i0 : o;                       \
                     pj.x = a->x + (b * a->T_ + t0 + st) * a->n_in;            \
                     pj.out = a->proj + (b * a->chunk + st) * G + p * W4;      \
-                    proj(mr, &pj);                                            \
+                    if (i8 != NULL) {                                         \
+                        fl_proj_i8 p8;                                        \
+                        p8.p.q = xq + (b * a->chunk + st) * X4;               \
+                        p8.p.ldq = along_time ? X4 : a->chunk * X4;           \
+                        p8.p.qs = xs + b * a->chunk + st;                     \
+                        p8.p.ldqs = along_time ? 1 : a->chunk;                \
+                        p8.p.w = i8->w->kernel_panels + p * i8->K4x * 4 * W4; \
+                        p8.p.comp = i8->w->kernel_comp + p * W4;              \
+                        p8.p.ws = i8->w->kernel_scale + p * W4;               \
+                        p8.p.K4 = i8->K4x;                                    \
+                        p8.bias = FL_F32(pj.bias);                            \
+                        p8.out = FL_F32(pj.out);                              \
+                        p8.ldo = pj.ldo;                                      \
+                        i8->ops->proj(mr, &p8);                               \
+                    } else {                                                  \
+                        proj(mr, &pj);                                        \
+                    }                                                         \
                     i0 += mr;                                                 \
                 }                                                             \
             }                                                                 \
@@ -148,6 +202,10 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
     ptrdiff_t k = a->backwards ? a->T_ - 1 - t : t;    /* output index */     \
     T *hprev = a->h + (s & 1) * a->B * a->Up;                                 \
     T *hnext = a->h + (1 - (s & 1)) * a->B * a->Up;                           \
+    if (i8 != NULL)                                                           \
+        for (ptrdiff_t b = r0; b < r1; ++b)                                   \
+            i8->ops->quantize(FL_F32(hprev + b * a->Up), a->U, hq + b * H4,   \
+                              hs + b);                                        \
     ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                            \
     fl_tile_##SUF tl;                                                         \
     tl.U = a->U; tl.ldh = a->Up; tl.ldc = a->Up;                              \
@@ -170,7 +228,21 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
             tl.mask = a->mask != NULL ? a->mask + b * a->T_ + t : NULL;       \
             tl.seq = a->seq != NULL                                           \
                 ? a->seq + (b * a->T_ + k) * a->U + col : NULL;               \
-            tile(mr, &tl);                                                    \
+            if (i8 != NULL) {                                                 \
+                fl_tile_i8 t8;                                                \
+                memcpy(&t8.f, &tl, sizeof t8.f);    /* float's, same layout */ \
+                t8.p.q = hq + b * H4;                                         \
+                t8.p.ldq = H4;                                                \
+                t8.p.qs = hs + b;                                             \
+                t8.p.ldqs = 1;                                                \
+                t8.p.w = i8->w->recurrent_panels + p * i8->K4h * 4 * W4;      \
+                t8.p.comp = i8->w->recurrent_comp + p * W4;                   \
+                t8.p.ws = i8->w->recurrent_scale + p * W4;                    \
+                t8.p.K4 = i8->K4h;                                            \
+                i8->ops->tile(mr, &t8);                                       \
+            } else {                                                          \
+                tile(mr, &tl);                                                \
+            }                                                                 \
             b += mr;                                                          \
         }                                                                     \
     }                                                                         \
@@ -181,7 +253,7 @@ static void fl_layer_range_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,        \
                                  ptrdiff_t k)                                 \
 {                                                                             \
     ptrdiff_t n = a->parts;                                                   \
-    fl_layer_step_##SUF(a, s, 0, a->B, a->NB * k / n, a->NB * (k + 1) / n);   \
+    fl_layer_step_##SUF(a, s, 0, a->B, a->NB * k / n, a->NB * (k + 1) / n, k); \
     FL_ADD(&a->sync->done, 1);                                                \
 }                                                                             \
                                                                               \
@@ -195,7 +267,7 @@ static void fl_layer_job_##SUF(void *ctx, int slot)                           \
             for (s = 0; s < a->T_; ++s) {                                     \
                 if (fl_cancelled(a->cancel, slot))                            \
                     return;                                                   \
-                fl_layer_step_##SUF(a, s, r0, r1, 0, a->NB);                  \
+                fl_layer_step_##SUF(a, s, r0, r1, 0, a->NB, 0);               \
             }                                                                 \
         }                                                                     \
         return;                                                               \
@@ -243,15 +315,17 @@ FL_DEFINE_LAYER(float, f32)
 FL_DEFINE_LAYER(double, f64)
 #undef FL_DEFINE_LAYER
 
-/* The entry of one dtype (forward.h): the workspace, the plan, the padded
- * state in and out, and the job on the pool. */
+/* A call of one dtype (forward.h): the workspace, the plan, the padded
+ * state in and out, and the job on the pool; with int8 weights `w8`
+ * (float only) instead of kernel and recurrent. */
 #define FL_DEFINE_FORWARD(T, SUF)                                             \
-int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
-                     const T *recurrent, T *h, T *c, T *y,                    \
-                     const unsigned char *mask, T *seq, ptrdiff_t B,          \
-                     ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,      \
-                     int backwards, int act, int rec_act, int threads,        \
-                     int (*poll)(void *), void *poll_ctx)                     \
+static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
+                        const T *recurrent, T *h, T *c, T *y,                 \
+                        const unsigned char *mask, T *seq, ptrdiff_t B,       \
+                        ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,   \
+                        int backwards, int act, int rec_act, int threads,     \
+                        const fl_weights_i8 *w8,                              \
+                        int (*poll)(void *), void *poll_ctx)                  \
 {                                                                             \
     const fl_ops_##SUF *ops = fl_ops_##SUF##_of(isa);                         \
     const ptrdiff_t W = ops->width, MR = ops->rows;                           \
@@ -274,7 +348,13 @@ int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
      * the flags of the threads present (read-mostly: a line of their own). */ \
     size_t sync_bytes = 64 * (1 + nt)                                         \
         + 64 * ((nt * sizeof(ptrdiff_t) + 63) / 64);                          \
-    void *raw = malloc((n_state + n_proj) * sizeof(T) + sync_bytes + 64);     \
+    /* int8: the quantized rows and their scales (see fl_layer_i8). */        \
+    ptrdiff_t n_buf = w8 == NULL ? 0 : split_units ? nt : 1;                  \
+    ptrdiff_t K4x = (n_in + 3) / 4, K4h = (U + 3) / 4;                        \
+    size_t i8_bytes = n_buf * B * ((chunk + 1) * sizeof(float)                \
+                                   + chunk * 4 * K4x + 4 * K4h);              \
+    void *raw = malloc((n_state + n_proj) * sizeof(T) + sync_bytes + 64       \
+                       + i8_bytes);                                           \
     if (raw == NULL)                                                          \
         return -1;                                                            \
     /* 64-byte alignment keeps each block of a row on its own cache lines. */ \
@@ -304,6 +384,19 @@ int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
     a.mask = mask; a.seq = seq;                                               \
     fl_cancel cancel = fl_cancel_start(poll, poll_ctx);                       \
     a.cancel = &cancel;                                                       \
+    fl_layer_i8 i8;                                                           \
+    a.i8 = NULL;                                                              \
+    if (w8 != NULL) {     /* after the float workspace, scales first */       \
+        i8.w = w8;                                                            \
+        i8.ops = fl_ops_i8_of(w8->kernel);                                    \
+        i8.K4x = K4x;                                                         \
+        i8.K4h = K4h;                                                         \
+        i8.xs = FL_F32(hbuf + n_state + n_proj);                              \
+        i8.hs = i8.xs + n_buf * B * chunk;                                    \
+        i8.xq = (unsigned char *)(i8.hs + n_buf * B);                         \
+        i8.hq = i8.xq + n_buf * B * chunk * 4 * K4x;                          \
+        a.i8 = &i8;                                                           \
+    }                                                                         \
     fl_pool_run(fl_layer_job_##SUF, &a, nt);                                  \
     if (cancel.stop) {     /* the caller's state stays as it was */           \
         free(raw);                                                            \
@@ -318,8 +411,32 @@ int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
     }                                                                         \
     free(raw);                                                                \
     return 0;                                                                 \
+}                                                                             \
+                                                                              \
+int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
+                     const T *recurrent, T *h, T *c, T *y,                    \
+                     const unsigned char *mask, T *seq, ptrdiff_t B,          \
+                     ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,      \
+                     int backwards, int act, int rec_act, int threads,        \
+                     int (*poll)(void *), void *poll_ctx)                     \
+{                                                                             \
+    return fl_run_##SUF(x, kernel, bias, recurrent, h, c, y, mask, seq, B, T_, \
+                        n_in, U, isa, backwards, act, rec_act, threads, NULL, \
+                        poll, poll_ctx);                                      \
 }
 
 FL_DEFINE_FORWARD(float, f32)
 FL_DEFINE_FORWARD(double, f64)
 #undef FL_DEFINE_FORWARD
+
+int fl_forward_i8(const float *x, const fl_weights_i8 *weights, float *h, float *c,
+                  float *y, const unsigned char *mask, float *seq, ptrdiff_t B,
+                  ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int backwards, int act,
+                  int rec_act, int threads, int (*poll)(void *), void *poll_ctx)
+{
+    /* The float32 row of the kernel's instruction set: its width, rows and
+     * (unused here) float tiles. */
+    return fl_run_f32(x, NULL, weights->bias, NULL, h, c, y, mask, seq, B, T_, n_in, U,
+                      fl_ops_i8_of(weights->kernel)->isa, backwards, act, rec_act, threads,
+                      weights, poll, poll_ctx);
+}

@@ -27,4 +27,24 @@ FL_DECLARE_FORWARD(float, f32)
 FL_DECLARE_FORWARD(double, f64)
 #undef FL_DECLARE_FORWARD
 
+/* An int8 layer's weights, packed for int8 kernel `kernel` (isa.h's FL_I8_
+ * codes; tiles.h's layout, W the kernel's width): panels kernel
+ * [NB][K4x][4][W][4] and recurrent [NB][K4h][4][W][4] (K4 = ceil(K / 4)),
+ * their -128 * column sums and column scales [NB][4][W] each, and the
+ * float32 bias [NB][4][W]. */
+typedef struct {
+    int kernel;
+    const signed char *kernel_panels, *recurrent_panels;
+    const int *kernel_comp, *recurrent_comp;
+    const float *kernel_scale, *recurrent_scale;
+    const float *bias;
+} fl_weights_i8;
+
+/* fl_forward_f32 with int8 weights: every row of x and of h is quantized
+ * at its step (fastlstm/quantization.py states the scheme). */
+int fl_forward_i8(const float *x, const fl_weights_i8 *weights, float *h, float *c,
+                  float *y, const unsigned char *mask, float *seq, ptrdiff_t B,
+                  ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int backwards, int act,
+                  int rec_act, int threads, int (*poll)(void *), void *poll_ctx);
+
 #endif /* FASTLSTM_FORWARD_H */

@@ -26,6 +26,10 @@
 #define FL_STR_(x) #x
 #define FL_STR(x) FL_STR_(x)
 
+/* Each vector instruction set: its float32 tiles, its int8 tiles on the
+ * same vectors without VNNI and with it (each in its own region: the int8
+ * ones need the integer instructions too), then its float64 tiles. */
+
 /* AVX2+FMA has 16 ymm registers.  A tile of MR = 3 rows keeps 12 gate
  * accumulators (3 rows x 4 gates), the broadcast of h and three of the four
  * weight vectors of step k in registers; the fourth is read by each row's
@@ -43,16 +47,32 @@
  * gates (8 accumulators: 59-78%), 6 rows x 2 vectors of 4 units (BLIS's
  * 6x16 shape: 66-90%, and half speed at B = 1).  float64 has the same
  * register budget at 4 lanes. */
-FL_TARGET_BEGIN("avx2,fma")
 #define FL_SUF avx2
 #define FL_W 8
 #define FL_MR 3
 #define FL_F64 0
+FL_TARGET_BEGIN("avx2,fma")
 #include "tiles_vector.h"
+FL_TARGET_END
+FL_TARGET_BEGIN("avx2,fma")
+#define FL_SUF8 avx2_madd
+#define FL_VNNI 0
+#include "tiles_int8_vector.h"
+#undef FL_SUF8
+#undef FL_VNNI
+FL_TARGET_END
+FL_TARGET_BEGIN("avx2,fma,avxvnni")
+#define FL_SUF8 avx2_vnni
+#define FL_VNNI 1
+#include "tiles_int8_vector.h"
+#undef FL_SUF8
+#undef FL_VNNI
+FL_TARGET_END
 #undef FL_SUF
 #undef FL_W
 #undef FL_MR
 #undef FL_F64
+FL_TARGET_BEGIN("avx2,fma")
 #define FL_SUF avx2_f64
 #define FL_W 4
 #define FL_MR 3
@@ -66,16 +86,32 @@ FL_TARGET_END
 
 /* 32 zmm registers: 6 rows x 4 gates = 24 accumulators, 4 weight vectors
  * and a broadcast (29), 10 loads for 24 FMAs. */
-FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx2,fma")
 #define FL_SUF avx512
 #define FL_W 16
 #define FL_MR 6
 #define FL_F64 0
+FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx2,fma")
 #include "tiles_vector.h"
+FL_TARGET_END
+FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
+#define FL_SUF8 avx512_madd
+#define FL_VNNI 0
+#include "tiles_int8_vector.h"
+#undef FL_SUF8
+#undef FL_VNNI
+FL_TARGET_END
+FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx512bw,avx512vnni,avx2,fma")
+#define FL_SUF8 avx512_vnni
+#define FL_VNNI 1
+#include "tiles_int8_vector.h"
+#undef FL_SUF8
+#undef FL_VNNI
+FL_TARGET_END
 #undef FL_SUF
 #undef FL_W
 #undef FL_MR
 #undef FL_F64
+FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx2,fma")
 #define FL_SUF avx512_f64
 #define FL_W 8
 #define FL_MR 6
@@ -122,3 +158,24 @@ static const fl_ops_f64 fl_ops_f64_table[FL_ISA_COUNT] = {
 
 const fl_ops_f32 *fl_ops_f32_of(int isa) { return &fl_ops_f32_table[isa]; }
 const fl_ops_f64 *fl_ops_f64_of(int isa) { return &fl_ops_f64_table[isa]; }
+
+/* The int8 table, rows in the order of isa.h's FL_I8_ codes. */
+#define FL_I8_PORTABLE_ROW                                                    \
+    {FL_ISA_PORTABLE, FL_PW, FL_PMR, fl_quantize_portable, fl_proj_portable_i8, \
+     fl_tile_portable_i8}
+#define FL_I8_VECTOR_ROW(ISA, SUF, SUF8)                                      \
+    {ISA, fl_width_##SUF, fl_rows_##SUF, fl_quantize_##SUF8, fl_proj_##SUF8,    \
+     fl_tile_##SUF8}
+static const fl_ops_i8 fl_ops_i8_table[FL_I8_COUNT] = {
+    FL_I8_PORTABLE_ROW,
+#if FL_HAVE_X86
+    FL_I8_VECTOR_ROW(FL_ISA_AVX2, avx2, avx2_madd),
+    FL_I8_VECTOR_ROW(FL_ISA_AVX2, avx2, avx2_vnni),
+    FL_I8_VECTOR_ROW(FL_ISA_AVX512, avx512, avx512_madd),
+    FL_I8_VECTOR_ROW(FL_ISA_AVX512, avx512, avx512_vnni),
+#else   /* never chosen: fl_i8_supported says no */
+    FL_I8_PORTABLE_ROW, FL_I8_PORTABLE_ROW, FL_I8_PORTABLE_ROW, FL_I8_PORTABLE_ROW,
+#endif
+};
+
+const fl_ops_i8 *fl_ops_i8_of(int kernel) { return &fl_ops_i8_table[kernel]; }

@@ -6,7 +6,8 @@
  *
  * Adding an instruction set: a code below, its check in cpu.c, and in isa.c
  * one instantiation of the vector source per dtype inside the instruction
- * set's target region plus its row in each table.
+ * set's target region plus its row in each table (and its int8 kernels'
+ * rows in the int8 table).
  */
 #ifndef FASTLSTM_ISA_H
 #define FASTLSTM_ISA_H
@@ -38,5 +39,29 @@ FL_DEFINE_OPS(double, f64)
 
 /* Whether this CPU (and OS) can run instruction set `isa` (cpu.c). */
 int fl_isa_supported(int isa);
+
+/* The int8 weight type (tiles.h's int8 tiles; float32 layers only): its
+ * own rows, since each vector instruction set has two int8 kernels, with
+ * and without VNNI's vpdpbusd; _kernel.pyx holds the names in this order. */
+enum {
+    FL_I8_PORTABLE = 0, FL_I8_AVX2 = 1, FL_I8_AVX2_VNNI = 2, FL_I8_AVX512 = 3,
+    FL_I8_AVX512_VNNI = 4, FL_I8_COUNT = 5
+};
+
+typedef struct {
+    int isa;          /* the float instruction set whose vectors, block width
+                         and rows it uses */
+    int width, rows;  /* W and MR, as that instruction set's float32 row */
+    fl_quantize_fn quantize;
+    fl_proj_fn_i8 proj;
+    fl_tile_fn_i8 tile;
+} fl_ops_i8;
+
+/* The row of int8 kernel `kernel` (a code above that fl_i8_supported says
+ * this CPU can run). */
+const fl_ops_i8 *fl_ops_i8_of(int kernel);
+
+/* Whether this CPU (and OS) can run int8 kernel `kernel` (cpu.c). */
+int fl_i8_supported(int kernel);
 
 #endif /* FASTLSTM_ISA_H */

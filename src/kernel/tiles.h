@@ -109,6 +109,50 @@ FL_DEFINE_TILE_FNS(float, f32)
 FL_DEFINE_TILE_FNS(double, f64)
 #undef FL_DEFINE_TILE_FNS
 
+/* The int8 tiles (fastlstm/quantization.py states the scheme; float32
+ * layers only).  Their weights are packed per block as [K4][4][W][4]
+ * signed bytes, K4 = ceil(K / 4): lane j of gate g holds the weights of
+ * inputs 4k .. 4k+3 for unit j (vpdpbusd's operand layout), zero padded.
+ * Rows of x and h come quantized as unsigned bytes q + 128 (q in
+ * [-127, 127]) with one float scale per row, and every product starts at
+ * comp = -128 * the column sums of the weights, so it ends as the exact
+ * int32 sum of q * w.  Integer sums do not depend on their order: every
+ * instruction set gets the same integers. */
+
+/* mr quantized rows against one block's int8 panel. */
+typedef struct {
+    const unsigned char *q;  /* rows, q + 128                [mr][ldq] */
+    ptrdiff_t ldq;
+    const float *qs;         /* their scales                 [mr][ldqs] */
+    ptrdiff_t ldqs;
+    const signed char *w;    /* packed panel                 [K4][4][W][4] */
+    const int *comp;         /* -128 * column sums           [4][W] */
+    const float *ws;         /* column scales                [4][W] */
+    ptrdiff_t K4;            /* groups of 4 inputs */
+} fl_operand_i8;
+
+/* The int8 cell step: z = f.x + float(h_prev @ R) * (s_h * s_r), then the
+ * float cell update of fl_tile_f32 (f.h is the float h_prev, which masked
+ * steps carry; f.r is not used). */
+typedef struct {
+    fl_tile_f32 f;
+    fl_operand_i8 p;
+} fl_tile_i8;
+
+/* The int8 input projection: out = bias + float(x @ K) * (s_x * s_k). */
+typedef struct {
+    fl_operand_i8 p;
+    const float *bias;       /* the block's bias             [4][W] */
+    float *out;              /*                              [mr][ldo] */
+    ptrdiff_t ldo;
+} fl_proj_i8;
+
+typedef void (*fl_tile_fn_i8)(int mr, const fl_tile_i8 *a);
+typedef void (*fl_proj_fn_i8)(int mr, const fl_proj_i8 *a);
+/* Quantize a row v[0 .. n) into q[0 .. 4 * ceil(n / 4)) (padding: 128, a
+ * zero) and its scale (quantization.quantize_rows, bit for bit). */
+typedef void (*fl_quantize_fn)(const float *v, ptrdiff_t n, unsigned char *q, float *scale);
+
 /* Near-equal tiles of at most MR rows: 8 rows -> 4 + 4, not 6 + 2. */
 static inline int fl_tile_rows(ptrdiff_t rows, ptrdiff_t ntiles, ptrdiff_t q)
 {

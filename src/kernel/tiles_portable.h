@@ -36,31 +36,22 @@ static void fl_proj_portable_##SUF(int mr, const fl_proj_##SUF *a)            \
         memcpy(a->out + r * a->ldo, acc[r], sizeof acc[r]);                   \
 }                                                                             \
                                                                               \
-static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
+/* The cell update of mr rows from their gate pre-activations z (the float \
+ * tile's, and the int8 tile's). */                                           \
+static void fl_cell_portable_##SUF(int mr, T z[][4 * FL_PW],                  \
+                                   const fl_tile_##SUF *a)                    \
 {                                                                             \
-    T acc[FL_PMR][4 * FL_PW];                                                 \
-    const T *rp = a->r;                                                       \
-    ptrdiff_t k;                                                              \
     int r, j;                                                                 \
-    for (r = 0; r < mr; ++r)                                                  \
-        for (j = 0; j < 4 * FL_PW; ++j)                                       \
-            acc[r][j] = a->x[r * a->ldx + j];                                 \
-    for (k = 0; k < a->U; ++k, rp += 4 * FL_PW)                               \
-        for (r = 0; r < mr; ++r) {                                            \
-            T hv = a->h[r * a->ldh + k];                                      \
-            for (j = 0; j < 4 * FL_PW; ++j)                                   \
-                acc[r][j] += hv * rp[j];                                      \
-        }                                                                     \
     for (r = 0; r < mr; ++r) {                                                \
         T *c = a->c + r * a->ldc, *hn = a->hn + r * a->ldc;                   \
         T *y = a->mask != NULL ? a->y + r * a->ldc : NULL;                    \
         int keep = a->mask == NULL || a->mask[r * a->ldm];                    \
-        const T *z = acc[r];                                                  \
+        const T *zr = z[r];                                                   \
         for (j = 0; j < FL_PW; ++j) {                                         \
-            T i = fl_act_##SUF(a->rec_act, z[j]);                             \
-            T f = fl_act_##SUF(a->rec_act, z[FL_PW + j]);                     \
-            T g = fl_act_##SUF(a->act, z[2 * FL_PW + j]);                     \
-            T o = fl_act_##SUF(a->rec_act, z[3 * FL_PW + j]);                 \
+            T i = fl_act_##SUF(a->rec_act, zr[j]);                            \
+            T f = fl_act_##SUF(a->rec_act, zr[FL_PW + j]);                    \
+            T g = fl_act_##SUF(a->act, zr[2 * FL_PW + j]);                    \
+            T o = fl_act_##SUF(a->rec_act, zr[3 * FL_PW + j]);                \
             T cn = f * c[j] + i * g;                                          \
             T ac = fl_act_##SUF(a->act, cn);                                  \
             T h = o * ac;                                                     \
@@ -86,6 +77,24 @@ static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
             memcpy(a->seq + r * a->lds, y != NULL ? y : hn,                   \
                    a->nvalid * sizeof(T));                                    \
     }                                                                         \
+}                                                                             \
+                                                                              \
+static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
+{                                                                             \
+    T acc[FL_PMR][4 * FL_PW];                                                 \
+    const T *rp = a->r;                                                       \
+    ptrdiff_t k;                                                              \
+    int r, j;                                                                 \
+    for (r = 0; r < mr; ++r)                                                  \
+        for (j = 0; j < 4 * FL_PW; ++j)                                       \
+            acc[r][j] = a->x[r * a->ldx + j];                                 \
+    for (k = 0; k < a->U; ++k, rp += 4 * FL_PW)                               \
+        for (r = 0; r < mr; ++r) {                                            \
+            T hv = a->h[r * a->ldh + k];                                      \
+            for (j = 0; j < 4 * FL_PW; ++j)                                   \
+                acc[r][j] += hv * rp[j];                                      \
+        }                                                                     \
+    fl_cell_portable_##SUF(mr, acc, a);                                       \
 }
 
 /* The backward tile (fl_back in tiles.h). */
@@ -167,6 +176,93 @@ FL_DEFINE_PORTABLE_BACK(float, f32)
 FL_DEFINE_PORTABLE_BACK(double, f64)
 FL_DEFINE_PORTABLE_ACTIVATE(float, f32)
 FL_DEFINE_PORTABLE_ACTIVATE(double, f64)
+
+/* The int8 tiles in plain C (tiles.h states their contract): the same
+ * integers and the same float32 roundings as the vector ones. */
+
+/* x rounded to float32 on its own: a product followed by an add must not
+ * become one fused multiply-add, which rounds once (the NumPy reference,
+ * quantization.py, rounds twice), as compilers do on CPUs that have it. */
+static inline float fl_rounded(float x)
+{
+    volatile float v = x;
+    return v;
+}
+
+static void fl_quantize_portable(const float *v, ptrdiff_t n, unsigned char *q, float *scale)
+{
+    unsigned top = 0, bits;
+    ptrdiff_t k, n4 = (n + 3) & ~(ptrdiff_t)3;
+    for (k = 0; k < n; ++k) {       /* max |v| on the bits: NaN > inf > finite */
+        memcpy(&bits, v + k, sizeof bits);
+        bits &= 0x7fffffffu;
+        top = bits > top ? bits : top;
+    }
+    if (top >= 0x7f800000u) {       /* NaN or infinity in the row */
+        *scale = (float)NAN;
+        memset(q, 128, n4);
+        return;
+    }
+    float amax, magic = 12582912.0f;   /* 1.5 * 2**23: + rounds half to even */
+    int magic_bits;
+    memcpy(&amax, &top, sizeof amax);
+    memcpy(&magic_bits, &magic, sizeof magic_bits);
+    *scale = amax / 127.0f;
+    float inverse = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (k = 0; k < n; ++k) {       /* |t| <= 127: no clamp */
+        float t = fl_rounded(fl_rounded(v[k] * inverse) + magic);
+        int rounded;
+        memcpy(&rounded, &t, sizeof rounded);
+        q[k] = (unsigned char)(rounded - magic_bits + 128);
+    }
+    for (; k < n4; ++k)
+        q[k] = 128;
+}
+
+/* acc[r][j] = comp[j] + the sum over the panel [K4][4][FL_PW][4]. */
+static void fl_product_portable_i8(int mr, const fl_operand_i8 *p, int acc[][4 * FL_PW])
+{
+    const signed char *w = p->w;
+    int r, j, b;
+    for (r = 0; r < mr; ++r)
+        for (j = 0; j < 4 * FL_PW; ++j)
+            acc[r][j] = p->comp[j];
+    for (ptrdiff_t k = 0; k < p->K4; ++k, w += 16 * FL_PW)
+        for (r = 0; r < mr; ++r) {
+            const unsigned char *q = p->q + r * p->ldq + 4 * k;
+            for (j = 0; j < 4 * FL_PW; ++j)
+                for (b = 0; b < 4; ++b)
+                    acc[r][j] += q[b] * w[4 * j + b];
+        }
+}
+
+/* acc * (row scale * column scale), rounded as the vector tiles do. */
+static inline float fl_dequantized(int acc, float row_scale, float column_scale)
+{
+    return fl_rounded((float)acc * fl_rounded(row_scale * column_scale));
+}
+
+static void fl_proj_portable_i8(int mr, const fl_proj_i8 *a)
+{
+    int acc[FL_PMR][4 * FL_PW];
+    fl_product_portable_i8(mr, &a->p, acc);
+    for (int r = 0; r < mr; ++r)
+        for (int j = 0; j < 4 * FL_PW; ++j)
+            a->out[r * a->ldo + j] = a->bias[j] + fl_dequantized(
+                acc[r][j], a->p.qs[r * a->p.ldqs], a->p.ws[j]);
+}
+
+static void fl_tile_portable_i8(int mr, const fl_tile_i8 *a)
+{
+    int acc[FL_PMR][4 * FL_PW];
+    float z[FL_PMR][4 * FL_PW];
+    fl_product_portable_i8(mr, &a->p, acc);
+    for (int r = 0; r < mr; ++r)
+        for (int j = 0; j < 4 * FL_PW; ++j)
+            z[r][j] = a->f.x[r * a->f.ldx + j] + fl_dequantized(
+                acc[r][j], a->p.qs[r * a->p.ldqs], a->p.ws[j]);
+    fl_cell_portable_f32(mr, z, &a->f);
+}
 
 #undef FL_DEFINE_PORTABLE
 #undef FL_DEFINE_PORTABLE_BACK

@@ -23,37 +23,11 @@
 #include "vector.h"
 #include "activations_vector.h"
 
+/* The cell update of mr rows from their gate pre-activations z: the float
+ * tile's, and the int8 tiles' (tiles_int8_vector.h). */
 FL_INLINE void
-FN(tile_rows)(const int mr, const FL_CAT(fl_tile, FL_TS) *a)
+FN(cell_rows)(const int mr, V z[][4], const FL_CAT(fl_tile, FL_TS) *a)
 {
-    V acc[FL_MR][4];
-    const FL_T *rp = a->r;
-    ptrdiff_t k;
-#pragma GCC unroll 16
-    for (int r = 0; r < mr; ++r)
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; ++g)
-            acc[r][g] = FN(load)(a->x + r * a->ldx + g * FL_W);
-    for (k = 0; k < a->U; ++k, rp += 4 * FL_W) {
-        V b0 = FN(load)(rp), b1 = FN(load)(rp + FL_W);
-        V b2 = FN(load)(rp + 2 * FL_W), b3 = FN(load)(rp + 3 * FL_W);
-#pragma GCC unroll 16
-        for (int r = 0; r < mr; ++r) {
-            V hv = FN(splat)(a->h[r * a->ldh + k]);
-            acc[r][0] += hv * b0;
-            acc[r][1] += hv * b1;
-            acc[r][2] += hv * b2;
-            acc[r][3] += hv * b3;
-        }
-    }
-    /* The cell update goes row by row through memory: unrolled over all
-     * rows, its temporaries would spill anyway, and the code would bloat. */
-    V z[FL_MR][4];
-#pragma GCC unroll 16
-    for (int r = 0; r < mr; ++r)
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; ++g)
-            z[r][g] = acc[r][g];
     const int fast = a->act == FL_ACT_TANH && a->rec_act == FL_ACT_SIGMOID;
 #pragma GCC unroll 1
     for (int r = 0; r < mr; ++r) {
@@ -108,6 +82,40 @@ FN(tile_rows)(const int mr, const FL_CAT(fl_tile, FL_TS) *a)
             }
         }
     }
+}
+
+FL_INLINE void
+FN(tile_rows)(const int mr, const FL_CAT(fl_tile, FL_TS) *a)
+{
+    V acc[FL_MR][4];
+    const FL_T *rp = a->r;
+    ptrdiff_t k;
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g)
+            acc[r][g] = FN(load)(a->x + r * a->ldx + g * FL_W);
+    for (k = 0; k < a->U; ++k, rp += 4 * FL_W) {
+        V b0 = FN(load)(rp), b1 = FN(load)(rp + FL_W);
+        V b2 = FN(load)(rp + 2 * FL_W), b3 = FN(load)(rp + 3 * FL_W);
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; ++r) {
+            V hv = FN(splat)(a->h[r * a->ldh + k]);
+            acc[r][0] += hv * b0;
+            acc[r][1] += hv * b1;
+            acc[r][2] += hv * b2;
+            acc[r][3] += hv * b3;
+        }
+    }
+    /* The cell update goes row by row through memory: unrolled over all
+     * rows, its temporaries would spill anyway, and the code would bloat. */
+    V z[FL_MR][4];
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g)
+            z[r][g] = acc[r][g];
+    FN(cell_rows)(mr, z, a);
 }
 
 /* Product rows (fl_proj in tiles.h): out[r] = init[r] + the sum over k
