@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import keras_layers, serialization
+from . import keras_layers, serialization, validation
 from .keras_io import snake_case
 
 Array = keras_layers.Array
@@ -124,7 +124,8 @@ class _Parser:
         if class_name in keras_layers.OPERATIONS and "trainable" not in config:
             return keras_layers.Operation(name, class_name, config)
         if class_name not in keras_layers.LAYERS:
-            raise self.fail(f"layer {name!r} is a {class_name}; fastlstm supports "
+            raise self.fail(f"layer {name!r} is {validation.with_article(class_name)}; "
+                            f"fastlstm supports "
                             f"{', '.join(SUPPORTED)} (and the operations Keras writes "
                             f"for masks: {', '.join(sorted(keras_layers.OPERATIONS))})")
         try:
