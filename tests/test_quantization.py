@@ -329,7 +329,9 @@ def test_stacks_and_keras_models():
     x = _standardized((4, 7, 5), 16)
     x[1, 5:] = 0     # masked by Masking
     np.testing.assert_allclose(quantized(x), stack(x), atol=0.05)
-    bi = fastlstm.quantize_dynamic(stack.layers[1].layer)   # the model's Bidirectional
+    bi = fastlstm.quantize_dynamic(next(   # the model's Bidirectional
+        layer.layer for layer in stack.layers
+        if isinstance(getattr(layer, "layer", None), fastlstm.Bidirectional)))
     assert type(bi) is fastlstm.Bidirectional
     assert bi.forward_layer.quantization == bi.backward_layer.quantization == "int8"
 
