@@ -71,6 +71,11 @@ class Sequential:
                 raise ValueError(
                     f"layer {index} ({layer!r}) returns several arrays (return_state or "
                     f"merge_mode=None): only the last layer of a Sequential may")
+            if index < len(layers) - 1 and not layer.return_sequences:
+                # The next layer reads a sequence (Keras refuses this stack too).
+                raise ValueError(
+                    f"layer {index} ({layer!r}) returns no time axis "
+                    f"(return_sequences=False): only the last layer of a Sequential may")
         self.layers = layers
         self.time_major = bool(time_major)
         self.input_shape: tuple[int, ...] | None = None
@@ -212,9 +217,17 @@ class Sequential:
         print_fn("\n".join(lines))
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> Shape | list[Shape]:
-        shape: Shape | list[Shape] = tuple(input_shape)
+        """Output shape(s) for ``input_shape``, in the stack's layout
+        (time-major when ``time_major``, as ``__call__`` returns them)."""
+        shape: Shape | list[Shape] = (_swap(tuple(input_shape)) if self.time_major
+                                      else tuple(input_shape))
         for layer in self.layers:       # only the last may return several shapes
             shape = layer.compute_output_shape(_first(shape))
+        if self.time_major and self.return_sequences:
+            if not isinstance(shape, list):
+                return _swap(shape)
+            count = 2 if getattr(self.layers[-1], "merge_mode", "") is None else 1
+            return [_swap(s) if i < count else s for i, s in enumerate(shape)]
         return shape
 
     # --------------------------------------------------------------- config
@@ -225,8 +238,12 @@ class Sequential:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
-        shape = config.get("input_shape")
-        layers = [keras_io.from_dict(layer, LAYER_CLASSES) for layer in config["layers"]]
+        shape, layers = config.get("input_shape"), config["layers"]
+        for key, value in (("input_shape", shape), ("layers", layers)):
+            if not isinstance(value, list) and (value is not None or key == "layers"):
+                raise TypeError(f"Sequential config: {key} must be a list, "
+                                f"got {type(value).__name__}")
+        layers = [keras_io.from_dict(layer, LAYER_CLASSES) for layer in layers]
         return cls(layers,
                    input_shape=None if shape is None else tuple(shape),
                    time_major=config.get("time_major", False))
@@ -237,6 +254,11 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"Sequential({self.layers!r})"
+
+
+def _swap(shape: Shape) -> Shape:
+    """(timesteps, batch, ...) <-> (batch, timesteps, ...)."""
+    return (shape[1], shape[0]) + tuple(shape[2:])
 
 
 def _weight_count(layer: Layer) -> int:

@@ -126,3 +126,17 @@ def test_errors():
         fastlstm.Sequential([fastlstm.LSTM(3)]).set_weights([np.zeros((2, 12))])
     with pytest.raises(TypeError, match="mask_value must be a number"):
         fastlstm.Masking("0")
+
+
+@pytest.mark.parametrize("merge_mode, return_sequences", [("sum", False), ("sum", True),
+                                                         (None, True)])
+def test_time_major_output_shape(merge_mode, return_sequences):
+    """compute_output_shape speaks the stack's layout, as its calls do."""
+    stack = fastlstm.Sequential([
+        fastlstm.LSTM(3, return_sequences=True, seed=1),
+        fastlstm.Bidirectional(fastlstm.LSTM(2, return_sequences=return_sequences,
+                                             return_state=True, seed=2),
+                               merge_mode=merge_mode)], time_major=True)
+    x = np.full((5, 4, 6), 0.5, np.float32)          # (time, batch, features)
+    outputs = stack(x)
+    assert [o.shape for o in outputs] == [tuple(s) for s in stack.compute_output_shape(x.shape)]
