@@ -119,10 +119,13 @@ def to_dict(obj: Any) -> Config:
 def from_dict(value: object, classes: Mapping[str, Any]) -> Any:
     """The (unbuilt) object that ``to_dict`` describes, of one of ``classes``
     (class name → class with a ``from_config``)."""
-    if not isinstance(value, dict) or value.get("class_name") not in classes:
-        name = value.get("class_name") if isinstance(value, dict) else type(value).__name__
+    if not isinstance(value, dict):
+        raise ValueError(f"expected the config of one of {sorted(classes)}, got "
+                         f"{type(value).__name__}")
+    name = value.get("class_name")
+    if not isinstance(name, str) or name not in classes:
         raise ValueError(f"expected the config of one of {sorted(classes)}, got {name!r}")
-    return classes[value["class_name"]].from_config(value["config"])
+    return classes[name].from_config(value["config"])
 
 
 # ------------------------------------------------------------- live Keras

@@ -235,18 +235,19 @@ class Sequential:
         print_fn("\n".join(lines))
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> Shape | list[Shape]:
-        shape: Shape | list[Shape] = tuple(input_shape)
-        if self.time_major:             # (timesteps, batch, features), as __call__ takes
-            shape = (shape[1], shape[0], *shape[2:])
+        """Output shape(s) for ``input_shape``, in the stack's layout
+        (time-major when ``time_major``, as ``__call__`` returns them)."""
+        shape: Shape | list[Shape] = (_swap(tuple(input_shape)) if self.time_major
+                                      else tuple(input_shape))
         for layer in self.layers:       # only the last may return several shapes
             shape = layer.compute_output_shape(_first(shape))
-        if not (self.time_major and self.return_sequences):
-            return shape
-        # Sequences come back time-major too (as in __call__); states do not.
-        shapes = shape if isinstance(shape, list) else [shape]
-        count = 2 if getattr(self.layers[-1], "merge_mode", "") is None else 1
-        swapped = [(s[1], s[0], *s[2:]) if i < count else s for i, s in enumerate(shapes)]
-        return swapped if isinstance(shape, list) else swapped[0]
+        if self.time_major and self.return_sequences:
+            if not isinstance(shape, list):
+                return _swap(shape)
+            # Sequences first (two with merge_mode=None), then the states.
+            count = 2 if getattr(self.layers[-1], "merge_mode", "") is None else 1
+            return [_swap(s) if i < count else s for i, s in enumerate(shape)]
+        return shape
 
     # --------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
@@ -256,8 +257,12 @@ class Sequential:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
-        shape = config.get("input_shape")
-        layers = [keras_io.from_dict(layer, LAYER_CLASSES) for layer in config["layers"]]
+        shape, layers = config.get("input_shape"), config["layers"]
+        for key, value in (("input_shape", shape), ("layers", layers)):
+            if not isinstance(value, list) and (value is not None or key == "layers"):
+                raise TypeError(f"Sequential config: {key} must be a list, "
+                                f"got {type(value).__name__}")
+        layers = [keras_io.from_dict(layer, LAYER_CLASSES) for layer in layers]
         return cls(layers,
                    input_shape=None if shape is None else tuple(shape),
                    time_major=config.get("time_major", False),
@@ -269,6 +274,11 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"Sequential({self.layers!r})"
+
+
+def _swap(shape: Shape) -> Shape:
+    """(timesteps, batch, ...) <-> (batch, timesteps, ...)."""
+    return (shape[1], shape[0]) + tuple(shape[2:])
 
 
 def _weight_count(layer: Layer) -> int:

@@ -171,6 +171,11 @@ def test_config_is_limited_in_size_and_depth(tmp_path):
      "units must be a positive integer"),
     ({"class_name": "LSTM", "config": {"units": 16, "num_threads": "all"}}, TypeError,
      "num_threads"),
+    ({"class_name": {"a": 1}, "config": {}}, ValueError, r"got \{'a': 1\}"),
+    ({"class_name": "Sequential", "config": {"layers": [], "input_shape": 3.5}}, TypeError,
+     "input_shape must be a list, got float"),
+    ({"class_name": "Sequential", "config": {"layers": {"a": 1}}}, TypeError,
+     "layers must be a list, got dict"),
 ])
 def test_malformed_configs_name_the_file(tmp_path, config, error, message):
     path = _npz(tmp_path / "bad.npz", config)
