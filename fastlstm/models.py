@@ -63,7 +63,10 @@ def load(path: str | os.PathLike[str]) -> Model:
                                   for entry in file.declared), 1, f"the weights in {file.path}")
         weights = file.weights()
     if weights:
-        obj.set_weights(weights)
+        try:
+            obj.set_weights(weights)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{file.path}: {error}") from None
     return obj
 
 

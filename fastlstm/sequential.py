@@ -37,8 +37,7 @@ class Sequential:
     Each layer's output feeds the next; a mask (from ``mask``, ``lengths`` or
     a ``Masking`` layer) goes on to the next layer while the time axis is
     kept (return_sequences=True), as in Keras.  Only the last layer may
-    return several arrays (return_state, or merge_mode=None) or drop the
-    time axis (return_sequences=False).
+    return several arrays (return_state, or merge_mode=None).
 
     Parameters
     ----------
@@ -75,13 +74,11 @@ class Sequential:
                 raise ValueError(
                     f"layer {index} ({layer!r}) returns several arrays (return_state or "
                     f"merge_mode=None): only the last layer of a Sequential may")
-            if index < len(layers) - 1 and not isinstance(layer, Masking) \
-                    and not layer.return_sequences:
-                # Keras refuses this too, when it builds the next layer.
+            if index < len(layers) - 1 and not layer.return_sequences:
                 raise ValueError(
-                    f"layer {index} ({layer!r}) returns its last output only "
-                    f"(return_sequences=False), but the layer after it takes a sequence: "
-                    f"only the last layer of a Sequential may")
+                    f"layer {index} ({layer!r}) returns only its last output "
+                    f"(return_sequences=False), but layer {index + 1} after it reads a "
+                    f"sequence: only the last layer of a Sequential may")
         self.layers = layers
         self.time_major = bool(time_major)
         self.name = str(name)
@@ -225,9 +222,17 @@ class Sequential:
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> Shape | list[Shape]:
         shape: Shape | list[Shape] = tuple(input_shape)
+        if self.time_major:             # (timesteps, batch, features), as __call__ takes
+            shape = (shape[1], shape[0], *shape[2:])
         for layer in self.layers:       # only the last may return several shapes
             shape = layer.compute_output_shape(_first(shape))
-        return shape
+        if not (self.time_major and self.return_sequences):
+            return shape
+        # Sequences come back time-major too (as in __call__); states do not.
+        shapes = shape if isinstance(shape, list) else [shape]
+        count = 2 if getattr(self.layers[-1], "merge_mode", "") is None else 1
+        swapped = [(s[1], s[0], *s[2:]) if i < count else s for i, s in enumerate(shapes)]
+        return swapped if isinstance(shape, list) else swapped[0]
 
     # --------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
