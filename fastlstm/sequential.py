@@ -37,8 +37,7 @@ class Sequential:
     Each layer's output feeds the next; a mask (from ``mask``, ``lengths`` or
     a ``Masking`` layer) goes on to the next layer while the time axis is
     kept (return_sequences=True), as in Keras.  Only the last layer may
-    return several arrays (return_state, or merge_mode=None) or drop the
-    time axis (return_sequences=False).
+    return several arrays (return_state, or merge_mode=None).
 
     Parameters
     ----------
