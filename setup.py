@@ -1,8 +1,8 @@
-"""Build the compiled kernels: src/ sources become the private modules
-fastlstm._kernel (inference: its own SIMD tiles and thread pool, no BLAS)
-and fastlstm._train (training: the same tiles and pool; BLAS from SciPy's
-Cython interface at run time for the dropout path, so nothing is linked
-for it here)."""
+"""Build the compiled kernel: the C sources under src/kernel/ and the Cython
+layer src/_kernel.pyx become one private module, fastlstm._kernel
+(inference and training: one thread pool, one table of tiles).  BLAS comes
+from SciPy's Cython interface at run time for the recurrent dropout path, so
+nothing is linked for it here."""
 
 import glob
 import sys
@@ -12,32 +12,23 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# Every header, so that editing one (lstm_simd.h is included by lstm_layer.h,
-# which Cython's own dependency scan does not follow) rebuilds the modules.
-HEADERS = sorted(glob.glob("src/*.h"))
+# Every header, so that editing one rebuilds the module (Cython's own
+# dependency scan does not follow the C sources' includes).
+HEADERS = sorted(glob.glob("src/kernel/*.h"))
 
 extensions = [
     Extension(
         "fastlstm._kernel",
-        sources=["src/_kernel.pyx"],
+        sources=["src/_kernel.pyx"] + sorted(glob.glob("src/kernel/*.c")),
         depends=HEADERS,
         include_dirs=["src", np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        # No -march: lstm_layer.h compiles its AVX2/AVX-512 tiles with
-        # per-function targets and picks one at run time.  -pthread: the
-        # thread pool of fl_pool.h.
-        extra_compile_args=["-O3", "-pthread"],
-        extra_link_args=["-pthread"],
-    ),
-    Extension(
-        "fastlstm._train",
-        sources=["src/_train.pyx"],
-        depends=HEADERS,
-        include_dirs=["src"],
-        # No FP trap handlers are installed, so selects may evaluate both
-        # sides: this lets the compiler vectorise the cell loops.  -pthread:
-        # the thread pool of fl_pool.h.
-        extra_compile_args=["-O3", "-fno-trapping-math", "-pthread"],
+        # No -march: isa.c compiles the vector tiles with per-function
+        # targets and the table picks them at run time.  No FP trap handlers
+        # are installed, so selects may evaluate both sides: this lets the
+        # compiler vectorise the cell loops.  -pthread: the thread pool.
+        # Hidden symbols: the C entries are for this module only.
+        extra_compile_args=["-O3", "-fno-trapping-math", "-fvisibility=hidden", "-pthread"],
         extra_link_args=["-pthread"],
     ),
 ]

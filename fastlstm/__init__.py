@@ -3,12 +3,10 @@ Keras and PyTorch."""
 from ._version import __version__
 from .bidirectional import Bidirectional
 from .buildinfo import show_config
-from .keras_io import from_keras, load_keras_weights
 from .layer import LSTM
 from .masking import Masking
+from .models import from_keras, from_torch, load, load_keras_weights
 from .sequential import Sequential
-from .serialization import load
-from .torch_io import from_torch
 
 __all__ = ["LSTM", "Bidirectional", "Masking", "Sequential", "from_keras", "from_torch",
            "load", "load_keras_weights", "show_config", "__version__"]

@@ -1,6 +1,6 @@
 """Activation names accepted by the layer, their kernel codes, and NumPy forms.
 
-The codes must match the enum in ``src/lstm_cell.h``.  The NumPy forms are
+The codes must match the enum in ``src/kernel/activations.h``.  The NumPy forms are
 the definitions the reference implementation uses (Keras 3's).
 """
 from collections.abc import Callable

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import validation
+from . import keras_io, serialization, validation
 from ._typing import Array, Output, Shape
 from .layer import LSTM
 
@@ -194,9 +194,8 @@ class Bidirectional:
     # ---------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
         """Keras's Bidirectional config keys: merge_mode, layer, backward_layer."""
-        from .serialization import to_dict
-        return {"merge_mode": self.merge_mode, "layer": to_dict(self.forward_layer),
-                "backward_layer": to_dict(self.backward_layer)}
+        return {"merge_mode": self.merge_mode, "layer": keras_io.to_dict(self.forward_layer),
+                "backward_layer": keras_io.to_dict(self.backward_layer)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Bidirectional:
@@ -215,7 +214,6 @@ class Bidirectional:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
-        from . import serialization
         serialization.save(self, path)
 
     def __repr__(self) -> str:

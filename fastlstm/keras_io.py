@@ -1,5 +1,10 @@
-"""Keras 3 → fastlstm: live layers and models, and saved ``.keras`` /
-``.weights.h5`` files.
+"""Keras 3's formats as plain data: layer configs, the layer graph of a
+model's config, and the ``.keras`` / ``.weights.h5`` files.
+
+The one place that knows Keras's conventions.  It builds no fastlstm
+object: the layers' ``from_config`` take their constructor arguments from
+``constructor_kwargs``, and ``fastlstm.models`` builds layers and stacks
+from what the readers here return.
 
 Files are read with h5py alone (``pip install fastlstm[h5]``), without
 Keras.  Keras writes the weights of ``model.layers`` under
@@ -12,44 +17,126 @@ and a layer's variables under ``<key>/cell/vars/0, 1, 2`` (LSTM) or
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
 import io
 import json
 import os
+import re
 import zipfile
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
-from .bidirectional import Bidirectional
-from .layer import LSTM
-from .masking import Masking
-from .sequential import Sequential
-from .serialization import snake_case
+import numpy as np
+from numpy.typing import NDArray
 
 # Keras configs are JSON: nested dicts and lists.
 Config = dict[str, Any]
-# What from_keras returns: a layer, or a stack for a model.
-Imported = LSTM | Bidirectional | Sequential
 
-_SUPPORTED = ("InputLayer", "Masking", "LSTM", "Bidirectional")
+SUPPORTED = ("InputLayer", "Masking", "LSTM", "Bidirectional")
+
+# Keras LSTM config keys with no effect on inference outputs: dropped when a
+# constructor does not take them.
+_INFERENCE_NEUTRAL = {
+    "name", "trainable", "unroll", "use_cudnn", "dropout", "recurrent_dropout",
+    "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+    "activity_regularizer", "kernel_constraint", "recurrent_constraint",
+    "bias_constraint",
+}
 _INITIALIZER_KEYS = ("kernel_initializer", "recurrent_initializer", "bias_initializer")
 
 
-# ------------------------------------------------------------------ configs
-def _without_initializers(value: Any) -> Any:
-    """Drop initializer keys (weights come from the model, and Keras allows
-    initializers that fastlstm does not have)."""
+# ------------------------------------------------------------------- names
+def snake_case(name: str) -> str:
+    """Keras's ``to_snake_case``: "GlorotUniform" → "glorot_uniform", "LSTM" → "lstm"."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def layer_keys(class_names: Sequence[str]) -> list[str]:
+    """Keras's names of a model's layers from their class names: the
+    snake-case class name, numbered from the second layer of a class on
+    (``lstm``, ``lstm_1``, ...); also their keys in ``.weights.h5`` files."""
+    keys: list[str] = []
+    used: dict[str, int] = {}
+    for class_name in class_names:
+        key = snake_case(class_name)
+        used[key] = used.get(key, -1) + 1
+        keys.append(key if used[key] == 0 else f"{key}_{used[key]}")
+    return keys
+
+
+# ------------------------------------------------------------ layer configs
+def _keras_dtype(value: Any) -> Any:
+    # Keras 3 writes a DTypePolicy dict; its name is a dtype only when the
+    # policy is not mixed precision.
     if isinstance(value, dict):
-        return {k: _without_initializers(v) for k, v in value.items()
+        return value.get("config", {}).get("name", value)
+    return value
+
+
+def constructor_kwargs(cls: type, config: object) -> dict[str, Any]:
+    """Keyword arguments for ``cls`` from our config or a Keras config.
+
+    Keras-only keys that do not change inference are dropped; Keras's
+    initializer dicts become names ("GlorotUniform" → "glorot_uniform");
+    anything else the constructor does not take is a ValueError.
+    """
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    params = inspect.signature(cls).parameters
+    kwargs = {}
+    for key, value in config.items():
+        if key == "zero_output_for_mask" and key not in params:
+            if value:
+                raise ValueError(
+                    f"{cls.__name__} config: zero_output_for_mask=True is supported only "
+                    f"inside Bidirectional (which sets it), got it on a single layer")
+        elif key in params:
+            if key == "dtype":
+                value = _keras_dtype(value)
+            elif key in _INITIALIZER_KEYS and isinstance(value, dict):
+                value = snake_case(value["class_name"])
+            kwargs[key] = value
+        elif key not in _INFERENCE_NEUTRAL:
+            raise ValueError(f"{cls.__name__} config has an unsupported key {key!r}")
+    return kwargs
+
+
+def without_initializers(value: Any) -> Any:
+    """A config without initializer keys, at any depth: for layers whose
+    weights come from the model (Keras allows initializers that fastlstm
+    does not have)."""
+    if isinstance(value, dict):
+        return {k: without_initializers(v) for k, v in value.items()
                 if k not in _INITIALIZER_KEYS}
     return value
 
 
-def _layer_from_config(class_name: str, config: Config) -> LSTM | Bidirectional | Masking:
-    if class_name == "LSTM":
-        return LSTM.from_config(_without_initializers(config))
-    if class_name == "Bidirectional":
-        return Bidirectional.from_config(_without_initializers(config))
-    return Masking.from_config(config)
+def to_dict(obj: Any) -> Config:
+    """``{"class_name": ..., "config": ...}`` of a layer or stack (Keras's
+    form of a nested object, which fastlstm's files use too)."""
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}
+
+
+def from_dict(value: object, classes: Mapping[str, Any]) -> Any:
+    """The (unbuilt) object that ``to_dict`` describes, of one of ``classes``
+    (class name → class with a ``from_config``)."""
+    if not isinstance(value, dict) or value.get("class_name") not in classes:
+        name = value.get("class_name") if isinstance(value, dict) else type(value).__name__
+        raise ValueError(f"expected the config of one of {sorted(classes)}, got {name!r}")
+    return classes[value["class_name"]].from_config(value["config"])
+
+
+# ------------------------------------------------------------ model configs
+class Chain(NamedTuple):
+    """The layers of a model config that fastlstm can run, input excluded."""
+
+    input_shape: tuple[Any, ...] | None          # (timesteps or None, features) when known
+    layers: list[tuple[str, Config]]             # (class name, config), input to output
+    names: list[str]                             # their Keras names
+    keys: list[str]                              # their keys in .weights.h5 files
 
 
 def _history_name(tensor: Config) -> str:
@@ -100,7 +187,7 @@ def _functional_chain(config: Config) -> tuple[Config, list[Config]]:
                 f"from_keras: layer {name!r} is not a plain link of a chain (it is called "
                 f"{len(nodes)} times, on {len(tensors)} tensors, with {extra or 'no'} "
                 f"extra inputs such as initial_state); fastlstm supports chains of "
-                f"{', '.join(_SUPPORTED)}")
+                f"{', '.join(SUPPORTED)}")
         chain.append(layer)
         name = _history_name(tensors[0])
     return by_name[name], chain[::-1]
@@ -112,15 +199,14 @@ def _name(entry: Config) -> str:
 
 
 def _check_class(layer: Config) -> None:
-    if layer["class_name"] not in _SUPPORTED:
-        raise ValueError(f"from_keras: layer {_name(layer)!r} is a {layer['class_name']}; fastlstm "
-                         f"supports only {', '.join(_SUPPORTED)}")
+    if layer["class_name"] not in SUPPORTED:
+        raise ValueError(f"from_keras: layer {_name(layer)!r} is a {layer['class_name']}; "
+                         f"fastlstm supports only {', '.join(SUPPORTED)}")
 
 
-def _model_from_config(class_name: str, config: Config,
-                       ) -> tuple[Sequential, list[str], list[str]]:
-    """A ``Sequential`` for a Keras model config, and the Keras names and
-    ``.weights.h5`` keys of its layers."""
+def model_chain(class_name: str, config: Config) -> Chain:
+    """The chain of layers of a Keras ``Sequential`` or functional model
+    config (``model.get_config()``, or a ``.keras`` file's config)."""
     layers = config["layers"]
     input_layer: Config | None
     if class_name == "Sequential":
@@ -135,29 +221,19 @@ def _model_from_config(class_name: str, config: Config,
                         f"got {class_name}")
     if not chain:
         raise ValueError("from_keras: the model has no layers besides its input")
-    keys = _keys([entry["class_name"] for entry in layers])
-    names = [_name(entry) for entry in layers]
-    key_of = dict(zip(names, keys, strict=True))
-    stack = Sequential([_layer_from_config(e["class_name"], e["config"]) for e in chain])
+    key_of = dict(zip([_name(entry) for entry in layers],
+                      layer_keys([entry["class_name"] for entry in layers]), strict=True))
     shape = input_layer["config"].get("batch_shape") if input_layer else None
-    if shape is not None and shape[-1] is not None and len(shape) == 3:
-        stack.build(tuple(shape[1:]))
-    chain_names = [_name(entry) for entry in chain]
-    return stack, chain_names, [key_of[n] for n in chain_names]
+    input_shape = (tuple(shape[1:]) if shape is not None and len(shape) == 3
+                   and shape[-1] is not None else None)
+    names = [_name(entry) for entry in chain]
+    return Chain(input_shape, [(entry["class_name"], entry["config"]) for entry in chain],
+                 names, [key_of[name] for name in names])
 
 
-def _keys(class_names: Sequence[str]) -> list[str]:
-    keys: list[str] = []
-    used: dict[str, int] = {}
-    for class_name in class_names:
-        key = snake_case(class_name)
-        used[key] = used.get(key, -1) + 1
-        keys.append(key if used[key] == 0 else f"{key}_{used[key]}")
-    return keys
-
-
-# --------------------------------------------------------------- live Keras
-def _keras_class(obj: object) -> str:
+# ------------------------------------------------------------- live Keras
+def keras_class(obj: object) -> str:
+    """The class name of a Keras 3 object; TypeError for anything else."""
     module = type(obj).__module__
     if not module.startswith("keras"):
         raise TypeError(f"expected a Keras 3 layer or model, got {type(obj).__name__} "
@@ -165,79 +241,7 @@ def _keras_class(obj: object) -> str:
     return type(obj).__name__
 
 
-def lstm_from_keras(cls: type[LSTM], layer: Any) -> LSTM:
-    """``LSTM.from_keras``: config and weights of a live ``keras.layers.LSTM``."""
-    if _keras_class(layer) != "LSTM":
-        raise TypeError(f"LSTM.from_keras expects a keras.layers.LSTM, got "
-                        f"{type(layer).__name__}; use fastlstm.from_keras for others")
-    result = cls.from_config(_without_initializers(layer.get_config()))
-    weights = layer.get_weights()
-    if weights:
-        result.set_weights(weights)
-    return result
-
-
-def from_keras(source: Any) -> Imported:
-    """A fastlstm layer or stack with the config and weights of a Keras model.
-
-    Parameters
-    ----------
-    source : Keras layer or model, or path
-        A live Keras 3 ``LSTM`` or ``Bidirectional`` layer, a ``Sequential``
-        or functional model made of Input, Masking, LSTM and Bidirectional
-        layers in a chain, or the path of a ``.keras`` file (read with h5py,
-        without Keras).
-
-    Returns
-    -------
-    fastlstm.LSTM, fastlstm.Bidirectional or fastlstm.Sequential
-
-    Examples
-    --------
-    With Keras 3 installed (any backend)::
-
-        model = keras.Sequential([keras.Input((4, 10)), keras.layers.LSTM(16)])
-        fast = fastlstm.from_keras(model)
-        fast.summary()                              # lstm (LSTM)  (None, 16)  1,728
-
-    and, on a machine with only h5py::
-
-        fast = fastlstm.from_keras("model.keras")
-    """
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not path.endswith(".keras"):
-            raise ValueError(
-                f"from_keras reads .keras files (architecture and weights), got {path!r}; "
-                f"for a .weights.h5 file build the stack and call "
-                f"fastlstm.load_keras_weights(stack, path)")
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-            stack, _, keys = _model_from_config(config["class_name"], config["config"])
-            with _h5py().File(io.BytesIO(archive.read("model.weights.h5")), "r") as h5:
-                _load_h5(stack.layers, keys, h5)
-        return stack
-    class_name = _keras_class(source)
-    if class_name == "LSTM":
-        return LSTM.from_keras(source)
-    layer: Imported
-    if class_name == "Bidirectional":
-        layer = Bidirectional.from_config(_without_initializers(source.get_config()))
-        weights = source.get_weights()
-    elif class_name in ("Sequential", "Functional"):
-        layer, names, _ = _model_from_config(class_name, source.get_config())
-        by_name = {entry.name: entry for entry in source.layers}
-        weights = [w for name in names for w in by_name[name].get_weights()]
-    else:
-        raise TypeError(f"from_keras: {class_name} is not supported; fastlstm takes "
-                        f"LSTM, Bidirectional, or a Sequential/functional model of "
-                        f"{', '.join(_SUPPORTED)}")
-    if weights:
-        layer.set_weights(weights)
-    return layer
-
-
-# -------------------------------------------------------------------- files
+# ------------------------------------------------------------------- files
 def _h5py() -> Any:
     try:
         import h5py
@@ -247,58 +251,59 @@ def _h5py() -> Any:
     return h5py
 
 
-def _cell_vars(group: Any) -> list[Any]:
-    variables = group["cell"]["vars"]
-    return [variables[k][()] for k in sorted(variables, key=int)]
+def read_config(path: str | os.PathLike[str]) -> Config:
+    """The model config (``config.json``) of a ``.keras`` file."""
+    with zipfile.ZipFile(path) as archive:
+        config: Config = json.loads(archive.read("config.json"))
+    return config
 
 
-def _load_h5(layers: Sequence[LSTM | Bidirectional | Masking], keys: Sequence[str],
-             h5: Any) -> None:
+@contextlib.contextmanager
+def open_weights(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """The open HDF5 file of a ``.weights.h5`` file, or of a ``.keras``
+    file's ``model.weights.h5``."""
+    if os.fspath(path).endswith(".keras"):
+        with zipfile.ZipFile(path) as archive:
+            data = io.BytesIO(archive.read("model.weights.h5"))
+        with _h5py().File(data, "r") as h5:
+            yield h5
+    else:
+        with _h5py().File(path, "r") as h5:
+            yield h5
+
+
+def _layers_group(h5: Any) -> Any:
     if "layers" not in h5:
         raise ValueError("not a Keras 3 weights file: it has no 'layers' group")
-    groups = h5["layers"]
-    for layer, key in zip(layers, keys, strict=True):
-        if isinstance(layer, Masking):
-            continue
-        if key not in groups:
-            raise ValueError(f"the Keras weights file has no layer {key!r} "
-                             f"(it has {sorted(groups)})")
-        if isinstance(layer, Bidirectional):
-            weights = (_cell_vars(groups[key]["forward_layer"])
-                       + _cell_vars(groups[key]["backward_layer"]))
-        else:
-            weights = _cell_vars(groups[key])
-        layer.set_weights(weights)
+    return h5["layers"]
+
+
+def _cell_vars(group: Any) -> list[NDArray[Any]]:
+    variables = group["cell"]["vars"]
+    return [np.asarray(variables[k][()]) for k in sorted(variables, key=int)]
+
+
+def layer_weights(h5: Any, key: str, class_name: str) -> list[NDArray[Any]]:
+    """The weights of layer ``key`` (a ``class_name`` layer) in an open
+    Keras weights file, in ``get_weights()`` order; [] for Masking."""
+    groups = _layers_group(h5)
+    if class_name == "Masking":
+        return []
+    if key not in groups:
+        raise ValueError(f"the Keras weights file has no layer {key!r} "
+                         f"(it has {sorted(groups)})")
+    if class_name == "Bidirectional":
+        return (_cell_vars(groups[key]["forward_layer"])
+                + _cell_vars(groups[key]["backward_layer"]))
+    return _cell_vars(groups[key])
+
+
+def check_no_other_weights(h5: Any, keys: Sequence[str]) -> None:
+    """Refuse a weights file that holds weights of layers other than ``keys``."""
+    groups = _layers_group(h5)
     dataset = _h5py().Dataset
     for key in sorted(set(groups) - set(keys)):
         # visititems stops at the first non-None return value.
         if groups[key].visititems(lambda _, item: True if isinstance(item, dataset) else None):
             raise ValueError(f"the Keras weights file holds weights of layer {key!r}, "
                              f"which the fastlstm model does not have")
-
-
-def load_keras_weights(target: LSTM | Bidirectional | Sequential,
-                       path: str | os.PathLike[str]) -> None:
-    """Load weights that Keras saved into a fastlstm layer or stack, without Keras.
-
-    Parameters
-    ----------
-    target : fastlstm.LSTM, fastlstm.Bidirectional or fastlstm.Sequential
-        Built or not; its layers must match the Keras model's LSTM,
-        Bidirectional and Masking layers in order.
-    path : str or os.PathLike
-        A ``.weights.h5`` file (``model.save_weights``) or a ``.keras`` file.
-    """
-    layers = target.layers if isinstance(target, Sequential) else [target]
-    if not isinstance(target, (Sequential, LSTM, Bidirectional)):
-        raise TypeError(f"load_keras_weights: expected a fastlstm LSTM, Bidirectional or "
-                        f"Sequential, got {type(target).__name__}")
-    keys = _keys([type(layer).__name__ for layer in layers])
-    path = os.fspath(path)
-    if path.endswith(".keras"):
-        with zipfile.ZipFile(path) as archive:
-            with _h5py().File(io.BytesIO(archive.read("model.weights.h5")), "r") as h5:
-                _load_h5(layers, keys, h5)
-    else:
-        with _h5py().File(path, "r") as h5:
-            _load_h5(layers, keys, h5)

@@ -3,17 +3,48 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _kernel, activations, initializers, validation
+from . import (
+    _kernel,
+    activations,
+    initializers,
+    keras_io,
+    serialization,
+    torch_io,
+    training,
+    validation,
+)
 from ._typing import Array, Output, Shape
 from .initializers import Initializer
 
-if TYPE_CHECKING:
-    from .training import Tape
+
+class _Weights:
+    """One version of a layer's weights: read-only arrays, the bias the
+    kernel adds (zeros without use_bias) and their pack for the kernel,
+    made on first use.  ``set_weights`` replaces the whole object, so a
+    call that took it computes with one version throughout."""
+
+    __slots__ = ("arrays", "kernel", "recurrent_kernel", "bias", "packed_cache")
+
+    def __init__(self, arrays: list[Array], units: int) -> None:
+        for array in arrays:
+            array.flags.writeable = False
+        self.arrays = arrays                              # as get_weights() lists them
+        self.kernel, self.recurrent_kernel = arrays[0], arrays[1]
+        self.bias = arrays[2] if len(arrays) > 2 else np.zeros(4 * units, arrays[0].dtype)
+        self.packed_cache: _kernel.Packed | None = None
+
+    def packed(self) -> _kernel.Packed:
+        """These weights in the kernel's layout for the current instruction set."""
+        packed = self.packed_cache
+        if packed is None or packed.selected != _kernel.current_isa():
+            packed = self.packed_cache = _kernel.pack(self.kernel, self.recurrent_kernel,
+                                                      self.bias)
+        return packed
 
 
 class LSTM:
@@ -103,10 +134,9 @@ class LSTM:
         self.recurrent_dropout = validation.dropout_rate(recurrent_dropout, "recurrent_dropout")
         self.num_threads = validation.num_threads(num_threads)
         self.input_dim: int | None = None
-        self._weights: list[Array] | None = None
-        self._packed: _kernel.Packed | None = None
+        self._weights: _Weights | None = None
         self.grads: list[Array] | None = None             # filled by backward()
-        self._tape: Tape | None = None          # workspace of the last training call
+        self._tape: training.Tape | None = None           # workspace of the last training call
         self._dropout_rng: np.random.Generator | None = None   # drawn from seed on first dropout
 
     # ------------------------------------------------------------------ build
@@ -145,15 +175,7 @@ class LSTM:
                 bias = initializers.initialize(self.bias_initializer, (4 * units,), dtype, rng)
             weights.append(bias)
         self.input_dim = input_dim
-        self._store(weights)
-
-    def _store(self, weights: list[Array]) -> None:
-        for array in weights:
-            array.flags.writeable = False   # only set_weights changes them
-        self._weights = weights
-        self._kernel_bias = (weights[2] if self.use_bias
-                             else np.zeros(4 * self.units, self.dtype))
-        self._packed = None   # the kernel's layout of the weights, made on the next call
+        self._weights = _Weights(weights, units)
 
     def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
         shapes: list[tuple[int, ...]] = [(input_dim, 4 * self.units), (self.units, 4 * self.units)]
@@ -161,7 +183,7 @@ class LSTM:
             shapes.append((4 * self.units,))
         return shapes
 
-    def _require_built(self, what: str) -> list[Array]:
+    def _require_built(self, what: str) -> _Weights:
         """The weights, or a ValueError naming ``what`` needed them."""
         if self._weights is None:
             raise ValueError(
@@ -169,23 +191,28 @@ class LSTM:
                 f"call build(input_dim) first")
         return self._weights
 
+    @property
+    def _packed(self) -> _kernel.Packed | None:
+        """The kernel's layout of the weights, once a call has made it."""
+        return None if self._weights is None else self._weights.packed_cache
+
     # ---------------------------------------------------------------- weights
     @property
     def kernel(self) -> Array:
-        return self._require_built("kernel")[0]
+        return self._require_built("kernel").kernel
 
     @property
     def recurrent_kernel(self) -> Array:
-        return self._require_built("recurrent_kernel")[1]
+        return self._require_built("recurrent_kernel").recurrent_kernel
 
     @property
     def bias(self) -> Array | None:
         weights = self._require_built("bias")
-        return weights[2] if self.use_bias else None
+        return weights.bias if self.use_bias else None
 
     def get_weights(self) -> list[Array]:
         """``[kernel, recurrent_kernel, bias]`` (no bias when use_bias=False), copies."""
-        return [w.copy() for w in self._require_built("get_weights")]
+        return [w.copy() for w in self._require_built("get_weights").arrays]
 
     def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Set the weights from a list shaped like ``get_weights()``.
@@ -201,10 +228,10 @@ class LSTM:
             input_dim = shape[0]
         arrays = validation.weights(weights, self._weight_shapes(input_dim), self.dtype)
         self.input_dim = input_dim
-        self._store(arrays)
+        self._weights = _Weights(arrays, self.units)
 
     def count_params(self) -> int:
-        return sum(w.size for w in self._require_built("count_params"))
+        return sum(w.size for w in self._require_built("count_params").arrays)
 
     # ------------------------------------------------------------------- call
     def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
@@ -237,17 +264,24 @@ class LSTM:
         x = validation.inputs(x, self.input_dim, self.dtype)
         if not self.built:
             self.build(x.shape[2])
+        weights = self._require_built("__call__")   # one version for the whole call
         batch, timesteps = x.shape[:2]
         mask = validation.mask_or_lengths(mask, lengths, batch, timesteps)
         h, c = self._start_states(initial_state, batch)
         if training:
-            # Imported here: the training kernel loads SciPy's BLAS, which
-            # inference never needs (it is most of import fastlstm's time).
-            from . import training as recorded
-            sequence, last, h, c = recorded.layer_forward(self, x, mask, h, c)
-            return self._finish(sequence, last, h, c)
-        # Last output: carried by the kernel when there is a mask; zeros when
-        # no step ran (timesteps == 0); otherwise the final h.
+            sequence, last = self._record(weights, x, mask, h, c)
+        else:
+            sequence, last = self._infer(weights, x, mask, h, c)
+        # The kernels carry the last output under a mask (zeros before the
+        # first unmasked step); without one it is the final h.
+        if mask is None and timesteps > 0:
+            last[...] = h
+        return self._finish(sequence, last, h, c)
+
+    def _infer(self, weights: _Weights, x: Array, mask: Array | None, h: Array, c: Array,
+               ) -> tuple[Array | None, Array]:
+        """The inference pass: ``(sequence or None, last)``; h and c become the final states."""
+        batch, timesteps = x.shape[:2]
         last = np.zeros((batch, self.units), self.dtype)
         sequence = None
         if self.return_sequences:
@@ -255,17 +289,30 @@ class LSTM:
             validation.affordable(batch * timesteps * self.units, self.dtype.itemsize,
                                   f"the output sequence {shape}")
             sequence = np.empty(shape, self.dtype)
-        packed = self._packed
-        if packed is None or packed.selected != _kernel.current_isa():
-            kernel, recurrent_kernel = self._require_built("__call__")[:2]
-            packed = self._packed = _kernel.pack(kernel, recurrent_kernel, self._kernel_bias)
-        _kernel.forward(x, packed, h, c, last, mask, sequence, self.go_backwards,
+        _kernel.forward(x, weights.packed(), h, c, last, mask, sequence, self.go_backwards,
                         activations.CODES[self.activation],
                         activations.CODES[self.recurrent_activation],
                         self.num_threads or _kernel.DEFAULT_THREADS)
-        if mask is None and timesteps > 0:
-            last[...] = h
-        return self._finish(sequence, last, h, c)
+        return sequence, last
+
+    def _record(self, weights: _Weights, x: Array, mask: Array | None, h: Array, c: Array,
+                ) -> tuple[Array | None, Array]:
+        """The training pass: as ``_infer``, with this call's dropout, and
+        recorded in the layer's workspace for ``backward``."""
+        input_masks = recurrent_masks = None
+        if self.dropout or self.recurrent_dropout:
+            if self._dropout_rng is None:
+                self._dropout_rng = np.random.default_rng(self.seed)
+            input_masks, recurrent_masks = training.dropout_masks(
+                self._dropout_rng, self.dropout, self.recurrent_dropout, x.shape[0],
+                x.shape[2], self.units, self.dtype)
+        sequence, last, _, _, self._tape = training.forward(
+            x, weights.kernel, weights.recurrent_kernel, weights.bias, h, c, mask=mask,
+            go_backwards=self.go_backwards, activation=self.activation,
+            recurrent_activation=self.recurrent_activation, input_masks=input_masks,
+            recurrent_masks=recurrent_masks, return_sequence=self.return_sequences,
+            workspace=self._tape, pack=weights.packed, num_threads=self.num_threads)
+        return sequence, last
 
     def _finish(self, sequence: Array | None, last: Array, h: Array, c: Array) -> Output:
         """Store the final states of a stateful layer; arrange the outputs as Keras does."""
@@ -337,32 +384,45 @@ class LSTM:
         """A layer from ``get_config()`` or from a Keras ``LSTM`` config
         (keys that only matter for training, such as regularizers, are
         dropped)."""
-        from . import serialization
-        return cls(**serialization.constructor_kwargs(cls, config))
+        return cls(**keras_io.constructor_kwargs(cls, config))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
-        from . import serialization
         serialization.save(self, path)
 
     @classmethod
     def from_torch(cls, module: Any, **kwargs: Any) -> LSTM:
         """A layer with the weights of a one-layer unidirectional
         ``torch.nn.LSTM``; ``kwargs`` go to the constructor.  The layer takes
-        batch-major input whatever the module's ``batch_first``."""
-        from . import torch_io
-        return torch_io.layer_from_torch(cls, module, **kwargs)
+        batch-major input whatever the module's ``batch_first``.
+
+        Weights: ``kernel = weight_ih.T``, ``recurrent_kernel = weight_hh.T``,
+        ``bias = bias_ih + bias_hh``; units, use_bias and dtype come from the
+        module.
+        """
+        arguments, weights = torch_io.single_layer(module)
+        layer = cls(arguments.pop("units"), **{**arguments, **kwargs})
+        layer.set_weights(weights)
+        return layer
 
     def to_torch(self) -> Any:
-        """A ``torch.nn.LSTM`` (batch_first=True) that computes the same outputs."""
-        from . import torch_io
-        return torch_io.layer_to_torch(self)
+        """A ``torch.nn.LSTM`` (batch_first=True) that computes the same
+        outputs; the bias goes to ``bias_ih`` and ``bias_hh`` is zero."""
+        weights = self._require_built("to_torch")
+        return torch_io.to_module(weights.arrays, self.activation, self.recurrent_activation,
+                                  self.go_backwards)
 
     @classmethod
     def from_keras(cls, layer: Any) -> LSTM:
         """A layer with the config and weights of a live ``keras.layers.LSTM``."""
-        from . import keras_io
-        return keras_io.lstm_from_keras(cls, layer)
+        if keras_io.keras_class(layer) != "LSTM":
+            raise TypeError(f"LSTM.from_keras expects a keras.layers.LSTM, got "
+                            f"{type(layer).__name__}; use fastlstm.from_keras for others")
+        result = cls.from_config(keras_io.without_initializers(layer.get_config()))
+        weights = layer.get_weights()
+        if weights:
+            result.set_weights(weights)
+        return result
 
     def backward(self, d_outputs: Any, input_gradient: bool = True) -> list[Array | None]:
         """Backpropagate through the last ``training=True`` call.
@@ -397,8 +457,39 @@ class LSTM:
         >>> d_x.shape, [g.shape for g in layer.grads]
         ((2, 3, 5), [(5, 16), (4, 16), (16,)])
         """
-        from . import training
-        return training.layer_backward(self, d_outputs, input_gradient)
+        tape = self._tape
+        if tape is None:
+            raise RuntimeError("LSTM.backward needs a call with training=True first")
+        d_sequence, d_last, d_h, d_c = self._output_gradients(d_outputs, tape.shape)
+        dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = training.backward(
+            tape, d_sequence, d_last, d_h, d_c, input_gradient=input_gradient)
+        self.grads = [dkernel, drecurrent_kernel] + ([dbias] if self.use_bias else [])
+        return [dx, dh0, dc0]
+
+    def _output_gradients(self, d_outputs: Any, shape: tuple[int, int, int],
+                          ) -> tuple[Array | None, ...]:
+        """``backward``'s d_outputs, shaped like a call's outputs for a
+        recorded (timesteps, batch, units), as training.backward takes them:
+        ``(d_sequence, d_last, d_h, d_c)``."""
+        timesteps, batch, units = shape
+        output_shape = ((batch, timesteps, units) if self.return_sequences
+                        else (batch, units))
+        if self.return_state:
+            if not isinstance(d_outputs, (list, tuple)) or len(d_outputs) != 3:
+                raise ValueError(
+                    "d_outputs must be a list [d_output, d_h, d_c] like the layer's "
+                    f"outputs (return_state=True), got {type(d_outputs).__name__}")
+            d_output, d_h, d_c = d_outputs
+        else:
+            d_output, d_h, d_c = d_outputs, None, None
+        # The kernel only reads the sequence gradient; it overwrites the others.
+        d_output = validation.gradient(d_output, output_shape, self.dtype, "d_outputs[0]",
+                                       copy=not self.return_sequences)
+        d_h = validation.gradient(d_h, (batch, units), self.dtype, "d_outputs[1]")
+        d_c = validation.gradient(d_c, (batch, units), self.dtype, "d_outputs[2]")
+        if self.return_sequences:
+            return d_output, None, d_h, d_c
+        return None, d_output, d_h, d_c
 
     def __repr__(self) -> str:
         shape = f"input_dim={self.input_dim}, " if self.built else ""

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from . import validation
+from . import keras_io, validation
 
 
 class Masking:
@@ -61,8 +61,7 @@ class Masking:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Masking:
-        from . import serialization
-        return cls(**serialization.constructor_kwargs(cls, config))
+        return cls(**keras_io.constructor_kwargs(cls, config))
 
     def __repr__(self) -> str:
         return f"Masking(mask_value={self.mask_value}, dtype={self.dtype.name})"

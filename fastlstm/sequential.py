@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import validation
+from . import keras_io, serialization, validation
 from ._typing import Array, Output, Shape
 from .bidirectional import Bidirectional
 from .layer import LSTM
 from .masking import Masking
-from .serialization import snake_case
 
-_LAYER_TYPES = (LSTM, Bidirectional, Masking)
 Layer = LSTM | Bidirectional | Masking
+# The classes a stack holds, by the class name in configs.
+LAYER_CLASSES: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (LSTM, Bidirectional, Masking)}
 
 
 def _first(shape: Shape | list[Shape]) -> Shape:
@@ -62,7 +63,7 @@ class Sequential:
         if not layers:
             raise ValueError("Sequential needs at least one layer, got an empty list")
         for index, layer in enumerate(layers):
-            if not isinstance(layer, _LAYER_TYPES):
+            if not isinstance(layer, (LSTM, Bidirectional, Masking)):
                 raise TypeError(
                     f"Sequential layers must be fastlstm LSTM, Bidirectional or Masking, "
                     f"got {type(layer).__name__} at position {index}")
@@ -161,13 +162,7 @@ class Sequential:
     def layer_names(self) -> list[str]:
         """Keras-style names: the snake-case class name, numbered from the
         second layer of a class on (``lstm``, ``lstm_1``, ...)."""
-        names: list[str] = []
-        used: dict[str, int] = {}
-        for layer in self.layers:
-            name = snake_case(type(layer).__name__)
-            used[name] = used.get(name, -1) + 1
-            names.append(name if used[name] == 0 else f"{name}_{used[name]}")
-        return names
+        return keras_io.layer_keys([type(layer).__name__ for layer in self.layers])
 
     def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """Print a Keras-like table: layer (type), output shape, param #."""
@@ -208,24 +203,20 @@ class Sequential:
 
     # --------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
-        from .serialization import to_dict
-        return {"layers": [to_dict(layer) for layer in self.layers],
+        return {"layers": [keras_io.to_dict(layer) for layer in self.layers],
                 "input_shape": None if self.input_shape is None else list(self.input_shape),
                 "time_major": self.time_major}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
-        from .serialization import from_dict
         shape = config.get("input_shape")
-        # The constructor refuses any entry that is not a layer (a nested stack).
-        layers = cast(list[Layer], [from_dict(layer) for layer in config["layers"]])
+        layers = [keras_io.from_dict(layer, LAYER_CLASSES) for layer in config["layers"]]
         return cls(layers,
                    input_shape=None if shape is None else tuple(shape),
                    time_major=config.get("time_major", False))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""
-        from . import serialization
         serialization.save(self, path)
 
     def __repr__(self) -> str:

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional
 
-from . import training
+from . import convert, training
 
 
 def _array(tensor: Any, copy: bool = False) -> NDArray[Any]:
@@ -56,12 +56,11 @@ class _Direction(torch.autograd.Function):  # type: ignore[misc]
     def forward(ctx: Any, x: Any, h0: Any, c0: Any, weight_ih: Any, weight_hh: Any,
                 bias_ih: Any, bias_hh: Any, reverse: bool,
                 free: list[training.Tape]) -> tuple[Any, Any, Any]:
-        kernel = _array(weight_ih.T)
-        recurrent_kernel = _array(weight_hh.T)
-        if bias_ih is None:
-            bias = np.zeros(kernel.shape[1], kernel.dtype)
-        else:
-            bias = _array(bias_ih + bias_hh)
+        biases = (None, None) if bias_ih is None else (bias_ih.detach().numpy(),
+                                                       bias_hh.detach().numpy())
+        kernel, recurrent_kernel, *summed = convert.torch_to_keras(
+            weight_ih.detach().numpy(), weight_hh.detach().numpy(), *biases)
+        bias = summed[0] if summed else np.zeros(kernel.shape[1], kernel.dtype)
         try:
             workspace: training.Tape | None = free.pop()
         except IndexError:             # none spare (e.g. a second forward before backward)

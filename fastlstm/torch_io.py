@@ -1,15 +1,15 @@
-"""PyTorch ``nn.LSTM`` → fastlstm and back.  torch is imported only here,
-inside the functions, so fastlstm never needs it otherwise."""
+"""PyTorch ``nn.LSTM`` weights in and out, as arrays.  torch is imported
+only here, inside the functions, so fastlstm never needs it otherwise;
+``fastlstm.models.from_torch`` builds stacks from these pieces."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import convert
-from .bidirectional import Bidirectional
-from .layer import LSTM
-from .sequential import Sequential
 
 _DTYPES = {"torch.float32": "float32", "torch.float64": "float64"}
 
@@ -22,7 +22,7 @@ def _torch() -> Any:
     return torch
 
 
-def _check_module(module: Any) -> str:
+def check_module(module: Any) -> str:
     """Refuse anything but a plain ``nn.LSTM`` we can reproduce; returns its dtype."""
     torch = _torch()
     if not isinstance(module, torch.nn.LSTM):
@@ -40,7 +40,9 @@ def _check_module(module: Any) -> str:
     return dtype
 
 
-def _weights(module: Any, index: int, reverse: bool) -> list[np.ndarray[Any, Any]]:
+def direction_weights(module: Any, index: int, reverse: bool) -> list[NDArray[Any]]:
+    """Keras-layout ``[kernel, recurrent_kernel, bias]`` of layer ``index``
+    of ``module`` in one direction (no bias entry for bias=False)."""
     suffix = f"_l{index}" + ("_reverse" if reverse else "")
 
     def get(name: str) -> Any:
@@ -51,88 +53,40 @@ def _weights(module: Any, index: int, reverse: bool) -> list[np.ndarray[Any, Any
                                   get("bias_ih"), get("bias_hh"))
 
 
-def layer_from_torch(cls: type[LSTM], module: Any, **kwargs: Any) -> LSTM:
-    """``LSTM.from_torch``: a one-layer unidirectional ``nn.LSTM`` → ``cls``.
-
-    Weights: ``kernel = weight_ih.T``, ``recurrent_kernel = weight_hh.T``,
-    ``bias = bias_ih + bias_hh``.  ``kwargs`` go to the constructor
-    (units, use_bias and dtype come from the module).
-    """
-    dtype = _check_module(module)
+def single_layer(module: Any) -> tuple[dict[str, Any], list[NDArray[Any]]]:
+    """``LSTM.from_torch``'s pieces: the constructor arguments (units,
+    use_bias, dtype) and the weights of a one-layer unidirectional nn.LSTM."""
+    dtype = check_module(module)
     if module.num_layers != 1 or module.bidirectional:
         raise ValueError(
             f"LSTM.from_torch takes a one-layer unidirectional nn.LSTM, got "
             f"num_layers={module.num_layers}, bidirectional={module.bidirectional}; "
             f"use fastlstm.from_torch(module) for stacks")
-    layer = cls(module.hidden_size, **{"use_bias": module.bias, "dtype": dtype, **kwargs})
-    layer.set_weights(_weights(module, 0, False))
-    return layer
+    arguments = {"units": module.hidden_size, "use_bias": module.bias, "dtype": dtype}
+    return arguments, direction_weights(module, 0, False)
 
 
-def layer_to_torch(layer: LSTM) -> Any:
-    """``LSTM.to_torch``: an ``nn.LSTM`` (batch_first=True) with the layer's
-    weights; the bias goes to ``bias_ih`` and ``bias_hh`` is zero."""
+def to_module(weights: Sequence[NDArray[Any]], activation: str, recurrent_activation: str,
+              go_backwards: bool) -> Any:
+    """An ``nn.LSTM`` (batch_first=True) computing what a layer with these
+    Keras-layout weights and flags computes; the bias goes to ``bias_ih``
+    and ``bias_hh`` is zero."""
     torch = _torch()
-    layer._require_built("to_torch")
-    for name, default in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):
-        if getattr(layer, name) != default:
+    for name, value, default in (("activation", activation, "tanh"),
+                                 ("recurrent_activation", recurrent_activation, "sigmoid")):
+        if value != default:
             raise ValueError(f"to_torch: nn.LSTM computes {name}={default!r}, the layer "
-                             f"has {getattr(layer, name)!r}")
-    if layer.go_backwards:
+                             f"has {value!r}")
+    if go_backwards:
         raise ValueError("to_torch: a unidirectional nn.LSTM cannot run with "
                          "go_backwards=True")
-    module = torch.nn.LSTM(layer.input_dim, layer.units, bias=layer.use_bias,
-                           batch_first=True, dtype=getattr(torch, layer.dtype.name))
-    arrays = convert.keras_to_torch(*layer.get_weights())
+    kernel, recurrent_kernel = weights[0], weights[1]
+    module = torch.nn.LSTM(kernel.shape[0], recurrent_kernel.shape[0], bias=len(weights) > 2,
+                           batch_first=True, dtype=getattr(torch, kernel.dtype.name))
+    arrays = convert.keras_to_torch(*weights)
     names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
     with torch.no_grad():
         for name, array in zip(names, arrays, strict=True):
             if array is not None:
                 getattr(module, name).copy_(torch.from_numpy(np.ascontiguousarray(array)))
     return module.eval()
-
-
-def from_torch(module: Any) -> Sequential:
-    """Any ``torch.nn.LSTM`` → a ``fastlstm.Sequential`` computing its ``output``.
-
-    Parameters
-    ----------
-    module : torch.nn.LSTM
-        Any num_layers, bidirectional and batch_first; proj_size must be 0.
-        Dropout between layers is a training feature and is not applied
-        (torch's eval mode).
-
-    Returns
-    -------
-    fastlstm.Sequential
-        Takes input in the module's layout ((batch, time, features) with
-        batch_first=True, else (time, batch, features)) and returns the
-        values of torch's ``output`` as a NumPy array.  ``lengths=`` gives
-        the results of a PackedSequence at the valid steps (padded steps
-        follow Keras: zeros for bidirectional stacks, the last valid output
-        for unidirectional ones, where torch pads with zeros).
-
-    Examples
-    --------
-    >>> import torch, numpy as np, fastlstm
-    >>> module = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)
-    >>> stack = fastlstm.from_torch(module)
-    >>> x = np.random.default_rng(0).random((7, 2, 3), dtype=np.float32)
-    >>> expected = module(torch.from_numpy(x))[0].detach().numpy()
-    >>> bool(np.allclose(stack(x), expected, atol=1e-6))
-    True
-    """
-    dtype = _check_module(module)
-    layers: list[LSTM | Bidirectional] = []
-    for index in range(module.num_layers):
-        def lstm() -> LSTM:
-            return LSTM(module.hidden_size, return_sequences=True, use_bias=module.bias,
-                        dtype=dtype)
-        if module.bidirectional:
-            layer: LSTM | Bidirectional = Bidirectional(lstm(), merge_mode="concat")
-            layer.set_weights(_weights(module, index, False) + _weights(module, index, True))
-        else:
-            layer = lstm()
-            layer.set_weights(_weights(module, index, False))
-        layers.append(layer)
-    return Sequential(layers, time_major=not module.batch_first)

@@ -1,14 +1,11 @@
 """Training: the forward pass that records, backpropagation through time,
-and Keras-style dropout.
+and Keras-style dropout masks, on plain arrays.
 
-Two levels:
-
-* ``forward`` / ``backward`` work on plain arrays (Keras weight layout) and a
-  ``Tape``, the workspace in which the forward pass keeps what the backward
-  pass needs.  ``fastlstm.torch`` builds its autograd function on them.
-* ``layer_forward`` / ``layer_backward`` back ``LSTM(...)(x, training=True)``
-  and ``LSTM.backward``: dropout masks, the layer's workspace, its
-  return structure and ``layer.grads``.
+``forward`` / ``backward`` take Keras-layout weights and a ``Tape``, the
+workspace in which the forward pass keeps what the backward pass needs.
+``LSTM(...)(x, training=True)`` and ``LSTM.backward`` call them with the
+layer's weights, workspace and dropout generator; ``fastlstm.torch``
+builds its autograd function on them.
 
 Dropout follows Keras 3's ``LSTMCell``: masks are drawn once per call (one
 per sequence, shared by every step) and scaled by ``1 / (1 - rate)``.
@@ -21,15 +18,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from . import _kernel, _train, activations, validation
-
-if TYPE_CHECKING:
-    from .layer import LSTM
+from . import _kernel, activations, validation
 
 Array = NDArray[Any]
 
@@ -47,7 +41,7 @@ def _row_stride(n: int, dtype: DTypeLike) -> int:
 class Tape:
     """Workspace of one training-mode forward pass and of its backward.
 
-    Two layouts (see ``src/_train.pyx`` and ``src/lstm_train.h``), both
+    Two layouts (see ``src/_kernel.pyx`` and ``src/kernel/train.c``), both
     time-major:
 
     * packed (``packed`` is set): the weights packed for the inference
@@ -157,7 +151,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
             activation: str = "tanh", recurrent_activation: str = "sigmoid",
             input_masks: Array | None = None, recurrent_masks: Array | None = None,
             return_sequence: bool = True, workspace: Tape | None = None,
-            packed: Any = None, num_threads: int | None = None,
+            pack: Callable[[], Any] | None = None, num_threads: int | None = None,
             ) -> tuple[Array | None, Array, Array, Array, Tape]:
     """Run one LSTM layer and record it for ``backward``.
 
@@ -173,9 +167,10 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         Recurrent dropout masks per gate block.
     workspace : Tape or None
         A previous tape whose buffers may be reused.
-    packed : _kernel.Packed or None
-        These weights packed by ``_kernel.pack`` for the current instruction
-        set (a layer's cached pack); packed here when None and needed.
+    pack : callable or None
+        Returns these weights packed by ``_kernel.pack`` for the current
+        instruction set (a layer's cached pack), called only when the packed
+        tiles run; None: packed here.
     num_threads : int or None
         Most threads (batch row groups); None: ``_kernel.DEFAULT_THREADS``.
 
@@ -183,6 +178,9 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     -------
     sequence, last, h, c, tape
         ``sequence`` (processing order) is None unless ``return_sequence``.
+        ``last`` is the output the kernel carries under ``mask`` (zeros
+        before the first unmasked step); without a mask it stays zero, and
+        the last output is the final ``h``.
     """
     batch, timesteps = x.shape[:2]
     units = recurrent_kernel.shape[0]
@@ -193,9 +191,9 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
             f"batch={batch}, timesteps={timesteps}")
     # Per-gate masks of h or x change each gate block's product: BLAS per step.
     fused = recurrent_masks is None and (input_masks is None or len(input_masks) == 1)
+    packed: Any = None
     if fused:
-        if packed is None or packed.selected != _kernel.current_isa():
-            packed = _kernel.pack(kernel, recurrent_kernel, bias)
+        packed = _kernel.pack(kernel, recurrent_kernel, bias) if pack is None else pack()
         blocks, _, gates = packed.recurrent_kernel.shape
         layout: tuple[int, ...] = (gates // 4, blocks)
     else:
@@ -218,7 +216,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     else:
         xs = np.multiply(x_time_major[None], input_masks[:, None, :, :], order="C")
     tape.xs, tape.kernel, tape.recurrent_kernel = xs, kernel, recurrent_kernel
-    tape.packed = packed if fused else None
+    tape.packed = packed
     tape.mask, tape.input_masks, tape.recurrent_masks = mask, input_masks, recurrent_masks
     tape.c0 = c.copy()
     tape.go_backwards = bool(go_backwards)
@@ -228,16 +226,14 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     sequence = np.zeros((batch, timesteps, units), dtype) if return_sequence else None
     if batch and timesteps:
         if fused:
-            _train.packed_forward(xs[0], packed.kernel, packed.bias, packed.recurrent_kernel,
-                                  h, c, last, mask, sequence, tape.rec, tape.hs,
-                                  tape.go_backwards, *tape.codes, packed.isa_code,
-                                  packed.rows, tape.num_threads)
+            _kernel.train_forward(xs[0], features, packed, h, c, last, mask, sequence,
+                                  tape.rec, tape.hs, tape.go_backwards, *tape.codes,
+                                  tape.num_threads)
         else:
-            _train.forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
-                           recurrent_masks, sequence, tape.gates, tape.cs, tape.acts,
-                           tape.hp, tape.go_backwards, *tape.codes, _kernel.current_isa())
-        if mask is None:
-            last[...] = h
+            _kernel.dropout_forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
+                                    recurrent_masks, sequence, tape.gates, tape.cs,
+                                    tape.acts, tape.hp, tape.go_backwards, *tape.codes,
+                                    _kernel.current_isa())
     return sequence, last, h, c, tape
 
 
@@ -278,11 +274,11 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
                 width = tape.dz.shape[2] // 4
                 dxs = np.zeros((1, timesteps, batch, -(-tape.features // width) * width),
                                dtype)
-            _train.packed_backward(tape.xs[0], kernel_t, recurrent_kernel_t, tape.rec,
-                                   tape.hs, tape.dz, tape.mask, d_sequence, dh, dc, dy,
-                                   None if dxs is None else dxs[0], dkernel,
-                                   drecurrent_kernel, dbias, tape.go_backwards, *tape.codes,
-                                   tape.packed.isa_code, tape.packed.rows, tape.num_threads)
+            _kernel.train_backward(tape.xs[0], tape.features, tape.packed, kernel_t,
+                                   recurrent_kernel_t, tape.rec, tape.hs, tape.dz, tape.mask,
+                                   d_sequence, dh, dc, dy, None if dxs is None else dxs[0],
+                                   dkernel, drecurrent_kernel, dbias, tape.go_backwards,
+                                   *tape.codes, tape.num_threads)
             dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
             dbias = dbias[columns]
         else:
@@ -294,11 +290,12 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
         drecurrent_kernel = new(tape.recurrent_kernel.shape, dtype)
         dbias = new(4 * units, dtype)
         if batch and timesteps:
-            _train.backward(tape.xs, tape.kernel,
-                            np.ascontiguousarray(tape.recurrent_kernel.T), tape.gates,
-                            tape.dz, tape.cs, tape.acts, tape.hp, tape.c0, tape.mask,
-                            tape.recurrent_masks, d_sequence, dh, dc, dy, dxs, dkernel,
-                            drecurrent_kernel, dbias, tape.go_backwards, *tape.codes)
+            _kernel.dropout_backward(tape.xs, tape.kernel,
+                                     np.ascontiguousarray(tape.recurrent_kernel.T),
+                                     tape.gates, tape.dz, tape.cs, tape.acts, tape.hp,
+                                     tape.c0, tape.mask, tape.recurrent_masks, d_sequence,
+                                     dh, dc, dy, dxs, dkernel, drecurrent_kernel, dbias,
+                                     tape.go_backwards, *tape.codes)
     # Without steps the outputs are zeros or the initial states unchanged:
     # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
     if dxs is None:
@@ -311,71 +308,17 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     return dx, dh, dc, dkernel, drecurrent_kernel, dbias
 
 
-# ------------------------------------------------------------------ the layer
-def _dropout_masks(layer: LSTM, batch: int, dtype: DTypeLike,
-                   ) -> tuple[Array | None, Array | None]:
-    """Draw this call's (input_masks, recurrent_masks) as Keras 3 does."""
-    if not (layer.dropout or layer.recurrent_dropout):
-        return None, None
-    if layer._dropout_rng is None:
-        layer._dropout_rng = np.random.default_rng(layer.seed)
-    rng = layer._dropout_rng
-    blocks = 4 if layer.recurrent_dropout else 1
+def dropout_masks(rng: np.random.Generator, rate: float, recurrent_rate: float,
+                  batch: int, features: int, units: int, dtype: DTypeLike,
+                  ) -> tuple[Array | None, Array | None]:
+    """Draw one call's ``(input_masks, recurrent_masks)`` as Keras 3 does:
+    (1 or 4, batch, features) and (4, batch, units), None for a zero rate."""
+    blocks = 4 if recurrent_rate else 1
 
     def draw(rate: float, width: int) -> Array:
         keep = rng.random((blocks, batch, width)) >= rate
         return (keep / (1 - rate)).astype(dtype)
 
-    input_masks = draw(layer.dropout, layer.kernel.shape[0]) if layer.dropout else None
-    recurrent_masks = (draw(layer.recurrent_dropout, layer.units)
-                       if layer.recurrent_dropout else None)
+    input_masks = draw(rate, features) if rate else None
+    recurrent_masks = draw(recurrent_rate, units) if recurrent_rate else None
     return input_masks, recurrent_masks
-
-
-def layer_forward(layer: LSTM, x: Array, mask: Array | None, h: Array, c: Array,
-                  ) -> tuple[Array | None, Array, Array, Array]:
-    """The training-mode body of ``LSTM.__call__`` on validated inputs:
-    returns ``(sequence, last, h, c)`` and records the pass on the layer."""
-    input_masks, recurrent_masks = _dropout_masks(layer, x.shape[0], layer.dtype)
-    kernel, recurrent_kernel = layer.kernel, layer.recurrent_kernel
-    sequence, last, h, c, tape = forward(
-        x, kernel, recurrent_kernel, layer._kernel_bias, h, c, mask=mask,
-        go_backwards=layer.go_backwards, activation=layer.activation,
-        recurrent_activation=layer.recurrent_activation, input_masks=input_masks,
-        recurrent_masks=recurrent_masks, return_sequence=layer.return_sequences,
-        workspace=layer._tape, packed=layer._packed, num_threads=layer.num_threads)
-    layer._tape = tape
-    if tape.packed is not None:     # inference calls reuse the pack
-        layer._packed = tape.packed
-    return sequence, last, h, c
-
-
-def layer_backward(layer: LSTM, d_outputs: Any, input_gradient: bool = True,
-                   ) -> list[Array | None]:
-    """Body of ``LSTM.backward``: see its docstring."""
-    tape = layer._tape
-    if tape is None:
-        raise RuntimeError("LSTM.backward needs a call with training=True first")
-    timesteps, batch, units = tape.shape
-    output_shape = ((batch, timesteps, units) if layer.return_sequences
-                    else (batch, units))
-    if layer.return_state:
-        if not isinstance(d_outputs, (list, tuple)) or len(d_outputs) != 3:
-            raise ValueError(
-                "d_outputs must be a list [d_output, d_h, d_c] like the layer's "
-                f"outputs (return_state=True), got {type(d_outputs).__name__}")
-        d_output, d_h, d_c = d_outputs
-    else:
-        d_output, d_h, d_c = d_outputs, None, None
-    dtype = layer.dtype
-    # The kernel only reads the sequence gradient; it overwrites the others.
-    d_output = validation.gradient(d_output, output_shape, dtype, "d_outputs[0]",
-                                   copy=not layer.return_sequences)
-    d_h = validation.gradient(d_h, (batch, units), dtype, "d_outputs[1]")
-    d_c = validation.gradient(d_c, (batch, units), dtype, "d_outputs[2]")
-    d_sequence, d_last = ((d_output, None) if layer.return_sequences
-                          else (None, d_output))
-    dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = backward(
-        tape, d_sequence, d_last, d_h, d_c, input_gradient=input_gradient)
-    layer.grads = [dkernel, drecurrent_kernel] + ([dbias] if layer.use_bias else [])
-    return [dx, dh0, dc0]

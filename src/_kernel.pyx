@@ -1,95 +1,134 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""LSTM forward kernel: packed weights and the threaded time loop of fused
-SIMD tiles (src/lstm_layer.h), input projection included.
+"""The compiled LSTM kernel: packed weights, inference, and training.
 
-Knows nothing about Keras.  The caller (fastlstm/layer.py) validates and
-allocates; ``pack`` prepares weights once per weight change and ``forward``
-fills the outputs it is given.  Shapes use B = batch, T = timesteps,
-I = input features, U = units.
+Knows nothing about Keras.  The callers (fastlstm/layer.py, training.py)
+validate and allocate; ``pack`` prepares weights once per weight change, and
+``forward``, ``train_forward`` and ``train_backward`` fill the outputs they
+are given.  This module only turns arrays into pointers: the C kernel under
+src/kernel/ (one thread pool, one table of tiles per instruction set and
+dtype) does the work.  Shapes use B = batch, T = timesteps, I = input
+features, U = units, G = 4U.
+
+``dropout_forward`` / ``dropout_backward`` are the per-step BLAS path for
+recurrent dropout, whose masks of h differ per gate block (which changes
+each block's product).  Its workspace is time-major and indexed by real
+time t, so one step's rows are contiguous (a strided step slice of a
+batch-major buffer puts B rows a power-of-two-ish stride apart, which
+thrashes the cache in the per-step GEMMs) and row t*B + b of every buffer
+lines up with x[b, t]:
+
+    xs     [P, T, B, I]  inputs: x, or x times one input mask (P == 1), or
+                         x times the mask of each gate block (P == 4)
+    gates  [T, B, G]     activated gates i, f, c, o of each step
+    cs     [T, B, U]     c after each step (carried over masked steps)
+    acts   [T, B, U]     act(c) of each processed step
+    hp     [Q, T, B, U]  h entering each step, times the recurrent dropout
+                         mask of each gate block when Q == 4
+
+The recurrent masks ``rmask`` [4, B, U] multiply h inside the time loop.
+The backward pass walks the steps in reverse through the cell and one GEMM
+per step (dh_prev = dZ_t @ R^T, with R^T stored contiguously), writing
+dZ = dL/d(gate pre-activations) [T, B, G] into its own buffer; then it forms
+dW = X^T dZ, dR = H_prev^T dZ and dX = dZ W^T as one large GEMM each, and
+db = the column sums of dZ.
 """
 import os
 
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport uintptr_t
+from cython cimport floating
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+from _blas cimport gemm
+
 cnp.import_array()
 
-ctypedef fused floating:
-    float
-    double
-
-cdef extern from "lstm_layer.h" nogil:
+cdef extern from "kernel/isa.h" nogil:
     enum:
         FL_ISA_PORTABLE
         FL_ISA_AVX2
         FL_ISA_AVX512
+    ctypedef void (*fl_activate_fn_f32)(int kind, const float *x, float *y, Py_ssize_t n)
+    ctypedef struct fl_ops_f32:
+        int isa, width, rows
+        fl_activate_fn_f32 activate
+    ctypedef struct fl_ops_f64:
+        int isa, width, rows
+    const fl_ops_f32 *fl_ops_f32_of(int isa)
+    const fl_ops_f64 *fl_ops_f64_of(int isa)
     int fl_isa_supported(int isa)
-    int fl_isa_width(int isa, int is_double)
-    int fl_isa_rows(int isa, int is_double)
-    void fl_activate_f32(int isa, int kind, const float *x, float *y, Py_ssize_t n)
+
+cdef extern from "kernel/pool.h" nogil:
     enum:
         FL_HAVE_POOL
-    ctypedef struct fl_sync:
-        pass
-    ctypedef struct fl_owner:
-        pass
-    ctypedef void (*fl_job_fn)(void *ctx, int slot)
-    void fl_pool_run(fl_job_fn fn, void *ctx, int n)
-    ctypedef struct fl_layer_f32:
-        Py_ssize_t B, T_, n_in, U, Up, NB, W, MR, chunk
-        int backwards, act, rec_act, isa, split_units, parts
-        fl_sync *sync
-        fl_owner *owner
-        Py_ssize_t *present
-        const float *x
-        const float *kp
-        const float *bias
-        const float *r
-        float *proj
-        float *h
-        float *c
-        float *y
-        const unsigned char *mask
-        float *seq
-    ctypedef struct fl_layer_f64:
-        Py_ssize_t B, T_, n_in, U, Up, NB, W, MR, chunk
-        int backwards, act, rec_act, isa, split_units, parts
-        fl_sync *sync
-        fl_owner *owner
-        Py_ssize_t *present
-        const double *x
-        const double *kp
-        const double *bias
-        const double *r
-        double *proj
-        double *h
-        double *c
-        double *y
-        const unsigned char *mask
-        double *seq
-    void fl_layer_job_f32(void *ctx, int slot)
-    void fl_layer_job_f64(void *ctx, int slot)
+    int fl_pool_workers()
+
+cdef extern from "kernel/plan.h" nogil:
+    enum:
+        FL_PLAN_FORWARD
+        FL_PLAN_TRAIN
+    int fl_plan(int kind, Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U,
+                Py_ssize_t NB, int nt, int *split_units)
+
+cdef extern from "kernel/forward.h" nogil:
+    int fl_forward_f32(const float *x, const float *kernel, const float *bias,
+                       const float *recurrent, float *h, float *c, float *y,
+                       const unsigned char *mask, float *seq, Py_ssize_t B, Py_ssize_t T,
+                       Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
+                       int rec_act, int threads)
+    int fl_forward_f64(const double *x, const double *kernel, const double *bias,
+                       const double *recurrent, double *h, double *c, double *y,
+                       const unsigned char *mask, double *seq, Py_ssize_t B, Py_ssize_t T,
+                       Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
+                       int rec_act, int threads)
+
+cdef extern from "kernel/train.h" nogil:
+    int fl_train_forward_f32(const float *x, Py_ssize_t ldx, const float *kernel,
+                             const float *bias, const float *recurrent, float *h, float *c,
+                             float *y, const unsigned char *mask, float *seq, float *rec,
+                             float *hs, Py_ssize_t ldh, Py_ssize_t B, Py_ssize_t T,
+                             Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
+                             int rec_act, int threads)
+    int fl_train_forward_f64(const double *x, Py_ssize_t ldx, const double *kernel,
+                             const double *bias, const double *recurrent, double *h,
+                             double *c, double *y, const unsigned char *mask, double *seq,
+                             double *rec, double *hs, Py_ssize_t ldh, Py_ssize_t B,
+                             Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa, int backwards,
+                             int act, int rec_act, int threads)
+    int fl_train_backward_f32(const float *x, Py_ssize_t ldx, const float *kernel_t,
+                              const float *recurrent_t, const float *rec, const float *hs,
+                              Py_ssize_t ldh, float *dz, const unsigned char *mask,
+                              const float *dseq, float *dh, float *dc, const float *dy,
+                              float *dx, float *dkernel, float *drk, float *dbias,
+                              Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa,
+                              int backwards, int act, int rec_act, int threads)
+    int fl_train_backward_f64(const double *x, Py_ssize_t ldx, const double *kernel_t,
+                              const double *recurrent_t, const double *rec,
+                              const double *hs, Py_ssize_t ldh, double *dz,
+                              const unsigned char *mask, const double *dseq, double *dh,
+                              double *dc, const double *dy, double *dx, double *dkernel,
+                              double *drk, double *dbias, Py_ssize_t B, Py_ssize_t T,
+                              Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
+                              int rec_act, int threads)
+
+cdef extern from "kernel/dropout.h" nogil:
+    void fl_train_cell_row_f32(int isa, float *z, float *c, float *h, float *a, long U,
+                               int act, int rec_act)
+    void fl_train_cell_row_f64(int isa, double *z, double *c, double *h, double *a,
+                               long U, int act, int rec_act)
+    void fl_train_cell_back_row_f32(const float *z, float *dz, const float *c_prev,
+                                    const float *a, const float *dh, float *dc, long U,
+                                    int act, int rec_act)
+    void fl_train_cell_back_row_f64(const double *z, double *dz, const double *c_prev,
+                                    const double *a, const double *dh, double *dc,
+                                    long U, int act, int rec_act)
 
 ISA_NAMES = ("portable", "avx2", "avx512")
-# Whether calls can run on several threads (fl_pool.h: POSIX threads).
+# Whether calls can run on several threads (kernel/pool.h: POSIX threads).
 THREAD_POOL = bool(FL_HAVE_POOL)
 
-# Upper bound on the input-projection workspace [B, chunk, 4Up]: it is
-# computed for ``chunk`` time steps at once, so memory stays bounded for any T,
-# and small enough to stay in L2 between its writes and reads.
-cdef Py_ssize_t WORKSPACE_BYTES = 1024 * 1024
-# Below this many multiply-adds a call runs on one thread: about 8 us of
-# work, where waking a sleeping worker costs the caller a few microseconds.
-cdef double PARALLEL_MIN_FMAS = 2e5
-# Fewest multiply-adds of h_prev @ U per step for which threads share the
-# units of a small batch: each step then ends in a hand-over between cores
-# (~0.2 us here).  Measured with 2 threads at T=100, I=32: B=1, U=32 (4096)
-# gains nothing; U=64 (16384) 94 -> 78 us; U=128 290 -> 168 us.
-cdef double UNIT_SPLIT_MIN_FMAS = 16384
 
 def supported_isas():
     """Names of the instruction sets this CPU can run, slowest first."""
@@ -162,12 +201,18 @@ def activate(kind, const float[::1] x):
     y = np.empty(x.shape[0], np.float32)
     cdef float[::1] out = y
     if x.shape[0]:
-        fl_activate_f32(_isa, kind, &x[0], &out[0], x.shape[0])
+        fl_ops_f32_of(_isa).activate(kind, &x[0], &out[0], x.shape[0])
     return y
 
 
+def pool_workers():
+    """Worker threads the process's one pool has started so far (inference
+    and training share them)."""
+    return fl_pool_workers()
+
+
 cdef class Packed:
-    """Weights in the layout of one instruction set's tiles (lstm_layer.h).
+    """Weights in the layout of one instruction set's tiles (kernel/tiles.h).
 
     Built by :func:`pack`; read-only afterwards.
     """
@@ -176,8 +221,9 @@ cdef class Packed:
     cdef readonly object bias              # [NB*4*W]
     cdef readonly str isa
     cdef readonly int isa_code, width, rows
-    # The ISA selected when packing (float64 packs use the portable layout
-    # whatever it is): a pack is stale once the selection changes.
+    # The ISA selected when packing (a dtype without tiles of its own for it
+    # packs for the table row's slower ISA): a pack is stale once the
+    # selection changes.
     cdef readonly int selected
     cdef readonly Py_ssize_t units, padded
 
@@ -221,12 +267,13 @@ def pack(kernel, recurrent_kernel, bias):
     Units are padded with zero weights to a multiple of the block width W;
     gate columns are reordered to [block][gate][W] so one tile's gates are
     contiguous, and each block's rows of a matrix form one contiguous panel.
-    Float64 always uses the portable layout.
+    Float64 uses the portable layout (the tiles of its table row).
     """
     cdef Packed p = Packed()
-    is_double = kernel.dtype == np.float64
-    code = FL_ISA_PORTABLE if is_double else _isa
-    W = fl_isa_width(code, is_double)
+    if kernel.dtype == np.float64:
+        code, W, rows = fl_ops_f64_of(_isa).isa, fl_ops_f64_of(_isa).width, fl_ops_f64_of(_isa).rows
+    else:
+        code, W, rows = fl_ops_f32_of(_isa).isa, fl_ops_f32_of(_isa).width, fl_ops_f32_of(_isa).rows
     U = recurrent_kernel.shape[0]
     Up = -(-U // W) * W
     NB = Up // W
@@ -237,120 +284,27 @@ def pack(kernel, recurrent_kernel, bias):
     p.isa_code = code
     p.selected = _isa
     p.width = W
-    p.rows = fl_isa_rows(code, is_double)
+    p.rows = rows
     p.units = U
     p.padded = Up
     return p
 
 
-cdef int _plan(Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U,
-               Py_ssize_t NB, int nt, int *split_units) noexcept nogil:
-    """Threads to ask for, at most ``nt``; sets ``split_units``.
-
-    Share the batch rows when every thread gets a few: threads then meet
-    only at the end.  Sharing the unit blocks hands h over between threads
-    every step, which pays when the batch is small and the steps are big
-    (measured at 2 threads: B=4, U=256: units 2.8 ms, rows 4.0 ms;
-    B=8, U=128: rows 9.0 ms, units 9.1 ms).  Neither waits for a thread
-    that has not started (fl_pool.h), so asking for threads is cheap.
-    """
-    split_units[0] = 0
-    if nt <= 1 or <double>B * T * 4 * U * (I + U) < PARALLEL_MIN_FMAS:
-        return 1
-    if B >= 4 * nt:
-        return nt
-    if NB >= nt and <double>B * U * 4 * U >= UNIT_SPLIT_MIN_FMAS:
-        split_units[0] = 1
-        return nt
-    if B >= nt:
-        return nt
-    return 1
-
-def plan(B, T, I, U, num_threads, isa_name=None):
+def plan(B, T, I, U, num_threads, isa_name=None, training=False):
     """``(threads, "rows" | "units")`` the kernel would ask for in a float32
-    call of this shape on the current (or the named) instruction set."""
+    call of this shape on the current (or the named) instruction set: an
+    inference call, or with ``training`` each pass of a training step."""
     code = _isa if isa_name is None else ISA_NAMES.index(isa_name)
-    W = fl_isa_width(code, 0)
+    W = fl_ops_f32_of(code).width
     cdef int split = 0
-    threads = _plan(B, T, I, U, -(-U // W), num_threads, &split)
+    kind = FL_PLAN_TRAIN if training else FL_PLAN_FORWARD
+    threads = fl_plan(kind, B, T, I, U, -(-U // W), num_threads, &split)
     return threads, ("units" if split else "rows")
 
 
-cdef int _run(floating *x, floating *kp, floating *rp, floating *bp,
-              floating *h, floating *c, floating *y,
-              const unsigned char *mask, floating *seq,
-              Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U,
-              Py_ssize_t Up, Py_ssize_t W, Py_ssize_t MR, int isa_code,
-              bint backwards, int act, int rec_act, int nt) noexcept nogil:
-    """Returns 0, or -1 when the workspace cannot be allocated."""
-    cdef Py_ssize_t G = 4 * Up, NB = Up // W
-    cdef Py_ssize_t chunk = WORKSPACE_BYTES // (B * G * <Py_ssize_t>sizeof(floating))
-    chunk = max(1, min(T, chunk))
-    cdef int split_units = 0
-    nt = _plan(B, T, I, U, NB, nt, &split_units)
-    # Row groups: up to 4 per thread while each keeps a full tile of rows, so
-    # that when one thread runs slowly (its core shared with another
-    # process) the others take over more of its groups (measured with a busy
-    # core at (64, 50, 256, 512): 93 ms with one group per thread, 75 with 4).
-    cdef int parts = nt if split_units else nt * max(1, min(4, B // (nt * MR)))
-    cdef Py_ssize_t n_state = (4 if mask != NULL else 3) * B * Up
-    cdef Py_ssize_t n_proj = B * chunk * G
-    # The shared counters: one cache line, one line per unit range, then
-    # the flags of the threads present (read-mostly: a line of their own).
-    cdef size_t sync_bytes = 64 * (1 + nt) + 64 * ((nt * sizeof(Py_ssize_t) + 63) // 64)
-    cdef void *raw = malloc((n_state + n_proj) * sizeof(floating) + sync_bytes + 64)
-    if raw == NULL:
-        return -1
-    # 64-byte alignment keeps each block of a row on its own cache lines.
-    cdef char *base = <char *>((<uintptr_t>raw + 63) & ~(<uintptr_t>63))
-    memset(base, 0, sync_bytes)
-    cdef floating *hbuf = <floating *>(base + sync_bytes)
-    cdef floating *cbuf = hbuf + 2 * B * Up
-    cdef floating *ybuf = cbuf + B * Up if mask != NULL else NULL
-    cdef floating *proj = hbuf + n_state
-    cdef Py_ssize_t b
-    cdef size_t row = U * sizeof(floating)
-    # Padding lanes are computed (and discarded) too: keep them finite.
-    memset(hbuf, 0, n_state * sizeof(floating))
-    for b in range(B):
-        memcpy(hbuf + b * Up, h + b * U, row)
-        memcpy(cbuf + b * Up, c + b * U, row)
-        if ybuf != NULL:
-            memcpy(ybuf + b * Up, y + b * U, row)
-
-    cdef fl_layer_f32 a32
-    cdef fl_layer_f64 a64
-    if floating is float:
-        a32.B = B; a32.T_ = T; a32.n_in = I; a32.U = U; a32.Up = Up; a32.NB = NB
-        a32.W = W; a32.MR = MR; a32.chunk = chunk; a32.backwards = backwards
-        a32.act = act; a32.rec_act = rec_act; a32.isa = isa_code
-        a32.split_units = split_units; a32.parts = parts
-        a32.sync = <fl_sync *>base; a32.owner = <fl_owner *>(base + 64)
-        a32.present = <Py_ssize_t *>(base + 64 * (1 + nt))
-        a32.x = x; a32.kp = kp; a32.bias = bp
-        a32.r = rp; a32.proj = proj; a32.h = hbuf; a32.c = cbuf; a32.y = ybuf
-        a32.mask = mask; a32.seq = seq
-        fl_pool_run(fl_layer_job_f32, &a32, nt)
-    else:
-        a64.B = B; a64.T_ = T; a64.n_in = I; a64.U = U; a64.Up = Up; a64.NB = NB
-        a64.W = W; a64.MR = MR; a64.chunk = chunk; a64.backwards = backwards
-        a64.act = act; a64.rec_act = rec_act; a64.isa = isa_code
-        a64.split_units = split_units; a64.parts = parts
-        a64.sync = <fl_sync *>base; a64.owner = <fl_owner *>(base + 64)
-        a64.present = <Py_ssize_t *>(base + 64 * (1 + nt))
-        a64.x = x; a64.kp = kp; a64.bias = bp
-        a64.r = rp; a64.proj = proj; a64.h = hbuf; a64.c = cbuf; a64.y = ybuf
-        a64.mask = mask; a64.seq = seq
-        fl_pool_run(fl_layer_job_f64, &a64, nt)
-
-    cdef floating *hfin = hbuf + (T & 1) * B * Up
-    for b in range(B):
-        memcpy(h + b * U, hfin + b * Up, row)
-        memcpy(c + b * U, cbuf + b * Up, row)
-        if ybuf != NULL:
-            memcpy(y + b * U, ybuf + b * Up, row)
-    free(raw)
-    return 0
+cdef inline void *_data(a):
+    """The data pointer of an ndarray, or NULL for None."""
+    return NULL if a is None else cnp.PyArray_DATA(a)
 
 
 def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
@@ -368,7 +322,7 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
     seq               [B, T, U]  out: output of every step in processing
                                  order, or None to skip writing it
     go_backwards      process t = T-1 .. 0
-    activation, recurrent_activation: codes from lstm_cell.h
+    activation, recurrent_activation: codes from kernel/activations.h
     num_threads       most threads to use (>= 1)
 
     The caller guarantees dtypes, C-contiguity and agreeing shapes, I >= 1,
@@ -379,35 +333,446 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
     cdef Py_ssize_t U = packed.units
     if B == 0 or T == 0:
         return
-    cdef const unsigned char *mask_ptr = NULL
-    cdef void *seq_ptr = NULL
-    if mask is not None:
-        mask_ptr = <const unsigned char *>cnp.PyArray_DATA(mask)
-    if seq is not None:
-        seq_ptr = cnp.PyArray_DATA(seq)
-    cdef void *xp = cnp.PyArray_DATA(x)
-    cdef void *kp = cnp.PyArray_DATA(packed.kernel)
-    cdef void *rp = cnp.PyArray_DATA(packed.recurrent_kernel)
-    cdef void *bp = cnp.PyArray_DATA(packed.bias)
-    cdef void *hp = cnp.PyArray_DATA(h)
-    cdef void *cp = cnp.PyArray_DATA(c)
-    cdef void *yp = cnp.PyArray_DATA(y)
+    cdef const unsigned char *m = <const unsigned char *>_data(mask)
+    cdef void *xp = _data(x)
+    cdef void *kp = _data(packed.kernel)
+    cdef void *bp = _data(packed.bias)
+    cdef void *rp = _data(packed.recurrent_kernel)
+    cdef void *hp = _data(h)
+    cdef void *cp = _data(c)
+    cdef void *yp = _data(y)
+    cdef void *sp = _data(seq)
     cdef int status, isa_code = packed.isa_code
-    cdef Py_ssize_t Up = packed.padded, W = packed.width, MR = packed.rows
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         with nogil:
-            status = _run(<float *>xp, <float *>kp, <float *>rp, <float *>bp,
-                          <float *>hp, <float *>cp, <float *>yp, mask_ptr,
-                          <float *>seq_ptr, B, T, I, U, Up, W, MR, isa_code,
-                          go_backwards, activation, recurrent_activation, num_threads)
+            status = fl_forward_f32(<float *>xp, <float *>kp, <float *>bp, <float *>rp,
+                                    <float *>hp, <float *>cp, <float *>yp, m, <float *>sp,
+                                    B, T, I, U, isa_code, go_backwards, activation,
+                                    recurrent_activation, num_threads)
     else:
         with nogil:
-            status = _run(<double *>xp, <double *>kp, <double *>rp, <double *>bp,
-                          <double *>hp, <double *>cp, <double *>yp, mask_ptr,
-                          <double *>seq_ptr, B, T, I, U, Up, W, MR, isa_code,
-                          go_backwards, activation, recurrent_activation, num_threads)
+            status = fl_forward_f64(<double *>xp, <double *>kp, <double *>bp,
+                                    <double *>rp, <double *>hp, <double *>cp,
+                                    <double *>yp, m, <double *>sp, B, T, I, U, isa_code,
+                                    go_backwards, activation, recurrent_activation,
+                                    num_threads)
     if status != 0:
         raise MemoryError(
             f"fastlstm: cannot allocate the workspace for batch {B}, "
             f"{T} timesteps, {U} units")
 
+
+def train_forward(cnp.ndarray x, Py_ssize_t features, Packed packed, cnp.ndarray h,
+                  cnp.ndarray c, cnp.ndarray y, cnp.ndarray mask, cnp.ndarray seq,
+                  cnp.ndarray rec, cnp.ndarray hs, bint go_backwards, int activation,
+                  int recurrent_activation, int num_threads):
+    """Training-mode forward pass on packed weights, recorded for
+    :func:`train_backward`.
+
+    x                 [T, B, ldx]  inputs, time-major, in [..., :features]
+    packed            weights from :func:`pack`
+    h, c              [B, U]  in: initial state; out: final state
+    y                 [B, U]  in: zeros; out: last output (only with mask)
+    mask              [B, T]  uint8, nonzero = step is processed, or None
+    seq               [B, T, U] out: outputs in processing order, or None
+    rec, hs           [T+1, B, NB*6W], [T+1, B, ldh >= Up] out: the record
+                      (layout in kernel/train.c)
+    num_threads       most threads (>= 1)
+
+    Arrays are C-contiguous, of the pack's dtype; the caller guarantees the
+    shapes agree, B, T, features >= 1, and that every size fits a C int.
+    Raises MemoryError if the cell buffer cannot be allocated.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], ldx = x.shape[2]
+    cdef Py_ssize_t U = packed.units, ldh = hs.shape[2]
+    cdef const unsigned char *m = <const unsigned char *>_data(mask)
+    cdef void *xp = _data(x)
+    cdef void *kp = _data(packed.kernel)
+    cdef void *bp = _data(packed.bias)
+    cdef void *rp = _data(packed.recurrent_kernel)
+    cdef void *hp = _data(h)
+    cdef void *cp = _data(c)
+    cdef void *yp = _data(y)
+    cdef void *sp = _data(seq)
+    cdef void *recp = _data(rec)
+    cdef void *hsp = _data(hs)
+    cdef int status, isa_code = packed.isa_code
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
+        with nogil:
+            status = fl_train_forward_f32(
+                <float *>xp, ldx, <float *>kp, <float *>bp, <float *>rp, <float *>hp,
+                <float *>cp, <float *>yp, m, <float *>sp, <float *>recp, <float *>hsp, ldh,
+                B, T, features, U, isa_code, go_backwards, activation,
+                recurrent_activation, num_threads)
+    else:
+        with nogil:
+            status = fl_train_forward_f64(
+                <double *>xp, ldx, <double *>kp, <double *>bp, <double *>rp,
+                <double *>hp, <double *>cp, <double *>yp, m, <double *>sp,
+                <double *>recp, <double *>hsp, ldh, B, T, features, U, isa_code,
+                go_backwards, activation, recurrent_activation, num_threads)
+    if status != 0:
+        raise MemoryError(f"fastlstm: cannot allocate {B} x {ldh} values")
+
+
+def train_backward(cnp.ndarray x, Py_ssize_t features, Packed packed,
+                   cnp.ndarray kernel_t, cnp.ndarray recurrent_kernel_t, cnp.ndarray rec,
+                   cnp.ndarray hs, cnp.ndarray dz, cnp.ndarray mask, cnp.ndarray dseq,
+                   cnp.ndarray dh, cnp.ndarray dc, cnp.ndarray dy, cnp.ndarray dx,
+                   cnp.ndarray dkernel, cnp.ndarray drecurrent_kernel, cnp.ndarray dbias,
+                   bint go_backwards, int activation, int recurrent_activation,
+                   int num_threads):
+    """Backpropagation through the steps recorded by :func:`train_forward`.
+
+    x, packed, features  as given to the forward
+    kernel_t          [NX, 4Up, 4W] kernel^T in panels of 4W features (for
+                      dx; NX = ceil(I / 4W)), or None when dx is None
+    recurrent_kernel_t  [NQ, 4Up, 4W] R^T in panels of 4W units
+    rec, hs           the forward's record (left unchanged)
+    dz                [NB, T*B, 4W] out: dL/d(gate pre-activations), by block
+    dseq              [B, T, U] dL/d(outputs, processing order), or None
+    dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
+    dy                [B, U] in: dL/d(last output)
+    dx                [T, B, ceil(I / W) * W] in: zeros; out: dL/dx in
+                      [..., :I], or None to skip it
+    dkernel, drecurrent_kernel, dbias  out: [I, 4Up], [U, 4Up], [4Up], the
+                      weight gradients in packed columns
+    Other arguments and guarantees as in :func:`train_forward`.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], ldx = x.shape[2]
+    cdef Py_ssize_t U = packed.units, ldh = hs.shape[2]
+    cdef const unsigned char *m = <const unsigned char *>_data(mask)
+    cdef void *xp = _data(x)
+    cdef void *ktp = _data(kernel_t)
+    cdef void *rtp = _data(recurrent_kernel_t)
+    cdef void *recp = _data(rec)
+    cdef void *hsp = _data(hs)
+    cdef void *dzp = _data(dz)
+    cdef void *dsp = _data(dseq)
+    cdef void *dhp = _data(dh)
+    cdef void *dcp = _data(dc)
+    cdef void *dyp = _data(dy)
+    cdef void *dxp = _data(dx)
+    cdef void *dkp = _data(dkernel)
+    cdef void *drp = _data(drecurrent_kernel)
+    cdef void *dbp = _data(dbias)
+    cdef int status, isa_code = packed.isa_code
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
+        with nogil:
+            status = fl_train_backward_f32(
+                <float *>xp, ldx, <float *>ktp, <float *>rtp, <float *>recp,
+                <float *>hsp, ldh, <float *>dzp, m, <float *>dsp, <float *>dhp,
+                <float *>dcp, <float *>dyp, <float *>dxp, <float *>dkp, <float *>drp,
+                <float *>dbp, B, T, features, U, isa_code, go_backwards, activation,
+                recurrent_activation, num_threads)
+    else:
+        with nogil:
+            status = fl_train_backward_f64(
+                <double *>xp, ldx, <double *>ktp, <double *>rtp, <double *>recp,
+                <double *>hsp, ldh, <double *>dzp, m, <double *>dsp, <double *>dhp,
+                <double *>dcp, <double *>dyp, <double *>dxp, <double *>dkp,
+                <double *>drp, <double *>dbp, B, T, features, U, isa_code,
+                go_backwards, activation, recurrent_activation, num_threads)
+    if status != 0:
+        raise MemoryError(f"fastlstm: cannot allocate 3 x {B} x {U} values")
+
+
+# ------------------------------------- per-step BLAS path (recurrent dropout)
+cdef inline void _cell(int isa, floating *z, floating *c, floating *h, floating *a,
+                       Py_ssize_t U, int act, int rec_act) noexcept nogil:
+    if floating is float:
+        fl_train_cell_row_f32(isa, z, c, h, a, U, act, rec_act)
+    else:
+        fl_train_cell_row_f64(isa, z, c, h, a, U, act, rec_act)
+
+
+cdef inline void _cell_back(const floating *z, floating *dz, const floating *c_prev,
+                            const floating *a, const floating *dh, floating *dc,
+                            Py_ssize_t U, int act, int rec_act) noexcept nogil:
+    if floating is float:
+        fl_train_cell_back_row_f32(z, dz, c_prev, a, dh, dc, U, act, rec_act)
+    else:
+        fl_train_cell_back_row_f64(z, dz, c_prev, a, dh, dc, U, act, rec_act)
+
+
+cdef inline void _scaled_copy(floating *dst, const floating *src,
+                              const floating *scale, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    if scale == NULL:
+        memcpy(dst, src, n * sizeof(floating))
+    else:
+        for j in range(n):
+            dst[j] = src[j] * scale[j]
+
+
+cdef void _forward(const floating *xs, Py_ssize_t P, const floating *kernel,
+                   const floating *rkernel, const floating *bias,
+                   floating *h, floating *c, floating *y,
+                   const unsigned char *mask, const floating *rmask,
+                   floating *seq, floating *gates, floating *cs, floating *acts,
+                   floating *hp, Py_ssize_t B, Py_ssize_t T, Py_ssize_t I,
+                   Py_ssize_t U, bint backwards, int act, int rec_act,
+                   int isa) noexcept nogil:
+    cdef Py_ssize_t G = 4 * U, BT = B * T, BTU = B * T * U
+    cdef Py_ssize_t s, t, b, g, row
+    cdef bint on
+    # Input projection of every step at once: gates = xs @ kernel + bias.
+    for row in range(BT):
+        memcpy(gates + row * G, bias, G * sizeof(floating))
+    if P == 1:
+        gemm(False, False, <int>BT, <int>G, <int>I, <floating>1, xs, <int>I,
+             kernel, <int>G, <floating>1, gates, <int>G)
+    else:      # one masked copy of x per gate block
+        for g in range(4):
+            gemm(False, False, <int>BT, <int>U, <int>I, <floating>1, xs + g * BT * I,
+                 <int>I, kernel + g * U, <int>G, <floating>1, gates + g * U, <int>G)
+    for s in range(T):
+        t = T - 1 - s if backwards else s
+        # hp[:, :, t] = h (times the recurrent masks); gates[:, t] += hp @ R.
+        if rmask == NULL:
+            memcpy(hp + t * B * U, h, B * U * sizeof(floating))
+            gemm(False, False, <int>B, <int>G, <int>U, <floating>1, hp + t * B * U,
+                 <int>U, rkernel, <int>G, <floating>1, gates + t * B * G, <int>G)
+        else:
+            for g in range(4):
+                for b in range(B):
+                    _scaled_copy(hp + g * BTU + (t * B + b) * U, h + b * U,
+                                 rmask + (g * B + b) * U, U)
+                gemm(False, False, <int>B, <int>U, <int>U, <floating>1,
+                     hp + g * BTU + t * B * U, <int>U, rkernel + g * U, <int>G,
+                     <floating>1, gates + t * B * G + g * U, <int>G)
+        for b in range(B):
+            on = mask == NULL or mask[b * T + t] != 0
+            if on:
+                _cell(isa, gates + (t * B + b) * G, c + b * U, h + b * U,
+                      acts + (t * B + b) * U, U, act, rec_act)
+                if mask != NULL:
+                    memcpy(y + b * U, h + b * U, U * sizeof(floating))
+            # masked: h and c stay, the output repeats the previous one
+            memcpy(cs + (t * B + b) * U, c + b * U, U * sizeof(floating))
+            if seq != NULL:
+                memcpy(seq + (b * T + s) * U, (h if mask == NULL else y) + b * U,
+                       U * sizeof(floating))
+
+
+cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
+                    const floating *rkernel_t, const floating *gates, floating *dzs,
+                    const floating *cs,
+                    const floating *acts, const floating *hp, const floating *c0,
+                    const unsigned char *mask, const floating *rmask,
+                    const floating *dseq, floating *dh, floating *dc, floating *dy,
+                    floating *tmp, floating *dxs, floating *dkernel,
+                    floating *drkernel, floating *dbias, Py_ssize_t B, Py_ssize_t T,
+                    Py_ssize_t I, Py_ssize_t U, bint backwards, int act,
+                    int rec_act) noexcept nogil:
+    cdef Py_ssize_t G = 4 * U, BT = B * T, BTU = B * T * U
+    cdef Py_ssize_t s, t, t_prev, b, g, j
+    cdef floating *dz
+    cdef const floating *c_prev
+    cdef floating *rows_dh
+    cdef const floating *rm
+    if mask == NULL:
+        # Without a mask the last output is the final h.
+        for j in range(B * U):
+            dh[j] += dy[j]
+    for s in range(T - 1, -1, -1):
+        t = T - 1 - s if backwards else s
+        t_prev = t + 1 if backwards else t - 1
+        for b in range(B):
+            dz = dzs + (t * B + b) * G
+            if mask == NULL:
+                if dseq != NULL:
+                    for j in range(U):
+                        dh[b * U + j] += dseq[(b * T + s) * U + j]
+            else:
+                # The output y is carried over masked steps and replaced by h
+                # at processed ones, so its gradient accumulates until then.
+                if dseq != NULL:
+                    for j in range(U):
+                        dy[b * U + j] += dseq[(b * T + s) * U + j]
+                if mask[b * T + t] == 0:
+                    memset(dz, 0, G * sizeof(floating))
+                    continue
+                for j in range(U):
+                    dh[b * U + j] += dy[b * U + j]
+                    dy[b * U + j] = 0
+            c_prev = c0 + b * U if s == 0 else cs + (t_prev * B + b) * U
+            _cell_back(gates + (t * B + b) * G, dz, c_prev, acts + (t * B + b) * U,
+                       dh + b * U, dc + b * U, U, act, rec_act)
+        # dh_prev = dZ_t @ R^T (per gate block, times its mask, with dropout);
+        # masked rows keep dh.
+        if rmask == NULL:
+            rows_dh = dh if mask == NULL else tmp
+            gemm(False, False, <int>B, <int>U, <int>G, <floating>1, dzs + t * B * G,
+                 <int>G, rkernel_t, <int>U, <floating>0, rows_dh, <int>U)
+            if mask != NULL:
+                for b in range(B):
+                    if mask[b * T + t] != 0:
+                        memcpy(dh + b * U, tmp + b * U, U * sizeof(floating))
+        else:
+            for g in range(4):
+                gemm(False, False, <int>B, <int>U, <int>U, <floating>1,
+                     dzs + t * B * G + g * U, <int>G, rkernel_t + g * U * U, <int>U,
+                     <floating>0, tmp, <int>U)
+                for b in range(B):
+                    if mask != NULL and mask[b * T + t] == 0:
+                        continue
+                    rm = rmask + (g * B + b) * U
+                    if g == 0:
+                        for j in range(U):
+                            dh[b * U + j] = tmp[b * U + j] * rm[j]
+                    else:
+                        for j in range(U):
+                            dh[b * U + j] += tmp[b * U + j] * rm[j]
+    # Everything below is one large product over all B*T rows.
+    if P == 1:
+        gemm(True, False, <int>I, <int>G, <int>BT, <floating>1, xs, <int>I,
+             dzs, <int>G, <floating>0, dkernel, <int>G)
+        if dxs != NULL:
+            gemm(False, True, <int>BT, <int>I, <int>G, <floating>1, dzs, <int>G,
+                 kernel, <int>G, <floating>0, dxs, <int>I)
+    else:
+        for g in range(4):
+            gemm(True, False, <int>I, <int>U, <int>BT, <floating>1, xs + g * BT * I,
+                 <int>I, dzs + g * U, <int>G, <floating>0, dkernel + g * U, <int>G)
+            if dxs != NULL:
+                gemm(False, True, <int>BT, <int>I, <int>U, <floating>1, dzs + g * U,
+                     <int>G, kernel + g * U, <int>G, <floating>0, dxs + g * BT * I,
+                     <int>I)
+    if rmask == NULL:
+        gemm(True, False, <int>U, <int>G, <int>BT, <floating>1, hp, <int>U,
+             dzs, <int>G, <floating>0, drkernel, <int>G)
+    else:
+        for g in range(4):
+            gemm(True, False, <int>U, <int>U, <int>BT, <floating>1, hp + g * BTU,
+                 <int>U, dzs + g * U, <int>G, <floating>0, drkernel + g * U, <int>G)
+    _column_sums(dbias, dzs, BT, G)
+
+
+def dropout_forward(const floating[:, :, :, ::1] xs,
+            const floating[:, ::1] kernel,
+            const floating[:, ::1] recurrent_kernel,
+            const floating[::1] bias,
+            floating[:, ::1] h,
+            floating[:, ::1] c,
+            floating[:, ::1] y,
+            const unsigned char[:, ::1] mask,
+            const floating[:, :, ::1] rmask,
+            floating[:, :, ::1] seq,
+            floating[:, :, ::1] gates,
+            floating[:, :, ::1] cs,
+            floating[:, :, ::1] acts,
+            floating[:, :, :, ::1] hp,
+            bint go_backwards, int activation, int recurrent_activation, int isa):
+    """Training-mode forward pass over a batch of sequences, one BLAS
+    product per step (see ``train_forward`` for the common case).
+
+    xs                [P, T, B, I]  inputs, time-major (P = 1, or 4
+                                    gate-masked copies)
+    kernel            [I, G], recurrent_kernel [U, G], bias [G]
+    h, c              [B, U]  in: initial state; out: final state
+    y                 [B, U]  in: zeros; out: last output (only with mask)
+    mask              [B, T]  nonzero = step is processed, or None
+    rmask             [4, B, U] recurrent dropout mask per gate block, or None
+    seq               [B, T, U] out: outputs in processing order, or None
+    gates, cs, acts   workspace, out (see the module docstring)
+    hp                [Q, T, B, U] workspace, Q = 4 with rmask else 1
+    isa               instruction set code whose float32 activations to use
+
+    The caller guarantees the shapes agree, B, T, I >= 1 and that B*T and
+    every size fit a C int.
+    """
+    cdef Py_ssize_t P = xs.shape[0], T = xs.shape[1], B = xs.shape[2]
+    cdef Py_ssize_t I = xs.shape[3], U = h.shape[1]
+    cdef const unsigned char *mask_ptr = NULL
+    cdef const floating *rmask_ptr = NULL
+    cdef floating *seq_ptr = NULL
+    if mask is not None:
+        mask_ptr = &mask[0, 0]
+    if rmask is not None:
+        rmask_ptr = &rmask[0, 0, 0]
+    if seq is not None:
+        seq_ptr = &seq[0, 0, 0]
+    with nogil:
+        _forward(&xs[0, 0, 0, 0], P, &kernel[0, 0], &recurrent_kernel[0, 0],
+                 &bias[0], &h[0, 0], &c[0, 0], &y[0, 0], mask_ptr, rmask_ptr,
+                 seq_ptr, &gates[0, 0, 0], &cs[0, 0, 0], &acts[0, 0, 0],
+                 &hp[0, 0, 0, 0], B, T, I, U, go_backwards, activation,
+                 recurrent_activation, isa)
+
+
+def dropout_backward(const floating[:, :, :, ::1] xs,
+             const floating[:, ::1] kernel,
+             const floating[:, ::1] recurrent_kernel_t,
+             const floating[:, :, ::1] gates,
+             floating[:, :, ::1] dz,
+             const floating[:, :, ::1] cs,
+             const floating[:, :, ::1] acts,
+             const floating[:, :, :, ::1] hp,
+             const floating[:, ::1] c0,
+             const unsigned char[:, ::1] mask,
+             const floating[:, :, ::1] rmask,
+             const floating[:, :, ::1] dseq,
+             floating[:, ::1] dh,
+             floating[:, ::1] dc,
+             floating[:, ::1] dy,
+             floating[:, :, :, ::1] dxs,
+             floating[:, ::1] dkernel,
+             floating[:, ::1] drecurrent_kernel,
+             floating[::1] dbias,
+             bint go_backwards, int activation, int recurrent_activation):
+    """Backpropagation through the steps recorded by ``dropout_forward``.
+
+    recurrent_kernel_t  [G, U] the recurrent kernel transposed: the per-step
+                      product reads it row by row (OpenBLAS packs a
+                      transposed operand noticeably slower, every step)
+    gates, cs, acts, hp  the forward's workspace (left unchanged, so one
+                      recorded pass can be backpropagated more than once)
+    c0                [B, U] the forward's initial c
+    dz                [T, B, G] out: dL/d(gate pre-activations)
+    dseq              [B, T, U] dL/d(outputs, processing order), or None
+    dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
+    dy                [B, U] in: dL/d(last output); clobbered
+    dxs               [P, T, B, I] out: dL/dxs, or None to skip it
+    dkernel, drecurrent_kernel, dbias  out: weight gradients
+    Other arguments as in ``dropout_forward``; the caller guarantees the same.
+    Raises MemoryError if the scratch row buffer cannot be allocated.
+    """
+    cdef Py_ssize_t P = xs.shape[0], T = xs.shape[1], B = xs.shape[2]
+    cdef Py_ssize_t I = xs.shape[3], U = dh.shape[1]
+    cdef const unsigned char *mask_ptr = NULL
+    cdef const floating *rmask_ptr = NULL
+    cdef const floating *dseq_ptr = NULL
+    cdef floating *dxs_ptr = NULL
+    if mask is not None:
+        mask_ptr = &mask[0, 0]
+    if rmask is not None:
+        rmask_ptr = &rmask[0, 0, 0]
+    if dseq is not None:
+        dseq_ptr = &dseq[0, 0, 0]
+    if dxs is not None:
+        dxs_ptr = &dxs[0, 0, 0, 0]
+    cdef floating *tmp = <floating *>malloc(B * U * sizeof(floating))
+    if tmp == NULL:
+        raise MemoryError(f"fastlstm: cannot allocate {B} x {U} values")
+    with nogil:
+        _backward(&xs[0, 0, 0, 0], P, &kernel[0, 0], &recurrent_kernel_t[0, 0],
+                  &gates[0, 0, 0], &dz[0, 0, 0], &cs[0, 0, 0], &acts[0, 0, 0],
+                  &hp[0, 0, 0, 0],
+                  &c0[0, 0], mask_ptr, rmask_ptr, dseq_ptr, &dh[0, 0], &dc[0, 0],
+                  &dy[0, 0], tmp, dxs_ptr, &dkernel[0, 0], &drecurrent_kernel[0, 0],
+                  &dbias[0], B, T, I, U, go_backwards, activation,
+                  recurrent_activation)
+    free(tmp)
+
+
+cdef void _column_sums(floating *out, const floating *a, Py_ssize_t rows,
+                       Py_ssize_t cols) noexcept nogil:
+    """out[cols] = the sums of the columns of a[rows, cols]."""
+    cdef Py_ssize_t i, j
+    cdef const floating *row
+    memset(out, 0, cols * sizeof(floating))
+    for i in range(rows):
+        row = a + i * cols
+        for j in range(cols):
+            out[j] += row[j]

@@ -1,7 +1,9 @@
-"""The kernel's thread pool (src/fl_pool.h): workers join a call when they
+"""The kernel's thread pool (src/kernel/pool.c): workers join a call when they
 get a core, late or never, and the result is bitwise the same; a forked
 child starts its own workers."""
 import multiprocessing
+import subprocess
+import sys
 import os
 import threading
 
@@ -91,3 +93,43 @@ def test_forked_child_runs_on_its_own_workers(shape):
     child.join(timeout=60)
     assert child.exitcode == 0
     np.testing.assert_array_equal(got, expected, strict=True)
+
+
+_SHARED_POOL = """
+import os
+import numpy as np
+import fastlstm
+from fastlstm import _kernel
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+batch, steps, features, units = 8, 50, 16, 64
+assert _kernel.plan(batch, steps, features, units, 2) == (2, "rows")
+assert _kernel.plan(batch, steps, features, units, 2, training=True) == (2, "rows")
+x = np.random.default_rng(4).standard_normal((batch, steps, features)).astype(np.float32)
+layer = fastlstm.LSTM(units, return_sequences=True, seed=4, num_threads=2)
+before = threads()
+calls = [lambda: layer(x, training=True),
+         lambda: layer.backward(np.ones((batch, steps, units), np.float32)),
+         lambda: layer(x)]
+if {order!r} == "inference first":
+    calls = calls[2:] + calls[:2]
+seen = []
+for call in calls:
+    call()
+    seen.append((threads() - before, _kernel.pool_workers()))
+print(seen)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc/self/task")
+@pytest.mark.parametrize("order", ["training first", "inference first"])
+def test_training_and_inference_share_one_pool(order):
+    """One worker set per process: the first call on two threads starts the
+    pool's one worker, and the calls after it (training passes, inference)
+    start no other thread.  A fresh process, so no earlier test has grown
+    the pool."""
+    result = subprocess.run([sys.executable, "-c", _SHARED_POOL.format(order=order)],
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == str([(1, 1)] * 3), result.stdout + result.stderr

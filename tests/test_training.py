@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastlstm
-from fastlstm import reference
+from fastlstm import _kernel, reference
 
 TORCH_ACTIVATIONS = {
     "tanh": torch.tanh,
@@ -529,10 +529,8 @@ THREAD_SHAPES = [(37, 20, 7, 45), (3, 60, 5, 77), (8, 30, 6, 128)]
 @pytest.mark.parametrize("shape", THREAD_SHAPES, ids=str)
 @pytest.mark.parametrize("with_mask", [False, True])
 def test_packed_path_threads_bitwise_identical(isa, shape, with_mask):
-    from fastlstm import _train
-
     batch, timesteps, features, units = shape
-    assert _train.threads_for(batch, timesteps, units, 3) == 3
+    assert _kernel.plan(batch, timesteps, features, units, 3, training=True) == (3, "rows")
     rng = np.random.default_rng(28)
     x = rng.normal(size=(batch, timesteps, features)).astype(np.float32)
     state = [rng.normal(size=(batch, units)).astype(np.float32) for _ in range(2)]
@@ -550,11 +548,12 @@ def test_packed_path_threads_bitwise_identical(isa, shape, with_mask):
 
 
 def test_small_problems_run_on_one_thread():
-    from fastlstm import _train
+    def threads(batch, timesteps, units):
+        return _kernel.plan(batch, timesteps, 64, units, 2, training=True)[0]
 
-    assert _train.threads_for(100, 4, 16, 2) == 1      # a team costs more than it saves
-    assert _train.threads_for(1, 1000, 128, 2) == 1    # one row
-    assert _train.threads_for(8, 1000, 128, 2) == 2
+    assert threads(100, 4, 16) == 1      # a team costs more than it saves
+    assert threads(1, 1000, 128) == 1    # one row
+    assert threads(8, 1000, 128) == 2
 
 
 def test_which_path(make_weights):

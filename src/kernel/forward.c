@@ -1,12 +1,6 @@
-/* The LSTM time loop, run by each thread of a team, and the choice of
- * instruction set.  Plain C; _kernel.pyx owns the memory, fl_pool.h the threads.
- *
- * Packed layout (built by _kernel.pack): units are padded to Up, a multiple
- * of the block width W, and cut into NB = Up / W blocks.  Block p's slice of
- * the recurrent kernel is a panel [U][4][W] (gates i, f, c, o of units
- * p*W .. p*W+W-1 for each input row k), so a tile streams one contiguous
- * panel.  The input kernel and bias use the same column order, so the input
- * projection [B][steps][NB*4*W] comes out of one GEMM already interleaved.
+/* The inference time loop, run by each thread of a team, and its work
+ * sharing; the entries of forward.h.  Plain C: _kernel.pyx owns the memory,
+ * pool.c the threads, isa.c the tiles (the packed layout is tiles.h's).
  *
  * Threads share either the batch rows (no synchronisation: rows are
  * independent) or the unit blocks (every block reads all of h_prev, so a
@@ -14,230 +8,18 @@
  * output value is computed by exactly one tile with a fixed summation
  * order, so results are bitwise identical for any number of threads.
  */
-#ifndef FASTLSTM_LSTM_LAYER_H
-#define FASTLSTM_LSTM_LAYER_H
-
-#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
-#include "lstm_cell.h"
-#include "fl_pool.h"
+#include "forward.h"
+#include "isa.h"
+#include "plan.h"
+#include "pool.h"
 
-/* Instruction sets; _kernel.pyx holds the names. */
-enum { FL_ISA_PORTABLE = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2 };
-
-/* One tile: mr rows of one block of W units.  Pointers are at the tile's
- * first row; row strides in elements. */
-#define FL_DEFINE_TILE_ARGS(T, SUF)                                           \
-typedef struct {                                                              \
-    ptrdiff_t U;                  /* units: length of the k loop */           \
-    const T *h;              /* h_prev, column 0      [mr][ldh] */            \
-    ptrdiff_t ldh;                                                            \
-    ptrdiff_t col;                /* first unit of the block (p * W) */       \
-    const T *r;              /* packed panel          [U][4][W] */            \
-    const T *x;              /* input projection      [mr][ldx] at block */   \
-    ptrdiff_t ldx;                                                            \
-    T *c, *hn, *y;           /* cell, next h, last output at block [mr][ldc] */ \
-    ptrdiff_t ldc;                                                            \
-    const unsigned char *mask; /* mask[b, t] of row 0, or NULL [mr][ldm] */   \
-    ptrdiff_t ldm;                                                            \
-    T *seq;                  /* output [b, k, col], or NULL [mr][lds] */      \
-    ptrdiff_t lds;                                                            \
-    int nvalid;              /* units of the block that are real (<= W) */    \
-    int act, rec_act;                                                         \
-    T *rec;                  /* training's record of the step, or NULL: per   \
-                                row (stride ldr) gates i, f, c, o, then c and \
-                                act(c), W each */                             \
-    ptrdiff_t ldr;                                                            \
-} fl_tile_##SUF;
-
-/* A product tile for mr rows and one block (4*W columns):
- *   out[r] = init[r] + sum_k x[r * ldx + k * ldk] * panel[k].
- * The input projection: x row-major (ldk = 1), init = the block's bias for
- * every row (ldb = 0).  Training's weight gradients x^T dZ and h^T dZ: x
- * read down its columns (ldx = 1), init = out to accumulate (bias = out,
- * ldb = ldo) or zero (bias = NULL). */
-#define FL_DEFINE_PROJ_ARGS(T, SUF)                                           \
-typedef struct {                                                              \
-    ptrdiff_t n_in;               /* length of the k loop */                  \
-    const T *x;                   /* x[r * ldx + k * ldk] */                  \
-    ptrdiff_t ldx, ldk;                                                       \
-    const T *kp;                  /* packed panel          [n_in][4][W] */    \
-    const T *bias;                /* init of row r at r * ldb, or NULL */     \
-    ptrdiff_t ldb;                                                            \
-    T *out;                       /* at the block          [mr][ldo] */       \
-    ptrdiff_t ldo;                                                            \
-} fl_proj_##SUF;
-
-/* Training's backward step for mr rows and a group of up to 4 blocks (4*W
- * units): dh += dzn @ R^T for the group's units, then, when `rec` is set,
- * the cell's backward step, which writes the step's dZ and updates dc. */
-#define FL_DEFINE_BACK_ARGS(T, SUF)                                           \
-typedef struct {                                                              \
-    ptrdiff_t K;             /* gate columns of dzn (4*Up), 0: no product */  \
-    const T *dzn;            /* dZ of the step processed next, by blocks: */  \
-    ptrdiff_t ldz, zstride;  /* block q of row r at q * zstride + r * ldz */  \
-    const T *rt;             /* packed R^T panel of the group [K][4][W] */    \
-    T *dh, *dc, *dy;         /* carried gradients at the group [mr][lds]; */  \
-    ptrdiff_t lds;           /* dy: of the last output, NULL without mask */  \
-    const T *rec;            /* the step's record at the group, or NULL */    \
-    const T *cprev;          /* the previous step's record (for c) */         \
-    ptrdiff_t ldr;           /* row stride of both (layout as fl_tile's) */   \
-    const T *dseq;           /* dL/d(step output) at the group [mr][ldq], */  \
-    ptrdiff_t ldq;           /* or NULL */                                    \
-    const unsigned char *mask; /* mask[b, t] of row 0, or NULL [mr][ldm] */   \
-    ptrdiff_t ldm;                                                            \
-    T *dz;                   /* out: dZ of the step at the group, by blocks */ \
-    int nblk;                /* blocks in the group (1..4) */                 \
-    int nlast;               /* real units of its last block (<= W) */        \
-    int act, rec_act;                                                         \
-} fl_back_##SUF;
-
-
-FL_DEFINE_TILE_ARGS(float, f32)
-FL_DEFINE_TILE_ARGS(double, f64)
-FL_DEFINE_PROJ_ARGS(float, f32)
-FL_DEFINE_PROJ_ARGS(double, f64)
-FL_DEFINE_BACK_ARGS(float, f32)
-FL_DEFINE_BACK_ARGS(double, f64)
-#undef FL_DEFINE_BACK_ARGS
-#undef FL_DEFINE_TILE_ARGS
-#undef FL_DEFINE_PROJ_ARGS
-
-#include "lstm_portable.h"
-
-/* The SIMD tiles are compiled for each instruction set inside a target
- * region: `#pragma GCC target` for GCC, `#pragma clang attribute` for clang
- * (which gives every function of the region the target attribute).  Other
- * compilers (MSVC) build the portable path only, which stays correct
- * everywhere. */
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define FL_HAVE_X86 1
-#if defined(__clang__)
-#define FL_TARGET_BEGIN(isa) \
-    _Pragma(FL_STR(clang attribute push(__attribute__((target(isa))), apply_to = function)))
-#define FL_TARGET_END _Pragma("clang attribute pop")
-#else
-#define FL_TARGET_BEGIN(isa) _Pragma("GCC push_options") _Pragma(FL_STR(GCC target(isa)))
-#define FL_TARGET_END _Pragma("GCC pop_options")
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-#define FL_STR_(x) #x
-#define FL_STR(x) FL_STR_(x)
-
-FL_TARGET_BEGIN("avx2,fma")
-#define FL_SUF avx2
-#define FL_W 8
-#define FL_MR 3
-#include "lstm_simd.h"
-#undef FL_SUF
-#undef FL_W
-#undef FL_MR
-FL_TARGET_END
-
-FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx2,fma")
-#define FL_SUF avx512
-#define FL_W 16
-#define FL_MR 6
-#include "lstm_simd.h"
-#undef FL_SUF
-#undef FL_W
-#undef FL_MR
-FL_TARGET_END
-
-#if !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-#else
-#define FL_HAVE_X86 0
-#endif
-
-#if FL_HAVE_X86
-#include <cpuid.h>
-/* Read from CPUID and XCR0 directly rather than with __builtin_cpu_supports,
- * which needs the compiler's runtime library to have filled in its CPU
- * model (not every clang toolchain does). */
-static int fl_x86_supports(int isa)
-{
-    unsigned a, b, c, d, xcr0, xcr0_hi;
-    if (!__get_cpuid(1, &a, &b, &c, &d))
-        return 0;
-    /* FMA, OSXSAVE (the OS manages XCR0) and AVX */
-    if (!(c & (1u << 12)) || !(c & (1u << 27)) || !(c & (1u << 28)))
-        return 0;
-    __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(xcr0_hi) : "c"(0));
-    if ((xcr0 & 0x6) != 0x6)           /* the OS saves XMM and YMM state */
-        return 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 5)))   /* AVX2 */
-        return 0;
-    if (isa == FL_ISA_AVX2)
-        return 1;
-    /* AVX-512 F, DQ and VL, and the OS saves opmask and all of ZMM */
-    return (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 31))
-        && (xcr0 & 0xe0) == 0xe0;
-}
-#endif
-
-/* Whether this CPU (and OS) can run an instruction set. */
-static int fl_isa_supported(int isa)
-{
-#if FL_HAVE_X86
-    if (isa == FL_ISA_AVX512 || isa == FL_ISA_AVX2)
-        return fl_x86_supports(isa);
-#endif
-    return isa == FL_ISA_PORTABLE;
-}
-
-/* Block width W and most rows per tile of an instruction set. */
-static int fl_isa_width(int isa, int is_double)
-{
-#if FL_HAVE_X86
-    if (!is_double && isa == FL_ISA_AVX512) return 16;
-    if (!is_double && isa == FL_ISA_AVX2) return 8;
-#endif
-    (void)isa; (void)is_double;
-    return FL_PW;
-}
-
-static int fl_isa_rows(int isa, int is_double)
-{
-#if FL_HAVE_X86
-    if (!is_double && isa == FL_ISA_AVX512) return 6;
-    if (!is_double && isa == FL_ISA_AVX2) return 3;
-#endif
-    (void)isa; (void)is_double;
-    return FL_PMR;
-}
-
-static void fl_activate_f32(int isa, int kind, const float *x, float *y, ptrdiff_t n)
-{
-#if FL_HAVE_X86
-    if (isa == FL_ISA_AVX512) { fl_activate_avx512(kind, x, y, n); return; }
-    if (isa == FL_ISA_AVX2) { fl_activate_avx2(kind, x, y, n); return; }
-#endif
-    for (ptrdiff_t j = 0; j < n; ++j)
-        y[j] = fl_act_f32(kind, x[j]);
-}
-
-#if FL_HAVE_X86
-#define FL_PICK_TILE_f32                                                      \
-    if (a->isa == FL_ISA_AVX512) {                                            \
-        tile = fl_tile_avx512;                                                \
-        proj = fl_proj_avx512;                                                \
-    } else if (a->isa == FL_ISA_AVX2) {                                       \
-        tile = fl_tile_avx2;                                                  \
-        proj = fl_proj_avx2;                                                  \
-    }
-#else
-#define FL_PICK_TILE_f32
-#endif
-#define FL_PICK_TILE_f64
-
-/* Near-equal tiles of at most MR rows: 8 rows -> 4 + 4, not 6 + 2. */
-static inline int fl_tile_rows(ptrdiff_t rows, ptrdiff_t ntiles, ptrdiff_t q)
-{
-    return (int)(rows / ntiles + (q < rows % ntiles));
-}
+/* Upper bound on the input-projection workspace [B, chunk, 4Up]: it is
+ * computed for `chunk` time steps at once, so memory stays bounded for any
+ * T, and small enough to stay in L2 between its writes and reads. */
+#define FL_WORKSPACE_BYTES (1024 * 1024)
 
 /* The chunk holding step s (in processing order): its first real time t0,
  * its length tc and s's position in it.  Going backwards the chunks are
@@ -258,7 +40,7 @@ static inline void fl_chunk_of(ptrdiff_t T_, ptrdiff_t chunk, int backwards, ptr
     *tc = T_ - *t0 < chunk ? T_ - *t0 : chunk;
 }
 
-/* Work sharing (fl_pool.h: threads join when they can, so work is claimed,
+/* Work sharing (pool.h: threads join when they can, so work is claimed,
  * never assigned):
  *   rows:  the batch is cut into `parts` row groups; a thread claims a whole
  *          group (every step of it) from the counter `next`.
@@ -295,7 +77,8 @@ typedef struct {
 #define FL_DEFINE_LAYER(T, SUF)                                               \
 typedef struct {                                                              \
     ptrdiff_t B, T_, n_in, U, Up, NB, W, MR, chunk;                           \
-    int backwards, act, rec_act, isa;                                         \
+    int backwards, act, rec_act;                                              \
+    const fl_ops_##SUF *ops;  /* the tiles (isa.h) */                         \
     int split_units;   /* 1: parts are unit ranges; 0: row groups */          \
     int parts;         /* row groups or unit ranges (<= threads asked for) */ \
     fl_sync *sync;     /* shared counters, zeroed */                          \
@@ -320,9 +103,8 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
                                 ptrdiff_t r0, ptrdiff_t r1,                   \
                                 ptrdiff_t p0, ptrdiff_t p1)                   \
 {                                                                             \
-    void (*tile)(int, const fl_tile_##SUF *) = fl_tile_portable_##SUF;        \
-    void (*proj)(int, const fl_proj_##SUF *) = fl_proj_portable_##SUF;        \
-    FL_PICK_TILE_##SUF                                                        \
+    fl_tile_fn_##SUF tile = a->ops->tile;                                     \
+    fl_proj_fn_##SUF proj = a->ops->proj;                                     \
     ptrdiff_t rows = r1 - r0, G = a->NB * 4 * a->W, W4 = 4 * a->W;            \
     ptrdiff_t t0, tc, pos;                                                    \
     fl_chunk_of(a->T_, a->chunk, a->backwards, s, &t0, &tc, &pos);            \
@@ -448,4 +230,76 @@ FL_DEFINE_LAYER(float, f32)
 FL_DEFINE_LAYER(double, f64)
 #undef FL_DEFINE_LAYER
 
-#endif /* FASTLSTM_LSTM_LAYER_H */
+/* The entry of one dtype (forward.h): the workspace, the plan, the padded
+ * state in and out, and the job on the pool. */
+#define FL_DEFINE_FORWARD(T, SUF)                                             \
+int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
+                     const T *recurrent, T *h, T *c, T *y,                    \
+                     const unsigned char *mask, T *seq, ptrdiff_t B,          \
+                     ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,         \
+                     int backwards, int act, int rec_act, int threads)        \
+{                                                                             \
+    const fl_ops_##SUF *ops = fl_ops_##SUF##_of(isa);                         \
+    const ptrdiff_t W = ops->width, MR = ops->rows;                           \
+    const ptrdiff_t NB = (U + W - 1) / W, Up = NB * W, G = 4 * Up;            \
+    ptrdiff_t chunk = FL_WORKSPACE_BYTES / (B * G * (ptrdiff_t)sizeof(T));    \
+    chunk = chunk < 1 ? 1 : chunk > T_ ? T_ : chunk;                          \
+    int split_units;                                                          \
+    int nt = fl_plan(FL_PLAN_FORWARD, B, T_, n_in, U, NB, threads, &split_units); \
+    /* Row groups: up to 4 per thread while each keeps a full tile of rows,  \
+     * so that when one thread runs slowly (its core shared with another     \
+     * process) the others take over more of its groups (measured with a     \
+     * busy core at (64, 50, 256, 512): 93 ms with one group per thread, 75  \
+     * with 4). */                                                            \
+    ptrdiff_t groups = B / (nt * MR);                                         \
+    int parts = split_units ? nt                                              \
+        : nt * (int)(groups < 1 ? 1 : groups > 4 ? 4 : groups);               \
+    ptrdiff_t n_state = (mask != NULL ? 4 : 3) * B * Up;                      \
+    ptrdiff_t n_proj = B * chunk * G;                                         \
+    /* The shared counters: one cache line, one line per unit range, then    \
+     * the flags of the threads present (read-mostly: a line of their own). */ \
+    size_t sync_bytes = 64 * (1 + nt)                                         \
+        + 64 * ((nt * sizeof(ptrdiff_t) + 63) / 64);                          \
+    void *raw = malloc((n_state + n_proj) * sizeof(T) + sync_bytes + 64);     \
+    if (raw == NULL)                                                          \
+        return -1;                                                            \
+    /* 64-byte alignment keeps each block of a row on its own cache lines. */ \
+    char *base = (char *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);            \
+    memset(base, 0, sync_bytes);                                              \
+    T *hbuf = (T *)(base + sync_bytes);                                       \
+    T *cbuf = hbuf + 2 * B * Up;                                              \
+    T *ybuf = mask != NULL ? cbuf + B * Up : NULL;                            \
+    size_t row = U * sizeof(T);                                               \
+    /* Padding lanes are computed (and discarded) too: keep them finite. */   \
+    memset(hbuf, 0, n_state * sizeof(T));                                     \
+    for (ptrdiff_t b = 0; b < B; ++b) {                                       \
+        memcpy(hbuf + b * Up, h + b * U, row);                                \
+        memcpy(cbuf + b * Up, c + b * U, row);                                \
+        if (ybuf != NULL)                                                     \
+            memcpy(ybuf + b * Up, y + b * U, row);                            \
+    }                                                                         \
+    fl_layer_##SUF a;                                                         \
+    a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = Up; a.NB = NB;            \
+    a.W = W; a.MR = MR; a.chunk = chunk; a.backwards = backwards;             \
+    a.act = act; a.rec_act = rec_act; a.ops = ops;                            \
+    a.split_units = split_units; a.parts = parts;                             \
+    a.sync = (fl_sync *)base; a.owner = (fl_owner *)(base + 64);              \
+    a.present = (ptrdiff_t *)(base + 64 * (1 + nt));                          \
+    a.x = x; a.kp = kernel; a.bias = bias; a.r = recurrent;                   \
+    a.proj = hbuf + n_state; a.h = hbuf; a.c = cbuf; a.y = ybuf;              \
+    a.mask = mask; a.seq = seq;                                               \
+    fl_pool_run(fl_layer_job_##SUF, &a, nt);                                  \
+    T *hfin = hbuf + (T_ & 1) * B * Up;                                       \
+    for (ptrdiff_t b = 0; b < B; ++b) {                                       \
+        memcpy(h + b * U, hfin + b * Up, row);                                \
+        memcpy(c + b * U, cbuf + b * Up, row);                                \
+        if (ybuf != NULL)                                                     \
+            memcpy(y + b * U, ybuf + b * Up, row);                            \
+    }                                                                         \
+    free(raw);                                                                \
+    return 0;                                                                 \
+}
+
+FL_DEFINE_FORWARD(float, f32)
+FL_DEFINE_FORWARD(double, f64)
+#undef FL_DEFINE_FORWARD

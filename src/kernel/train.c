@@ -1,148 +1,19 @@
-/* Training kernels.
- *
- * Two ways through the steps:
- * - on the packed weights (below FL_DEFINE_TRAIN_LAYER): the inference
- *   tiles of lstm_layer.h run the recurrence of both passes; the common
- *   case, every dtype and instruction set;
- * - per step BLAS (the Keras-layout rows of FL_DEFINE_TRAIN, driven by
- *   _train.pyx): used where dropout masks h or x per gate block, which
- *   changes each gate block's product.
- *
- * Every activation's derivative is written in terms of the activation's
- * *output* (fl_dact, lstm_portable.h), so the forward pass stores activated
- * values only:
- *   tanh' = 1 - y^2, sigmoid' = y (1 - y), hard_sigmoid' = 1/6 inside
- *   (0, 1) else 0, relu' = [y > 0], linear' = 1
- * (at the kinks this picks PyTorch's choices: relu'(0) = 0 and
- * hard_sigmoid' = 0 at x = +-3).
+/* Training on the packed weights: the forward pass that keeps a record of
+ * every step, backpropagation through time, the weight gradients and dL/dx;
+ * the entries of train.h.
  */
-#ifndef FASTLSTM_LSTM_TRAIN_H
-#define FASTLSTM_LSTM_TRAIN_H
-
+#include <stdlib.h>
 #include <string.h>
+#include "isa.h"
+#include "plan.h"
+#include "pool.h"
+#include "train.h"
 
-/* The tiles of the inference kernel (lstm_layer.h), whose layer function
- * this module does not use. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include "lstm_layer.h"
-#pragma GCC diagnostic pop
-
-/* The row loops are compiled for the baseline ISA and, where the toolchain
- * can dispatch at load time (GNU ifuncs on x86-64 Linux), also for AVX2 and
- * AVX-512, so wheels built for baseline x86-64 still use wide vectors. */
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) \
-    && !defined(__clang__)
-/* Feature names, not arch=: gcc dispatches arch= clones by CPU model. */
-#define FL_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
-#else
-#define FL_CLONES
-#endif
-
-/* y = act(x) over n values with the activations of the tiles: float32 by
- * instruction set `isa` (lstm_simd.h's vector code, or libm's on the
- * portable path), float64 by libm. */
-static void fl_train_activate_f32(int isa, int kind, const float *x, float *y,
-                                  ptrdiff_t n)
-{
-    enum { V = 16 };     /* a multiple of every vector width */
-    ptrdiff_t bulk = n - n % V;
-    float tmp[V] = {0};
-    if (bulk)
-        fl_activate_f32(isa, kind, x, y, bulk);
-    if (bulk < n) {
-        memcpy(tmp, x + bulk, (n - bulk) * sizeof(float));
-        fl_activate_f32(isa, kind, tmp, tmp, V);
-        memcpy(y + bulk, tmp, (n - bulk) * sizeof(float));
-    }
-}
-
-static void fl_train_activate_f64(int isa, int kind, const double *x, double *y,
-                                  ptrdiff_t n)
-{
-    (void)isa;
-    for (ptrdiff_t j = 0; j < n; ++j)
-        y[j] = fl_act_f64(kind, x[j]);
-}
-
-#define FL_DEFINE_TRAIN(T, SUF)                                               \
-/* c = f * c + i * g from the activated gates z [4U]. */                      \
-FL_CLONES static void fl_train_cell_update_##SUF(const T *restrict z,         \
-                                              T *restrict c, long U)          \
-{                                                                             \
-    for (long j = 0; j < U; ++j)                                              \
-        c[j] = z[U + j] * c[j] + z[j] * z[2 * U + j];                         \
-}                                                                             \
-                                                                              \
-FL_CLONES static void fl_train_cell_output_##SUF(const T *restrict o,         \
-                                              const T *restrict a,            \
-                                              T *restrict h, long U)          \
-{                                                                             \
-    for (long j = 0; j < U; ++j)                                              \
-        h[j] = o[j] * a[j];                                                   \
-}                                                                             \
-                                                                              \
-/* z: [4U] in: pre-activations i, f, c, o; out: the activated gates.         \
- * c: [U] in: c_prev, out: c.  h: [U] out.  a: [U] out: act(c). */            \
-static void fl_train_cell_row_##SUF(int isa, T *restrict z, T *restrict c,    \
-                                    T *restrict h, T *restrict a, long U,     \
-                                    int act, int rec_act)                     \
-{                                                                             \
-    fl_train_activate_##SUF(isa, rec_act, z, z, 2 * U);    /* i, f */         \
-    fl_train_activate_##SUF(isa, act, z + 2 * U, z + 2 * U, U);               \
-    fl_train_activate_##SUF(isa, rec_act, z + 3 * U, z + 3 * U, U);           \
-    fl_train_cell_update_##SUF(z, c, U);                                      \
-    fl_train_activate_##SUF(isa, act, c, a, U);                               \
-    fl_train_cell_output_##SUF(z + 3 * U, a, h, U);                           \
-}                                                                             \
-                                                                              \
-/* z: [4U] activated gates of the step.  dz: [4U] out: dL/d(pre-activations). \
- * c_prev: [U] the step's incoming c.  a: [U] act(c) of the step.            \
- * dh: [U] dL/dh of the step's output h.                                     \
- * dc: [U] in: dL/dc of the step's c; out: dL/dc_prev. */                     \
-FL_CLONES static void fl_train_cell_back_row_##SUF(                             \
-    const T *restrict z, T *restrict dz, const T *restrict c_prev,            \
-    const T *restrict a, const T *restrict dh, T *restrict dc, long U,        \
-    int act, int rec_act)                                                     \
-{                                                                             \
-    const T *restrict zi = z, *restrict zf = z + U;                           \
-    const T *restrict zg = z + 2 * U, *restrict zo = z + 3 * U;               \
-    T *restrict di = dz, *restrict df = dz + U;                               \
-    T *restrict dg = dz + 2 * U, *restrict dout = dz + 3 * U;                 \
-    long j;                                                                   \
-    if (act == FL_ACT_TANH && rec_act == FL_ACT_SIGMOID) {                    \
-        for (j = 0; j < U; ++j) {                                             \
-            T i = zi[j], f = zf[j], g = zg[j], o = zo[j], aj = a[j];          \
-            T dct = dc[j] + dh[j] * o * ((T)1 - aj * aj);                     \
-            di[j] = dct * g * i * ((T)1 - i);                                 \
-            df[j] = dct * c_prev[j] * f * ((T)1 - f);                         \
-            dg[j] = dct * i * ((T)1 - g * g);                                 \
-            dout[j] = dh[j] * aj * o * ((T)1 - o);                              \
-            dc[j] = dct * f;                                                  \
-        }                                                                     \
-        return;                                                               \
-    }                                                                         \
-    for (j = 0; j < U; ++j) {                                                 \
-        T i = zi[j], f = zf[j], g = zg[j], o = zo[j], aj = a[j];              \
-        T dct = dc[j] + dh[j] * o * fl_dact_##SUF(act, aj);                   \
-        di[j] = dct * g * fl_dact_##SUF(rec_act, i);                          \
-        df[j] = dct * c_prev[j] * fl_dact_##SUF(rec_act, f);                  \
-        dg[j] = dct * i * fl_dact_##SUF(act, g);                              \
-        dout[j] = dh[j] * aj * fl_dact_##SUF(rec_act, o);                       \
-        dc[j] = dct * f;                                                      \
-    }                                                                         \
-}
-
-FL_DEFINE_TRAIN(float, f32)
-FL_DEFINE_TRAIN(double, f64)
-
-#undef FL_DEFINE_TRAIN
-
-/* Training on the packed weights and the tiles of lstm_layer.h: the
+/* Training on the packed weights and the tiles of isa.h's table: the
  * forward step is the inference tile, which also writes a record of the
  * step; the backward step is fl_back.  Both take a group of batch rows
  * through every step; rows are independent, so groups run on separate
- * threads (fl_pool.h) without synchronisation, and a row's arithmetic does
+ * threads (pool.h) without synchronisation, and a row's arithmetic does
  * not depend on the grouping (the tiles' fixed summation order).  The
  * weight gradients and dL/dx follow as passes of their own, over groups of
  * blocks and of rows.
@@ -170,9 +41,7 @@ typedef struct {                                                              \
     ptrdiff_t B, T_, n_in, U, Up, NB, W, MR;                                  \
     ptrdiff_t ldx, ldh;  /* row strides of x and of hs, c, y (see below) */   \
     int backwards, act, rec_act;                                              \
-    void (*tile)(int, const fl_tile_##SUF *);                                 \
-    void (*proj)(int, const fl_proj_##SUF *);                                 \
-    void (*back)(int, const fl_back_##SUF *);                                 \
+    const fl_ops_##SUF *ops;  /* the tiles (isa.h) */                         \
     const T *x;         /* inputs, time-major        [T_][B][ldx] */          \
     const T *kp;        /* packed kernel             [NB][I][4][W] */         \
     const T *bias;      /* packed bias               [NB][4][W] */            \
@@ -234,7 +103,7 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
                     ptrdiff_t t = a->backwards ? T_ - 1 - s : s;              \
                     pj.x = a->x + (t * B + b) * ldx;                          \
                     pj.out = a->rec + (s + 1) * slot + b * G6 + p * W6;       \
-                    a->proj(mr, &pj);                                         \
+                    a->ops->proj(mr, &pj);                                         \
                     i0 += mr;                                                 \
                 }                                                             \
             }                                                                 \
@@ -261,7 +130,7 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
                     tl.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;  \
                     tl.seq = a->seq != NULL                                   \
                         ? a->seq + (b * T_ + s) * a->U + col : NULL;          \
-                    a->tile(mr, &tl);                                         \
+                    a->ops->tile(mr, &tl);                                         \
                     b += mr;                                                  \
                 }                                                             \
             }                                                                 \
@@ -306,7 +175,7 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
                     bk.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;  \
                     bk.dz = a->dz + p0 * bk.zstride + (t * B + b) * W4;       \
                 }                                                             \
-                a->back(mr, &bk);                                             \
+                a->ops->back(mr, &bk);                                             \
                 b += mr;                                                      \
             }                                                                 \
         }                                                                     \
@@ -340,7 +209,7 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
                 xt.x = a->x + k0 * ldx + i0;                                  \
                 xt.out = a->dkernel + i0 * G4 + p * W4;                       \
                 xt.bias = k0 > 0 ? xt.out : NULL;     /* accumulate */        \
-                a->proj(mr, &xt);                                             \
+                a->ops->proj(mr, &xt);                                             \
                 i0 += mr;                                                     \
             }                                                                 \
             xt.ldk = ldh;                                                     \
@@ -349,7 +218,7 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
                 xt.x = hin + k0 * ldh + u0;                                   \
                 xt.out = a->drk + u0 * G4 + p * W4;                           \
                 xt.bias = k0 > 0 ? xt.out : NULL;                             \
-                a->proj(mr, &xt);                                             \
+                a->ops->proj(mr, &xt);                                             \
                 u0 += mr;                                                     \
             }                                                                 \
         }                                                                     \
@@ -382,7 +251,7 @@ static void fl_train_dx_rows_##SUF(const fl_train_##SUF *a, ptrdiff_t r0,     \
             int mr = fl_tile_rows(rows, ntiles, q);                           \
             bk.dzn = a->dz + b * W4;                                          \
             bk.dh = a->dx + b * ldo + p0 * a->W;                              \
-            a->back(mr, &bk);                                                 \
+            a->ops->back(mr, &bk);                                                 \
             b += mr;                                                          \
         }                                                                     \
     }                                                                         \
@@ -430,36 +299,115 @@ static void fl_train_run_##SUF(const fl_train_##SUF *a, int pass, int nt)     \
 }
 
 enum { FL_TRAIN_FORWARD, FL_TRAIN_BACKWARD, FL_TRAIN_WEIGHTS, FL_TRAIN_DX };
+
 FL_DEFINE_TRAIN_LAYER(float, f32)
 FL_DEFINE_TRAIN_LAYER(double, f64)
 #undef FL_DEFINE_TRAIN_LAYER
 
-/* The tiles of instruction set `isa` (its packed layout: W, MR). */
-static void fl_train_pick_f32(fl_train_f32 *a, int isa)
-{
-    a->tile = fl_tile_portable_f32;
-    a->proj = fl_proj_portable_f32;
-    a->back = fl_back_portable_f32;
-#if FL_HAVE_X86
-    if (isa == FL_ISA_AVX512) {
-        a->tile = fl_tile_avx512;
-        a->proj = fl_proj_avx512;
-        a->back = fl_back_avx512;
-    } else if (isa == FL_ISA_AVX2) {
-        a->tile = fl_tile_avx2;
-        a->proj = fl_proj_avx2;
-        a->back = fl_back_avx2;
-    }
-#endif
-    (void)isa;
+/* [B][U] rows into [B][Up] rows (the padding is left alone), and back. */
+#define FL_DEFINE_PAD(T, SUF)                                                 \
+static void fl_pad_rows_##SUF(T *dst, const T *src, ptrdiff_t B, ptrdiff_t U, \
+                              ptrdiff_t Up)                                   \
+{                                                                             \
+    for (ptrdiff_t b = 0; b < B; ++b)                                         \
+        memcpy(dst + b * Up, src + b * U, U * sizeof(T));                     \
+}                                                                             \
+                                                                              \
+static void fl_unpad_rows_##SUF(T *dst, const T *src, ptrdiff_t B,            \
+                                ptrdiff_t U, ptrdiff_t Up)                    \
+{                                                                             \
+    for (ptrdiff_t b = 0; b < B; ++b)                                         \
+        memcpy(dst + b * U, src + b * Up, U * sizeof(T));                     \
 }
 
-static void fl_train_pick_f64(fl_train_f64 *a, int isa)
-{
-    a->tile = fl_tile_portable_f64;
-    a->proj = fl_proj_portable_f64;
-    a->back = fl_back_portable_f64;
-    (void)isa;
+FL_DEFINE_PAD(float, f32)
+FL_DEFINE_PAD(double, f64)
+#undef FL_DEFINE_PAD
+
+/* The entries of one dtype (train.h). */
+#define FL_DEFINE_TRAIN_ENTRIES(T, SUF)                                       \
+int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
+                           const T *bias, const T *recurrent, T *h, T *c,     \
+                           T *y, const unsigned char *mask, T *seq, T *rec,   \
+                           T *hs, ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,   \
+                           ptrdiff_t n_in, ptrdiff_t U, int isa, int backwards,  \
+                           int act, int rec_act, int threads)                 \
+{                                                                             \
+    const fl_ops_##SUF *ops = fl_ops_##SUF##_of(isa);                         \
+    const ptrdiff_t W = ops->width, NB = (U + W - 1) / W;                     \
+    int split_units;                                                          \
+    int nt = fl_plan(FL_PLAN_TRAIN, B, T_, n_in, U, NB, threads, &split_units);  \
+    /* Padding lanes are computed (and discarded) too: start them at zero. */ \
+    T *cbuf = (T *)calloc((mask != NULL ? 2 : 1) * B * ldh, sizeof(T));       \
+    if (cbuf == NULL)                                                         \
+        return -1;                                                            \
+    T *ybuf = mask != NULL ? cbuf + B * ldh : NULL;                           \
+    T *h0 = hs + (backwards ? T_ : 0) * B * ldh;                              \
+    T *hT = hs + (backwards ? 0 : T_) * B * ldh;                              \
+    memset(h0, 0, B * ldh * sizeof(T));                                       \
+    fl_pad_rows_##SUF(h0, h, B, U, ldh);                                      \
+    fl_pad_rows_##SUF(cbuf, c, B, U, ldh);                                    \
+    fl_train_##SUF a;                                                         \
+    memset(&a, 0, sizeof a);                                                  \
+    a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = NB * W; a.NB = NB;        \
+    a.W = W; a.MR = ops->rows; a.ldx = ldx; a.ldh = ldh;                      \
+    a.backwards = backwards; a.act = act; a.rec_act = rec_act; a.ops = ops;   \
+    a.x = x; a.kp = kernel; a.bias = bias; a.r = recurrent;                   \
+    a.rec = rec; a.hs = hs; a.c = cbuf; a.y = ybuf; a.mask = mask; a.seq = seq; \
+    fl_train_run_##SUF(&a, FL_TRAIN_FORWARD, nt);                             \
+    fl_unpad_rows_##SUF(h, hT, B, U, ldh);                                    \
+    fl_unpad_rows_##SUF(c, cbuf, B, U, ldh);                                  \
+    if (ybuf != NULL)                                                         \
+        fl_unpad_rows_##SUF(y, ybuf, B, U, ldh);                              \
+    free(cbuf);                                                               \
+    return 0;                                                                 \
+}                                                                             \
+                                                                              \
+int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
+                            const T *recurrent_t, const T *rec, const T *hs,  \
+                            ptrdiff_t ldh, T *dz, const unsigned char *mask,  \
+                            const T *dseq, T *dh, T *dc, const T *dy, T *dx,  \
+                            T *dkernel, T *drk, T *dbias, ptrdiff_t B,        \
+                            ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,  \
+                            int backwards, int act, int rec_act, int threads) \
+{                                                                             \
+    const fl_ops_##SUF *ops = fl_ops_##SUF##_of(isa);                         \
+    const ptrdiff_t W = ops->width, NB = (U + W - 1) / W, Up = NB * W;        \
+    int split_units;                                                          \
+    int nt = fl_plan(FL_PLAN_TRAIN, B, T_, n_in, U, NB, threads, &split_units);  \
+    T *buf = (T *)calloc(3 * B * Up, sizeof(T));                              \
+    if (buf == NULL)                                                          \
+        return -1;                                                            \
+    T *dhp = buf, *dcp = buf + B * Up;                                        \
+    T *dyp = mask != NULL ? buf + 2 * B * Up : NULL;                          \
+    fl_pad_rows_##SUF(dhp, dh, B, U, Up);                                     \
+    fl_pad_rows_##SUF(dcp, dc, B, U, Up);                                     \
+    if (dyp != NULL) {                                                        \
+        fl_pad_rows_##SUF(dyp, dy, B, U, Up);                                 \
+    } else {        /* without a mask the last output is the final h */      \
+        for (ptrdiff_t b = 0; b < B; ++b)                                     \
+            for (ptrdiff_t j = 0; j < U; ++j)                                 \
+                dhp[b * Up + j] += dy[b * U + j];                             \
+    }                                                                         \
+    fl_train_##SUF a;                                                         \
+    memset(&a, 0, sizeof a);                                                  \
+    a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = Up; a.NB = NB;            \
+    a.W = W; a.MR = ops->rows; a.ldx = ldx; a.ldh = ldh;                      \
+    a.backwards = backwards; a.act = act; a.rec_act = rec_act; a.ops = ops;   \
+    a.x = x; a.rt = recurrent_t; a.rec = (T *)rec; a.hs = (T *)hs; a.dz = dz; \
+    a.mask = mask; a.dh = dhp; a.dc = dcp; a.dy = dyp; a.dseq = dseq;         \
+    a.dkernel = dkernel; a.drk = drk; a.dbias = dbias; a.kt = kernel_t;       \
+    a.dx = dx;                                                                \
+    fl_train_run_##SUF(&a, FL_TRAIN_BACKWARD, nt);                            \
+    fl_train_run_##SUF(&a, FL_TRAIN_WEIGHTS, nt);                             \
+    if (dx != NULL)                                                           \
+        fl_train_run_##SUF(&a, FL_TRAIN_DX, nt);                              \
+    fl_unpad_rows_##SUF(dh, dhp, B, U, Up);                                   \
+    fl_unpad_rows_##SUF(dc, dcp, B, U, Up);                                   \
+    free(buf);                                                                \
+    return 0;                                                                 \
 }
 
-#endif /* FASTLSTM_LSTM_TRAIN_H */
+FL_DEFINE_TRAIN_ENTRIES(float, f32)
+FL_DEFINE_TRAIN_ENTRIES(double, f64)
+#undef FL_DEFINE_TRAIN_ENTRIES

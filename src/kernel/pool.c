@@ -1,54 +1,7 @@
-/* A persistent thread pool whose caller never waits for a worker that has
- * not started.
- *
- * fl_pool_run(fn, ctx, n) calls fn(ctx, 0) on the calling thread and
- * fn(ctx, slot) on each of up to n - 1 workers that picks the job up while
- * it is open.  A worker may come late or not at all (its core may be busy
- * with another process), so fn must hand out its work dynamically, e.g. by
- * claiming pieces with atomics, such that the caller alone can finish it.
- * The caller closes the job when its own fn returns and then waits only
- * for workers already inside fn, which hold claimed work.  (OpenMP's team
- * joins every thread: on a loaded machine a call then waits a scheduler
- * time slice, milliseconds, for a thread that has nothing left to do.)
- *
- * Workers spin for FL_POOL_SPIN_NS after each job, so back-to-back calls
- * find them awake, then sleep on a condition variable.  A call that finds
- * the pool busy (another Python thread is using it) runs on its own thread.
- * After fork() the child starts with no workers and makes new ones.
- *
- * POSIX threads and GCC/clang atomics; elsewhere every call runs on the
- * calling thread (FL_HAVE_POOL 0).
- */
-#ifndef FASTLSTM_POOL_H
-#define FASTLSTM_POOL_H
+/* The thread pool of pool.h: its one state per process and its workers. */
+#include "pool.h"
 
-#include <stddef.h>
-
-#if defined(__GNUC__)
-/* Atomics of ptrdiff_t fields shared by the threads of one job. */
-#define FL_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define FL_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
-#define FL_CLAIM(p, expect, want) \
-    __atomic_compare_exchange_n((p), &(expect), (want), 0, \
-                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
-#if defined(__x86_64__) || defined(__i386__)
-#define FL_PAUSE() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define FL_PAUSE() __asm__ __volatile__("yield")
-#else
-#define FL_PAUSE() ((void)0)
-#endif
-#else   /* no pool: one thread, plain memory */
-#define FL_LOAD(p) (*(p))
-#define FL_ADD(p, v) (*(p) += (v))
-#define FL_CLAIM(p, expect, want) (*(p) == (expect) ? (*(p) = (want), 1) : 0)
-#define FL_PAUSE() ((void)0)
-#endif
-
-typedef void (*fl_job_fn)(void *ctx, int slot);
-
-#if defined(__GNUC__) && (defined(__unix__) || defined(__APPLE__))
-#define FL_HAVE_POOL 1
+#if FL_HAVE_POOL
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
@@ -73,7 +26,7 @@ static fl_pool_t fl_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
                             0, 0, 0, 0, 0, 0, NULL, NULL};
 static int fl_pool_fork_hook;    /* the child handler is registered */
 
-static long long fl_now_ns(void)
+long long fl_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -154,8 +107,7 @@ static void fl_pool_grow(int n)
     }
 }
 
-/* Run fn on the caller and on up to n - 1 workers; see the top of the file. */
-static void fl_pool_run(fl_job_fn fn, void *ctx, int n)
+void fl_pool_run(fl_job_fn fn, void *ctx, int n)
 {
     if (n > FL_POOL_MAX)
         n = FL_POOL_MAX;
@@ -181,24 +133,27 @@ static void fl_pool_run(fl_job_fn fn, void *ctx, int n)
     __atomic_store_n(&fl_pool.busy, 0, __ATOMIC_RELEASE);
 }
 
-/* A cheap clock for comparing two intervals of one thread. */
-static inline long long fl_ticks(void)
+int fl_pool_workers(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    return (long long)__builtin_ia32_rdtsc();
-#else
-    return fl_now_ns();
-#endif
+    return __atomic_load_n(&fl_pool.started, __ATOMIC_SEQ_CST);
 }
 
 #else
-#define FL_HAVE_POOL 0
-static inline long long fl_ticks(void) { return 0; }
-static void fl_pool_run(fl_job_fn fn, void *ctx, int n)
+#include <time.h>
+
+long long fl_now_ns(void)
+{
+    return (long long)clock() * (1000000000LL / CLOCKS_PER_SEC);
+}
+
+void fl_pool_run(fl_job_fn fn, void *ctx, int n)
 {
     (void)n;
     fn(ctx, 0);
 }
-#endif
 
-#endif /* FASTLSTM_POOL_H */
+int fl_pool_workers(void)
+{
+    return 0;
+}
+#endif

@@ -1,20 +1,17 @@
-/* The portable tile of the fused LSTM step: plain C, float and double.
+/* The portable tiles (tiles.h): plain C, float and double.
  *
- * Same contract and packed layout as the SIMD tiles (lstm_simd.h), with
- * FL_PW lanes per block; the lane loops are simple enough for any compiler
- * to vectorise, and the activations are libm's (lstm_cell.h).  This is the
- * float64 path, and the float32 path on CPUs without AVX2+FMA; training's
- * `back` tile (see lstm_simd.h) has a portable version here too.
+ * Same contract and packed layout as the vector tiles (tiles_vector.h),
+ * with FL_PW lanes per block; the lane loops are simple enough for any
+ * compiler to vectorise, and the activations are libm's (activations.h).
+ * isa.c puts them in the table for every instruction set that has no
+ * vector tiles of a dtype.
  */
-#ifndef FASTLSTM_LSTM_PORTABLE_H
-#define FASTLSTM_LSTM_PORTABLE_H
+#ifndef FASTLSTM_TILES_PORTABLE_H
+#define FASTLSTM_TILES_PORTABLE_H
 
-/* Training's tiles are not called by the inference module. */
-#if defined(__GNUC__)
-#define FL_UNUSED __attribute__((unused))
-#else
-#define FL_UNUSED
-#endif
+#include <string.h>
+#include "activations.h"
+#include "tiles.h"
 
 #define FL_PW 4     /* lanes per block */
 #define FL_PMR 4    /* most rows per tile */
@@ -91,21 +88,9 @@ static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
     }                                                                         \
 }
 
-/* Training's backward step (fl_back in lstm_layer.h); activation
- * derivatives from the activation's output y (see lstm_train.h). */
+/* The backward tile (fl_back in tiles.h). */
 #define FL_DEFINE_PORTABLE_BACK(T, SUF)                                       \
-static inline T fl_dact_##SUF(int kind, T y)                                  \
-{                                                                             \
-    switch (kind) {                                                           \
-    case FL_ACT_TANH: return (T)1 - y * y;                                    \
-    case FL_ACT_SIGMOID: return y * ((T)1 - y);                               \
-    case FL_ACT_HARD_SIGMOID: return (y > (T)0 && y < (T)1) ? (T)1 / (T)6 : (T)0; \
-    case FL_ACT_RELU: return y > (T)0 ? (T)1 : (T)0;                          \
-    default: return (T)1; /* FL_ACT_LINEAR */                                 \
-    }                                                                         \
-}                                                                             \
-                                                                              \
-FL_UNUSED static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
+static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
 {                                                                             \
     T acc[FL_PMR][4 * FL_PW];                                                 \
     const T *rp = a->rt;                                                      \
@@ -168,13 +153,23 @@ FL_UNUSED static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
     }                                                                         \
 }
 
+/* Activations over n values (the table's `activate`). */
+#define FL_DEFINE_PORTABLE_ACTIVATE(T, SUF)                                   \
+static void fl_activate_portable_##SUF(int kind, const T *x, T *y, ptrdiff_t n) \
+{                                                                             \
+    for (ptrdiff_t j = 0; j < n; ++j)                                         \
+        y[j] = fl_act_##SUF(kind, x[j]);                                      \
+}
+
 FL_DEFINE_PORTABLE(float, f32)
 FL_DEFINE_PORTABLE(double, f64)
 FL_DEFINE_PORTABLE_BACK(float, f32)
 FL_DEFINE_PORTABLE_BACK(double, f64)
+FL_DEFINE_PORTABLE_ACTIVATE(float, f32)
+FL_DEFINE_PORTABLE_ACTIVATE(double, f64)
 
 #undef FL_DEFINE_PORTABLE
 #undef FL_DEFINE_PORTABLE_BACK
-#undef FL_DEFINE_PORTABLE_XTP
+#undef FL_DEFINE_PORTABLE_ACTIVATE
 
-#endif /* FASTLSTM_LSTM_PORTABLE_H */
+#endif /* FASTLSTM_TILES_PORTABLE_H */

@@ -1,0 +1,41 @@
+/* Which instruction sets this CPU and OS can run (isa.h's codes). */
+#include "isa.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+/* Read from CPUID and XCR0 directly rather than with __builtin_cpu_supports,
+ * which needs the compiler's runtime library to have filled in its CPU
+ * model (not every clang toolchain does). */
+static int fl_x86_supports(int isa)
+{
+    unsigned a, b, c, d, xcr0, xcr0_hi;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    /* FMA, OSXSAVE (the OS manages XCR0) and AVX */
+    if (!(c & (1u << 12)) || !(c & (1u << 27)) || !(c & (1u << 28)))
+        return 0;
+    __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0 & 0x6) != 0x6)           /* the OS saves XMM and YMM state */
+        return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 5)))   /* AVX2 */
+        return 0;
+    if (isa == FL_ISA_AVX2)
+        return 1;
+    /* AVX-512 F, DQ and VL, and the OS saves opmask and all of ZMM */
+    return (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 31))
+        && (xcr0 & 0xe0) == 0xe0;
+}
+
+int fl_isa_supported(int isa)
+{
+    if (isa == FL_ISA_AVX512 || isa == FL_ISA_AVX2)
+        return fl_x86_supports(isa);
+    return isa == FL_ISA_PORTABLE;
+}
+#else
+/* Other compilers and CPUs: isa.c builds the portable tiles only. */
+int fl_isa_supported(int isa)
+{
+    return isa == FL_ISA_PORTABLE;
+}
+#endif

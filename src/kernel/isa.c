@@ -1,0 +1,83 @@
+/* The table of tiles (isa.h): the portable tiles for every dtype, and the
+ * vector tiles (tiles_vector.h) instantiated per instruction set and dtype
+ * inside that instruction set's target region.
+ *
+ * Target regions: `#pragma GCC target` for GCC, `#pragma clang attribute`
+ * for clang (which gives every function of the region the target
+ * attribute).  No -march: the module runs on any CPU of its architecture
+ * and cpu.c says which rows may be used.  Other compilers (MSVC) build the
+ * portable tiles only, which stay correct everywhere.
+ */
+#include <string.h>
+#include "isa.h"
+#include "tiles_portable.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FL_HAVE_X86 1
+#if defined(__clang__)
+#define FL_TARGET_BEGIN(isa) \
+    _Pragma(FL_STR(clang attribute push(__attribute__((target(isa))), apply_to = function)))
+#define FL_TARGET_END _Pragma("clang attribute pop")
+#else
+#define FL_TARGET_BEGIN(isa) _Pragma("GCC push_options") _Pragma(FL_STR(GCC target(isa)))
+#define FL_TARGET_END _Pragma("GCC pop_options")
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#define FL_STR_(x) #x
+#define FL_STR(x) FL_STR_(x)
+
+FL_TARGET_BEGIN("avx2,fma")
+#define FL_SUF avx2
+#define FL_W 8
+#define FL_MR 3
+#define FL_F64 0
+#include "tiles_vector.h"
+#undef FL_SUF
+#undef FL_W
+#undef FL_MR
+#undef FL_F64
+FL_TARGET_END
+
+FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx2,fma")
+#define FL_SUF avx512
+#define FL_W 16
+#define FL_MR 6
+#define FL_F64 0
+#include "tiles_vector.h"
+#undef FL_SUF
+#undef FL_W
+#undef FL_MR
+#undef FL_F64
+FL_TARGET_END
+#else
+#define FL_HAVE_X86 0
+#endif
+
+#define FL_PORTABLE_ROW(SUF)                                                  \
+    {FL_ISA_PORTABLE, FL_PW, FL_PMR, fl_tile_portable_##SUF,                  \
+     fl_proj_portable_##SUF, fl_back_portable_##SUF, fl_activate_portable_##SUF}
+#define FL_VECTOR_ROW(ISA, SUF)                                               \
+    {ISA, fl_width_##SUF, fl_rows_##SUF, fl_tile_##SUF, fl_proj_##SUF,          \
+     fl_back_##SUF, fl_activate_##SUF}
+
+/* Rows in the order of the codes in isa.h. */
+static const fl_ops_f32 fl_ops_f32_table[FL_ISA_COUNT] = {
+    FL_PORTABLE_ROW(f32),
+#if FL_HAVE_X86
+    FL_VECTOR_ROW(FL_ISA_AVX2, avx2),
+    FL_VECTOR_ROW(FL_ISA_AVX512, avx512),
+#else
+    FL_PORTABLE_ROW(f32),
+    FL_PORTABLE_ROW(f32),
+#endif
+};
+
+/* float64 runs the portable tiles on every instruction set. */
+static const fl_ops_f64 fl_ops_f64_table[FL_ISA_COUNT] = {
+    FL_PORTABLE_ROW(f64),
+    FL_PORTABLE_ROW(f64),
+    FL_PORTABLE_ROW(f64),
+};
+
+const fl_ops_f32 *fl_ops_f32_of(int isa) { return &fl_ops_f32_table[isa]; }
+const fl_ops_f64 *fl_ops_f64_of(int isa) { return &fl_ops_f64_table[isa]; }
