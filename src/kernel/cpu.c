@@ -30,7 +30,22 @@ int fl_isa_supported(int isa)
 {
     if (isa == FL_ISA_AVX512 || isa == FL_ISA_AVX2)
         return fl_x86_supports(isa);
+    if (isa == FL_ISA_SSE2) {
+#if defined(__x86_64__)
+        return 1;                       /* part of x86-64 */
+#else
+        unsigned a, b, c, d;
+        return __get_cpuid(1, &a, &b, &c, &d) && (d & (1u << 26));
+#endif
+    }
     return isa == FL_ISA_PORTABLE;
+}
+#elif defined(__GNUC__) && defined(__aarch64__)
+/* NEON (Advanced SIMD) is part of the aarch64 base architecture: nothing to
+ * detect. */
+int fl_isa_supported(int isa)
+{
+    return isa == FL_ISA_PORTABLE || isa == FL_ISA_NEON;
 }
 #else
 /* Other compilers and CPUs: isa.c builds the portable tiles only. */

@@ -26,6 +26,18 @@
 #define FL_STR_(x) #x
 #define FL_STR(x) FL_STR_(x)
 
+FL_TARGET_BEGIN("sse2")
+#define FL_SUF sse2
+#define FL_W 4
+#define FL_MR 2
+#define FL_F64 0
+#include "tiles_vector.h"
+#undef FL_SUF
+#undef FL_W
+#undef FL_MR
+#undef FL_F64
+FL_TARGET_END
+
 FL_TARGET_BEGIN("avx2,fma")
 #define FL_SUF avx2
 #define FL_W 8
@@ -53,6 +65,21 @@ FL_TARGET_END
 #define FL_HAVE_X86 0
 #endif
 
+#if defined(__GNUC__) && defined(__aarch64__)
+#define FL_HAVE_NEON 1
+#define FL_SUF neon
+#define FL_W 4
+#define FL_MR 6
+#define FL_F64 0
+#include "tiles_vector.h"
+#undef FL_SUF
+#undef FL_W
+#undef FL_MR
+#undef FL_F64
+#else
+#define FL_HAVE_NEON 0
+#endif
+
 #define FL_PORTABLE_ROW(SUF)                                                  \
     {FL_ISA_PORTABLE, FL_PW, FL_PMR, fl_tile_portable_##SUF,                  \
      fl_proj_portable_##SUF, fl_back_portable_##SUF, fl_activate_portable_##SUF}
@@ -64,6 +91,16 @@ FL_TARGET_END
 static const fl_ops_f32 fl_ops_f32_table[FL_ISA_COUNT] = {
     FL_PORTABLE_ROW(f32),
 #if FL_HAVE_X86
+    FL_VECTOR_ROW(FL_ISA_SSE2, sse2),
+#else
+    FL_PORTABLE_ROW(f32),
+#endif
+#if FL_HAVE_NEON
+    FL_VECTOR_ROW(FL_ISA_NEON, neon),
+#else
+    FL_PORTABLE_ROW(f32),
+#endif
+#if FL_HAVE_X86
     FL_VECTOR_ROW(FL_ISA_AVX2, avx2),
     FL_VECTOR_ROW(FL_ISA_AVX512, avx512),
 #else
@@ -74,6 +111,8 @@ static const fl_ops_f32 fl_ops_f32_table[FL_ISA_COUNT] = {
 
 /* float64 runs the portable tiles on every instruction set. */
 static const fl_ops_f64 fl_ops_f64_table[FL_ISA_COUNT] = {
+    FL_PORTABLE_ROW(f64),
+    FL_PORTABLE_ROW(f64),
     FL_PORTABLE_ROW(f64),
     FL_PORTABLE_ROW(f64),
     FL_PORTABLE_ROW(f64),
