@@ -26,6 +26,10 @@
 #define FL_STR_(x) #x
 #define FL_STR(x) FL_STR_(x)
 
+/* SSE2, every x86-64 CPU: 16 xmm registers and no FMA.  2 rows: 8
+ * accumulators, 4 panel vectors, the broadcast and the product temporaries
+ * of mul + add.  1 thread, float32: 6.6-8.2x the portable tiles, 110-122%
+ * of OpenBLAS's SSE sgemm (Nehalem kernels) in the same run. */
 FL_TARGET_BEGIN("sse2")
 #define FL_SUF sse2
 #define FL_W 4
@@ -65,6 +69,9 @@ FL_TARGET_END
 #define FL_HAVE_X86 0
 #endif
 
+/* NEON is part of aarch64: no target region, nothing to detect.  32
+ * registers: 6 rows (24 accumulators, 4 panel vectors, the broadcast), the
+ * products fused (fmla).  Checked under emulation only (.ci/aarch64). */
 #if defined(__GNUC__) && defined(__aarch64__)
 #define FL_HAVE_NEON 1
 #define FL_SUF neon
