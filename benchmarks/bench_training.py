@@ -13,7 +13,8 @@ step's matmuls (forward 2*B*T*4H*(I+H), then dW and dR as much again and
 the per-step dh_prev 2*B*T*4H*H; no dX) next to a large float32 matmul timed
 in the same run, the practical ceiling of the machine.
 
-Run with the OpenBLAS tuning variables unset:
+Run with the OpenBLAS tuning variables unset (FASTLSTM_ISA=avx2 in front
+times the AVX2 tiles on an AVX-512 machine):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_training.py
 """
 import argparse
@@ -25,6 +26,7 @@ import torch
 
 import fastlstm
 import fastlstm.torch
+from fastlstm import _kernel
 
 GRID = [(100, 4, 10, 16), (1, 100, 32, 64), (32, 100, 64, 256), (64, 50, 256, 512),
         (8, 1000, 64, 128)]
@@ -92,7 +94,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     args = parser.parse_args()
     rounds, block_seconds = (3, 0.1) if args.quick else (5, 0.4)
-    print(f"fastlstm {fastlstm.__version__}, torch {torch.__version__} "
+    print(f"fastlstm {fastlstm.__version__} ({_kernel.isa()} tiles; "
+          f"FASTLSTM_ISA=avx2|avx512|portable forces one), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), numpy {np.__version__}; float32, "
           f"median ms per training step (forward + backward); float32 matmul "
           f"ceiling {matmul_ceiling_gflops():.0f} GFLOP/s\n")

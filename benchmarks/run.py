@@ -1,12 +1,20 @@
 """Time fastlstm against its peers on a fixed grid and write RESULTS.md.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--quick]
+        [--no-keras] [--per-isa-only]
 
 Every implementation runs the same float32 problem (return_sequences=False)
 in one process, one after the other, so ratios are taken under the same
 machine load.  Each time is the median of many calls; GFLOP/s counts the
 matmul FLOPs 2*B*T*4H*(I+H), and "% sgemm" compares them to a large float32
 matmul measured in the same run, the practical ceiling of the machine.
+
+Then, per instruction set the CPU can run (the kernel path forced, as
+FASTLSTM_ISA does) and per dtype, fastlstm at 1 and all threads against the
+same-run OpenBLAS GEMM of that ISA and dtype (benchmarks/ceiling.py in a
+subprocess with OPENBLAS_CORETYPE=Haswell for AVX2, SkylakeX for AVX-512),
+and the float64 rows against torch in float64.  --per-isa-only runs just
+that part and rewrites just its section of RESULTS.md.
 """
 import argparse
 import datetime
@@ -35,8 +43,9 @@ GRID = [  # (batch, timesteps, input_dim, units)
 ]
 
 
-def sample_seconds(fn, budget):
-    """Times of single calls of ``fn``, calling it for about ``budget`` s.
+def sample_seconds(fn, budget, min_calls=5):
+    """Times of single calls of ``fn``, calling it for about ``budget`` s
+    (at least ``min_calls`` times).
 
     A pause first lets the previous library's spinning worker threads
     (OpenBLAS, onnxruntime, fastlstm's pool) go to sleep: on 2 cores they
@@ -45,7 +54,7 @@ def sample_seconds(fn, budget):
     fn()                                    # warm up (allocations, caches)
     times = []
     deadline = time.perf_counter() + budget
-    while len(times) < 5 or (time.perf_counter() < deadline and len(times) < 10_000):
+    while len(times) < min_calls or (time.perf_counter() < deadline and len(times) < 10_000):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -57,7 +66,7 @@ def median_seconds(fn, budget):
     return statistics.median(sample_seconds(fn, budget))
 
 
-def medians_in_turns(calls, budget, rounds=5):
+def medians_in_turns(calls, budget, rounds=5, min_calls=5):
     """``{(cell, name): median seconds}`` for ``calls`` (name -> callable),
     timed in blocks of ``budget / rounds`` seconds that take turns for
     ``rounds`` rounds, so that a change in the load of this shared machine
@@ -66,7 +75,7 @@ def medians_in_turns(calls, budget, rounds=5):
     times = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
-            times[name].extend(sample_seconds(call, budget / rounds))
+            times[name].extend(sample_seconds(call, budget / rounds, min_calls))
     return {name: statistics.median(samples) for name, samples in times.items()}
 
 
@@ -74,16 +83,50 @@ def lstm_flops(batch, steps, input_dim, units):
     return 2 * batch * steps * 4 * units * (input_dim + units)
 
 
+# The OpenBLAS kernels of the same instruction set as each fastlstm path:
+# OPENBLAS_CORETYPE selects them on any CPU that can run them.
+CEILING_CORETYPES = {"sse2": "Nehalem", "avx2": "Haswell", "avx512": "SkylakeX"}
+
+
+class Ceilings:
+    """OpenBLAS's GEMM with each ISA's kernels: one benchmarks/ceiling.py
+    process per ISA (OPENBLAS_CORETYPE is read once, at load), asked for a
+    timing whenever one is wanted."""
+
+    def __init__(self, isas):
+        script = Path(__file__).with_name("ceiling.py")
+        self.processes = {
+            isa: subprocess.Popen([sys.executable, str(script)], text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  env=dict(os.environ, OPENBLAS_CORETYPE=CEILING_CORETYPES[isa]))
+            for isa in isas}
+
+    def measure(self, isa, dtype, threads, budget):
+        """{"gflops", "kernel", "threads"}: a 2048³ GEMM of ``dtype``."""
+        process = self.processes[isa]
+        process.stdin.write(f"{np.dtype(dtype).name} {threads} {budget}\n")
+        process.stdin.flush()
+        reply = process.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"benchmarks/ceiling.py for {isa} exited")
+        return json.loads(reply)
+
+    def close(self):
+        for process in self.processes.values():
+            process.stdin.close()
+            process.wait(timeout=60)
+
+
 def sgemm_gflops(budget, n=2048):
     a, b = np.random.default_rng(0).random((2, n, n), dtype=np.float32)
     return 2 * n**3 / median_seconds(lambda: a @ b, budget) / 1e9
 
 
-def make_problem(batch, steps, input_dim, units):
+def make_problem(batch, steps, input_dim, units, dtype=np.float32):
     rng = np.random.default_rng(0)
-    weights = [rng.uniform(-0.3, 0.3, shape).astype(np.float32)
+    weights = [rng.uniform(-0.3, 0.3, shape).astype(dtype)
                for shape in ((input_dim, 4 * units), (units, 4 * units), (4 * units,))]
-    x = rng.normal(size=(batch, steps, input_dim)).astype(np.float32)
+    x = rng.normal(size=(batch, steps, input_dim)).astype(dtype)
     return weights, x
 
 
@@ -93,6 +136,21 @@ def fastlstm_runner(weights, x):
     return lambda: layer(x)
 
 
+def fastlstm_isa_runner(weights, x, isa, threads):
+    """fastlstm on the ``isa`` path (set before each call: the runners take
+    turns; the first call of a turn, untimed, repacks the weights)."""
+    from fastlstm import _kernel
+
+    layer = fastlstm.LSTM(weights[1].shape[0], dtype=x.dtype, num_threads=threads)
+    layer.set_weights(weights)
+
+    def run():
+        _kernel.set_isa(isa)
+        return layer(x)
+
+    return run
+
+
 def reference_runner(weights, x):
     return lambda: reference(x, *weights)[1]
 
@@ -100,9 +158,10 @@ def reference_runner(weights, x):
 def torch_runner(weights, x, threads):
     import torch
 
-    layer = fastlstm.LSTM(weights[1].shape[0])
+    layer = fastlstm.LSTM(weights[1].shape[0], dtype=x.dtype)
     layer.set_weights(weights)
     module, tensor = layer.to_torch(), torch.from_numpy(x)
+    module.to(tensor.dtype)
 
     def run():
         torch.set_num_threads(threads)
@@ -184,6 +243,124 @@ def keras_tf_times(budget):
     return times, report["version"]
 
 
+def per_isa(budget, threads):
+    """Per instruction set and dtype: {"times": {(isa, dtype, n, cell): s},
+    "torch": {(dtype, n, cell): s}, "ceilings": {(isa, dtype, n, cell): ...}}.
+
+    The runners of one cell and dtype (every ISA at 1 and ``threads``
+    threads, and torch in float64) take turns in rounds; right after them
+    each ISA's GEMM of that dtype is timed at the same thread counts, so a
+    cell's ratio compares speeds measured under the same load."""
+    from fastlstm import _kernel
+
+    isas = [name for name in _kernel.supported_isas() if name in CEILING_CORETYPES]
+    counts = sorted({1, threads})
+    ceiling = Ceilings(isas)
+    ceilings = {}
+    previous = _kernel.isa()
+    times, torch_times = {}, {}
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        torch = None
+    cells = [(cell, dtype) for dtype in ("float32", "float64") for cell in GRID]
+    for cell, dtype in tqdm(cells, desc="per ISA", file=sys.stderr):
+        weights, x = make_problem(*cell, dtype=np.dtype(dtype))
+        expected = reference(x, *weights)[1]
+        calls = {(isa, n): fastlstm_isa_runner(weights, x, isa, n) for isa in isas for n in counts}
+        if dtype == "float64" and torch is not None:
+            calls.update({("torch", n): torch_runner(weights, x, n) for n in counts})
+        for name, call in calls.items():
+            np.testing.assert_allclose(call(), expected, rtol=1e-3, atol=1e-4,
+                                       err_msg=f"{name} disagrees on {cell} {dtype}")
+        # One call a block at least: a slow float64 call may take seconds.
+        for (name, n), seconds in medians_in_turns(calls, budget, min_calls=1).items():
+            if name == "torch":
+                torch_times[dtype, n, cell] = seconds
+            else:
+                times[name, dtype, n, cell] = seconds
+        for isa in isas:
+            for n in counts:
+                ceilings[isa, dtype, n, cell] = ceiling.measure(isa, dtype, n, budget)
+    _kernel.set_isa(previous)
+    ceiling.close()
+    return {"times": times, "torch": torch_times, "ceilings": ceilings, "isas": isas,
+            "counts": counts}
+
+
+def per_isa_table(result):
+    """Markdown: one row per (ISA, dtype, threads, cell)."""
+    header = ["ISA", "dtype", "threads", "(B, T, I, H)", "fastlstm ms", "GFLOP/s",
+              "OpenBLAS GEMM GFLOP/s (kernel)", "% of GEMM", "× vs torch (same threads)",
+              "× vs best torch"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for isa in result["isas"]:
+        for dtype in ("float32", "float64"):
+            for n in result["counts"]:
+                for cell in GRID:
+                    ceiling = result["ceilings"][isa, dtype, n, cell]
+                    ours = result["times"][isa, dtype, n, cell]
+                    gflops = lstm_flops(*cell) / ours / 1e9
+                    peer = result["torch"].get((dtype, n, cell))
+                    best = min((result["torch"][dtype, m, cell] for m in result["counts"]
+                                if (dtype, m, cell) in result["torch"]), default=None)
+                    lines.append("| " + " | ".join([
+                        isa, dtype, str(n), str(cell), f"{ours * 1e3:.3f}", f"{gflops:.1f}",
+                        f"{ceiling['gflops']:.1f} ({ceiling['kernel']})",
+                        f"{100 * gflops / ceiling['gflops']:.0f}%",
+                        f"{peer / ours:.2f}" if peer else "-",
+                        f"{best / ours:.2f}" if best else "-"]) + " |")
+    return "\n".join(lines)
+
+
+PER_ISA_HEADER = "## Per instruction set and dtype (benchmarks/run.py)"
+
+
+def per_isa_section(table, args, budget_note):
+    return f"""{PER_ISA_HEADER}
+
+Command: `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py{
+        ' --quick' if args.quick else ''}{' --per-isa-only' if args.per_isa_only else ''}`
+Date: {datetime.date.today()}
+Machine: {machine_description()}
+CPU flags (SIMD): {cpu_simd_flags()}
+{budget_note}
+
+fastlstm with its kernel path forced (`_kernel.set_isa`, as FASTLSTM_ISA
+does), return_sequences=False, median ms of single calls timed in 5 rounds
+of blocks that take turns (every ISA and thread count, and torch in
+float64, on one cell and dtype).  "% of GEMM": fastlstm's GFLOP/s over a
+2048³ OpenBLAS GEMM of the same dtype and thread count with the same ISA's
+kernels, timed right after the cell (OPENBLAS_CORETYPE=Haswell for avx2,
+SkylakeX for avx512, set only in the ceiling's own process; the kernel
+column is what threadpoolctl says ran).  torch runs in the layer's dtype,
+at 1 and all threads.
+
+{table}
+"""
+
+
+def cpu_simd_flags():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return " ".join(f for f in flags if f.startswith(("sse", "avx", "fma", "amx")))
+    except OSError:
+        pass
+    return "unknown"
+
+
+def replace_section(text, header, section):
+    """``text`` with its ``header`` section (up to the next "## ") replaced
+    by ``section``, or ``section`` appended."""
+    start = text.find(header)
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + section
+    end = text.find("\n## ", start + len(header))
+    return text[:start] + section + (text[end + 1:] if end >= 0 else "")
+
+
 MEMORY_CELLS = [(8, 100, 64, 128), (8, 10_000, 64, 128)]
 
 
@@ -227,14 +404,19 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="short timing budget")
     parser.add_argument("--no-keras", action="store_true",
                         help="skip Keras/TensorFlow (slow to import)")
+    parser.add_argument("--per-isa-only", action="store_true",
+                        help="only the per-ISA/dtype section (vs same-ISA OpenBLAS ceilings)")
     parser.add_argument("--output", type=Path,
                         default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args(argv)
     budget = 0.1 if args.quick else 1.0
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load_before = os.getloadavg()
+    if args.per_isa_only:
+        write_per_isa(args, budget, threads, load_before)
+        return
     runners = peers(threads)
 
-    load_before = os.getloadavg()
     results = {}
     progress = tqdm(total=len(GRID) * len(runners), desc="grid", file=sys.stderr)
     for cell in GRID:
@@ -275,6 +457,19 @@ def main(argv=None):
     print(table)
     write_results(args, table, ceiling, memory_table(memory), notes)
     draw_chart(results, names, args.output.with_suffix(".png"))
+    write_per_isa(args, budget, threads, os.getloadavg())
+
+
+def write_per_isa(args, budget, threads, load_before):
+    result = per_isa(budget, threads)
+    table = per_isa_table(result)
+    print(table)
+    note = ("Load average (1 min) before / after: "
+            f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f}")
+    previous = args.output.read_text() if args.output.exists() else ""
+    args.output.write_text(replace_section(previous, PER_ISA_HEADER,
+                                           per_isa_section(table, args, note)))
+    print(f"wrote {args.output}", file=sys.stderr)
 
 
 def best_peer(results, names, cell):

@@ -1,5 +1,10 @@
 """fastlstm: Keras's LSTM layer on a fast CPU kernel, weights compatible with
 Keras and PyTorch."""
+try:
+    from . import _kernel  # noqa: F401  the compiled kernel, missing in an unbuilt checkout
+except ImportError as _error:
+    from ._checkout import uncompiled_error
+    raise uncompiled_error(_error) from None
 from ._version import __version__
 from .bidirectional import Bidirectional
 from .buildinfo import show_config

@@ -191,6 +191,11 @@ class Bidirectional:
     def count_params(self) -> int:
         return self.forward_layer.count_params() + self.backward_layer.count_params()
 
+    def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        """The shapes ``get_weights()`` has for ``input_dim`` features."""
+        return (self.forward_layer._weight_shapes(input_dim)
+                + self.backward_layer._weight_shapes(input_dim))
+
     # ---------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
         """Keras's Bidirectional config keys: merge_mode, layer, backward_layer."""

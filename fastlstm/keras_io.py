@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from . import validation
+
 # Keras configs are JSON: nested dicts and lists.
 Config = dict[str, Any]
 
@@ -200,7 +202,8 @@ def _name(entry: Config) -> str:
 
 def _check_class(layer: Config) -> None:
     if layer["class_name"] not in SUPPORTED:
-        raise ValueError(f"from_keras: layer {_name(layer)!r} is a {layer['class_name']}; "
+        raise ValueError(f"from_keras: layer {_name(layer)!r} is "
+                         f"{validation.with_article(layer['class_name'])}; "
                          f"fastlstm supports only {', '.join(SUPPORTED)}")
 
 

@@ -1,8 +1,10 @@
 """``fastlstm.LSTM``: Keras 3's LSTM layer on a compiled CPU kernel."""
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,10 @@ class _Weights:
         self.bias = arrays[2] if len(arrays) > 2 else np.zeros(4 * units, arrays[0].dtype)
         self.packed_cache: _kernel.Packed | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled without the pack, which the next call makes again.
+        return _Weights, (self.arrays, self.recurrent_kernel.shape[0])
+
     def packed(self) -> _kernel.Packed:
         """These weights in the kernel's layout for the current instruction set."""
         packed = self.packed_cache
@@ -45,6 +51,10 @@ class _Weights:
             packed = self.packed_cache = _kernel.pack(self.kernel, self.recurrent_kernel,
                                                       self.bias)
         return packed
+
+    def __reduce__(self) -> tuple[type[_Weights], tuple[list[Array], int]]:
+        # Pickled as the arrays alone: the pack is made again on first use.
+        return _Weights, (self.arrays, self.recurrent_kernel.shape[0])
 
 
 class LSTM:
@@ -134,7 +144,9 @@ class LSTM:
         self.recurrent_dropout = validation.dropout_rate(recurrent_dropout, "recurrent_dropout")
         self.num_threads = validation.num_threads(num_threads)
         self.input_dim: int | None = None
-        self._weights: _Weights | None = None
+        self._weights: _Weights | None = None   # None until set, or drawn on first use
+        self._lock = threading.Lock()            # orders drawing and setting the weights
+        self._training = threading.Lock()        # held by a training call and by backward
         self.grads: list[Array] | None = None             # filled by backward()
         self._tape: training.Tape | None = None           # workspace of the last training call
         self._dropout_rng: np.random.Generator | None = None   # drawn from seed on first dropout
@@ -142,11 +154,13 @@ class LSTM:
     # ------------------------------------------------------------------ build
     @property
     def built(self) -> bool:
-        return self._weights is not None
+        return self.input_dim is not None
 
     def build(self, input_shape: int | Sequence[int | None]) -> None:
-        """Create the weights for ``input_shape``: an int (the feature size)
-        or a shape whose last entry is the feature size."""
+        """Build the layer for ``input_shape``: an int (the feature size) or a
+        shape whose last entry is the feature size.  The weights are drawn
+        from the initializers when first needed, so a layer whose weights
+        are set or loaded next never draws them."""
         if isinstance(input_shape, (tuple, list)):
             if not input_shape:
                 raise ValueError("input_shape must not be empty")
@@ -154,6 +168,12 @@ class LSTM:
         else:
             input_dim = input_shape
         input_dim = validation.positive_int(input_dim, "input_dim (last entry of input_shape)")
+        with self._lock:
+            self.input_dim = input_dim
+            self._weights = None
+
+    def _draw(self, input_dim: int) -> list[Array]:
+        """New weights from the initializers, reproducible from ``seed``."""
         units, dtype = self.units, self.dtype
         # The initializers draw in float64 before casting.
         validation.affordable((input_dim + units + 1) * 4 * units, 8,
@@ -174,22 +194,36 @@ class LSTM:
             else:
                 bias = initializers.initialize(self.bias_initializer, (4 * units,), dtype, rng)
             weights.append(bias)
-        self.input_dim = input_dim
-        self._weights = _Weights(weights, units)
+        return weights
 
     def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        """The shapes ``get_weights()`` has for ``input_dim`` features."""
         shapes: list[tuple[int, ...]] = [(input_dim, 4 * self.units), (self.units, 4 * self.units)]
         if self.use_bias:
             shapes.append((4 * self.units,))
         return shapes
 
     def _require_built(self, what: str) -> _Weights:
-        """The weights, or a ValueError naming ``what`` needed them."""
-        if self._weights is None:
-            raise ValueError(
-                f"{what}: the layer has no weights yet; call it on an input or "
-                f"call build(input_dim) first")
-        return self._weights
+        """The current weights (drawn now if the layer was built without
+        them), or a ValueError naming ``what`` needed them."""
+        weights = self._weights
+        if weights is not None:
+            return weights
+        with self._lock:        # one draw, which set_weights cannot overtake
+            if self._weights is None:
+                if self.input_dim is None:
+                    raise self._unbuilt(what)
+                try:
+                    self._weights = _Weights(self._draw(self.input_dim), self.units)
+                except BaseException:
+                    self.input_dim = None       # weights that cannot be drawn: unbuilt
+                    raise
+            return self._weights
+
+    @staticmethod
+    def _unbuilt(what: str) -> ValueError:
+        return ValueError(f"{what}: the layer has no weights yet; call it on an input or "
+                          f"call build(input_dim) first")
 
     @property
     def _packed(self) -> _kernel.Packed | None:
@@ -227,11 +261,16 @@ class LSTM:
                     f"weights[0] must have shape (input_dim, {4 * self.units}), got {shape}")
             input_dim = shape[0]
         arrays = validation.weights(weights, self._weight_shapes(input_dim), self.dtype)
-        self.input_dim = input_dim
-        self._weights = _Weights(arrays, self.units)
+        # Calls from now on use the new version; calls already running keep theirs.
+        with self._lock:
+            self.input_dim = input_dim
+            self._weights = _Weights(arrays, self.units)
 
     def count_params(self) -> int:
-        return sum(w.size for w in self._require_built("count_params").arrays)
+        input_dim = self.input_dim
+        if input_dim is None:
+            raise self._unbuilt("count_params")
+        return sum(int(np.prod(shape)) for shape in self._weight_shapes(input_dim))
 
     # ------------------------------------------------------------------- call
     def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
@@ -261,13 +300,42 @@ class LSTM:
         units) with ``return_sequences``; with ``return_state`` a list
         ``[output, h, c]``.
         """
-        x = validation.inputs(x, self.input_dim, self.dtype)
-        if not self.built:
-            self.build(x.shape[2])
+        array = validation.input_array(x, None)
+        if self.input_dim is None:
+            with self._lock:      # racing first calls build once
+                if self.input_dim is None:
+                    self.input_dim = array.shape[2]
         weights = self._require_built("__call__")   # one version for the whole call
-        batch, timesteps = x.shape[:2]
+        # Checked against the weights this call uses (another thread may have
+        # built the layer for other inputs).
+        array = validation.input_array(array, weights.kernel.shape[0])
+        if not training:
+            return self._call(weights, array, mask, initial_state, lengths, training)
+        with self._training_call():
+            return self._call(weights, array, mask, initial_state, lengths, training)
+
+    @contextlib.contextmanager
+    def _training_call(self) -> Iterator[None]:
+        """Hold the layer's recorded pass for one training call or backward."""
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError(
+                "LSTM: another thread is in a training call (training=True or backward) "
+                "on this layer; training calls on one layer must not run concurrently, "
+                "since the layer keeps one recorded pass for backward (use a layer per "
+                "thread; inference calls may run concurrently)")
+        try:
+            yield
+        finally:
+            self._training.release()
+
+    def _call(self, weights: _Weights, array: Array, mask: ArrayLike | None,
+              initial_state: Sequence[ArrayLike] | None, lengths: ArrayLike | None,
+              training: bool) -> Output:
+        batch, timesteps, _ = array.shape
+        self._check_memory(array, training, mask is not None or lengths is not None)
         mask = validation.mask_or_lengths(mask, lengths, batch, timesteps)
         h, c = self._start_states(initial_state, batch)
+        x = np.ascontiguousarray(array, dtype=self.dtype)
         if training:
             sequence, last = self._record(weights, x, mask, h, c)
         else:
@@ -278,6 +346,28 @@ class LSTM:
             last[...] = h
         return self._finish(sequence, last, h, c)
 
+    def _check_memory(self, x: Array, recording: bool, masked: bool) -> None:
+        """One check, before anything is allocated, that everything a call
+        on ``x`` allocates fits in memory."""
+        batch, timesteps, features = x.shape
+        units, itemsize = self.units, self.dtype.itemsize
+        copy = not (x.flags.c_contiguous and x.dtype == self.dtype)
+        parts = [(f"a C-contiguous {self.dtype.name} copy of x", copy * x.size * itemsize),
+                 ("the mask", 2 * batch * timesteps * masked),
+                 ("the states", 5 * batch * units * itemsize)]
+        if recording:
+            input_masks = (4 if self.recurrent_dropout else 1) if self.dropout else 0
+            parts.append(("the training workspace", training.forward_bytes(
+                batch, timesteps, features, units, self.dtype, input_masks=input_masks,
+                recurrent_masks=bool(self.recurrent_dropout),
+                return_sequence=self.return_sequences, workspace=self._tape)))
+        else:
+            sequence = batch * timesteps * units * self.return_sequences
+            # The kernel's workspace: bounded projection chunks, per-row states.
+            parts += [("the output sequence", sequence * itemsize),
+                      ("the kernel workspace", 2**20 + 4 * batch * (units + 16) * itemsize)]
+        validation.within_memory(parts, f"LSTM(units={units}) on x of shape {x.shape}")
+
     def _infer(self, weights: _Weights, x: Array, mask: Array | None, h: Array, c: Array,
                ) -> tuple[Array | None, Array]:
         """The inference pass: ``(sequence or None, last)``; h and c become the final states."""
@@ -285,10 +375,7 @@ class LSTM:
         last = np.zeros((batch, self.units), self.dtype)
         sequence = None
         if self.return_sequences:
-            shape = (batch, timesteps, self.units)
-            validation.affordable(batch * timesteps * self.units, self.dtype.itemsize,
-                                  f"the output sequence {shape}")
-            sequence = np.empty(shape, self.dtype)
+            sequence = np.empty((batch, timesteps, self.units), self.dtype)
         _kernel.forward(x, weights.packed(), h, c, last, mask, sequence, self.go_backwards,
                         activations.CODES[self.activation],
                         activations.CODES[self.recurrent_activation],
@@ -457,14 +544,15 @@ class LSTM:
         >>> d_x.shape, [g.shape for g in layer.grads]
         ((2, 3, 5), [(5, 16), (4, 16), (16,)])
         """
-        tape = self._tape
-        if tape is None:
-            raise RuntimeError("LSTM.backward needs a call with training=True first")
-        d_sequence, d_last, d_h, d_c = self._output_gradients(d_outputs, tape.shape)
-        dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = training.backward(
-            tape, d_sequence, d_last, d_h, d_c, input_gradient=input_gradient)
-        self.grads = [dkernel, drecurrent_kernel] + ([dbias] if self.use_bias else [])
-        return [dx, dh0, dc0]
+        with self._training_call():
+            tape = self._tape
+            if tape is None:
+                raise RuntimeError("LSTM.backward needs a call with training=True first")
+            d_sequence, d_last, d_h, d_c = self._output_gradients(d_outputs, tape.shape)
+            dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = training.backward(
+                tape, d_sequence, d_last, d_h, d_c, input_gradient=input_gradient)
+            self.grads = [dkernel, drecurrent_kernel] + ([dbias] if self.use_bias else [])
+            return [dx, dh0, dc0]
 
     def _output_gradients(self, d_outputs: Any, shape: tuple[int, int, int],
                           ) -> tuple[Array | None, ...]:
@@ -490,6 +578,18 @@ class LSTM:
         if self.return_sequences:
             return d_output, None, d_h, d_c
         return None, d_output, d_h, d_c
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle configuration, weights and stored states only (what Dask
+        ships to its workers): the kernel's packed copy of the weights is
+        made again on the next call, and the last training call's workspace,
+        its gradients (tens of times the weights) and the locks are left out."""
+        state = self.__dict__.copy()
+        state.update(_tape=None, grads=None, _lock=None, _training=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock(), _training=threading.Lock())
 
     def __repr__(self) -> str:
         shape = f"input_dim={self.input_dim}, " if self.built else ""

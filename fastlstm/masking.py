@@ -30,6 +30,7 @@ class Masking:
         self.dtype = validation.layer_dtype(dtype)
         self.return_sequences = True     # the output keeps the time axis
         self.built = True
+        self.input_dim = None            # any feature size
 
     def compute_mask(self, x: ArrayLike) -> NDArray[np.bool_]:
         """The boolean mask (batch, timesteps) for ``x``."""
@@ -50,6 +51,9 @@ class Masking:
         return 0
 
     def get_weights(self) -> list[NDArray[Any]]:
+        return []
+
+    def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
         return []
 
     def set_weights(self, weights: Sequence[ArrayLike]) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import keras_io, serialization, torch_io
+import numpy as np
+
+from . import keras_io, serialization, torch_io, validation
 from .bidirectional import Bidirectional
 from .layer import LSTM
 from .masking import Masking
@@ -45,11 +47,44 @@ def load(path: str | os.PathLike[str]) -> Model:
     >>> bool((fastlstm.load(path)(x) == layer(x)).all())
     True
     """
-    config, weights = serialization.read(path)
-    obj: Model = keras_io.from_dict(config, MODEL_CLASSES)
+    with serialization.Reader(path) as file:
+        obj = _from_file_config(file.config, file.path)
+        declared = [entry.shape for entry in file.declared]
+        # Compared before any weight is read: the config says what to expect.
+        input_dim = obj.input_dim
+        if input_dim is None and declared and len(declared[0]) == 2:
+            input_dim = declared[0][0]        # an unbuilt model takes the kernel's
+        expected = [] if input_dim is None else obj._weight_shapes(input_dim)
+        if declared and declared != expected or obj.built and not declared and expected:
+            raise ValueError(
+                f"{file.path}: the weights have shapes {_listed(declared)}; the model its "
+                f"config describes has {_listed(expected)}")
+        validation.affordable(sum(int(np.prod(entry.shape, dtype=object)) * entry.dtype.itemsize
+                                  for entry in file.declared), 1, f"the weights in {file.path}")
+        weights = file.weights()
     if weights:
         obj.set_weights(weights)
     return obj
+
+
+def _from_file_config(config: object, path: str) -> Model:
+    """The object a fastlstm file's config describes; a malformed config is
+    a ValueError (TypeError for a value of the wrong type) naming the file."""
+    try:
+        obj: Model = keras_io.from_dict(config, MODEL_CLASSES)
+    except KeyError as error:
+        raise ValueError(f"{path}: the config lacks the key {error}") from None
+    except (IndexError, AttributeError) as error:
+        raise ValueError(f"{path}: the config is malformed ({error})") from None
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{path}: {error}") from None
+    return obj
+
+
+def _listed(shapes: list[tuple[int, ...]]) -> str:
+    if len(shapes) > 8:
+        return f"{shapes[:8]} ... ({len(shapes)} arrays)"
+    return str(shapes) if shapes else "none"
 
 
 # -------------------------------------------------------------------- Keras
@@ -58,7 +93,8 @@ def _keras_stack(class_name: str, config: keras_io.Config,
     """A ``Sequential`` for a Keras model config, and the model's chain."""
     chain = keras_io.model_chain(class_name, config)
     stack = Sequential([LAYER_CLASSES[name].from_config(keras_io.without_initializers(entry))
-                        for name, entry in chain.layers])
+                        for name, entry in chain.layers],
+                       name=config.get("name", "sequential"))
     if chain.input_shape is not None:
         stack.build(chain.input_shape)
     return stack, chain

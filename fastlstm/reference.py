@@ -11,6 +11,7 @@ torch backends) step by step:
 A masked step keeps h and c; its output repeats the previous output, which
 is zeros before the first unmasked step.
 """
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -45,20 +46,27 @@ def lstm(x: ArrayLike, kernel: NDArray[Any], recurrent_kernel: NDArray[Any],
     output = np.zeros((batch, units), dtype)
     sequence = np.zeros((batch, timesteps, units), dtype)
     steps = range(timesteps - 1, -1, -1) if go_backwards else range(timesteps)
-    for k, t in enumerate(steps):
-        z = x[:, t] @ kernel + h @ recurrent_kernel + bias
-        i = rec_act(z[:, :units])
-        f = rec_act(z[:, units:2 * units])
-        g = act(z[:, 2 * units:3 * units])
-        o = rec_act(z[:, 3 * units:])
-        c_new = f * c + i * g
-        h_new = o * act(c_new)
-        if mask is None:
-            h, c, output = h_new, c_new, h_new
-        else:
-            keep = np.asarray(mask, bool)[:, t, None]
-            h = np.where(keep, h_new, h)
-            c = np.where(keep, c_new, c)
-            output = np.where(keep, h_new, output)
-        sequence[:, k] = output
+    # Linear and relu activations leave h and c unbounded: over a long
+    # sequence they overflow to inf (and inf - inf gives nan), as the
+    # kernel's do.  That is the expected result there, not a warning.
+    unbounded = {activation, recurrent_activation} & {"linear", "relu"}
+    quiet: contextlib.AbstractContextManager[Any] = (
+        np.errstate(over="ignore", invalid="ignore") if unbounded else contextlib.nullcontext())
+    with quiet:
+        for k, t in enumerate(steps):
+            z = x[:, t] @ kernel + h @ recurrent_kernel + bias
+            i = rec_act(z[:, :units])
+            f = rec_act(z[:, units:2 * units])
+            g = act(z[:, 2 * units:3 * units])
+            o = rec_act(z[:, 3 * units:])
+            c_new = f * c + i * g
+            h_new = o * act(c_new)
+            if mask is None:
+                h, c, output = h_new, c_new, h_new
+            else:
+                keep = np.asarray(mask, bool)[:, t, None]
+                h = np.where(keep, h_new, h)
+                c = np.where(keep, c_new, c)
+                output = np.where(keep, h_new, output)
+            sequence[:, k] = output
     return sequence, output, h, c

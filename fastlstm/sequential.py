@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -48,6 +48,9 @@ class Sequential:
     time_major : bool, default False
         Inputs (and sequence outputs) are (timesteps, batch, features), like
         PyTorch's ``batch_first=False``; masks and lengths stay batch-major.
+    name : str, default "sequential"
+        The model's name in ``summary()``; ``from_keras`` keeps the Keras
+        model's (a functional model's is "functional" unless named).
 
     Examples
     --------
@@ -58,7 +61,7 @@ class Sequential:
     """
 
     def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] | None = None,
-                 time_major: bool = False) -> None:
+                 time_major: bool = False, name: str = "sequential") -> None:
         layers = list(layers)
         if not layers:
             raise ValueError("Sequential needs at least one layer, got an empty list")
@@ -73,6 +76,7 @@ class Sequential:
                     f"merge_mode=None): only the last layer of a Sequential may")
         self.layers = layers
         self.time_major = bool(time_major)
+        self.name = str(name)
         self.input_shape: tuple[int, ...] | None = None
         if input_shape is not None:
             self.build(input_shape)
@@ -80,6 +84,12 @@ class Sequential:
     @property
     def built(self) -> bool:
         return all(layer.built for layer in self.layers)
+
+    @property
+    def input_dim(self) -> int | None:
+        """The feature size the stack is built for, None before."""
+        return next((layer.input_dim for layer in self.layers if layer.input_dim is not None),
+                    None)
 
     @property
     def return_sequences(self) -> bool:
@@ -159,6 +169,16 @@ class Sequential:
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
+    def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        """The shapes ``get_weights()`` has for ``input_dim`` features."""
+        shapes: list[tuple[int, ...]] = []
+        features = input_dim
+        for layer in self.layers:
+            shapes += layer._weight_shapes(features)
+            # Known feature sizes in, known out.
+            features = cast(int, _first(layer.compute_output_shape((None, None, features)))[-1])
+        return shapes
+
     def layer_names(self) -> list[str]:
         """Keras-style names: the snake-case class name, numbered from the
         second layer of a class on (``lstm``, ``lstm_1``, ...)."""
@@ -189,7 +209,7 @@ class Sequential:
                     + " | " + cells[2].rjust(widths[2]) + " |")
 
         total = self.count_params()
-        lines = ['Model: "sequential"', line, row(("Layer (type)", "Output Shape", "Param #")),
+        lines = [f'Model: "{self.name}"', line, row(("Layer (type)", "Output Shape", "Param #")),
                  line.replace("-", "=")] + [row(r) for r in rows] + [line]
         lines += [f" Total params: {total:,}", f" Trainable params: {total:,}",
                   " Non-trainable params: 0"]
@@ -205,7 +225,7 @@ class Sequential:
     def get_config(self) -> dict[str, Any]:
         return {"layers": [keras_io.to_dict(layer) for layer in self.layers],
                 "input_shape": None if self.input_shape is None else list(self.input_shape),
-                "time_major": self.time_major}
+                "time_major": self.time_major, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
@@ -213,7 +233,8 @@ class Sequential:
         layers = [keras_io.from_dict(layer, LAYER_CLASSES) for layer in config["layers"]]
         return cls(layers,
                    input_shape=None if shape is None else tuple(shape),
-                   time_major=config.get("time_major", False))
+                   time_major=config.get("time_major", False),
+                   name=config.get("name", "sequential"))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write config and weights to one ``.npz`` file; see ``fastlstm.load``."""

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional
 
-from . import convert, training
+from . import convert, training, validation
 
 
 def _array(tensor: Any, copy: bool = False) -> NDArray[Any]:
@@ -65,6 +65,13 @@ class _Direction(torch.autograd.Function):  # type: ignore[misc]
             workspace: training.Tape | None = free.pop()
         except IndexError:             # none spare (e.g. a second forward before backward)
             workspace = None
+        batch, timesteps, features = x.shape
+        units, itemsize = recurrent_kernel.shape[0], kernel.dtype.itemsize
+        validation.within_memory(
+            [("copies of x and the states", (x.numel() + 2 * batch * units) * itemsize),
+             ("the training workspace", training.forward_bytes(
+                 batch, timesteps, features, units, kernel.dtype, workspace=workspace))],
+            f"fastlstm.torch.LSTM on input of shape {tuple(x.shape)}")
         sequence, _, h, c, tape = training.forward(
             _array(x), kernel, recurrent_kernel, bias, _array(h0, True), _array(c0, True),
             go_backwards=reverse, workspace=workspace)
@@ -168,10 +175,11 @@ class LSTM(nn.Module):  # type: ignore[misc]
             raise TypeError(
                 f"fastlstm.torch.LSTM takes a tensor input, got {type(input).__name__}")
         dtype = self.weight_ih_l0.dtype
-        if input.dtype != dtype or dtype not in (torch.float32, torch.float64):
-            raise TypeError(
-                f"input dtype must match the float32/float64 weights ({dtype}), "
-                f"got {input.dtype}")
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"fastlstm.torch.LSTM computes in float32 or float64; its "
+                            f"weights are {dtype} (call .float() or .double())")
+        if input.dtype != dtype:
+            raise TypeError(f"input dtype must match the weights ({dtype}), got {input.dtype}")
         if input.device.type != "cpu":
             raise ValueError(f"fastlstm.torch.LSTM runs on the CPU, got {input.device}")
         if input.dim() not in (2, 3) or input.shape[-1] != self.input_size:

@@ -44,13 +44,18 @@ def direction_weights(module: Any, index: int, reverse: bool) -> list[NDArray[An
     """Keras-layout ``[kernel, recurrent_kernel, bias]`` of layer ``index``
     of ``module`` in one direction (no bias entry for bias=False)."""
     suffix = f"_l{index}" + ("_reverse" if reverse else "")
-
-    def get(name: str) -> Any:
-        value = getattr(module, name + suffix, None)
-        return None if value is None else value.detach().cpu().numpy()
-
-    return convert.torch_to_keras(get("weight_ih"), get("weight_hh"),
-                                  get("bias_ih"), get("bias_hh"))
+    names = [name + suffix for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    tensors = [getattr(module, name, None) for name in names]
+    expected = names if module.bias else names[:2]
+    missing = [name for name, tensor in zip(names, tensors, strict=True)
+               if (name in expected) != (tensor is not None)]
+    if missing:
+        raise ValueError(
+            f"nn.LSTM(bias={module.bias}) must have the tensors {expected}; "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            f"{'None' if missing[0] in expected else 'set'}")
+    arrays: list[Any] = [None if t is None else t.detach().cpu().numpy() for t in tensors]
+    return convert.torch_to_keras(*arrays)
 
 
 def single_layer(module: Any) -> tuple[dict[str, Any], list[NDArray[Any]]]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from . import _kernel, activations, validation
+from . import _kernel, activations
 
 Array = NDArray[Any]
 
@@ -79,11 +79,6 @@ class Tape:
         if len(layout) == 2:
             width, blocks = layout
             padded = width * blocks
-            # rec (6 per padded unit), hs, dz (4), xs.
-            validation.affordable((timesteps + 1) * batch * (padded * 11 + features),
-                                  self.dtype.itemsize,
-                                  f"the training workspace for {self.shape} "
-                                  "(timesteps, batch, units)")
             self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
             self.hs = np.empty((timesteps + 1, batch, _row_stride(padded, dtype)), dtype)
             self.dz = np.empty((blocks, timesteps * batch, 4 * width), dtype)
@@ -95,10 +90,6 @@ class Tape:
         else:
             recurrent_blocks, = layout
             shape = self.shape
-            # gates and dz (4 units each), cs, acts and the recurrent_blocks hp.
-            validation.affordable(timesteps * batch * units * (10 + recurrent_blocks),
-                                  self.dtype.itemsize,
-                                  f"the training workspace for {shape} (timesteps, batch, units)")
             self.gates = np.empty((timesteps, batch, 4 * units), dtype)
             self.dz = np.empty_like(self.gates)
             self.cs = np.empty(shape, dtype)
@@ -106,6 +97,21 @@ class Tape:
             self.hp = np.empty((recurrent_blocks,) + shape, dtype)
         # Derived from ``packed`` by backward, cached while the pack is the same.
         self._unpacking: tuple[Any, Array, Array, Array] | None = None
+
+    @staticmethod
+    def values(batch: int, timesteps: int, features: int, units: int,
+               layout: tuple[int, ...]) -> int:
+        """How many values a tape of these sizes holds (``__init__``'s buffers)."""
+        if len(layout) == 2:
+            width, blocks = layout
+            padded = width * blocks
+            # rec (6 per padded unit), hs, dz (4), xs; the packed weight gradients.
+            return ((timesteps + 1) * batch * (6 * padded + padded + 64)
+                    + timesteps * batch * (4 * padded + features + 64)
+                    + (features + units + 1) * 4 * padded)
+        recurrent_blocks, = layout
+        # gates and dz (4 units each), cs, acts and the recurrent_blocks hp.
+        return timesteps * batch * units * (10 + recurrent_blocks)
 
     def fits(self, batch: int, timesteps: int, features: int, units: int,
              dtype: DTypeLike, layout: tuple[int, ...]) -> bool:
@@ -146,6 +152,32 @@ def _packed_columns(units: int, width: int) -> Array:
     return columns
 
 
+def forward_bytes(batch: int, timesteps: int, features: int, units: int, dtype: DTypeLike,
+                  *, input_masks: int = 0, recurrent_masks: bool = False,
+                  return_sequence: bool = True, workspace: Tape | None = None) -> int:
+    """Bytes that ``forward`` and ``dropout_masks`` allocate at most for
+    these sizes, for one memory check before a call allocates anything:
+    ``input_masks`` is the number of input mask blocks (0, 1 or 4),
+    ``workspace`` a tape that will be reused if it fits.  Sizes the
+    training kernels cannot index are a ValueError."""
+    if batch * timesteps > _INT_MAX:
+        raise ValueError(
+            f"training supports batch * timesteps up to {_INT_MAX}, got "
+            f"batch={batch}, timesteps={timesteps}")
+    fused = not recurrent_masks and input_masks <= 1
+    # A pack's width divides 16, so 16-unit blocks bound its padding.
+    layout = (16, -(-units // 16)) if fused else (4 if recurrent_masks else 1,)
+    values = (2 + return_sequence * timesteps) * batch * units        # c0, last, sequence
+    if workspace is None or not (workspace.shape == (timesteps, batch, units)
+                                 and workspace.features == features):
+        values += Tape.values(batch, timesteps, features, units, layout)
+    if not fused:                       # x time-major, once per input mask
+        values += max(1, input_masks) * timesteps * batch * features
+    # Masks are drawn in float64, compared, scaled and cast: 4 copies at most.
+    mask_values = input_masks * batch * features + 4 * recurrent_masks * batch * units
+    return values * np.dtype(dtype).itemsize + mask_values * 4 * 8
+
+
 def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Array,
             c: Array, *, mask: Array | None = None, go_backwards: bool = False,
             activation: str = "tanh", recurrent_activation: str = "sigmoid",
@@ -154,6 +186,9 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
             pack: Callable[[], Any] | None = None, num_threads: int | None = None,
             ) -> tuple[Array | None, Array, Array, Array, Tape]:
     """Run one LSTM layer and record it for ``backward``.
+
+    Allocates what ``forward_bytes`` counts: check it first (and the sizes
+    it refuses), before copying the inputs.
 
     Parameters
     ----------
@@ -185,10 +220,6 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     batch, timesteps = x.shape[:2]
     units = recurrent_kernel.shape[0]
     dtype = kernel.dtype
-    if batch * timesteps > _INT_MAX:
-        raise ValueError(
-            f"training supports batch * timesteps up to {_INT_MAX}, got "
-            f"batch={batch}, timesteps={timesteps}")
     # Per-gate masks of h or x change each gate block's product: BLAS per step.
     fused = recurrent_masks is None and (input_masks is None or len(input_masks) == 1)
     packed: Any = None

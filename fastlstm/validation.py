@@ -4,13 +4,19 @@ Every function returns fresh or read-only-safe arrays in the layout the
 kernel wants, or raises a ValueError/TypeError that names the argument, what
 was expected and what was given.
 """
+import json
 import numbers
 import os
+import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+if sys.platform != "win32":
+    import resource
 
 Array = NDArray[Any]
 
@@ -41,10 +47,19 @@ def positive_int(value: object, argument: str, limit: int = _INT_MAX) -> int:
 
 
 def num_threads(value: object) -> int | None:
-    """The layer's ``num_threads``: None (the default) or a positive int."""
+    """The layer's ``num_threads``: None (the default) or a positive int,
+    capped at the CPUs this process may run on (more threads would only
+    wait for each other)."""
     if value is None:
         return None
-    return positive_int(value, "num_threads", limit=4096)
+    return min(positive_int(value, "num_threads", limit=4096), _cpus())
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _numeric_array(value: object, argument: str) -> Array:
@@ -65,6 +80,18 @@ def inputs(x: ArrayLike, input_dim: int | None, dtype: DTypeLike) -> Array:
     ``input_dim`` is None before the layer is built.  The result is never
     the caller's buffer made writable; the kernel only reads it.
     """
+    array = input_array(x, input_dim)
+    if not (array.flags.c_contiguous and array.dtype == dtype):
+        # e.g. a broadcast view: its copy may be far larger than its buffer.
+        affordable(array.size, np.dtype(dtype).itemsize,
+                   f"a C-contiguous {np.dtype(dtype).name} copy of x {array.shape}")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def input_array(x: ArrayLike, input_dim: int | None) -> Array:
+    """x → a numeric (batch, timesteps, features) array, as given when it
+    is one (no copy): ``inputs`` without the conversion to the layer's
+    dtype and layout, for callers that check their memory first."""
     array = _numeric_array(x, "x")
     if array.ndim != 3:
         raise ValueError(
@@ -78,34 +105,55 @@ def inputs(x: ArrayLike, input_dim: int | None, dtype: DTypeLike) -> Array:
     for size, name in zip(array.shape, ("batch", "timesteps", "features"), strict=True):
         if size > _INT_MAX:
             raise ValueError(f"x has {size} {name}, more than the {_INT_MAX} supported")
-    if not (array.flags.c_contiguous and array.dtype == dtype):
-        # e.g. a broadcast view: its copy may be far larger than its buffer.
-        affordable(array.size, np.dtype(dtype).itemsize,
-                   f"a C-contiguous {np.dtype(dtype).name} copy of x {array.shape}")
-    return np.ascontiguousarray(array, dtype=dtype)
+    return array
 
 
-def _physical_memory() -> int | None:
-    """Bytes of RAM of this machine, or None where the OS does not say."""
+def _memory_limit() -> tuple[int, str] | None:
+    """Bytes this process may allocate at most, and what sets the limit:
+    the machine's RAM, or the address-space limit (``ulimit -v``) when it
+    is lower; None where the OS says neither."""
+    limits = []
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        limits.append((os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
+                       "memory of this machine"))
     except (AttributeError, ValueError, OSError):
-        return None
+        pass
+    if sys.platform != "win32":
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            limits.append((soft, "address space this process may use (RLIMIT_AS)"))
+    return min(limits) if limits else None
 
 
 def affordable(count: int, itemsize: int, what: str) -> None:
     """Refuse, before allocating, ``count`` values of ``itemsize`` bytes that
-    cannot fit in this machine's RAM.
+    cannot fit in this machine's RAM (or under the process's address-space
+    limit).
 
     malloc does not always refuse them (Linux overcommits), and touching
     such a buffer then ends in the OOM killer instead of a MemoryError.
     """
-    nbytes = count * itemsize
-    memory = _physical_memory()
-    if memory is not None and nbytes > memory:
+    within_memory([(what, count * itemsize)], what)
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+def within_memory(parts: Sequence[tuple[str, int]], what: str) -> None:
+    """``affordable`` for everything one call allocates: ``parts`` lists
+    (what, bytes); refused when their sum cannot fit, with the parts named."""
+    nbytes = sum(size for _, size in parts)
+    limit = _memory_limit()
+    if limit is not None and nbytes > limit[0]:
+        named = [f"{name} {_size(size)}" for name, size in parts if size]
+        detail = f" ({'; '.join(named)})" if len(named) > 1 else ""
         raise MemoryError(
-            f"{what} needs {nbytes / 2**30:,.1f} GiB, more than the "
-            f"{memory / 2**30:,.1f} GiB of memory of this machine")
+            f"{what} needs {nbytes / 2**30:,.1f} GiB{detail}, more than the "
+            f"{limit[0] / 2**30:,.1f} GiB of {limit[1]}")
 
 
 def mask(value: ArrayLike | None, batch: int, timesteps: int) -> Array | None:
@@ -198,6 +246,11 @@ def weights(values: object, shapes: Sequence[tuple[int, ...]], dtype: DTypeLike,
     return result
 
 
+def with_article(word: str) -> str:
+    """``word`` after "a", or "an" when it starts with a vowel ("an Embedding")."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def _describe(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
@@ -226,3 +279,24 @@ def gradient(value: object, shape: tuple[int, ...], dtype: DTypeLike, argument: 
     if array.shape != shape:
         raise ValueError(f"{argument} must have shape {shape}, got {array.shape}")
     return np.array(array, dtype=dtype, order="C", copy=copy or None)
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_document(text: str, what: str, max_depth: int) -> Any:
+    """Parse the JSON ``text`` of an untrusted file, refusing nesting deeper
+    than ``max_depth`` before parsing (deep nesting would end in a
+    RecursionError); ``what`` names the document in errors."""
+    # Brackets outside strings, as bytes: +1 opens, -1 closes.
+    outside = np.frombuffer(_JSON_STRING.sub("", text).encode(), np.uint8)
+    steps = (np.isin(outside, list(b"[{")).astype(np.int64)
+             - np.isin(outside, list(b"]}")).astype(np.int64))
+    depth = int(np.cumsum(steps).max(initial=0))
+    if depth > max_depth:
+        raise ValueError(f"{what} nests {depth} levels deep, more than the limit of "
+                         f"{max_depth}")
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{what} is not valid JSON: {error}") from None

@@ -33,6 +33,7 @@ dW = X^T dZ, dR = H_prev^T dZ and dX = dZ W^T as one large GEMM each, and
 db = the column sums of dZ.
 """
 import os
+import warnings
 
 import numpy as np
 
@@ -54,8 +55,10 @@ cdef extern from "kernel/isa.h" nogil:
     ctypedef struct fl_ops_f32:
         int isa, width, rows
         fl_activate_fn_f32 activate
+    ctypedef void (*fl_activate_fn_f64)(int kind, const double *x, double *y, Py_ssize_t n)
     ctypedef struct fl_ops_f64:
         int isa, width, rows
+        fl_activate_fn_f64 activate
     const fl_ops_f32 *fl_ops_f32_of(int isa)
     const fl_ops_f64 *fl_ops_f64_of(int isa)
     int fl_isa_supported(int isa)
@@ -162,12 +165,19 @@ def current_isa():
 
 
 def _initial_isa():
+    """The fastest instruction set, or the one FASTLSTM_ISA names; a bad
+    name is ignored with a warning (an import must not fail on it)."""
+    names = supported_isas()
+    fastest = names[len(names) - 1]     # no negative indices: wraparound is off
     forced = os.environ.get("FASTLSTM_ISA")
     if forced:
-        set_isa(forced)
-    else:
-        names = supported_isas()
-        set_isa(names[len(names) - 1])
+        try:
+            set_isa(forced)
+            return
+        except ValueError as error:
+            warnings.warn(f"FASTLSTM_ISA={forced!r} ignored ({error}); using {fastest!r}",
+                          RuntimeWarning)
+    set_isa(fastest)
 
 
 def _default_threads():
@@ -177,8 +187,11 @@ def _default_threads():
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
+    if env.isascii() and env.isdigit() and int(env) > 0:
         n = min(n, int(env))
+    elif env:
+        warnings.warn(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']!r} ignored (expected "
+                      f"a positive integer)", RuntimeWarning)
     return max(1, n) if THREAD_POOL else 1
 
 
@@ -193,15 +206,19 @@ def info():
             "default_threads": DEFAULT_THREADS}
 
 
-def activate(kind, const float[::1] x):
-    """The float32 activation ``kind`` (code) of the current ISA, applied to
-    ``x`` (length a multiple of 16); for testing its accuracy."""
+def activate(kind, const floating[::1] x):
+    """The activation ``kind`` (code) of the current ISA in the dtype of
+    ``x`` (float32 or float64, length a multiple of 16), applied to ``x``;
+    for testing its accuracy."""
     if x.shape[0] % 16:
         raise ValueError(f"activate needs a length divisible by 16, got {x.shape[0]}")
-    y = np.empty(x.shape[0], np.float32)
-    cdef float[::1] out = y
+    y = np.empty(x.shape[0], np.float32 if floating is float else np.float64)
+    cdef floating[::1] out = y
     if x.shape[0]:
-        fl_ops_f32_of(_isa).activate(kind, &x[0], &out[0], x.shape[0])
+        if floating is float:
+            fl_ops_f32_of(_isa).activate(kind, &x[0], &out[0], x.shape[0])
+        else:
+            fl_ops_f64_of(_isa).activate(kind, &x[0], &out[0], x.shape[0])
     return y
 
 
@@ -267,7 +284,7 @@ def pack(kernel, recurrent_kernel, bias):
     Units are padded with zero weights to a multiple of the block width W;
     gate columns are reordered to [block][gate][W] so one tile's gates are
     contiguous, and each block's rows of a matrix form one contiguous panel.
-    Float64 uses the portable layout (the tiles of its table row).
+    The layout (W, rows per tile) is the table row's of the ISA and dtype.
     """
     cdef Packed p = Packed()
     if kernel.dtype == np.float64:

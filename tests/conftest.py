@@ -46,8 +46,9 @@ def make_weights():
 
 @pytest.fixture(params=["portable", "sse2", "neon", "avx2", "avx512"])
 def isa(request):
-    """Each float32 instruction set in turn (skipped where the CPU lacks
-    it), restoring the default afterwards."""
+    """Each instruction set in turn (skipped where the CPU lacks it),
+    restoring the default afterwards.  Every set has float32 and float64
+    tiles: tests that take ``isa`` parametrize the dtype themselves."""
     from fastlstm import _kernel
 
     name = request.param

@@ -2,7 +2,11 @@
 bitwise the results of serial calls (the kernel runs without the GIL and
 keeps no state between calls), and sizes that cannot be allocated raise
 MemoryError or ValueError instead of crashing or exhausting the machine."""
+import re
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -134,3 +138,124 @@ def test_absurd_training_workspace_is_refused_before_allocating():
     layer = fastlstm.LSTM(2**10, kernel_initializer="zeros", recurrent_initializer="zeros")
     with pytest.raises(MemoryError, match="training workspace"):
         layer(x, training=True)
+
+
+# ------------------------------------------------- weights and training state
+def test_set_weights_reaches_every_later_call(make_weights):
+    """set_weights while other threads call the layer: every call that
+    starts after set_weights returns (and overlaps no other set_weights)
+    computes with the new weights, bitwise.  (Before weights were
+    versioned, a call still packing the previous weights stored its stale
+    pack after set_weights had cleared it: 4-11% of these trials here.)"""
+    features, units, trials = 256, 256, 150    # packing takes long enough to race
+    weights = [make_weights(features, units, seed=1), make_weights(features, units, seed=2)]
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 3, features)).astype(np.float32)
+    expected = []
+    for one in weights:
+        layer = fastlstm.LSTM(units)
+        layer.set_weights(one)
+        expected.append(layer(x))
+    layer = fastlstm.LSTM(units)
+    layer.set_weights(weights[0])
+    # setting: the trial whose set_weights began last; published: (trial,
+    # index of its weights), once they are set.
+    setting, published, wrong, checked = [0], [(0, 0)], [], [0]
+    stop = threading.Event()
+
+    def call_and_check():
+        while not stop.is_set():
+            trial, index = published[0]
+            result = layer(x)
+            if setting[0] == trial:     # no set_weights overlapped this call
+                checked[0] += 1
+                if not np.array_equal(result, expected[index]):
+                    wrong.append(trial)
+
+    threads = [threading.Thread(target=call_and_check) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for trial in range(1, trials + 1):
+            setting[0] = trial
+            # The second set_weights lands while calls pack the first.
+            layer.set_weights(weights[trial % 2])
+            layer.set_weights(weights[1 - trial % 2])
+            published[0] = (trial, 1 - trial % 2)
+            time.sleep(0.0005)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert checked[0] > trials
+    assert not wrong, (f"{len(wrong)} calls in {len(set(wrong))} of {trials} trials used "
+                       f"weights older than the last set_weights")
+
+
+def test_concurrent_training_calls_raise():
+    """Two threads in training calls on one layer: one of them gets a
+    RuntimeError naming the rule, never a silently wrong result; inference
+    calls meanwhile are not held up."""
+    layer = fastlstm.LSTM(64, return_sequences=True, seed=0)
+    x = np.random.default_rng(4).uniform(-1, 1, (16, 200, 8)).astype(np.float32)
+    expected = layer(x, training=True)
+    expected_grads = layer.backward(np.ones_like(expected))
+
+    def train(_):
+        try:
+            out = layer(x, training=True)
+            return out, layer.backward(np.ones_like(out))
+        except RuntimeError as error:
+            assert "must not run concurrently" in str(error)
+            return None
+
+    refused = 0
+    for _ in range(5):
+        for result in _concurrent(train, list(range(THREADS))):
+            if result is None:
+                refused += 1
+                continue
+            np.testing.assert_array_equal(result[0], expected)
+            for got, want in zip(result[1], expected_grads, strict=True):
+                np.testing.assert_array_equal(got, want)
+    assert refused > 0
+    # The layer stays usable: training and inference after the race.
+    np.testing.assert_array_equal(layer(x, training=True), expected)
+    np.testing.assert_array_equal(_concurrent(layer, [x] * THREADS)[0], layer(x))
+
+
+def _under_memory_cap(code):
+    """stdout of ``code`` run in a child process limited to 3 GiB of address
+    space (so nothing real is at stake), after ``import numpy as np, fastlstm``."""
+    prelude = ("import resource, numpy as np, fastlstm\n"
+               "resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))\n")
+    result = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_one_memory_estimate_covers_the_whole_call():
+    """A broadcast x whose copy fits and whose output sequence fits, but not
+    both: refused before the first allocation, naming both."""
+    stdout = _under_memory_cap(
+        # copy of x: 2**28 float32 = 1 GiB; sequence: 2**27 * 4 units = 2 GiB.
+        "x = np.broadcast_to(np.float32(0.5), (1, 2**27, 2))\n"
+        "try:\n"
+        "    fastlstm.LSTM(4, return_sequences=True)(x)\n"
+        "except MemoryError as error:\n"
+        "    print(error)\n")
+    assert re.search(r"needs 3\.\d GiB \(a C-contiguous float32 copy of x 1\.0 GiB; .*"
+                     r"the output sequence 2\.0 GiB; .*\), more than the 3\.0 GiB of "
+                     r"address space", stdout), stdout
+
+
+def test_training_size_limit_is_checked_before_copying_x():
+    """batch * timesteps beyond the training kernels' int range: a ValueError
+    before the 8 GiB float32 copy of a broadcast x is attempted."""
+    stdout = _under_memory_cap(
+        "x = np.broadcast_to(np.float64(0), (2**16, 2**15 + 1, 1))\n"
+        "try:\n"
+        "    fastlstm.LSTM(1)(x, training=True)\n"
+        "except ValueError as error:\n"
+        "    print(error)\n")
+    assert "batch * timesteps up to 2147483647" in stdout, stdout

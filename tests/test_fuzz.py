@@ -293,3 +293,154 @@ def test_units_fuzz(value):
     else:
         with pytest.raises((ValueError, TypeError), match="units"):
             fastlstm.LSTM(value)
+
+
+# ------------------------------------------------------------- broken files
+# fastlstm.load on .npz files made from a genuine one by Hypothesis: bytes
+# flipped or cut, the config's JSON changed anywhere, .npy headers declaring
+# other (huge) shapes or dtypes, entries dropped or added.  Every file must
+# load or raise a ValueError/TypeError (a MemoryError only from fastlstm's
+# own estimate, before allocating), in a child process whose address space
+# is capped, so that a file that makes fastlstm allocate what it declares
+# fails the test instead of the machine.
+MEMORY_CAP = 2 * 2**30
+CONFIG_KEYS = ["class_name", "config", "layers", "layer", "backward_layer", "units",
+               "input_shape", "merge_mode", "dtype", "return_sequences", "mask_value",
+               "use_bias", "num_threads", "kernel_initializer", "time_major"]
+DTYPES = ["<f4", "<f8", "<i4", "|b1", "|O", "<c16", "|S4", "<U3", "V8", [("a", "<f4")]]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats()
+    | st.text(max_size=6) | st.sampled_from(["LSTM", "Sequential", "float64", "concat"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(CONFIG_KEYS) | st.text(max_size=4), inner, max_size=4),
+    max_leaves=12)
+
+
+def _genuine_entries():
+    """The entries of a saved stack holding every kind of layer."""
+    import tempfile
+    import zipfile
+
+    stack = fastlstm.Sequential([
+        fastlstm.Masking(), fastlstm.LSTM(3, return_sequences=True, seed=1),
+        fastlstm.Bidirectional(fastlstm.LSTM(2, seed=2), merge_mode="sum")],
+        input_shape=(None, 4))
+    with tempfile.TemporaryDirectory() as folder:
+        stack.save(os.path.join(folder, "stack.npz"))
+        with zipfile.ZipFile(os.path.join(folder, "stack.npz")) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _npy(array):
+    import io
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _places(value, path=()):
+    """Every (path to a container, key) in a JSON value."""
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else [])
+    for key, inner in items:
+        yield path, key
+        yield from _places(inner, path + (key,))
+
+
+@st.composite
+def broken_files(draw, genuine):
+    import io
+    import json
+    import zipfile
+
+    entries = dict(genuine)
+    how = draw(st.sampled_from(["config", "config", "header", "header", "entries", "bytes",
+                                "cut"]))
+    if how == "config":
+        config = json.loads(str(np.load(io.BytesIO(entries["config.npy"]))))
+        path, key = draw(st.sampled_from(list(_places(config))))
+        container = config
+        for step in path:
+            container = container[step]
+        if isinstance(container, dict) and draw(st.booleans()):
+            del container[key]
+        else:
+            container[key] = draw(JSON_VALUES)
+        entries["config.npy"] = _npy(np.array(json.dumps(config)))
+    elif how == "header":
+        name = draw(st.sampled_from(sorted(n for n in entries if n.startswith("weight_"))))
+        shape = tuple(draw(st.lists(st.sampled_from([0, 1, 2, 3, 4, 8, 12, 2**20, 2**31, 2**62]),
+                                    max_size=3)))
+        descr = draw(st.sampled_from(DTYPES))
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": descr, "fortran_order": draw(st.booleans()), "shape": shape})
+        nbytes = int(np.prod(shape, dtype=object)) * np.dtype(descr).itemsize
+        size = draw(st.sampled_from([nbytes, nbytes - 1, 0, 7]))
+        entries[name] = header.getvalue() + b"\1" * max(0, min(size, 2**16))
+    elif how == "entries":
+        name = draw(st.sampled_from(sorted(entries)))
+        change = draw(st.sampled_from(["drop", "rename", "add"]))
+        data = entries.pop(name) if change != "add" else entries[name]
+        if change != "drop":
+            entries[draw(st.sampled_from(["weight_9.npy", "config", "weight_-1.npy",
+                                          "weight_01.npy", name]))] = data
+    buffer = io.BytesIO()
+    compression = draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    data = bytearray(buffer.getvalue())
+    if how == "bytes":
+        for _ in range(draw(st.integers(1, 8))):
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    elif how == "cut":
+        del data[draw(st.integers(0, len(data) - 1)):]
+    return bytes(data)
+
+
+def load_broken_files(folder):
+    """The property, run by the test below in a child process."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+    path = os.path.join(folder, "broken.npz")
+
+    @settings(PROFILE, database=None)
+    @given(data=broken_files(_genuine_entries()))
+    def property(data):
+        with open(path, "wb") as file:
+            file.write(data)
+        try:
+            model = fastlstm.load(path)
+        except (ValueError, TypeError) as error:
+            event(type(error).__name__)
+            assert path in str(error) or "config" in str(error), error
+            return
+        except MemoryError as error:
+            assert "needs" in str(error), error      # refused before allocating
+            event("MemoryError")
+            return
+        event("loaded")
+        if model.built and model.input_dim:     # what loaded runs
+            x = np.full((1, 2, model.input_dim), 0.5)
+            outputs = model(x)
+            outputs = outputs if isinstance(outputs, list) else [outputs]
+            expected = model.compute_output_shape(x.shape)
+            expected = expected if isinstance(expected, list) else [expected]
+            assert [o.shape for o in outputs] == [tuple(e) for e in expected]
+            assert all(np.isfinite(o).all() for o in outputs)
+
+    property()
+
+
+def test_broken_npz_files(tmp_path):
+    import subprocess
+    import sys
+
+    code = (f"import runpy; runpy.run_path({__file__!r})['load_broken_files']"
+            f"({str(tmp_path)!r})")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600,
+                            env=dict(os.environ, FASTLSTM_FUZZ=os.environ.get("FASTLSTM_FUZZ",
+                                                                                "ci")))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]

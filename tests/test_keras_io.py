@@ -223,3 +223,21 @@ def test_config_errors():
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64', got "
                                          "'mixed_float16'"):
         fastlstm.LSTM.from_config(keras.layers.LSTM(3, dtype="mixed_float16").get_config())
+
+
+@pytest.mark.parametrize("make", [_sequential, _functional])
+def test_summary_is_titled_with_the_keras_model_name(tmp_path, make):
+    model = make()
+    model.save(tmp_path / "model.keras")
+    for fast in fastlstm.from_keras(model), fastlstm.from_keras(tmp_path / "model.keras"):
+        lines = []
+        fast.summary(print_fn=lines.append)
+        assert lines[0].splitlines()[0] == f'Model: "{model.name}"'
+        assert fastlstm.Sequential.from_config(fast.get_config()).name == model.name
+
+
+def test_unsupported_layer_named_with_its_article():
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Embedding(10, 3),
+                              keras.layers.LSTM(4)])
+    with pytest.raises(ValueError, match="'embedding' is an Embedding; fastlstm supports"):
+        fastlstm.from_keras(model)

@@ -127,13 +127,14 @@ THREAD_SHAPES = [(37, 40, 45), (3, 60, 20), (3, 60, 77), (64, 150, 128), (1, 4, 
                  (2, 3, 600)]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", THREAD_SHAPES, ids=str)
-def test_threads_bitwise_identical(isa, shape):
+def test_threads_bitwise_identical(isa, shape, dtype):
     batch, timesteps, units = shape
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((batch, timesteps, 7)).astype(np.float32)
+    x = rng.standard_normal((batch, timesteps, 7)).astype(dtype)
     mask = rng.random((batch, timesteps)) > 0.1
-    weights = _weights(7, units, np.float32, 10)
+    weights = _weights(7, units, dtype, 10)
     runs = [_run(weights, x, mask=mask, num_threads=n)[0] for n in (1, 2, 3, 4)]
     for n, result in zip((2, 3, 4), runs[1:], strict=True):
         for a, b in zip(runs[0], result, strict=True):
@@ -153,10 +154,19 @@ def test_thread_plans_cover_both_splits():
     assert _kernel.plan(1, 1000, 64, 64, 2) == (2, "units")
 
 
-def test_float64_uses_portable_layout(isa):
-    weights = _weights(3, 5, np.float64, 11)
+# Vector bytes of each path (the portable one: 4 lanes a block).
+VECTOR_BYTES = {"avx512": 64, "avx2": 32, "sse2": 16, "neon": 16}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_dtypes_pack_for_the_selected_isa(isa, dtype):
+    """float32 and float64 run the selected path's SIMD tiles: one block is
+    one vector of the type."""
+    weights = _weights(3, 5, dtype, 11)
     packed = _kernel.pack(weights[0], weights[1], weights[2])
-    assert packed.isa == "portable"
+    assert packed.isa == isa
+    lanes = VECTOR_BYTES[isa] // np.dtype(dtype).itemsize if isa in VECTOR_BYTES else 4
+    assert packed.width == lanes
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -226,8 +236,35 @@ def test_environment_variable_forces_isa():
                      FASTLSTM_ISA="portable")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "portable"
-    result = _python("import fastlstm", FASTLSTM_ISA="sse9")
-    assert result.returncode != 0 and "instruction set" in result.stderr
+
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("FASTLSTM_ISA", "sse9", "FASTLSTM_ISA='sse9' ignored (instruction set must be one of"),
+    ("OMP_NUM_THREADS", "\u00b2",
+     "OMP_NUM_THREADS='\u00b2' ignored (expected a positive integer)"),
+    ("OMP_NUM_THREADS", "-3", "OMP_NUM_THREADS='-3' ignored"),
+])
+def test_bad_environment_variables_are_ignored_with_a_warning(variable, value, message):
+    """A bad value never makes ``import fastlstm`` fail: a RuntimeWarning
+    says what was ignored and the default applies."""
+    result = _python("import fastlstm; from fastlstm import _kernel; "
+                     "print(_kernel.isa(), _kernel.DEFAULT_THREADS)", **{variable: value})
+    assert result.returncode == 0, result.stderr
+    assert "RuntimeWarning: " + message in result.stderr
+    isa, threads = result.stdout.split()
+    if variable == "FASTLSTM_ISA":
+        assert isa == _kernel.supported_isas()[-1]
+    else:
+        assert int(threads) == (len(os.sched_getaffinity(0)) if _kernel.THREAD_POOL else 1)
+
+
+def test_num_threads_capped_at_the_cpus():
+    cpus = len(os.sched_getaffinity(0))
+    assert fastlstm.LSTM(4, num_threads=4096).num_threads == cpus
+    assert fastlstm.LSTM(4, num_threads=1).num_threads == 1
+    config = {"class_name": "LSTM", "config": {"units": 4, "num_threads": 4096}}
+    assert fastlstm.Sequential.from_config({"layers": [config]}).layers[0].num_threads == cpus
 
 
 # The 128-bit path that every CPU of an architecture has (gcc/clang builds).
@@ -268,45 +305,65 @@ def test_default_threads_follow_omp_num_threads():
 
 # --------------------------------------------------------------- activations
 def _ulps(ours, truth):
-    """Distance in float32 units in the last place (same-sign values)."""
-    a = ours.astype(np.float32).view(np.int32).astype(np.int64)
-    b = truth.astype(np.float32).view(np.int32).astype(np.int64)
-    return np.abs(a - b)
+    """Distance in units in the last place of their dtype (same-sign values)."""
+    bits = np.int32 if ours.dtype == np.float32 else np.int64
+    return np.abs(ours.view(bits).astype(np.int64) - truth.view(bits).astype(np.int64))
 
 
-def _inputs():
-    """Dense float32 inputs over the range where the activations vary, tiny
-    ones, and the saturated tails; length a multiple of 16."""
+# Per dtype: the range where the activations vary, the exponent range of
+# tiny inputs, the saturated tails, and edge values (the Cephes branch
+# point 0.625, around the underflow of exp, the smallest subnormals).
+INPUTS = {
+    np.float32: (20, 30, 110, [0.0, -0.0, 0.625, -0.625, 88.0, -88.0, 1e-45, -1e-45]),
+    np.float64: (40, 300, 800, [0.0, -0.0, 0.625, -0.625, 709.0, -709.0, -708.4, 5e-324,
+                                -5e-324]),
+}
+
+
+def _inputs(dtype):
+    """Dense inputs over the range where the activations vary, tiny ones,
+    and the saturated tails; length a multiple of 16."""
+    dense_to, tiny_exp, tails_to, edges = INPUTS[dtype]
     rng = np.random.default_rng(17)
-    dense = np.linspace(-20, 20, 400_000, dtype=np.float32)
-    tiny = (rng.choice([-1, 1], 50_000) * 10.0 ** rng.uniform(-30, 0, 50_000))
-    tails = rng.uniform(-110, 110, 50_000)
-    x = np.concatenate([dense, tiny.astype(np.float32), tails.astype(np.float32),
-                        np.float32([0.0, -0.0, 0.625, -0.625, 88.0, -88.0, 1e-45, -1e-45])])
+    dense = np.linspace(-dense_to, dense_to, 400_000)
+    tiny = rng.choice([-1, 1], 50_000) * 10.0 ** rng.uniform(-tiny_exp, 0, 50_000)
+    tails = rng.uniform(-tails_to, tails_to, 50_000)
+    x = np.concatenate([dense, tiny, tails, edges]).astype(dtype)
     return x[: len(x) // 16 * 16]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name, numpy_form", [
     ("sigmoid", lambda x: 1 / (1 + np.exp(-x))),
     ("tanh", np.tanh),
 ])
-def test_activation_accuracy(isa, name, numpy_form):
-    x = _inputs()
+def test_activation_accuracy(isa, name, numpy_form, dtype):
+    """At most 3 ulps from the correctly rounded value (computed in float64
+    for float32; in long double, 64-bit mantissa on x86, for float64) and 4
+    from NumPy's own function in the dtype."""
+    x = _inputs(dtype)
     ours = _kernel.activate(fastlstm.activations.CODES[name], x)
-    truth = numpy_form(x.astype(np.float64)).astype(np.float32)
-    with np.errstate(over="ignore"):   # NumPy's exp(-x) overflows for x < -88.7
-        numpy32 = numpy_form(x)
-    normal = np.abs(truth) >= np.finfo(np.float32).tiny
-    # Below FLT_MIN (sigmoid of x < -87) the kernel flushes to zero, as NumPy
-    # does from x < -88.7: an absolute error under FLT_MIN.
-    assert np.all(np.abs(ours[~normal] - truth[~normal]) < np.finfo(np.float32).tiny)
-    assert _ulps(ours[normal], truth[normal]).max() <= 3
-    assert _ulps(ours[normal], numpy32[normal]).max() <= 4
+    wider = np.float64 if dtype == np.float32 else np.longdouble
+    with np.errstate(over="ignore"):   # NumPy's exp(-x) overflows for very negative x
+        truth = numpy_form(x.astype(wider)).astype(dtype)
+        numpy_same = numpy_form(x)
+    tiny = np.finfo(dtype).tiny
+    normal = np.abs(truth) >= tiny
+    # Below the smallest normal (sigmoid of x < -87 in float32, < -708 in
+    # float64) the kernel flushes to zero, as NumPy does a little further
+    # out: an absolute error under that smallest normal.
+    assert np.all(np.abs(ours[~normal] - truth[~normal]) < tiny)
+    # Where long double is no wider than double (MSVC, macOS arm64) the
+    # float64 "truth" is libm's, itself up to an ulp off.
+    wide = np.finfo(wider).nmant > np.finfo(dtype).nmant + 8
+    assert _ulps(ours[normal], truth[normal]).max() <= (3 if wide else 4)
+    assert _ulps(ours[normal], numpy_same[normal]).max() <= 4
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", ACTIVATIONS)
-def test_activation_special_values(isa, name):
-    x = np.zeros(16, np.float32)
+def test_activation_special_values(isa, name, dtype):
+    x = np.zeros(16, dtype)
     x[:4] = [np.nan, np.inf, -np.inf, -0.0]
     ours = _kernel.activate(fastlstm.activations.CODES[name], x)
     with np.errstate(all="ignore"):

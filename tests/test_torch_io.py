@@ -191,3 +191,14 @@ def test_import_does_not_load_frameworks():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_missing_bias_tensor_is_named():
+    module = torch.nn.LSTM(3, 4)
+    module.bias_hh_l0 = None
+    with pytest.raises(ValueError, match=r"must have the tensors \['weight_ih_l0', "
+                                         r"'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0'\]; "
+                                         r"bias_hh_l0 is None"):
+        fastlstm.LSTM.from_torch(module)
+    with pytest.raises(ValueError, match="bias_hh_l0 is None"):
+        fastlstm.from_torch(module)

@@ -146,6 +146,13 @@ def test_call_errors():
         module(packed)
 
 
+def test_float16_weights_are_refused_by_name():
+    module = ft.LSTM(3, 4).half()
+    with pytest.raises(TypeError, match=r"computes in float32 or float64; its weights are "
+                                        r"torch.float16 \(call .float\(\) or .double\(\)\)"):
+        module(torch.zeros(2, 1, 3, dtype=torch.float16))
+
+
 def test_import_fastlstm_does_not_import_torch():
     import subprocess
     import sys

@@ -468,8 +468,8 @@ PACKED_SHAPES = [(1, 7, 3, 1), (5, 6, 4, 13), (7, 5, 3, 33), (3, 4, 5, 70), (13,
 @pytest.mark.parametrize("shape", PACKED_SHAPES, ids=str)
 @pytest.mark.parametrize("with_mask, go_backwards", [(False, False), (True, True)])
 def test_packed_path_matches_torch_autograd(isa, tol, dtype, shape, with_mask, go_backwards):
-    """Every instruction set's tiles (float64 always packs for the portable
-    ones) against torch autograd, with odd sizes, masks and go_backwards."""
+    """Every instruction set's tiles, float32 and float64, against torch
+    autograd, with odd sizes, masks and go_backwards."""
     batch, timesteps, features, units = shape
     rng = np.random.default_rng(26)
     x = rng.normal(size=(batch, timesteps, features)).astype(dtype)
@@ -483,7 +483,7 @@ def test_packed_path_matches_torch_autograd(isa, tol, dtype, shape, with_mask, g
     cotangents = [rng.normal(size=(batch, timesteps, units)),
                   rng.normal(size=(batch, units)), rng.normal(size=(batch, units))]
     ours, tape = _record_and_backprop(weights, x, state, mask, cotangents, go_backwards)
-    assert tape.packed.isa == ("portable" if dtype == np.float64 else isa)
+    assert tape.packed.isa == isa
 
     leaves = [torch.tensor(a, requires_grad=True) for a in [x, *state] + weights]
     sequence, _, h, c = torch_lstm(*leaves, mask=mask, go_backwards=go_backwards)
@@ -526,20 +526,21 @@ def test_packed_path_every_activation(isa, tol, activation, recurrent_activation
 THREAD_SHAPES = [(37, 20, 7, 45), (3, 60, 5, 77), (8, 30, 6, 128)]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", THREAD_SHAPES, ids=str)
 @pytest.mark.parametrize("with_mask", [False, True])
-def test_packed_path_threads_bitwise_identical(isa, shape, with_mask):
+def test_packed_path_threads_bitwise_identical(isa, shape, with_mask, dtype):
     batch, timesteps, features, units = shape
     assert _kernel.plan(batch, timesteps, features, units, 3, training=True) == (3, "rows")
     rng = np.random.default_rng(28)
-    x = rng.normal(size=(batch, timesteps, features)).astype(np.float32)
-    state = [rng.normal(size=(batch, units)).astype(np.float32) for _ in range(2)]
+    x = rng.normal(size=(batch, timesteps, features)).astype(dtype)
+    state = [rng.normal(size=(batch, units)).astype(dtype) for _ in range(2)]
     mask = rng.random((batch, timesteps)) > 0.2 if with_mask else None
-    weights = [(rng.uniform(-0.5, 0.5, s) / np.sqrt(units)).astype(np.float32)
+    weights = [(rng.uniform(-0.5, 0.5, s) / np.sqrt(units)).astype(dtype)
                for s in [(features, 4 * units), (units, 4 * units), (4 * units,)]]
-    cotangents = [rng.normal(size=(batch, timesteps, units)).astype(np.float32),
-                  rng.normal(size=(batch, units)).astype(np.float32),
-                  rng.normal(size=(batch, units)).astype(np.float32)]
+    cotangents = [rng.normal(size=(batch, timesteps, units)).astype(dtype),
+                  rng.normal(size=(batch, units)).astype(dtype),
+                  rng.normal(size=(batch, units)).astype(dtype)]
     runs = [_record_and_backprop(weights, x, state, mask, cotangents, num_threads=n)[0]
             for n in (1, 2, 3)]
     for n, run in zip((2, 3), runs[1:], strict=True):

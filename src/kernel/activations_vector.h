@@ -2,13 +2,38 @@
  * scalar ones, with the same semantics), for the vector type of vector.h;
  * included by tiles_vector.h once per instantiation.
  *
- * Vectorised Cephes-style approximations, accurate to a few float32 ulps
- * (tests/test_simd.py measures them against NumPy).
+ * Vectorised Cephes-style approximations (expf/tanhf for float, exp/tanh
+ * for double), accurate to a few ulps of their type: tests/test_simd.py
+ * measures them against the correctly rounded values and NumPy's (at most
+ * 2-3 ulps, float32 and float64).
  */
 #if FL_F64
-#error "no float64 vector activations yet: isa.c's float64 rows use the portable tiles"
-#endif
-
+/* exp(x) for x <= 0 (or NaN, which propagates); results below DBL_MIN
+ * flush to 0, where NumPy's values are subnormal or 0.  Cephes exp:
+ * x = n ln2 + r, |r| <= ln2 / 2, and a Pade form
+ * exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)). */
+FL_INLINE V FN(exp_neg)(V x)
+{
+    const V lo = FN(splat)(-708.39641853226410622);    /* log(DBL_MIN) */
+    const V magic = FN(splat)(6755399441055744.0);     /* 1.5 * 2**52: rounds to int */
+    VI under = x < lo;
+    V xc = FN(select)(under, lo, x);
+    V t = xc * 1.4426950408889634073599 + magic;
+    V n = t - magic;                                    /* round(x / ln 2) */
+    VI ni = (VI)t - (VI)magic;
+    V r = xc - n * 6.93145751953125E-1;                 /* Cody-Waite: ln 2 = hi + lo */
+    r = r - n * 1.42860682030941723212E-6;
+    V rr = r * r;
+    V p = 1.26177193074810590878E-4 * rr + 3.02994407707441961300E-2;
+    p = (p * rr + 9.99999999999999999910E-1) * r;
+    V q = 3.00198505138664455042E-6 * rr + 2.52448340349684104192E-3;
+    q = q * rr + 2.27265548208155028766E-1;
+    q = q * rr + 2.00000000000000000009E0;
+    V y = 1.0 + 2.0 * (p / (q - p));
+    y = y * (V)((ni + 1023) << 52);                     /* * 2**n, n in [-1022, 0] */
+    return FN(select)(under, FN(splat)(0.0), y);
+}
+#else
 /* exp(x) for x <= 0 (or NaN, which propagates); results below FLT_MIN
  * flush to 0, where NumPy's float32 values are subnormal or 0. */
 FL_INLINE V FN(exp_neg)(V x)
@@ -31,6 +56,7 @@ FL_INLINE V FN(exp_neg)(V x)
     y = y * (V)((ni + 127) << 23);               /* * 2**n, n in [-126, 0] */
     return FN(select)(under, FN(splat)(0.0f), y);
 }
+#endif
 
 /* 1 / (1 + exp(-x)) from exp(-|x|) <= 1, so nothing overflows. */
 FL_INLINE V FN(sigmoid)(V x)
@@ -40,17 +66,27 @@ FL_INLINE V FN(sigmoid)(V x)
     return FN(select)(x < 0.0f, e * s, s);
 }
 
-/* Cephes tanhf: odd polynomial below 0.625, (1 - e) / (1 + e) with
- * e = exp(-2|x|) above (no cancellation there since e < 0.29). */
+/* Cephes tanhf / tanh: below 0.625 an odd polynomial (float) or x + x z
+ * P(z) / Q(z), z = x^2 (double); above, (1 - e) / (1 + e) with
+ * e = exp(-2|x|) (no cancellation there since e < 0.29). */
 FL_INLINE V FN(tanh)(V x)
 {
     V ax = FN(abs)(x);
     V z = x * x;
+#if FL_F64
+    V p = -9.64399179425052238628E-1 * z - 9.92877231001918586564E1;
+    p = p * z - 1.61468768441708447952E3;
+    V q = z + 1.12811678491632931402E2;
+    q = q * z + 2.23548839060100448583E3;
+    q = q * z + 4.84406305325125486048E3;
+    V small = x + x * (z * p / q);
+#else
     V p = -5.70498872745e-3f * z + 2.06390887954e-2f;
     p = p * z - 5.37397155531e-2f;
     p = p * z + 1.33314422036e-1f;
     p = p * z - 3.33332819422e-1f;
     V small = p * z * x + x;
+#endif
     V e = FN(exp_neg)(-2.0f * ax);
     V big = (1.0f - e) / (1.0f + e);
     big = (V)((VI)big | ((VI)x & FL_SIGN_BITS));      /* sign of x */
@@ -81,7 +117,7 @@ FL_INLINE V FN(dact)(int kind, V y)
     case FL_ACT_TANH: return 1.0f - y * y;
     case FL_ACT_SIGMOID: return y * (1.0f - y);
     case FL_ACT_HARD_SIGMOID:
-        return FN(select)((y > 0.0f) & (y < 1.0f), FN(splat)(1.0f / 6.0f), zero);
+        return FN(select)((y > 0.0f) & (y < 1.0f), FN(splat)((FL_T)1 / 6), zero);
     case FL_ACT_RELU: return FN(select)(y > 0.0f, one, zero);
     default: return one;
     }

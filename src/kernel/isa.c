@@ -29,7 +29,8 @@
 /* SSE2, every x86-64 CPU: 16 xmm registers and no FMA.  2 rows: 8
  * accumulators, 4 panel vectors, the broadcast and the product temporaries
  * of mul + add.  1 thread, float32: 6.6-8.2x the portable tiles, 110-122%
- * of OpenBLAS's SSE sgemm (Nehalem kernels) in the same run. */
+ * of OpenBLAS's SSE sgemm (Nehalem kernels) in the same run.  float64 has
+ * the same register budget at 2 lanes. */
 FL_TARGET_BEGIN("sse2")
 #define FL_SUF sse2
 #define FL_W 4
@@ -40,8 +41,34 @@ FL_TARGET_BEGIN("sse2")
 #undef FL_W
 #undef FL_MR
 #undef FL_F64
+#define FL_SUF sse2_f64
+#define FL_W 2
+#define FL_MR 2
+#define FL_F64 1
+#include "tiles_vector.h"
+#undef FL_SUF
+#undef FL_W
+#undef FL_MR
+#undef FL_F64
 FL_TARGET_END
 
+/* AVX2+FMA has 16 ymm registers.  A tile of MR = 3 rows keeps 12 gate
+ * accumulators (3 rows x 4 gates), the broadcast of h and three of the four
+ * weight vectors of step k in registers; the fourth is read by each row's
+ * FMA from memory (L1): 16 registers, no spill, and per step k 9 loads
+ * (3 weight vectors, 3 memory operands, 3 broadcasts) for 12 FMAs, 0.75 a
+ * FMA, under the 2 loads and 2 FMAs a cycle of Haswell..Zen 3.  Checked
+ * with objdump (gcc 12: no stack access in the k loop).  Measured alone
+ * (a copy of one step's tiles in a micro-benchmark outside the repository,
+ * 1 thread, against OpenBLAS's Haswell sgemm 512^3 in the same process, on
+ * a shared Xeon with AVX-512, issue 11): the product runs at 100-105% of
+ * sgemm for B = 8 and 32 at H = 128 and 256, and the input projection's
+ * tile is the same loop; the fused cell (five exp-based activations per
+ * unit) adds 15-30%, so a whole step reaches 70-87%.  The layer's numbers
+ * are in benchmarks/RESULTS.md.  Tried and measured slower: 2 rows x 4
+ * gates (8 accumulators: 59-78%), 6 rows x 2 vectors of 4 units (BLIS's
+ * 6x16 shape: 66-90%, and half speed at B = 1).  float64 has the same
+ * register budget at 4 lanes. */
 FL_TARGET_BEGIN("avx2,fma")
 #define FL_SUF avx2
 #define FL_W 8
@@ -52,13 +79,33 @@ FL_TARGET_BEGIN("avx2,fma")
 #undef FL_W
 #undef FL_MR
 #undef FL_F64
+#define FL_SUF avx2_f64
+#define FL_W 4
+#define FL_MR 3
+#define FL_F64 1
+#include "tiles_vector.h"
+#undef FL_SUF
+#undef FL_W
+#undef FL_MR
+#undef FL_F64
 FL_TARGET_END
 
+/* 32 zmm registers: 6 rows x 4 gates = 24 accumulators, 4 weight vectors
+ * and a broadcast (29), 10 loads for 24 FMAs. */
 FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx2,fma")
 #define FL_SUF avx512
 #define FL_W 16
 #define FL_MR 6
 #define FL_F64 0
+#include "tiles_vector.h"
+#undef FL_SUF
+#undef FL_W
+#undef FL_MR
+#undef FL_F64
+#define FL_SUF avx512_f64
+#define FL_W 8
+#define FL_MR 6
+#define FL_F64 1
 #include "tiles_vector.h"
 #undef FL_SUF
 #undef FL_W
@@ -78,6 +125,15 @@ FL_TARGET_END
 #define FL_W 4
 #define FL_MR 6
 #define FL_F64 0
+#include "tiles_vector.h"
+#undef FL_SUF
+#undef FL_W
+#undef FL_MR
+#undef FL_F64
+#define FL_SUF neon_f64
+#define FL_W 2
+#define FL_MR 6
+#define FL_F64 1
 #include "tiles_vector.h"
 #undef FL_SUF
 #undef FL_W
@@ -116,13 +172,25 @@ static const fl_ops_f32 fl_ops_f32_table[FL_ISA_COUNT] = {
 #endif
 };
 
-/* float64 runs the portable tiles on every instruction set. */
 static const fl_ops_f64 fl_ops_f64_table[FL_ISA_COUNT] = {
     FL_PORTABLE_ROW(f64),
+#if FL_HAVE_X86
+    FL_VECTOR_ROW(FL_ISA_SSE2, sse2_f64),
+#else
+    FL_PORTABLE_ROW(f64),
+#endif
+#if FL_HAVE_NEON
+    FL_VECTOR_ROW(FL_ISA_NEON, neon_f64),
+#else
+    FL_PORTABLE_ROW(f64),
+#endif
+#if FL_HAVE_X86
+    FL_VECTOR_ROW(FL_ISA_AVX2, avx2_f64),
+    FL_VECTOR_ROW(FL_ISA_AVX512, avx512_f64),
+#else
     FL_PORTABLE_ROW(f64),
     FL_PORTABLE_ROW(f64),
-    FL_PORTABLE_ROW(f64),
-    FL_PORTABLE_ROW(f64),
+#endif
 };
 
 const fl_ops_f32 *fl_ops_f32_of(int isa) { return &fl_ops_f32_table[isa]; }
