@@ -15,3 +15,12 @@ from .sequential import Sequential
 
 __all__ = ["LSTM", "Bidirectional", "Masking", "Sequential", "from_keras", "from_torch",
            "load", "load_keras_weights", "show_config", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    """``fastlstm.torch`` (the ``torch.nn.LSTM`` drop-in) is imported on first
+    use, so that ``import fastlstm`` never imports PyTorch."""
+    if name == "torch":
+        import importlib
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

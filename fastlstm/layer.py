@@ -52,10 +52,6 @@ class _Weights:
                                                       self.bias)
         return packed
 
-    def __reduce__(self) -> tuple[type[_Weights], tuple[list[Array], int]]:
-        # Pickled as the arrays alone: the pack is made again on first use.
-        return _Weights, (self.arrays, self.recurrent_kernel.shape[0])
-
 
 class LSTM:
     """Long Short-Term Memory layer with the semantics of ``keras.layers.LSTM``.
@@ -215,8 +211,10 @@ class LSTM:
                     raise self._unbuilt(what)
                 try:
                     self._weights = _Weights(self._draw(self.input_dim), self.units)
-                except BaseException:
-                    self.input_dim = None       # weights that cannot be drawn: unbuilt
+                except (MemoryError, ValueError, TypeError):
+                    # Weights that cannot be drawn: unbuilt.  (An interrupt
+                    # leaves the layer built, to draw on its next call.)
+                    self.input_dim = None
                     raise
             return self._weights
 
@@ -393,12 +391,15 @@ class LSTM:
             input_masks, recurrent_masks = training.dropout_masks(
                 self._dropout_rng, self.dropout, self.recurrent_dropout, x.shape[0],
                 x.shape[2], self.units, self.dtype)
+        # The pass reuses the previous tape's buffers: until it returns (a signal
+        # handler may raise in the middle) there is no tape to backpropagate.
+        workspace, self._tape = self._tape, None
         sequence, last, _, _, self._tape = training.forward(
             x, weights.kernel, weights.recurrent_kernel, weights.bias, h, c, mask=mask,
             go_backwards=self.go_backwards, activation=self.activation,
             recurrent_activation=self.recurrent_activation, input_masks=input_masks,
             recurrent_masks=recurrent_masks, return_sequence=self.return_sequences,
-            workspace=self._tape, pack=weights.packed, num_threads=self.num_threads)
+            workspace=workspace, pack=weights.packed, num_threads=self.num_threads)
         return sequence, last
 
     def _finish(self, sequence: Array | None, last: Array, h: Array, c: Array) -> Output:

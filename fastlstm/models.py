@@ -63,7 +63,10 @@ def load(path: str | os.PathLike[str]) -> Model:
                                   for entry in file.declared), 1, f"the weights in {file.path}")
         weights = file.weights()
     if weights:
-        obj.set_weights(weights)
+        try:
+            obj.set_weights(weights)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{file.path}: {error}") from None
     return obj
 
 
@@ -187,7 +190,37 @@ def load_keras_weights(target: LSTM | Bidirectional | Sequential,
 
 
 # ------------------------------------------------------------------ PyTorch
-def from_torch(module: Any) -> Sequential:
+class TorchStack(Sequential):
+    """The ``fastlstm.Sequential`` that ``fastlstm.from_torch`` makes: it also
+    takes ``nn.LSTM``'s initial states, ``stack(x, hx=(h_0, c_0))``, each
+    (num_layers * directions, batch, hidden_size) (saved and loaded, it is
+    a plain Sequential)."""
+
+    def __call__(self, x: Any, mask: Any = None, lengths: Any = None,
+                 initial_state: Any = None, *, hx: Any = None) -> Any:
+        if hx is not None:
+            if initial_state is not None:
+                raise ValueError("give hx (nn.LSTM's layout) or initial_state, not both")
+            initial_state = self._states_from_torch(hx)
+        return super().__call__(x, mask=mask, lengths=lengths, initial_state=initial_state)
+
+    def _states_from_torch(self, hx: Any) -> list[list[Any]]:
+        """``(h_0, c_0)`` → one ``initial_state`` list per layer."""
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise ValueError(f"hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+        h0, c0 = (np.asarray(state) for state in hx)
+        directions = 2 if isinstance(self.layers[0], Bidirectional) else 1
+        count = len(self.layers) * directions
+        for name, state in (("h_0", h0), ("c_0", c0)):
+            if state.ndim != 3 or state.shape[0] != count:
+                raise ValueError(f"hx: {name} must have shape (num_layers * directions, "
+                                 f"batch, hidden_size) with num_layers * directions = {count}, "
+                                 f"got {state.shape}")
+        return [[state[index * directions + d] for d in range(directions)
+                 for state in (h0, c0)] for index in range(len(self.layers))]
+
+
+def from_torch(module: Any) -> TorchStack:
     """Any ``torch.nn.LSTM`` → a ``fastlstm.Sequential`` computing its ``output``.
 
     Parameters
@@ -199,13 +232,14 @@ def from_torch(module: Any) -> Sequential:
 
     Returns
     -------
-    fastlstm.Sequential
+    TorchStack (a fastlstm.Sequential)
         Takes input in the module's layout ((batch, time, features) with
         batch_first=True, else (time, batch, features)) and returns the
         values of torch's ``output`` as a NumPy array.  ``lengths=`` gives
         the results of a PackedSequence at the valid steps (padded steps
         follow Keras: zeros for bidirectional stacks, the last valid output
         for unidirectional ones, where torch pads with zeros).
+        ``hx=(h_0, c_0)`` are torch's initial states.
 
     Examples
     --------
@@ -215,6 +249,10 @@ def from_torch(module: Any) -> Sequential:
     >>> x = np.random.default_rng(0).random((7, 2, 3), dtype=np.float32)
     >>> expected = module(torch.from_numpy(x))[0].detach().numpy()
     >>> bool(np.allclose(stack(x), expected, atol=1e-6))
+    True
+    >>> h0, c0 = (torch.randn(4, 2, 5) for _ in range(2))
+    >>> expected = module(torch.from_numpy(x), (h0, c0))[0].detach().numpy()
+    >>> bool(np.allclose(stack(x, hx=(h0.numpy(), c0.numpy())), expected, atol=1e-6))
     True
     """
     dtype = torch_io.check_module(module)
@@ -229,4 +267,4 @@ def from_torch(module: Any) -> Sequential:
             weights += torch_io.direction_weights(module, index, True)
         layer.set_weights(weights)
         layers.append(layer)
-    return Sequential(layers, time_major=not module.batch_first)
+    return TorchStack(layers, time_major=not module.batch_first)

@@ -37,7 +37,8 @@ class Sequential:
     Each layer's output feeds the next; a mask (from ``mask``, ``lengths`` or
     a ``Masking`` layer) goes on to the next layer while the time axis is
     kept (return_sequences=True), as in Keras.  Only the last layer may
-    return several arrays (return_state, or merge_mode=None).
+    return several arrays (return_state, or merge_mode=None) or drop the
+    time axis (return_sequences=False).
 
     Parameters
     ----------
@@ -74,6 +75,12 @@ class Sequential:
                 raise ValueError(
                     f"layer {index} ({layer!r}) returns several arrays (return_state or "
                     f"merge_mode=None): only the last layer of a Sequential may")
+            if index < len(layers) - 1 and not layer.return_sequences:
+                # Keras refuses this too, when it builds the next layer.
+                raise ValueError(
+                    f"layer {index} ({layer!r}) returns its last output only "
+                    f"(return_sequences=False), but the layer after it takes a sequence: "
+                    f"only the last layer of a Sequential may")
         self.layers = layers
         self.time_major = bool(time_major)
         self.name = str(name)
@@ -113,22 +120,34 @@ class Sequential:
             shape = _first(layer.compute_output_shape(shape))
 
     def __call__(self, x: ArrayLike, mask: ArrayLike | None = None,
-                 lengths: ArrayLike | None = None) -> Output:
+                 lengths: ArrayLike | None = None,
+                 initial_state: Sequence[Sequence[ArrayLike] | None] | None = None) -> Output:
         """Run the stack on ``x``; returns what the last layer returns.
 
         ``mask`` (batch, timesteps) of bool or ``lengths`` (batch,) mark the
-        valid steps, as for ``LSTM``.
+        valid steps, as for ``LSTM``.  ``initial_state`` has one entry per
+        LSTM or Bidirectional layer: that layer's ``initial_state`` (or None).
         """
         if self.time_major:
             x = np.swapaxes(validation.inputs(x, None, self.layers[0].dtype), 0, 1)
         x = validation.inputs(x, None, self.layers[0].dtype)
         mask = validation.mask_or_lengths(mask, lengths, *x.shape[:2])
+        recurrent = [layer for layer in self.layers if not isinstance(layer, Masking)]
+        if initial_state is None:
+            initial_state = [None] * len(recurrent)
+        elif not isinstance(initial_state, (list, tuple)) or len(initial_state) != len(recurrent):
+            raise ValueError(
+                f"initial_state must be a list with one entry per LSTM or Bidirectional "
+                f"layer ({len(recurrent)}), got {type(initial_state).__name__}"
+                + (f" of length {len(initial_state)}" if isinstance(initial_state, (list, tuple))
+                   else ""))
+        states = iter(initial_state)
         for layer in self.layers:
             if isinstance(layer, Masking):
                 mask = layer.compute_mask(x)
                 x = layer(x)
                 continue
-            x = layer(x, mask=mask)
+            x = layer(x, mask=mask, initial_state=next(states))
             if not layer.return_sequences:
                 mask = None
         if self.time_major and self.return_sequences:
@@ -217,9 +236,17 @@ class Sequential:
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> Shape | list[Shape]:
         shape: Shape | list[Shape] = tuple(input_shape)
+        if self.time_major:             # (timesteps, batch, features), as __call__ takes
+            shape = (shape[1], shape[0], *shape[2:])
         for layer in self.layers:       # only the last may return several shapes
             shape = layer.compute_output_shape(_first(shape))
-        return shape
+        if not (self.time_major and self.return_sequences):
+            return shape
+        # Sequences come back time-major too (as in __call__); states do not.
+        shapes = shape if isinstance(shape, list) else [shape]
+        count = 2 if getattr(self.layers[-1], "merge_mode", "") is None else 1
+        swapped = [(s[1], s[0], *s[2:]) if i < count else s for i, s in enumerate(shapes)]
+        return swapped if isinstance(shape, list) else swapped[0]
 
     # --------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:

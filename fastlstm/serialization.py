@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tokenize
 import zipfile
 import zlib
 from types import TracebackType
@@ -111,7 +112,9 @@ class Reader:
                 else:
                     raise ValueError(f".npy format version {version} is not supported")
                 offset = entry.tell()
-            except (ValueError, *_ZIP_ERRORS) as error:
+            except (ValueError, SyntaxError, tokenize.TokenError, *_ZIP_ERRORS) as error:
+                # NumPy parses the header's text with tokenize and ast, whose
+                # errors on garbled text are not ValueErrors.
                 raise ValueError(f"{self.path}: entry {name!r} is not a .npy array: "
                                  f"{error}") from None
         if dtype.hasobject or dtype.kind not in "biufU" or dtype.fields is not None:

@@ -114,6 +114,10 @@ def test_errors():
     with pytest.raises(ValueError, match="layer 0 .* returns several arrays"):
         fastlstm.Sequential([fastlstm.Bidirectional(fastlstm.LSTM(3), merge_mode=None),
                              fastlstm.LSTM(2)])
+    for first in fastlstm.LSTM(3), fastlstm.Bidirectional(fastlstm.LSTM(3)):
+        with pytest.raises(ValueError, match=r"layer 0 .* returns its last output only "
+                                             r"\(return_sequences=False\)"):
+            fastlstm.Sequential([first, fastlstm.Masking(), fastlstm.LSTM(2)])
     built = fastlstm.LSTM(2)
     built.build(5)
     with pytest.raises(ValueError, match="layer 1 .* takes 5 features, but the layer "
@@ -126,3 +130,20 @@ def test_errors():
         fastlstm.Sequential([fastlstm.LSTM(3)]).set_weights([np.zeros((2, 12))])
     with pytest.raises(TypeError, match="mask_value must be a number"):
         fastlstm.Masking("0")
+
+
+@pytest.mark.parametrize("last", [
+    lambda: fastlstm.LSTM(2, return_sequences=True),
+    lambda: fastlstm.LSTM(2),
+    lambda: fastlstm.Bidirectional(fastlstm.LSTM(2, return_sequences=True, return_state=True),
+                                   merge_mode=None),
+])
+def test_time_major_output_shapes(last):
+    stack = fastlstm.Sequential([fastlstm.LSTM(3, return_sequences=True, seed=0), last()],
+                                time_major=True)
+    x = np.ones((5, 2, 4), np.float32)          # (timesteps, batch, features)
+    outputs = stack(x)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    expected = stack.compute_output_shape(x.shape)
+    expected = expected if isinstance(expected, list) else [expected]
+    assert [o.shape for o in outputs] == [tuple(e) for e in expected]

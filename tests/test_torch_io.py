@@ -105,6 +105,32 @@ def test_stack_from_torch(tol, num_layers, bidirectional, batch_first):
     np.testing.assert_allclose(got, expected, **tol(np.float32))
 
 
+@pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (2, True)])
+@pytest.mark.parametrize("lengths", [None, np.array([5, 2, 4])])
+def test_stack_from_torch_takes_initial_states(tol, num_layers, bidirectional, lengths):
+    """``stack(x, hx=(h_0, c_0))``: nn.LSTM's states, in its layout."""
+    module = _module(10, 3, 4, num_layers=num_layers, bidirectional=bidirectional)
+    stack = fastlstm.from_torch(module)
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-1, 1, (5, 3, 3)).astype(np.float32)
+    hx = [rng.uniform(-1, 1, (num_layers * (1 + bidirectional), 3, 4)).astype(np.float32)
+          for _ in range(2)]
+    with torch.no_grad():
+        if lengths is None:
+            expected = module(torch.from_numpy(x), tuple(map(torch.from_numpy, hx)))[0]
+        else:
+            packed = pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
+                                          enforce_sorted=False)
+            expected = pad_packed_sequence(
+                module(packed, tuple(map(torch.from_numpy, hx)))[0], total_length=5)[0]
+    got = stack(x, lengths=lengths, hx=hx)
+    valid = (np.ones((3, 5), bool) if lengths is None
+             else np.arange(5) < lengths[:, None]).T
+    np.testing.assert_allclose(got[valid], expected.numpy()[valid], **tol(np.float32))
+    with pytest.raises(ValueError, match=r"hx: h_0 must have shape \(num_layers"):
+        stack(x, hx=[hx[0][None], hx[1]])
+
+
 def test_stack_without_bias_float64(tol):
     module = _module(12, 3, 4, num_layers=2, bidirectional=True, bias=False,
                      dtype=torch.float64)

@@ -125,41 +125,50 @@ def test_retain_graph_backward_twice():
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(proj_size=2), ValueError, "proj_size"),
     (dict(hidden_size=0), ValueError, "hidden_size"),
+    (dict(hidden_size=2.0), TypeError, "hidden_size"),
+    (dict(bias=1), TypeError, "bias"),
     (dict(dropout=1.5), ValueError, "dropout"),
+    (dict(num_layers=0), ValueError, "num_layers"),
+    (dict(dtype=torch.int32), TypeError, "dtype"),
 ])
 def test_constructor_errors(kwargs, error, match):
+    """The exception classes nn.LSTM raises for the same arguments (checked
+    against it, except proj_size, which nn.LSTM computes)."""
     arguments = dict(input_size=3, hidden_size=4) | kwargs
     with pytest.raises(error, match=match):
         ft.LSTM(**arguments)
+    if "proj_size" not in kwargs and "dtype" not in kwargs:
+        with pytest.raises(error):
+            torch.nn.LSTM(**arguments)
 
 
-def test_call_errors():
+@pytest.mark.parametrize("args, match", [
+    ((torch.zeros(2, 1, 3, dtype=torch.float64),), "dtype"),
+    ((torch.zeros(2, 1, 5),), "input_size. Expected 3, got 5"),
+    ((torch.zeros(2, 1, 1, 3),), "2D or 3D, got 4D"),
+    ((torch.zeros(0, 2, 3),), "sequence length"),
+    ((torch.zeros(2, 1, 3), (torch.zeros(1, 2, 4), torch.zeros(1, 1, 4))),
+     r"hidden\[0\] size \(1, 1, 4\), got \[1, 2, 4\]"),
+    ((torch.zeros(2, 1, 3), (torch.zeros(1, 1, 4), torch.zeros(1, 1, 5))),
+     r"hidden\[1\] size"),
+    ((torch.zeros(2, 1, 3), (torch.zeros(1, 4), torch.zeros(1, 4))), "3-D"),
+    ((torch.zeros(2, 3), (torch.zeros(1, 1, 4), torch.zeros(1, 1, 4))), "2-D"),
+])
+def test_call_errors_are_what_nn_lstm_raises(args, match):
+    """Each bad call raises LSTMInputError (a ValueError and a
+    RuntimeError) where nn.LSTM raises one of the two."""
+    module, theirs = ft.LSTM(3, 4), torch.nn.LSTM(3, 4)
+    with pytest.raises(ft.LSTMInputError, match=match) as raised:
+        module(*args)
+    assert isinstance(raised.value, ValueError) and isinstance(raised.value, RuntimeError)
+    with pytest.raises((ValueError, RuntimeError)):
+        theirs(*args)
+
+
+def test_call_type_errors():
     module = ft.LSTM(3, 4)
-    with pytest.raises(TypeError, match="dtype"):
-        module(torch.zeros(2, 1, 3, dtype=torch.float64))
-    with pytest.raises(ValueError, match=r"\(L, N, 3\)"):
-        module(torch.zeros(2, 1, 5))
-    with pytest.raises(ValueError, match="h_0 must have shape"):
-        module(torch.zeros(2, 1, 3), (torch.zeros(1, 2, 4), torch.zeros(1, 1, 4)))
-    packed = torch.nn.utils.rnn.pack_sequence([torch.zeros(2, 3)])
-    with pytest.raises(TypeError, match="PackedSequence"):
-        module(packed)
-
-
-def test_float16_weights_are_refused_by_name():
-    module = ft.LSTM(3, 4).half()
-    with pytest.raises(TypeError, match=r"computes in float32 or float64; its weights are "
-                                        r"torch.float16 \(call .float\(\) or .double\(\)\)"):
-        module(torch.zeros(2, 1, 3, dtype=torch.float16))
-
-
-def test_import_fastlstm_does_not_import_torch():
-    import subprocess
-    import sys
-
-    code = "import sys, fastlstm; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
+    with pytest.raises(TypeError, match="tensor or a PackedSequence, got ndarray"):
+        module(np.zeros((2, 1, 3), np.float32))
 
 
 def test_input_without_grad(tol):
@@ -209,3 +218,83 @@ def test_reused_training_tapes_keep_gradients_right(tol):
                             strict=True):
                 np.testing.assert_allclose(a.numpy(), e.numpy(), **tol(np.float64))
     assert all(len(free) == 1 for free in ours._free_tapes)
+
+
+def test_fastlstm_torch_is_an_attribute_without_importing_torch_early():
+    """``fastlstm.torch`` works after a plain ``import fastlstm`` (module
+    ``__getattr__``), and only that first use imports torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastlstm; assert 'torch' not in sys.modules; "
+            "module = fastlstm.torch.LSTM(2, 3); assert 'torch' in sys.modules; "
+            "assert fastlstm.torch.LSTM is type(module); "
+            "import fastlstm.torch as ft; assert ft is fastlstm.torch")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import fastlstm
+    with pytest.raises(AttributeError, match="no attribute 'tensorflow'"):
+        fastlstm.tensorflow  # noqa: B018
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_computes_in_float32(dtype):
+    """A .half()/.bfloat16() module computes in float32 from its weights and
+    returns its dtype: the float32 result of the same (rounded) weights,
+    rounded once (so within one unit of the last place of that dtype)."""
+    theirs, ours = _pair(torch.float32, input_size=5, hidden_size=6, num_layers=2)
+    ours = ours.to(dtype)
+    theirs.load_state_dict({k: v.float() for k, v in ours.state_dict().items()})
+    x = torch.randn(7, 3, 5).to(dtype)
+    output, (h_n, c_n) = ours(x)
+    expected, (h_e, c_e) = theirs(x.float())
+    ulp = torch.finfo(dtype).eps
+    for actual, wanted in ((output, expected), (h_n, h_e), (c_n, c_e)):
+        assert actual.dtype == dtype
+        torch.testing.assert_close(actual.float(), wanted, rtol=ulp, atol=1e-6)
+    output.float().sum().backward()
+    assert ours.weight_ih_l0.grad.dtype == dtype
+
+
+def test_autocast_returns_the_autocast_dtype():
+    """nn.LSTM under torch.autocast("cpu") runs in bfloat16 and returns
+    bfloat16; fastlstm computes in float32 and returns bfloat16 (so its
+    values are the float32 ones, rounded once)."""
+    theirs, ours = _pair(torch.float32, input_size=5, hidden_size=6)
+    x = torch.randn(7, 3, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output, (h_n, c_n) = ours(x)
+        reference, _ = theirs(x)
+    assert output.dtype == h_n.dtype == c_n.dtype == reference.dtype == torch.bfloat16
+    torch.testing.assert_close(output.float(), theirs(x)[0], atol=1e-6,
+                               rtol=torch.finfo(torch.bfloat16).eps)
+
+
+def test_empty_batch_and_zero_steps_as_nn_lstm():
+    theirs, ours = _pair(torch.float32, input_size=3, hidden_size=4, num_layers=2)
+    for module in (theirs, ours):
+        output, (h_n, c_n) = module(torch.zeros(5, 0, 3))
+        assert output.shape == (5, 0, 4) and h_n.shape == c_n.shape == (2, 0, 4)
+        with pytest.raises(RuntimeError, match="sequence length to be larger than 0"):
+            module(torch.zeros(0, 2, 3))
+
+
+def test_all_weights_as_nn_lstm():
+    for bias in (True, False):
+        theirs, ours = _pair(torch.float32, input_size=3, hidden_size=4, num_layers=2,
+                             bidirectional=True, bias=bias)
+        assert len(ours.all_weights) == len(theirs.all_weights) == 4
+        for mine, reference in zip(ours.all_weights, theirs.all_weights, strict=True):
+            assert [w.shape for w in mine] == [w.shape for w in reference]
+            assert all(torch.equal(a, b) for a, b in zip(mine, reference, strict=True))
+        names = {id(p): name for name, p in ours.named_parameters()}
+        assert [names[id(w)] for w in ours.all_weights[1]] == [
+            "weight_ih_l0_reverse", "weight_hh_l0_reverse",
+            "bias_ih_l0_reverse", "bias_hh_l0_reverse"][:4 if bias else 2]
+
+
+def test_to_torch_is_nn_lstm_with_the_same_weights():
+    module = ft.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True).eval()
+    theirs = module.to_torch()
+    assert type(theirs) is torch.nn.LSTM and not theirs.training and theirs.batch_first
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(theirs(x)[0], module(x)[0], rtol=1e-5, atol=1e-6)

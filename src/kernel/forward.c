@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cancel.h"
 #include "forward.h"
 #include "isa.h"
 #include "plan.h"
@@ -58,8 +59,12 @@ static inline void fl_chunk_of(ptrdiff_t T_, ptrdiff_t chunk, int backwards, ptr
  * the work it halves, and that hand-over varies (here, on a VM: 70 to 340 ns
  * a round trip).  So the caller times its first steps: if it waited for
  * the others longer than it computed, it finishes the job alone (`solo`;
- * the others leave at their next step). */
+ * the others leave at their next step).  It judges every FL_ADAPT_WINDOW
+ * steps afresh, since the cores may get busy later in a long call (B=1,
+ * T=20000, U=256 on a loaded 2-core machine: 7.7 s with two threads,
+ * 0.8 s alone); a window that long outlasts one preemption. */
 #define FL_ADAPT_STEPS 8
+#define FL_ADAPT_WINDOW 256
 typedef struct {
     ptrdiff_t next;
     ptrdiff_t done;
@@ -96,6 +101,7 @@ typedef struct {                                                              \
     T *y;              /* last output               [B][Up], NULL: no mask */ \
     const unsigned char *mask;  /*                  [B][T_] or NULL */        \
     T *seq;            /* outputs                   [B][T_][U] or NULL */     \
+    fl_cancel *cancel; /* polled at every step */                             \
 } fl_layer_##SUF;                                                             \
                                                                               \
 /* Step s (processing order) of rows r0..r1 and blocks p0..p1. */             \
@@ -186,8 +192,11 @@ static void fl_layer_job_##SUF(void *ctx, int slot)                           \
     if (!a->split_units) {                                                    \
         while ((g = FL_ADD(&a->sync->next, 1) - 1) < n) {                     \
             ptrdiff_t r0 = a->B * g / n, r1 = a->B * (g + 1) / n;             \
-            for (s = 0; s < a->T_; ++s)                                       \
+            for (s = 0; s < a->T_; ++s) {                                     \
+                if (fl_cancelled(a->cancel, slot))                            \
+                    return;                                                   \
                 fl_layer_step_##SUF(a, s, r0, r1, 0, a->NB);                  \
+            }                                                                 \
         }                                                                     \
         return;                                                               \
     }                                                                         \
@@ -199,7 +208,7 @@ static void fl_layer_job_##SUF(void *ctx, int slot)                           \
     for (s = first; s < a->T_; ++s) {                                         \
         ptrdiff_t expect = s, spins;                                          \
         int solo = FL_LOAD(&a->sync->solo) != 0;                              \
-        if (solo && slot != 0)                                                \
+        if ((solo && slot != 0) || fl_cancelled(a->cancel, slot))             \
             return;                                                           \
         long long t0 = fl_ticks();                                            \
         if (slot < n && FL_CLAIM(&own[slot].count, expect, s + 1))            \
@@ -218,10 +227,14 @@ static void fl_layer_job_##SUF(void *ctx, int slot)                           \
             FL_PAUSE();                                                       \
         }                                                                     \
         if (slot == 0 && !solo && s > first) {  /* first: projection, joins */ \
+            ptrdiff_t ran = s - first;                                        \
             computed += t1 - t0;                                              \
             waited += fl_ticks() - t1;                                        \
-            if (s == first + FL_ADAPT_STEPS && waited > computed)             \
+            if ((ran == FL_ADAPT_STEPS || ran % FL_ADAPT_WINDOW == 0)         \
+                && waited > computed)                                         \
                 FL_ADD(&a->sync->solo, 1);                                    \
+            if (ran % FL_ADAPT_WINDOW == 0)                                   \
+                computed = waited = 0;                                        \
         }                                                                     \
     }                                                                         \
 }
@@ -236,8 +249,9 @@ FL_DEFINE_LAYER(double, f64)
 int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
                      const T *recurrent, T *h, T *c, T *y,                    \
                      const unsigned char *mask, T *seq, ptrdiff_t B,          \
-                     ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,         \
-                     int backwards, int act, int rec_act, int threads)        \
+                     ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,      \
+                     int backwards, int act, int rec_act, int threads,        \
+                     int (*poll)(void *), void *poll_ctx)                     \
 {                                                                             \
     const fl_ops_##SUF *ops = fl_ops_##SUF##_of(isa);                         \
     const ptrdiff_t W = ops->width, MR = ops->rows;                           \
@@ -279,7 +293,7 @@ int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
             memcpy(ybuf + b * Up, y + b * U, row);                            \
     }                                                                         \
     fl_layer_##SUF a;                                                         \
-    a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = Up; a.NB = NB;            \
+    a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = Up; a.NB = NB;         \
     a.W = W; a.MR = MR; a.chunk = chunk; a.backwards = backwards;             \
     a.act = act; a.rec_act = rec_act; a.ops = ops;                            \
     a.split_units = split_units; a.parts = parts;                             \
@@ -288,7 +302,13 @@ int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
     a.x = x; a.kp = kernel; a.bias = bias; a.r = recurrent;                   \
     a.proj = hbuf + n_state; a.h = hbuf; a.c = cbuf; a.y = ybuf;              \
     a.mask = mask; a.seq = seq;                                               \
+    fl_cancel cancel = fl_cancel_start(poll, poll_ctx);                       \
+    a.cancel = &cancel;                                                       \
     fl_pool_run(fl_layer_job_##SUF, &a, nt);                                  \
+    if (cancel.stop) {     /* the caller's state stays as it was */           \
+        free(raw);                                                            \
+        return FL_CANCELLED;                                                  \
+    }                                                                         \
     T *hfin = hbuf + (T_ & 1) * B * Up;                                       \
     for (ptrdiff_t b = 0; b < B; ++b) {                                       \
         memcpy(h + b * U, hfin + b * Up, row);                                \

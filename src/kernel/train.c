@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "cancel.h"
 #include "isa.h"
 #include "plan.h"
 #include "pool.h"
@@ -58,9 +59,10 @@ typedef struct {                                                              \
     T *dkernel, *drk, *dbias;  /* out, packed columns [I][G4], [U][G4], [G4] */ \
     const T *kt;        /* kernel^T in panels of 4W features [NX][G4][4][W] */ \
     T *dx;              /* in: zeros, out: dL/dx [T_ * B][ceil(I / W) * W] */ \
+    fl_cancel *cancel;  /* polled at every step, chunk or tile */             \
 } fl_train_##SUF;                                                             \
                                                                               \
-static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
+static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
                                         ptrdiff_t r0, ptrdiff_t r1)           \
 {                                                                             \
     const ptrdiff_t B = a->B, T_ = a->T_, I = a->n_in, ldx = a->ldx, ldh = a->ldh; \
@@ -103,12 +105,14 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
                     ptrdiff_t t = a->backwards ? T_ - 1 - s : s;              \
                     pj.x = a->x + (t * B + b) * ldx;                          \
                     pj.out = a->rec + (s + 1) * slot + b * G6 + p * W6;       \
-                    a->ops->proj(mr, &pj);                                         \
+                    a->ops->proj(mr, &pj);                                    \
                     i0 += mr;                                                 \
                 }                                                             \
             }                                                                 \
         }                                                                     \
         for (ptrdiff_t s = s0; s < s0 + tc; ++s) {                            \
+            if (fl_cancelled(a->cancel, thread))                              \
+                return;                                                       \
             ptrdiff_t t = a->backwards ? T_ - 1 - s : s;                      \
             T *hprev = a->hs + (a->backwards ? t + 1 : t) * B * ldh;          \
             T *hnext = a->hs + (a->backwards ? t : t + 1) * B * ldh;          \
@@ -130,7 +134,7 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
                     tl.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;  \
                     tl.seq = a->seq != NULL                                   \
                         ? a->seq + (b * T_ + s) * a->U + col : NULL;          \
-                    a->ops->tile(mr, &tl);                                         \
+                    a->ops->tile(mr, &tl);                                    \
                     b += mr;                                                  \
                 }                                                             \
             }                                                                 \
@@ -139,7 +143,7 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a,              \
 }                                                                             \
                                                                               \
 /* Steps in reverse, then (s = -1) the product that gives dL/dh0. */          \
-static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
+static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a, int thread, \
                                          ptrdiff_t r0, ptrdiff_t r1)          \
 {                                                                             \
     const ptrdiff_t B = a->B, T_ = a->T_, Up = a->Up, W = a->W;               \
@@ -151,6 +155,8 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
     bk.lds = Up; bk.ldr = G6; bk.ldq = T_ * a->U; bk.ldm = T_;                \
     bk.act = a->act; bk.rec_act = a->rec_act;                                 \
     for (ptrdiff_t s = T_ - 1; s >= -1; --s) {                                \
+        if (fl_cancelled(a->cancel, thread))                                  \
+            return;                                                           \
         ptrdiff_t t = a->backwards ? T_ - 1 - s : s;                          \
         ptrdiff_t tn = a->backwards ? t - 1 : t + 1;   /* step s + 1 */       \
         bk.K = s + 1 < T_ ? G4 : 0;                                           \
@@ -175,7 +181,7 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
                     bk.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;  \
                     bk.dz = a->dz + p0 * bk.zstride + (t * B + b) * W4;       \
                 }                                                             \
-                a->ops->back(mr, &bk);                                             \
+                a->ops->back(mr, &bk);                                        \
                 b += mr;                                                      \
             }                                                                 \
         }                                                                     \
@@ -187,8 +193,8 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a,             \
  * over chunks of kc rows: a chunk of a block's panel stays in L1 while     \
  * every row of the output passes over it, and the chunk's rows of x and h  \
  * stay in L2 for every block. */                                             \
-static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
-                                   ptrdiff_t p1)                              \
+static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
+                                   ptrdiff_t p0, ptrdiff_t p1)                \
 {                                                                             \
     const ptrdiff_t BT = a->B * a->T_, I = a->n_in, U = a->U;                 \
     const ptrdiff_t ldx = a->ldx, ldh = a->ldh, W4 = 4 * a->W, G4 = 4 * a->Up; \
@@ -199,6 +205,8 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
     xt.ldx = 1;                                                               \
     xt.ldo = xt.ldb = G4;                                                     \
     for (ptrdiff_t k0 = 0; k0 < BT; k0 += kc) {                               \
+        if (fl_cancelled(a->cancel, thread))                                  \
+            return;                                                           \
         xt.n_in = BT - k0 < kc ? BT - k0 : kc;                                \
         for (ptrdiff_t p = p0; p < p1; ++p) {                                 \
             ptrdiff_t i0 = 0, u0 = 0;                                         \
@@ -209,7 +217,7 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
                 xt.x = a->x + k0 * ldx + i0;                                  \
                 xt.out = a->dkernel + i0 * G4 + p * W4;                       \
                 xt.bias = k0 > 0 ? xt.out : NULL;     /* accumulate */        \
-                a->ops->proj(mr, &xt);                                             \
+                a->ops->proj(mr, &xt);                                        \
                 i0 += mr;                                                     \
             }                                                                 \
             xt.ldk = ldh;                                                     \
@@ -218,7 +226,7 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
                 xt.x = hin + k0 * ldh + u0;                                   \
                 xt.out = a->drk + u0 * G4 + p * W4;                           \
                 xt.bias = k0 > 0 ? xt.out : NULL;                             \
-                a->ops->proj(mr, &xt);                                             \
+                a->ops->proj(mr, &xt);                                        \
                 u0 += mr;                                                     \
             }                                                                 \
         }                                                                     \
@@ -235,8 +243,8 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, ptrdiff_t p0,     \
                                                                               \
 /* dL/dx of rows [r0, r1) (row t * B + b) = dz @ kernel^T: the product half  \
  * of the backward tile, over groups of 4 blocks of W features. */            \
-static void fl_train_dx_rows_##SUF(const fl_train_##SUF *a, ptrdiff_t r0,     \
-                                   ptrdiff_t r1)                              \
+static void fl_train_dx_rows_##SUF(const fl_train_##SUF *a, int thread,       \
+                                   ptrdiff_t r0, ptrdiff_t r1)                \
 {                                                                             \
     const ptrdiff_t BT = a->B * a->T_, W4 = 4 * a->W, G4 = 4 * a->Up;         \
     const ptrdiff_t nbx = (a->n_in + a->W - 1) / a->W, ldo = nbx * a->W;      \
@@ -248,10 +256,12 @@ static void fl_train_dx_rows_##SUF(const fl_train_##SUF *a, ptrdiff_t r0,     \
         bk.rt = a->kt + (p0 / 4) * G4 * W4;                                   \
         bk.nblk = (int)(nbx - p0 < 4 ? nbx - p0 : 4);                         \
         for (ptrdiff_t q = 0; q < ntiles; ++q) {                              \
+            if (fl_cancelled(a->cancel, thread))                              \
+                return;                                                       \
             int mr = fl_tile_rows(rows, ntiles, q);                           \
             bk.dzn = a->dz + b * W4;                                          \
             bk.dh = a->dx + b * ldo + p0 * a->W;                              \
-            a->ops->back(mr, &bk);                                                 \
+            a->ops->back(mr, &bk);                                            \
             b += mr;                                                          \
         }                                                                     \
     }                                                                         \
@@ -272,15 +282,14 @@ static void fl_train_job_fn_##SUF(void *ctx, int slot)                        \
 {                                                                             \
     fl_train_job_##SUF *j = (fl_train_job_##SUF *)ctx;                        \
     ptrdiff_t g;                                                              \
-    (void)slot;                                                               \
     while ((g = FL_ADD(&j->next, 1) - 1) < j->parts) {                        \
         ptrdiff_t i0 = j->total * g / j->parts;                               \
         ptrdiff_t i1 = j->total * (g + 1) / j->parts;                         \
         switch (j->pass) {                                                    \
-        case FL_TRAIN_FORWARD: fl_train_forward_rows_##SUF(j->a, i0, i1); break; \
-        case FL_TRAIN_BACKWARD: fl_train_backward_rows_##SUF(j->a, i0, i1); break; \
-        case FL_TRAIN_WEIGHTS: fl_train_weights_##SUF(j->a, i0, i1); break;   \
-        default: fl_train_dx_rows_##SUF(j->a, i0, i1); break;                 \
+        case FL_TRAIN_FORWARD: fl_train_forward_rows_##SUF(j->a, slot, i0, i1); break; \
+        case FL_TRAIN_BACKWARD: fl_train_backward_rows_##SUF(j->a, slot, i0, i1); break; \
+        case FL_TRAIN_WEIGHTS: fl_train_weights_##SUF(j->a, slot, i0, i1); break; \
+        default: fl_train_dx_rows_##SUF(j->a, slot, i0, i1); break;           \
         }                                                                     \
     }                                                                         \
 }                                                                             \
@@ -330,13 +339,14 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
                            const T *bias, const T *recurrent, T *h, T *c,     \
                            T *y, const unsigned char *mask, T *seq, T *rec,   \
                            T *hs, ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,   \
-                           ptrdiff_t n_in, ptrdiff_t U, int isa, int backwards,  \
-                           int act, int rec_act, int threads)                 \
+                           ptrdiff_t n_in, ptrdiff_t U, int isa, int backwards, \
+                           int act, int rec_act, int threads,                 \
+                           int (*poll)(void *), void *poll_ctx)               \
 {                                                                             \
     const fl_ops_##SUF *ops = fl_ops_##SUF##_of(isa);                         \
     const ptrdiff_t W = ops->width, NB = (U + W - 1) / W;                     \
     int split_units;                                                          \
-    int nt = fl_plan(FL_PLAN_TRAIN, B, T_, n_in, U, NB, threads, &split_units);  \
+    int nt = fl_plan(FL_PLAN_TRAIN, B, T_, n_in, U, NB, threads, &split_units); \
     /* Padding lanes are computed (and discarded) too: start them at zero. */ \
     T *cbuf = (T *)calloc((mask != NULL ? 2 : 1) * B * ldh, sizeof(T));       \
     if (cbuf == NULL)                                                         \
@@ -349,12 +359,18 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
     fl_pad_rows_##SUF(cbuf, c, B, U, ldh);                                    \
     fl_train_##SUF a;                                                         \
     memset(&a, 0, sizeof a);                                                  \
-    a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = NB * W; a.NB = NB;        \
+    a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = NB * W; a.NB = NB;     \
     a.W = W; a.MR = ops->rows; a.ldx = ldx; a.ldh = ldh;                      \
     a.backwards = backwards; a.act = act; a.rec_act = rec_act; a.ops = ops;   \
     a.x = x; a.kp = kernel; a.bias = bias; a.r = recurrent;                   \
     a.rec = rec; a.hs = hs; a.c = cbuf; a.y = ybuf; a.mask = mask; a.seq = seq; \
+    fl_cancel cancel = fl_cancel_start(poll, poll_ctx);                       \
+    a.cancel = &cancel;                                                       \
     fl_train_run_##SUF(&a, FL_TRAIN_FORWARD, nt);                             \
+    if (cancel.stop) {     /* the caller's state stays as it was */           \
+        free(cbuf);                                                           \
+        return FL_CANCELLED;                                                  \
+    }                                                                         \
     fl_unpad_rows_##SUF(h, hT, B, U, ldh);                                    \
     fl_unpad_rows_##SUF(c, cbuf, B, U, ldh);                                  \
     if (ybuf != NULL)                                                         \
@@ -368,13 +384,14 @@ int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
                             ptrdiff_t ldh, T *dz, const unsigned char *mask,  \
                             const T *dseq, T *dh, T *dc, const T *dy, T *dx,  \
                             T *dkernel, T *drk, T *dbias, ptrdiff_t B,        \
-                            ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,  \
-                            int backwards, int act, int rec_act, int threads) \
+                            ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa, \
+                            int backwards, int act, int rec_act, int threads, \
+                            int (*poll)(void *), void *poll_ctx)              \
 {                                                                             \
     const fl_ops_##SUF *ops = fl_ops_##SUF##_of(isa);                         \
     const ptrdiff_t W = ops->width, NB = (U + W - 1) / W, Up = NB * W;        \
     int split_units;                                                          \
-    int nt = fl_plan(FL_PLAN_TRAIN, B, T_, n_in, U, NB, threads, &split_units);  \
+    int nt = fl_plan(FL_PLAN_TRAIN, B, T_, n_in, U, NB, threads, &split_units); \
     T *buf = (T *)calloc(3 * B * Up, sizeof(T));                              \
     if (buf == NULL)                                                          \
         return -1;                                                            \
@@ -391,17 +408,24 @@ int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
     }                                                                         \
     fl_train_##SUF a;                                                         \
     memset(&a, 0, sizeof a);                                                  \
-    a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = Up; a.NB = NB;            \
+    a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = Up; a.NB = NB;         \
     a.W = W; a.MR = ops->rows; a.ldx = ldx; a.ldh = ldh;                      \
     a.backwards = backwards; a.act = act; a.rec_act = rec_act; a.ops = ops;   \
     a.x = x; a.rt = recurrent_t; a.rec = (T *)rec; a.hs = (T *)hs; a.dz = dz; \
     a.mask = mask; a.dh = dhp; a.dc = dcp; a.dy = dyp; a.dseq = dseq;         \
     a.dkernel = dkernel; a.drk = drk; a.dbias = dbias; a.kt = kernel_t;       \
     a.dx = dx;                                                                \
+    fl_cancel cancel = fl_cancel_start(poll, poll_ctx);                       \
+    a.cancel = &cancel;                                                       \
     fl_train_run_##SUF(&a, FL_TRAIN_BACKWARD, nt);                            \
-    fl_train_run_##SUF(&a, FL_TRAIN_WEIGHTS, nt);                             \
-    if (dx != NULL)                                                           \
+    if (!cancel.stop)                                                         \
+        fl_train_run_##SUF(&a, FL_TRAIN_WEIGHTS, nt);                         \
+    if (!cancel.stop && dx != NULL)                                           \
         fl_train_run_##SUF(&a, FL_TRAIN_DX, nt);                              \
+    if (cancel.stop) {     /* dh and dc stay as they were */                  \
+        free(buf);                                                            \
+        return FL_CANCELLED;                                                  \
+    }                                                                         \
     fl_unpad_rows_##SUF(dh, dhp, B, U, Up);                                   \
     fl_unpad_rows_##SUF(dc, dcp, B, U, Up);                                   \
     free(buf);                                                                \

@@ -19,8 +19,10 @@
  * dkernel [I][4Up], drk [U][4Up], dbias [4Up] out: the weight gradients in
  * packed columns.
  *
- * Both: B, T_, I >= 1; threads: most threads; return 0, or -1 when a
- * buffer cannot be allocated.
+ * Both: B, T_, n_in >= 1; threads: most threads; poll(poll_ctx): asked every
+ * few ms whether to stop (cancel.h), or NULL.  They return 0; FL_CANCELLED
+ * when poll stopped them, with h, c (forward) or dh, dc (backward)
+ * unchanged; or -1 when a buffer cannot be allocated.
  */
 #ifndef FASTLSTM_TRAIN_H
 #define FASTLSTM_TRAIN_H
@@ -33,14 +35,16 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
                            T *y, const unsigned char *mask, T *seq, T *rec,   \
                            T *hs, ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,   \
                            ptrdiff_t n_in, ptrdiff_t U, int isa, int backwards,  \
-                           int act, int rec_act, int threads);                \
+                           int act, int rec_act, int threads,                 \
+                           int (*poll)(void *), void *poll_ctx);              \
 int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
                             const T *recurrent_t, const T *rec, const T *hs,  \
                             ptrdiff_t ldh, T *dz, const unsigned char *mask,  \
                             const T *dseq, T *dh, T *dc, const T *dy, T *dx,  \
                             T *dkernel, T *drk, T *dbias, ptrdiff_t B,        \
                             ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,  \
-                            int backwards, int act, int rec_act, int threads);
+                            int backwards, int act, int rec_act, int threads, \
+                            int (*poll)(void *), void *poll_ctx);
 
 FL_DECLARE_TRAIN(float, f32)
 FL_DECLARE_TRAIN(double, f64)

@@ -1,0 +1,174 @@
+"""PyTorch's own nn.LSTM behaviour tests (test/test_nn.py, ``TestNN``) that
+apply on the CPU, ported to ``fastlstm.torch``: where upstream compares
+two nn.LSTM implementations (CPU and cuDNN), nn.LSTM on the CPU is the
+reference here and fastlstm.torch the implementation under test."""
+import itertools
+import pickle
+
+import pytest
+import torch
+from torch.nn.utils import rnn as rnn_utils
+
+import fastlstm.torch as ft
+
+
+def _copy_of(reference, cls=ft.LSTM, **config):
+    module = cls(**config)
+    module.load_state_dict(reference.state_dict())
+    return module
+
+
+def test_LSTM_cell():
+    """Upstream ``TestNN.test_LSTM_cell``: six steps of an LSTMCell with
+    and without bias, then backward (here also compared with nn.LSTMCell)."""
+    for bias in (True, False):
+        torch.manual_seed(0)
+        x, hx, cx = torch.randn(3, 10), torch.randn(3, 20), torch.randn(3, 20)
+        reference = torch.nn.LSTMCell(10, 20, bias=bias)
+        cell = _copy_of(reference, ft.LSTMCell, input_size=10, hidden_size=20, bias=bias)
+        results = []
+        for module in (cell, reference):
+            h, c = hx, cx
+            for _ in range(6):
+                h, c = module(x, (h, c))
+            (h + c).sum().backward()
+            results.append([h, c] + [p.grad for p in module.parameters()])
+        for actual, expected in zip(*results, strict=True):
+            torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_rnn_initial_hidden_state():
+    """Upstream ``TestNN.test_rnn_initial_hidden_state``: zero states given
+    and no states give the same results."""
+    rnn = ft.LSTM(30, 20, 2)
+    x = torch.randn(10, 32, 30)
+    hidden = torch.zeros(2, 32, 20)
+    output1, hidden1 = rnn(x, (hidden, hidden))
+    output2, hidden2 = rnn(x)
+    torch.testing.assert_close(output1, output2, rtol=0, atol=0)
+    torch.testing.assert_close(hidden1, hidden2, rtol=0, atol=0)
+
+
+def test_rnn_retain_variables():
+    """Upstream ``TestNN.test_rnn_retain_variables`` (float64): backward
+    through one graph five times with retain_graph gives the same gradients."""
+    rnn = ft.LSTM(10, 20, num_layers=2, dtype=torch.float64)
+    x = torch.randn(5, 6, 10, dtype=torch.float64, requires_grad=True)
+    output = rnn(x)
+    output[0].sum().backward(retain_graph=True)
+    grads = [x.grad.clone()] + [p.grad.clone() for p in rnn.parameters()]
+    for _ in range(4):
+        rnn.zero_grad()
+        x.grad.zero_()
+        output[0].sum().backward(retain_graph=True)
+        for again, first in zip([x.grad] + [p.grad for p in rnn.parameters()], grads,
+                                strict=True):
+            torch.testing.assert_close(again, first, rtol=0, atol=0)
+
+
+def _noncontiguous(tensor):
+    """Upstream's ``make_noncontig``: the same values, every other element
+    of a wider buffer."""
+    return torch.stack([torch.zeros_like(tensor), tensor], tensor.dim()).select(tensor.dim(), 1)
+
+
+def _forward_backward(rnn, input_val, hx_val, grad_output, grad_hy):
+    """Upstream's ``forward_backward`` of ``_test_RNN_cpu_vs_cudnn``."""
+    if isinstance(input_val, rnn_utils.PackedSequence):
+        data = input_val.data.clone().requires_grad_(True)
+        x = rnn_utils.PackedSequence(data, input_val.batch_sizes)
+    else:
+        x = data = input_val.clone().requires_grad_(True)
+    hx = (hx_val.clone().requires_grad_(True), hx_val.add(1).requires_grad_(True))
+    output, hy = rnn(x, hx)
+    if isinstance(output, rnn_utils.PackedSequence):
+        output = output.data
+    torch.autograd.backward([output, hy[0], hy[1]], [grad_output, grad_hy, grad_hy + 1])
+    return ([output, hy[0], hy[1], data.grad, hx[0].grad, hx[1].grad]
+            + [p.grad for p in rnn.parameters()])
+
+
+@pytest.mark.parametrize("dropout", [0, 1])
+def test_RNN_cpu_vs_cudnn(dropout):
+    """Upstream ``TestNN._test_RNN_cpu_vs_cudnn`` (no_dropout and
+    with_dropout, p=1 being the only deterministic rate): every combination
+    of bias, bidirectional, batch_first, contiguous and variable-length
+    (PackedSequence) inputs; outputs, final states and all gradients agree
+    with nn.LSTM's (upstream's tolerance is 5e-5)."""
+    input_size, hidden_size, num_layers, seq_length, batch = 10, 6, 2, 7, 6
+    for bias, bidirectional, batch_first, contig, variable_len in itertools.product(
+            (True, False), repeat=5):
+        if dropout and not (bias and contig):    # test time: dropout on 8 of the 32
+            continue
+        torch.manual_seed(0)
+        directions = 2 if bidirectional else 1
+        shape = (batch, seq_length) if batch_first else (seq_length, batch)
+        input_val = torch.randn(*shape, input_size)
+        grad_output = torch.randn(*shape, hidden_size * directions)
+        hx_val = torch.randn(num_layers * directions, batch, hidden_size)
+        grad_hy = torch.randn(num_layers * directions, batch, hidden_size)
+        if not contig:
+            grad_output, grad_hy = _noncontiguous(grad_output), _noncontiguous(grad_hy)
+            input_val, hx_val = _noncontiguous(input_val), _noncontiguous(hx_val)
+        if variable_len:
+            lengths = [7, 5, 5, 2, 1, 1]
+            input_val = rnn_utils.pack_padded_sequence(input_val, lengths,
+                                                       batch_first=batch_first)
+            grad_output = rnn_utils.pack_padded_sequence(grad_output, lengths,
+                                                         batch_first=batch_first).data
+        config = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                      bias=bias, dropout=dropout, bidirectional=bidirectional,
+                      batch_first=batch_first)
+        reference = torch.nn.LSTM(**config)
+        rnn = _copy_of(reference, **config)
+        actual = _forward_backward(rnn, input_val, hx_val, grad_output, grad_hy)
+        expected = _forward_backward(reference, input_val, hx_val, grad_output, grad_hy)
+        for a, e in zip(actual, expected, strict=True):
+            torch.testing.assert_close(a, e, rtol=1e-5, atol=5e-6)
+
+
+@pytest.mark.parametrize("p, train", list(itertools.product((0, 0.1234), (True, False))))
+def test_RNN_dropout_state(p, train):
+    """Upstream ``TestNN.test_RNN_dropout_state``: dropout between layers
+    draws anew each call in training mode, and a pickled copy computes the
+    same in eval mode or without dropout."""
+    rnn = ft.LSTM(100, 100, 2, bias=False, dropout=p).train(train)
+    x, hx = torch.rand(1, 1, 100), torch.rand(2, 1, 100)
+    output1, hy1 = rnn(x, (hx, hx))
+    output2, hy2 = rnn(x, (hx, hx))
+    output3, hy3 = pickle.loads(pickle.dumps(rnn))(x, (hx, hx))
+    if p == 0 or not train:
+        for a, b in ((output1, output2), (output1, output3), (hy1[0], hy2[0]),
+                     (hy1[0], hy3[0])):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    else:
+        assert not torch.equal(output1, output2) and not torch.equal(output1, output3)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_RNN_change_dropout(train):
+    """Upstream ``TestNN.test_RNN_change_dropout``: the ``dropout``
+    attribute may change between calls and takes effect at once."""
+    torch.manual_seed(0)
+    rnn = ft.LSTM(100, 100, 2, dropout=0).train(train)
+    x = torch.rand(3, 2, 100)
+    previous = None
+    for p in (0, 0.5, 0, 0.7, 0.2, 1, 0.2, 0):
+        rnn.dropout = p
+        output1, _ = rnn(x)
+        output2, _ = rnn(x)
+        if p in (0, 1) or not train:
+            torch.testing.assert_close(output1, output2, rtol=0, atol=0)
+        else:
+            assert not torch.equal(output1, output2)
+        if previous is not None:
+            assert torch.equal(output1, previous) == (not train)
+        previous = output1
+
+
+def test_RNN_input_size_zero():
+    """Upstream ``TestNN.test_RNN_input_size_zero``: an empty batch gives
+    empty outputs and states."""
+    rnn = ft.LSTM(input_size=3, hidden_size=4)
+    output, (h_n, c_n) = rnn(torch.zeros((5, 0, 3)))
+    assert output.shape == (5, 0, 4) and h_n.shape == c_n.shape == (1, 0, 4)
