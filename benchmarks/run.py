@@ -85,7 +85,7 @@ def lstm_flops(batch, steps, input_dim, units):
 
 # The OpenBLAS kernels of the same instruction set as each fastlstm path:
 # OPENBLAS_CORETYPE selects them on any CPU that can run them.
-CEILING_CORETYPES = {"avx2": "Haswell", "avx512": "SkylakeX"}
+CEILING_CORETYPES = {"sse2": "Nehalem", "avx2": "Haswell", "avx512": "SkylakeX"}
 
 
 class Ceilings:

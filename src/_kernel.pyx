@@ -163,7 +163,7 @@ cdef extern from "kernel/dropout.h" nogil:
                                     const double *a, const double *dh, double *dc,
                                     long U, int act, int rec_act)
 
-ISA_NAMES = ("portable", "avx2", "avx512")
+ISA_NAMES = ("portable", "sse2", "neon", "avx2", "avx512")
 # Whether calls can run on several threads (kernel/pool.h: POSIX threads).
 THREAD_POOL = bool(FL_HAVE_POOL)
 

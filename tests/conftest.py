@@ -44,7 +44,7 @@ def make_weights():
     return make
 
 
-@pytest.fixture(params=["portable", "avx2", "avx512"])
+@pytest.fixture(params=["portable", "sse2", "neon", "avx2", "avx512"])
 def isa(request):
     """Each instruction set in turn (skipped where the CPU lacks it),
     restoring the default afterwards.  Every set has float32 and float64

@@ -1,10 +1,11 @@
 """The kernel's instruction-set paths, threads and vector activations.
 
-Every path this CPU can run (AVX-512, AVX2+FMA, portable C) is forced in
-turn and compared with the NumPy reference; paths the CPU lacks are skipped
-with the reason.  Thread counts must give bitwise-identical results.
+Every path this CPU can run (AVX-512, AVX2+FMA, SSE2 or NEON, portable C)
+is forced in turn and compared with the NumPy reference; paths the CPU lacks
+are skipped with the reason.  Thread counts must give bitwise-identical results.
 """
 import os
+import platform
 import subprocess
 import sys
 
@@ -154,7 +155,7 @@ def test_thread_plans_cover_both_splits():
 
 
 # Vector bytes of each path (the portable one: 4 lanes a block).
-VECTOR_BYTES = {"avx512": 64, "avx2": 32}
+VECTOR_BYTES = {"avx512": 64, "avx2": 32, "sse2": 16, "neon": 16}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -264,6 +265,33 @@ def test_num_threads_capped_at_the_cpus():
     assert fastlstm.LSTM(4, num_threads=1).num_threads == 1
     config = {"class_name": "LSTM", "config": {"units": 4, "num_threads": 4096}}
     assert fastlstm.Sequential.from_config({"layers": [config]}).layers[0].num_threads == cpus
+
+
+# The 128-bit path that every CPU of an architecture has (gcc/clang builds).
+BASELINE_ISA = {"x86_64": "sse2", "AMD64": "sse2", "aarch64": "neon", "arm64": "neon"}
+
+
+@pytest.mark.skipif(platform.machine() not in BASELINE_ISA
+                    or _kernel.info()["supported_isas"] == ["portable"],
+                    reason="a build without vector extensions (MSVC) or another CPU family")
+def test_default_is_never_scalar_where_vectors_exist():
+    """Dispatch: sse2 on every x86-64 CPU, neon on every aarch64 one (nothing
+    detected); the portable C path is never the default of such a build."""
+    baseline = BASELINE_ISA[platform.machine()]
+    environ = {k: v for k, v in os.environ.items() if k != "FASTLSTM_ISA"}
+    code = "from fastlstm import _kernel; print(_kernel.isa(), *_kernel.supported_isas())"
+    result = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    default, *supported = result.stdout.split()
+    assert baseline in supported and default != "portable"
+    assert supported.index(default) >= supported.index(baseline)
+    if baseline == "neon":
+        assert supported == ["portable", "neon"] and default == "neon"
+    result = _python("from fastlstm import _kernel; print(_kernel.isa())",
+                     FASTLSTM_ISA=baseline)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == baseline
 
 
 def test_default_threads_follow_omp_num_threads():

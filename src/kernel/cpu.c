@@ -30,6 +30,14 @@ int fl_isa_supported(int isa)
 {
     if (isa == FL_ISA_AVX512 || isa == FL_ISA_AVX2)
         return fl_x86_supports(isa);
+    if (isa == FL_ISA_SSE2) {
+#if defined(__x86_64__)
+        return 1;                       /* part of x86-64 */
+#else
+        unsigned a, b, c, d;
+        return __get_cpuid(1, &a, &b, &c, &d) && (d & (1u << 26));
+#endif
+    }
     return isa == FL_ISA_PORTABLE;
 }
 
@@ -47,6 +55,19 @@ int fl_i8_supported(int kernel)
         return fl_x86_supports(FL_ISA_AVX512) && __get_cpuid_count(7, 0, &a, &b, &c, &d)
             && (b & (1u << 30)) && (kernel == FL_I8_AVX512 || (c & (1u << 11)));
     }
+    return kernel == FL_I8_PORTABLE;
+}
+#elif defined(__GNUC__) && defined(__aarch64__)
+/* NEON (Advanced SIMD) is part of the aarch64 base architecture: nothing to
+ * detect. */
+int fl_isa_supported(int isa)
+{
+    return isa == FL_ISA_PORTABLE || isa == FL_ISA_NEON;
+}
+
+/* The int8 kernels are x86's: aarch64 computes the same integers in C. */
+int fl_i8_supported(int kernel)
+{
     return kernel == FL_I8_PORTABLE;
 }
 #else

@@ -16,7 +16,14 @@
 
 /* Instruction set codes (index of the table rows); _kernel.pyx holds the
  * names in the same order. */
-enum { FL_ISA_PORTABLE = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2, FL_ISA_COUNT = 3 };
+enum {
+    FL_ISA_PORTABLE = 0,  /* scalar C: the only tiles of compilers without vector extensions */
+    FL_ISA_SSE2 = 1,      /* 128-bit, x86-64 baseline */
+    FL_ISA_NEON = 2,      /* 128-bit, aarch64 baseline */
+    FL_ISA_AVX2 = 3,
+    FL_ISA_AVX512 = 4,
+    FL_ISA_COUNT = 5
+};
 
 #define FL_DEFINE_OPS(T, SUF)                                                 \
 typedef struct {                                                              \

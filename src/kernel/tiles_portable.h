@@ -4,7 +4,10 @@
  * with FL_PW lanes per block; the lane loops are simple enough for any
  * compiler to vectorise, and the activations are libm's (activations.h).
  * isa.c puts them in the table for every instruction set that has no
- * vector tiles of a dtype.
+ * vector tiles of a dtype.  For float32 they are the default only where the
+ * compiler has no vector extensions (MSVC): gcc and clang builds run sse2
+ * on any x86-64 CPU and neon on any aarch64 one, and keep these as a
+ * reference path (FASTLSTM_ISA=portable).
  */
 #ifndef FASTLSTM_TILES_PORTABLE_H
 #define FASTLSTM_TILES_PORTABLE_H

@@ -276,11 +276,15 @@ FN(back_rows)(const int mr, const int nb, const FL_CAT(fl_back, FL_TS) *a)
 #else
 #define FL_MR_CASES_4(f)
 #endif
+#if FL_MR >= 3
+#define FL_MR_CASES_3(f) case 3: f(3, a); break;
+#else
+#define FL_MR_CASES_3(f)
+#endif
 /* mr as a compile-time constant, so the row loops unroll into registers. */
 #define FL_MR_SWITCH(f)                                                       \
     switch (mr) {                                                             \
-    FL_MR_CASES_8(f) FL_MR_CASES_6(f) FL_MR_CASES_4(f)                        \
-    case 3: f(3, a); break;                                                   \
+    FL_MR_CASES_8(f) FL_MR_CASES_6(f) FL_MR_CASES_4(f) FL_MR_CASES_3(f)       \
     case 2: f(2, a); break;                                                   \
     default: f(1, a); break;                                                  \
     }
@@ -326,6 +330,7 @@ enum { FN(width) = FL_W, FN(rows) = FL_MR };
 #undef FL_MR_CASES_8
 #undef FL_MR_CASES_6
 #undef FL_MR_CASES_4
+#undef FL_MR_CASES_3
 #undef V
 #undef VI
 #undef FN
