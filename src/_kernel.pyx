@@ -886,8 +886,10 @@ def int8_kernels():
 
 
 def _best_int8(isa_code):
-    """The fastest int8 kernel this CPU runs on the vectors of ``isa_code``."""
-    return max(code for code in _INT8_SUPPORTED if fl_ops_i8_of(code).isa == isa_code)
+    """The fastest int8 kernel this CPU runs on the vectors of ``isa_code``;
+    the portable one (the same integers) for 128-bit paths, which have none."""
+    return max((code for code in _INT8_SUPPORTED if fl_ops_i8_of(code).isa == isa_code),
+               default=0)
 
 
 _INT8_BEST = {code: INT8_NAMES[_best_int8(code)] for code in range(len(ISA_NAMES))
