@@ -61,18 +61,20 @@ def plan(B: int, T: int, I: int, U: int, num_threads: int, isa_name: str | None 
          training: bool = False) -> tuple[int, Literal["rows", "units"]]: ...
 def forward(x: _Array, packed: Packed, h: _Array, c: _Array, y: _Array,
             mask: NDArray[np.uint8] | None, seq: _Array | None, go_backwards: bool,
-            activation: int, recurrent_activation: int, num_threads: int, /) -> None: ...
+            activation: int, recurrent_activation: int, num_threads: int,
+            lengths: NDArray[np.intp] | None = None, /) -> None: ...
 def train_forward(x: _Array, features: int, packed: Packed, h: _Array, c: _Array,
                   y: _Array, mask: NDArray[np.uint8] | None, seq: _Array | None,
                   rec: _Array, hs: _Array, go_backwards: bool, activation: int,
-                  recurrent_activation: int, num_threads: int, /) -> None: ...
+                  recurrent_activation: int, num_threads: int,
+                  lengths: NDArray[np.intp] | None = None, /) -> None: ...
 def train_backward(x: _Array, features: int, packed: Packed, kernel_t: _Array | None,
                    recurrent_kernel_t: _Array, rec: _Array, hs: _Array, dz: _Array,
                    mask: NDArray[np.uint8] | None, dseq: _Array | None, dh: _Array,
                    dc: _Array, dy: _Array, dx: _Array | None, dkernel: _Array,
                    drecurrent_kernel: _Array, dbias: _Array, go_backwards: bool,
                    activation: int, recurrent_activation: int, num_threads: int,
-                   /) -> None: ...
+                   lengths: NDArray[np.intp] | None = None, /) -> None: ...
 def dropout_forward(xs: _Array, kernel: _Array, recurrent_kernel: _Array, bias: _Array,
                     h: _Array, c: _Array, y: _Array, mask: NDArray[np.uint8] | None,
                     rmask: _Array | None, seq: _Array | None, gates: _Array, cs: _Array,

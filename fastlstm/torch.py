@@ -89,9 +89,7 @@ def _direction(mode: str, x: Any, h0: Any, c0: Any, weights: list[Any],
     """One direction of one layer: x (B, T, I) -> (sequence (B, T, H) in
     time order, h_n, c_n), all in x's dtype."""
     if mode == "autograd":
-        if lengths is not None:
-            return torch_direction.record_packed(x, h0, c0, weights, lengths, reverse, free)
-        return Direction.apply(x, h0, c0, *weights, None, reverse, free)  # type: ignore[no-any-return]
+        return Direction.apply(x, h0, c0, *weights, lengths, reverse, free)  # type: ignore[no-any-return]
     if mode == "op":
         return lstm_direction(x, h0, c0, *weights,  # type: ignore[no-any-return]
                               None if lengths is None else torch.from_numpy(lengths), reverse)
@@ -401,9 +399,8 @@ class LSTM(_Recurrent):
             outputs = []
             for direction, suffix in enumerate(self._suffixes(layer)):
                 pack = torch_direction.weights(self._weights(suffix), x.dtype)
-                run = torch_direction.infer if lengths is None else torch_direction.infer_packed
-                outputs.append(run(sequence, h_n[index], c_n[index], pack, lengths,
-                                   bool(direction)))
+                outputs.append(torch_direction.infer(sequence, h_n[index], c_n[index], pack,
+                                                     lengths, bool(direction)))
                 index += 1
             sequence = np.concatenate(outputs, axis=2) if len(outputs) == 2 else outputs[0]
         return torch.from_numpy(sequence), torch.from_numpy(h_n), torch.from_numpy(c_n)

@@ -61,6 +61,7 @@ class Tape:
     recurrent_kernel: Array
     packed: Any
     mask: Array | None
+    lengths: Array | None
     input_masks: Array | None
     recurrent_masks: Array | None
     c0: Array
@@ -184,6 +185,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
             input_masks: Array | None = None, recurrent_masks: Array | None = None,
             return_sequence: bool = True, workspace: Tape | None = None,
             pack: Callable[[], Any] | None = None, num_threads: int | None = None,
+            lengths: Array | None = None,
             ) -> tuple[Array | None, Array, Array, Array, Tape]:
     """Run one LSTM layer and record it for ``backward``.
 
@@ -208,6 +210,11 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         tiles run; None: packed here.
     num_threads : int or None
         Most threads (batch row groups); None: ``_kernel.DEFAULT_THREADS``.
+    lengths : intp (batch,) or None
+        Row b has steps t < lengths[b] only, sorted longest first (instead
+        of ``mask``): steps past a row's length are not computed (outputs
+        there are not written, their gradients are zero) and the final
+        states are each row's own (see ``src/kernel/forward.h``).
 
     Returns
     -------
@@ -222,6 +229,9 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     dtype = kernel.dtype
     # Per-gate masks of h or x change each gate block's product: BLAS per step.
     fused = recurrent_masks is None and (input_masks is None or len(input_masks) == 1)
+    if lengths is not None and not fused:       # the per-step path takes masks
+        mask = (np.arange(timesteps) < lengths[:, None]).astype(np.uint8)
+        lengths = None
     packed: Any = None
     if fused:
         packed = _kernel.pack(kernel, recurrent_kernel, bias) if pack is None else pack()
@@ -249,6 +259,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     tape.xs, tape.kernel, tape.recurrent_kernel = xs, kernel, recurrent_kernel
     tape.packed = packed
     tape.mask, tape.input_masks, tape.recurrent_masks = mask, input_masks, recurrent_masks
+    tape.lengths = lengths
     tape.c0 = c.copy()
     tape.go_backwards = bool(go_backwards)
     tape.codes = (activations.CODES[activation], activations.CODES[recurrent_activation])
@@ -259,7 +270,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         if fused:
             _kernel.train_forward(xs[0], features, packed, h, c, last, mask, sequence,
                                   tape.rec, tape.hs, tape.go_backwards, *tape.codes,
-                                  tape.num_threads)
+                                  tape.num_threads, lengths)
         else:
             _kernel.dropout_forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
                                     recurrent_masks, sequence, tape.gates, tape.cs,
@@ -309,7 +320,7 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
                                    recurrent_kernel_t, tape.rec, tape.hs, tape.dz, tape.mask,
                                    d_sequence, dh, dc, dy, None if dxs is None else dxs[0],
                                    dkernel, drecurrent_kernel, dbias, tape.go_backwards,
-                                   *tape.codes, tape.num_threads)
+                                   *tape.codes, tape.num_threads, tape.lengths)
             dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
             dbias = dbias[columns]
         else:

@@ -94,13 +94,15 @@ cdef extern from "kernel/plan.h" nogil:
 cdef extern from "kernel/forward.h" nogil:
     int fl_forward_f32(const float *x, const float *kernel, const float *bias,
                        const float *recurrent, float *h, float *c, float *y,
-                       const unsigned char *mask, float *seq, Py_ssize_t B, Py_ssize_t T,
+                       const unsigned char *mask, const Py_ssize_t *lengths, float *seq,
+                       Py_ssize_t B, Py_ssize_t T,
                        Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
                        int rec_act, int threads, fl_poll poll,
                        void *poll_ctx)
     int fl_forward_f64(const double *x, const double *kernel, const double *bias,
                        const double *recurrent, double *h, double *c, double *y,
-                       const unsigned char *mask, double *seq, Py_ssize_t B, Py_ssize_t T,
+                       const unsigned char *mask, const Py_ssize_t *lengths, double *seq,
+                       Py_ssize_t B, Py_ssize_t T,
                        Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
                        int rec_act, int threads, fl_poll poll,
                        void *poll_ctx)
@@ -121,14 +123,16 @@ cdef extern from "kernel/forward.h" nogil:
 cdef extern from "kernel/train.h" nogil:
     int fl_train_forward_f32(const float *x, Py_ssize_t ldx, const float *kernel,
                              const float *bias, const float *recurrent, float *h, float *c,
-                             float *y, const unsigned char *mask, float *seq, float *rec,
+                             float *y, const unsigned char *mask, const Py_ssize_t *lengths,
+                             float *seq, float *rec,
                              float *hs, Py_ssize_t ldh, Py_ssize_t B, Py_ssize_t T,
                              Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
                              int rec_act, int threads, fl_poll poll,
                        void *poll_ctx)
     int fl_train_forward_f64(const double *x, Py_ssize_t ldx, const double *kernel,
                              const double *bias, const double *recurrent, double *h,
-                             double *c, double *y, const unsigned char *mask, double *seq,
+                             double *c, double *y, const unsigned char *mask,
+                             const Py_ssize_t *lengths, double *seq,
                              double *rec, double *hs, Py_ssize_t ldh, Py_ssize_t B,
                              Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa, int backwards,
                              int act, int rec_act, int threads, fl_poll poll,
@@ -136,7 +140,7 @@ cdef extern from "kernel/train.h" nogil:
     int fl_train_backward_f32(const float *x, Py_ssize_t ldx, const float *kernel_t,
                               const float *recurrent_t, const float *rec, const float *hs,
                               Py_ssize_t ldh, float *dz, const unsigned char *mask,
-                              const float *dseq, float *dh, float *dc, const float *dy,
+                              const Py_ssize_t *lengths, const float *dseq, float *dh, float *dc, const float *dy,
                               float *dx, float *dkernel, float *drk, float *dbias,
                               Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa,
                               int backwards, int act, int rec_act, int threads, fl_poll poll,
@@ -144,7 +148,8 @@ cdef extern from "kernel/train.h" nogil:
     int fl_train_backward_f64(const double *x, Py_ssize_t ldx, const double *kernel_t,
                               const double *recurrent_t, const double *rec,
                               const double *hs, Py_ssize_t ldh, double *dz,
-                              const unsigned char *mask, const double *dseq, double *dh,
+                              const unsigned char *mask, const Py_ssize_t *lengths,
+                              const double *dseq, double *dh,
                               double *dc, const double *dy, double *dx, double *dkernel,
                               double *drk, double *dbias, Py_ssize_t B, Py_ssize_t T,
                               Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
@@ -394,7 +399,7 @@ cdef inline void *_data(a):
 def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
             cnp.ndarray y, cnp.ndarray mask, cnp.ndarray seq,
             bint go_backwards, int activation, int recurrent_activation,
-            int num_threads):
+            int num_threads, cnp.ndarray lengths=None):
     """Run one LSTM layer over a batch of sequences.
 
     x                 [B, T, I]  inputs, C-contiguous, the packed dtype
@@ -408,6 +413,10 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
     go_backwards      process t = T-1 .. 0
     activation, recurrent_activation: codes from kernel/activations.h
     num_threads       most threads to use (>= 1)
+    lengths           [B] intp, 0 <= lengths[b] <= T, sorted longest first,
+                      or None: row b has steps t < lengths[b] only (padded
+                      steps are not computed, seq is not written there; see
+                      kernel/forward.h)
 
     The caller guarantees dtypes, C-contiguity and agreeing shapes, I >= 1,
     and that every size fits a C int.  Raises MemoryError if the workspace
@@ -418,6 +427,7 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
     if B == 0 or T == 0:
         return
     cdef const unsigned char *m = <const unsigned char *>_data(mask)
+    cdef const Py_ssize_t *lp = <const Py_ssize_t *>_data(lengths)
     cdef void *xp = _data(x)
     cdef void *kp = _data(packed.kernel)
     cdef void *bp = _data(packed.bias)
@@ -431,14 +441,14 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         with nogil:
             status = fl_forward_f32(<float *>xp, <float *>kp, <float *>bp, <float *>rp,
-                                    <float *>hp, <float *>cp, <float *>yp, m, <float *>sp,
+                                    <float *>hp, <float *>cp, <float *>yp, m, lp, <float *>sp,
                                     B, T, I, U, isa_code, go_backwards, activation,
                                     recurrent_activation, num_threads, poll, NULL)
     else:
         with nogil:
             status = fl_forward_f64(<double *>xp, <double *>kp, <double *>bp,
                                     <double *>rp, <double *>hp, <double *>cp,
-                                    <double *>yp, m, <double *>sp, B, T, I, U, isa_code,
+                                    <double *>yp, m, lp, <double *>sp, B, T, I, U, isa_code,
                                     go_backwards, activation, recurrent_activation,
                                     num_threads, poll, NULL)
     if status:
@@ -448,7 +458,7 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
 def train_forward(cnp.ndarray x, Py_ssize_t features, Packed packed, cnp.ndarray h,
                   cnp.ndarray c, cnp.ndarray y, cnp.ndarray mask, cnp.ndarray seq,
                   cnp.ndarray rec, cnp.ndarray hs, bint go_backwards, int activation,
-                  int recurrent_activation, int num_threads):
+                  int recurrent_activation, int num_threads, cnp.ndarray lengths=None):
     """Training-mode forward pass on packed weights, recorded for
     :func:`train_backward`.
 
@@ -461,6 +471,8 @@ def train_forward(cnp.ndarray x, Py_ssize_t features, Packed packed, cnp.ndarray
     rec, hs           [T+1, B, NB*6W], [T+1, B, ldh >= Up] out: the record
                       (layout in kernel/train.c)
     num_threads       most threads (>= 1)
+    lengths           [B] intp or None, as for :func:`forward` (seq is not
+                      written past a row's length)
 
     Arrays are C-contiguous, of the pack's dtype; the caller guarantees the
     shapes agree, B, T, features >= 1, and that every size fits a C int.
@@ -479,20 +491,21 @@ def train_forward(cnp.ndarray x, Py_ssize_t features, Packed packed, cnp.ndarray
     cdef void *sp = _data(seq)
     cdef void *recp = _data(rec)
     cdef void *hsp = _data(hs)
+    cdef const Py_ssize_t *lp = <const Py_ssize_t *>_data(lengths)
     cdef int status, isa_code = packed.isa_code
     cdef fl_poll poll = _poller()
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         with nogil:
             status = fl_train_forward_f32(
                 <float *>xp, ldx, <float *>kp, <float *>bp, <float *>rp, <float *>hp,
-                <float *>cp, <float *>yp, m, <float *>sp, <float *>recp, <float *>hsp, ldh,
+                <float *>cp, <float *>yp, m, lp, <float *>sp, <float *>recp, <float *>hsp, ldh,
                 B, T, features, U, isa_code, go_backwards, activation,
                 recurrent_activation, num_threads, poll, NULL)
     else:
         with nogil:
             status = fl_train_forward_f64(
                 <double *>xp, ldx, <double *>kp, <double *>bp, <double *>rp,
-                <double *>hp, <double *>cp, <double *>yp, m, <double *>sp,
+                <double *>hp, <double *>cp, <double *>yp, m, lp, <double *>sp,
                 <double *>recp, <double *>hsp, ldh, B, T, features, U, isa_code,
                 go_backwards, activation, recurrent_activation, num_threads, poll, NULL)
     if status:
@@ -505,7 +518,7 @@ def train_backward(cnp.ndarray x, Py_ssize_t features, Packed packed,
                    cnp.ndarray dh, cnp.ndarray dc, cnp.ndarray dy, cnp.ndarray dx,
                    cnp.ndarray dkernel, cnp.ndarray drecurrent_kernel, cnp.ndarray dbias,
                    bint go_backwards, int activation, int recurrent_activation,
-                   int num_threads):
+                   int num_threads, cnp.ndarray lengths=None):
     """Backpropagation through the steps recorded by :func:`train_forward`.
 
     x, packed, features  as given to the forward
@@ -521,6 +534,8 @@ def train_backward(cnp.ndarray x, Py_ssize_t features, Packed packed,
                       [..., :I], or None to skip it
     dkernel, drecurrent_kernel, dbias  out: [I, 4Up], [U, 4Up], [4Up], the
                       weight gradients in packed columns
+    lengths           as given to the forward (dz is not written and dx stays
+                      zero past a row's length; dseq is not read there)
     Other arguments and guarantees as in :func:`train_forward`.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], ldx = x.shape[2]
@@ -539,6 +554,7 @@ def train_backward(cnp.ndarray x, Py_ssize_t features, Packed packed,
     cdef void *dxp = _data(dx)
     cdef void *dkp = _data(dkernel)
     cdef void *drp = _data(drecurrent_kernel)
+    cdef const Py_ssize_t *lp = <const Py_ssize_t *>_data(lengths)
     cdef void *dbp = _data(dbias)
     cdef int status, isa_code = packed.isa_code
     cdef fl_poll poll = _poller()
@@ -546,7 +562,7 @@ def train_backward(cnp.ndarray x, Py_ssize_t features, Packed packed,
         with nogil:
             status = fl_train_backward_f32(
                 <float *>xp, ldx, <float *>ktp, <float *>rtp, <float *>recp,
-                <float *>hsp, ldh, <float *>dzp, m, <float *>dsp, <float *>dhp,
+                <float *>hsp, ldh, <float *>dzp, m, lp, <float *>dsp, <float *>dhp,
                 <float *>dcp, <float *>dyp, <float *>dxp, <float *>dkp, <float *>drp,
                 <float *>dbp, B, T, features, U, isa_code, go_backwards, activation,
                 recurrent_activation, num_threads, poll, NULL)
@@ -554,7 +570,7 @@ def train_backward(cnp.ndarray x, Py_ssize_t features, Packed packed,
         with nogil:
             status = fl_train_backward_f64(
                 <double *>xp, ldx, <double *>ktp, <double *>rtp, <double *>recp,
-                <double *>hsp, ldh, <double *>dzp, m, <double *>dsp, <double *>dhp,
+                <double *>hsp, ldh, <double *>dzp, m, lp, <double *>dsp, <double *>dhp,
                 <double *>dcp, <double *>dyp, <double *>dxp, <double *>dkp,
                 <double *>drp, <double *>dbp, B, T, features, U, isa_code,
                 go_backwards, activation, recurrent_activation, num_threads, poll, NULL)

@@ -14,6 +14,7 @@
 #include "cancel.h"
 #include "forward.h"
 #include "isa.h"
+#include "lengths.h"
 #include "plan.h"
 #include "pool.h"
 
@@ -44,7 +45,8 @@ static inline void fl_chunk_of(ptrdiff_t T_, ptrdiff_t chunk, int backwards, ptr
 /* Work sharing (pool.h: threads join when they can, so work is claimed,
  * never assigned):
  *   rows:  the batch is cut into `parts` row groups; a thread claims a whole
- *          group (every step of it) from the counter `next`.
+ *          group (every step of it) from the counter `next`.  With lengths
+ *          the groups hold near-equal numbers of steps (lengths.h).
  *   units: the unit blocks are cut into `parts` ranges, range k belonging
  *          to thread slot k.  Every step each range is claimed by one thread
  *          (owner[k].count counts the steps range k was claimed for), and
@@ -117,6 +119,10 @@ typedef struct {                                                              \
     T *c;              /* cell                      [B][Up] */                \
     T *y;              /* last output               [B][Up], NULL: no mask */ \
     const unsigned char *mask;  /*                  [B][T_] or NULL */        \
+    const ptrdiff_t *lengths;   /* sorted           [B] or NULL (lengths.h) */ \
+    const ptrdiff_t *active;    /* rows with step t [T_], with lengths */     \
+    const ptrdiff_t *first;     /* first row of each row group [parts + 1], \
+                                   with lengths; else B * g / parts */        \
     T *seq;            /* outputs                   [B][T_][U] or NULL */     \
     fl_cancel *cancel; /* polled at every step */                             \
     const fl_layer_i8 *i8;     /* int8 weights, or NULL */                    \
@@ -148,7 +154,7 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
     if (pos == 0) {                                                           \
         if (i8 != NULL)                                                       \
             for (ptrdiff_t b = r0; b < r1; ++b)                               \
-                for (ptrdiff_t st = 0; st < tc; ++st)                         \
+                for (ptrdiff_t st = 0; st < fl_steps_of(a->lengths, b, t0, tc); ++st) \
                     i8->ops->quantize(                                        \
                         FL_F32(a->x + (b * a->T_ + t0 + st) * a->n_in),       \
                         a->n_in, xq + (b * a->chunk + st) * X4,               \
@@ -161,15 +167,17 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
          * long enough, else along the batch rows at each step. */            \
         int along_time = tc >= a->MR || rows < tc;                            \
         ptrdiff_t outer = along_time ? rows : tc;                             \
-        ptrdiff_t inner = along_time ? tc : rows;                             \
-        ptrdiff_t ptiles = (inner + a->MR - 1) / a->MR;                       \
         pj.ldx = along_time ? a->n_in : a->T_ * a->n_in;                      \
         pj.ldo = along_time ? G : a->chunk * G;                               \
         for (ptrdiff_t p = p0; p < p1; ++p) {                                 \
             pj.kp = a->kp + p * a->n_in * W4;                                 \
             pj.bias = a->bias + p * W4;                                       \
             for (ptrdiff_t o = 0; o < outer; ++o) {                           \
-                ptrdiff_t i0 = 0;                                             \
+                /* with lengths: the steps row o has, the rows step o has */  \
+                ptrdiff_t inner = along_time                                  \
+                    ? fl_steps_of(a->lengths, r0 + o, t0, tc)                 \
+                    : fl_rows_at(a->active, t0 + o, r0, rows);                \
+                ptrdiff_t i0 = 0, ptiles = (inner + a->MR - 1) / a->MR;      \
                 for (ptrdiff_t q = 0; q < ptiles; ++q) {                      \
                     int mr = fl_tile_rows(inner, ptiles, q);                  \
                     ptrdiff_t b = r0 + (along_time ? o : i0);                 \
@@ -202,6 +210,8 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
     ptrdiff_t k = a->backwards ? a->T_ - 1 - t : t;    /* output index */     \
     T *hprev = a->h + (s & 1) * a->B * a->Up;                                 \
     T *hnext = a->h + (1 - (s & 1)) * a->B * a->Up;                           \
+    rows = fl_rows_at(a->active, t, r0, rows);   /* those that have step t */ \
+    r1 = r0 + rows;                                                           \
     if (i8 != NULL)                                                           \
         for (ptrdiff_t b = r0; b < r1; ++b)                                   \
             i8->ops->quantize(FL_F32(hprev + b * a->Up), a->U, hq + b * H4,   \
@@ -263,7 +273,8 @@ static void fl_layer_job_##SUF(void *ctx, int slot)                           \
     ptrdiff_t n = a->parts, s, g;                                             \
     if (!a->split_units) {                                                    \
         while ((g = FL_ADD(&a->sync->next, 1) - 1) < n) {                     \
-            ptrdiff_t r0 = a->B * g / n, r1 = a->B * (g + 1) / n;             \
+            ptrdiff_t r0 = a->first ? a->first[g] : a->B * g / n;             \
+            ptrdiff_t r1 = a->first ? a->first[g + 1] : a->B * (g + 1) / n;   \
             for (s = 0; s < a->T_; ++s) {                                     \
                 if (fl_cancelled(a->cancel, slot))                            \
                     return;                                                   \
@@ -321,7 +332,8 @@ FL_DEFINE_LAYER(double, f64)
 #define FL_DEFINE_FORWARD(T, SUF)                                             \
 static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
                         const T *recurrent, T *h, T *c, T *y,                 \
-                        const unsigned char *mask, T *seq, ptrdiff_t B,       \
+                        const unsigned char *mask, const ptrdiff_t *lengths,  \
+                        T *seq, ptrdiff_t B,                                  \
                         ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,   \
                         int backwards, int act, int rec_act, int threads,     \
                         const fl_weights_i8 *w8,                              \
@@ -353,14 +365,17 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     ptrdiff_t K4x = (n_in + 3) / 4, K4h = (U + 3) / 4;                        \
     size_t i8_bytes = n_buf * B * ((chunk + 1) * sizeof(float)                \
                                    + chunk * 4 * K4x + 4 * K4h);              \
+    /* lengths: the rows with each step, the row groups (lengths.h) */        \
+    size_t rows_bytes = lengths == NULL ? 0                                   \
+        : 64 * (((T_ + parts + 1) * sizeof(ptrdiff_t) + 63) / 64);            \
     void *raw = malloc((n_state + n_proj) * sizeof(T) + sync_bytes + 64       \
-                       + i8_bytes);                                           \
+                       + rows_bytes + i8_bytes);                              \
     if (raw == NULL)                                                          \
         return -1;                                                            \
     /* 64-byte alignment keeps each block of a row on its own cache lines. */ \
     char *base = (char *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);            \
     memset(base, 0, sync_bytes);                                              \
-    T *hbuf = (T *)(base + sync_bytes);                                       \
+    T *hbuf = (T *)(base + sync_bytes + rows_bytes);                          \
     T *cbuf = hbuf + 2 * B * Up;                                              \
     T *ybuf = mask != NULL ? cbuf + B * Up : NULL;                            \
     size_t row = U * sizeof(T);                                               \
@@ -368,6 +383,9 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     memset(hbuf, 0, n_state * sizeof(T));                                     \
     for (ptrdiff_t b = 0; b < B; ++b) {                                       \
         memcpy(hbuf + b * Up, h + b * U, row);                                \
+        /* with lengths a row's first step may read either h buffer */        \
+        if (lengths != NULL)                                                  \
+            memcpy(hbuf + (B + b) * Up, h + b * U, row);                      \
         memcpy(cbuf + b * Up, c + b * U, row);                                \
         if (ybuf != NULL)                                                     \
             memcpy(ybuf + b * Up, y + b * U, row);                            \
@@ -381,7 +399,15 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     a.present = (ptrdiff_t *)(base + 64 * (1 + nt));                          \
     a.x = x; a.kp = kernel; a.bias = bias; a.r = recurrent;                   \
     a.proj = hbuf + n_state; a.h = hbuf; a.c = cbuf; a.y = ybuf;              \
-    a.mask = mask; a.seq = seq;                                               \
+    a.mask = mask; a.seq = seq; a.lengths = lengths;                          \
+    a.active = a.first = NULL;                                                \
+    if (lengths != NULL) {  /* between the sync lines and the state */        \
+        ptrdiff_t *counts = (ptrdiff_t *)(base + sync_bytes);                 \
+        fl_active_rows(lengths, B, T_, counts);                               \
+        fl_row_groups(lengths, B, parts, counts + T_);                        \
+        a.active = counts;                                                    \
+        a.first = split_units ? NULL : counts + T_;                           \
+    }                                                                         \
     fl_cancel cancel = fl_cancel_start(poll, poll_ctx);                       \
     a.cancel = &cancel;                                                       \
     fl_layer_i8 i8;                                                           \
@@ -402,9 +428,10 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
         free(raw);                                                            \
         return FL_CANCELLED;                                                  \
     }                                                                         \
-    T *hfin = hbuf + (T_ & 1) * B * Up;                                       \
     for (ptrdiff_t b = 0; b < B; ++b) {                                       \
-        memcpy(h + b * U, hfin + b * Up, row);                                \
+        /* the buffer of the row's last step: after n steps, buffer n & 1 */  \
+        ptrdiff_t last = lengths != NULL && !backwards ? lengths[b] : T_;     \
+        memcpy(h + b * U, hbuf + ((last & 1) * B + b) * Up, row);             \
         memcpy(c + b * U, cbuf + b * Up, row);                                \
         if (ybuf != NULL)                                                     \
             memcpy(y + b * U, ybuf + b * Up, row);                            \
@@ -415,12 +442,14 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
                                                                               \
 int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
                      const T *recurrent, T *h, T *c, T *y,                    \
-                     const unsigned char *mask, T *seq, ptrdiff_t B,          \
+                     const unsigned char *mask, const ptrdiff_t *lengths,     \
+                     T *seq, ptrdiff_t B,                                     \
                      ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,      \
                      int backwards, int act, int rec_act, int threads,        \
                      int (*poll)(void *), void *poll_ctx)                     \
 {                                                                             \
-    return fl_run_##SUF(x, kernel, bias, recurrent, h, c, y, mask, seq, B, T_, \
+    return fl_run_##SUF(x, kernel, bias, recurrent, h, c, y, mask, lengths,   \
+                        seq, B, T_,                                           \
                         n_in, U, isa, backwards, act, rec_act, threads, NULL, \
                         poll, poll_ctx);                                      \
 }
@@ -436,7 +465,7 @@ int fl_forward_i8(const float *x, const fl_weights_i8 *weights, float *h, float 
 {
     /* The float32 row of the kernel's instruction set: its width, rows and
      * (unused here) float tiles. */
-    return fl_run_f32(x, NULL, weights->bias, NULL, h, c, y, mask, seq, B, T_, n_in, U,
+    return fl_run_f32(x, NULL, weights->bias, NULL, h, c, y, mask, NULL, seq, B, T_, n_in, U,
                       fl_ops_i8_of(weights->kernel)->isa, backwards, act, rec_act, threads,
                       weights, poll, poll_ctx);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "cancel.h"
 #include "isa.h"
+#include "lengths.h"
 #include "plan.h"
 #include "pool.h"
 #include "train.h"
@@ -52,6 +53,10 @@ typedef struct {                                                              \
     T *c;               /* cell                      [B][ldh] */              \
     T *y;               /* last output [B][ldh], NULL: no mask */             \
     const unsigned char *mask;  /*                   [B][T_] or NULL */       \
+    const ptrdiff_t *lengths;   /* sorted, [B] or NULL (lengths.h) */        \
+    const ptrdiff_t *active;    /* rows with step t [T_], with lengths */    \
+    const ptrdiff_t *first;     /* first row of each row group [threads + 1], \
+                                   with lengths */                            \
     T *seq;             /* outputs, processing order [B][T_][U] or NULL */    \
     T *dh, *dc;         /* carried gradients         [B][Up] */               \
     T *dy;              /* of the last output [B][Up], NULL: no mask */       \
@@ -68,7 +73,6 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
     const ptrdiff_t B = a->B, T_ = a->T_, I = a->n_in, ldx = a->ldx, ldh = a->ldh; \
     const ptrdiff_t W4 = 4 * a->W, W6 = 6 * a->W, G6 = a->NB * W6;            \
     const ptrdiff_t slot = B * G6, rows = r1 - r0;                            \
-    const ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                      \
     /* Steps projected at once: their records stay in L2 until stepped. */    \
     ptrdiff_t chunk = ((ptrdiff_t)1 << 19) / (rows * G6 * (ptrdiff_t)sizeof(T)); \
     chunk = chunk < 1 ? 1 : chunk;                                            \
@@ -79,25 +83,41 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
     pj.n_in = I;                                                              \
     pj.ldk = 1;                                                               \
     pj.ldb = 0;                                                               \
-    for (ptrdiff_t b = r0; b < r1; ++b)      /* slot 0: the initial c */      \
+    /* The initial c, in the slot before each row's first step: slot 0, or \
+     * with lengths backwards slot T_ - lengths[b]. */                        \
+    for (ptrdiff_t b = r0; b < r1; ++b) {                                     \
+        ptrdiff_t s0 = a->lengths != NULL && a->backwards ? T_ - a->lengths[b] : 0; \
         for (ptrdiff_t p = 0; p < a->NB; ++p)                                 \
-            memcpy(a->rec + b * G6 + p * W6 + 4 * a->W, a->c + b * ldh + p * a->W, \
-                   a->W * sizeof(T));                                         \
+            memcpy(a->rec + s0 * slot + b * G6 + p * W6 + 4 * a->W,           \
+                   a->c + b * ldh + p * a->W, a->W * sizeof(T));              \
+    }                                                                         \
     for (ptrdiff_t s0 = 0; s0 < T_; s0 += chunk) {                            \
         ptrdiff_t tc = T_ - s0 < chunk ? T_ - s0 : chunk;                     \
         /* Projection of the chunk's steps into their records' gates,        \
          * tiled along time within a row when the chunk is long enough. */    \
         int along_time = tc >= a->MR || rows < tc;                            \
         ptrdiff_t outer = along_time ? rows : tc;                             \
-        ptrdiff_t inner = along_time ? tc : rows;                             \
-        ptrdiff_t ptiles = (inner + a->MR - 1) / a->MR;                       \
         pj.ldx = !along_time ? ldx : a->backwards ? -B * ldx : B * ldx;       \
         pj.ldo = along_time ? slot : G6;                                      \
         for (ptrdiff_t p = 0; p < a->NB; ++p) {                               \
             pj.kp = a->kp + p * I * W4;                                       \
             pj.bias = a->bias + p * W4;                                       \
             for (ptrdiff_t o = 0; o < outer; ++o) {                           \
-                ptrdiff_t i0 = 0;                                             \
+                /* Those that have the step: along time, steps [i0, i1) of  \
+                 * row o (backwards a row's steps are the chunk's last       \
+                 * ones); along the rows, the leading rows of step o. */      \
+                ptrdiff_t i0 = 0, i1;                                         \
+                if (!along_time) {                                            \
+                    ptrdiff_t so = s0 + o;                                    \
+                    i1 = fl_rows_at(a->active, a->backwards ? T_ - 1 - so : so, r0, rows); \
+                } else if (a->lengths != NULL && a->backwards) {              \
+                    i1 = tc;                                                  \
+                    i0 = tc - fl_steps_of(a->lengths, r0 + o, T_ - s0 - tc, tc); \
+                } else {                                                      \
+                    i1 = fl_steps_of(a->lengths, r0 + o, s0, tc);             \
+                }                                                             \
+                ptrdiff_t inner = i1 - i0;                                    \
+                ptrdiff_t ptiles = (inner + a->MR - 1) / a->MR;               \
                 for (ptrdiff_t q = 0; q < ptiles; ++q) {                      \
                     int mr = fl_tile_rows(inner, ptiles, q);                  \
                     ptrdiff_t b = r0 + (along_time ? o : i0);                 \
@@ -116,13 +136,15 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
             ptrdiff_t t = a->backwards ? T_ - 1 - s : s;                      \
             T *hprev = a->hs + (a->backwards ? t + 1 : t) * B * ldh;          \
             T *hnext = a->hs + (a->backwards ? t : t + 1) * B * ldh;          \
+            ptrdiff_t n = fl_rows_at(a->active, t, r0, rows);   /* with step t */ \
+            ptrdiff_t ntiles = (n + a->MR - 1) / a->MR;                       \
             for (ptrdiff_t p = 0; p < a->NB; ++p) {                           \
                 ptrdiff_t col = p * a->W, b = r0;                             \
                 tl.col = col;                                                 \
                 tl.r = a->r + p * a->U * W4;                                  \
                 tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);     \
                 for (ptrdiff_t q = 0; q < ntiles; ++q) {                      \
-                    int mr = fl_tile_rows(rows, ntiles, q);                   \
+                    int mr = fl_tile_rows(n, ntiles, q);                      \
                     tl.h = hprev + b * ldh;                                   \
                     /* the tile reads its projection before writing the      \
                      * record over it */                                      \
@@ -142,14 +164,17 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
     }                                                                         \
 }                                                                             \
                                                                               \
-/* Steps in reverse, then (s = -1) the product that gives dL/dh0. */          \
+/* Steps in reverse, then (s = -1) the product that gives dL/dh0.  Each  \
+ * step's rows fall in three ranges (with lengths, lengths.h): rows with   \
+ * steps s and s + 1 (the product dh += dZ(s + 1) R^T, then the cell's     \
+ * backward step); rows with step s only (their last step: the cell); rows  \
+ * with step s + 1 only (backwards: a row's first step: the product). */   \
 static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a, int thread, \
                                          ptrdiff_t r0, ptrdiff_t r1)          \
 {                                                                             \
     const ptrdiff_t B = a->B, T_ = a->T_, Up = a->Up, W = a->W;               \
     const ptrdiff_t W4 = 4 * W, W6 = 6 * W, G4 = 4 * Up, G6 = a->NB * W6;     \
     const ptrdiff_t slot = B * G6, rows = r1 - r0;                            \
-    const ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                      \
     fl_back_##SUF bk;                                                         \
     bk.ldz = W4; bk.zstride = T_ * B * W4;                                    \
     bk.lds = Up; bk.ldr = G6; bk.ldq = T_ * a->U; bk.ldm = T_;                \
@@ -159,30 +184,39 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a, int thread, \
             return;                                                           \
         ptrdiff_t t = a->backwards ? T_ - 1 - s : s;                          \
         ptrdiff_t tn = a->backwards ? t - 1 : t + 1;   /* step s + 1 */       \
-        bk.K = s + 1 < T_ ? G4 : 0;                                           \
-        for (ptrdiff_t p0 = 0; p0 < a->NB; p0 += 4) {                         \
-            ptrdiff_t b = r0;                                                 \
-            bk.rt = a->rt + (p0 / 4) * G4 * W4;                               \
-            bk.nblk = (int)(a->NB - p0 < 4 ? a->NB - p0 : 4);                 \
-            ptrdiff_t last = (p0 + bk.nblk - 1) * W;                          \
-            bk.nlast = (int)(a->U - last < W ? a->U - last : W);              \
-            for (ptrdiff_t q = 0; q < ntiles; ++q) {                          \
-                int mr = fl_tile_rows(rows, ntiles, q);                       \
-                bk.dzn = bk.K ? a->dz + (tn * B + b) * W4 : NULL;             \
-                bk.dh = a->dh + b * Up + p0 * W;                              \
-                bk.dc = a->dc + b * Up + p0 * W;                              \
-                bk.dy = a->dy != NULL ? a->dy + b * Up + p0 * W : NULL;       \
-                bk.rec = NULL;                                                \
-                if (s >= 0) {                                                 \
-                    bk.rec = a->rec + (s + 1) * slot + b * G6 + p0 * W6;      \
-                    bk.cprev = bk.rec - slot;                                 \
-                    bk.dseq = a->dseq != NULL                                 \
-                        ? a->dseq + (b * T_ + s) * a->U + p0 * W : NULL;      \
-                    bk.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;  \
-                    bk.dz = a->dz + p0 * bk.zstride + (t * B + b) * W4;       \
+        ptrdiff_t cell = s >= 0 ? fl_rows_at(a->active, t, r0, rows) : 0;     \
+        ptrdiff_t prod = s + 1 < T_ ? fl_rows_at(a->active, tn, r0, rows) : 0; \
+        ptrdiff_t both = cell < prod ? cell : prod;                           \
+        for (int range = 0; range < 2; ++range) {                             \
+            ptrdiff_t lo = range ? both : 0;                                  \
+            ptrdiff_t hi = range ? (cell > prod ? cell : prod) : both;        \
+            int has_cell = cell > lo, has_prod = prod > lo;                   \
+            ptrdiff_t ntiles = (hi - lo + a->MR - 1) / a->MR;                 \
+            bk.K = has_prod ? G4 : 0;                                         \
+            for (ptrdiff_t p0 = 0; p0 < a->NB; p0 += 4) {                     \
+                ptrdiff_t b = r0 + lo;                                        \
+                bk.rt = a->rt + (p0 / 4) * G4 * W4;                           \
+                bk.nblk = (int)(a->NB - p0 < 4 ? a->NB - p0 : 4);             \
+                ptrdiff_t last = (p0 + bk.nblk - 1) * W;                      \
+                bk.nlast = (int)(a->U - last < W ? a->U - last : W);          \
+                for (ptrdiff_t q = 0; q < ntiles; ++q) {                      \
+                    int mr = fl_tile_rows(hi - lo, ntiles, q);                \
+                    bk.dzn = bk.K ? a->dz + (tn * B + b) * W4 : NULL;         \
+                    bk.dh = a->dh + b * Up + p0 * W;                          \
+                    bk.dc = a->dc + b * Up + p0 * W;                          \
+                    bk.dy = a->dy != NULL ? a->dy + b * Up + p0 * W : NULL;   \
+                    bk.rec = NULL;                                            \
+                    if (has_cell) {                                           \
+                        bk.rec = a->rec + (s + 1) * slot + b * G6 + p0 * W6;  \
+                        bk.cprev = bk.rec - slot;                             \
+                        bk.dseq = a->dseq != NULL                             \
+                            ? a->dseq + (b * T_ + s) * a->U + p0 * W : NULL;  \
+                        bk.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL; \
+                        bk.dz = a->dz + p0 * bk.zstride + (t * B + b) * W4;   \
+                    }                                                         \
+                    a->ops->back(mr, &bk);                                    \
+                    b += mr;                                                  \
                 }                                                             \
-                a->ops->back(mr, &bk);                                        \
-                b += mr;                                                      \
             }                                                                 \
         }                                                                     \
     }                                                                         \
@@ -204,10 +238,17 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
     fl_proj_##SUF xt;    /* out[r] (+)= sum_k x[k * ldk + r] * dz[k] */       \
     xt.ldx = 1;                                                               \
     xt.ldo = xt.ldb = G4;                                                     \
-    for (ptrdiff_t k0 = 0; k0 < BT; k0 += kc) {                               \
+    /* The rows (t * B + b) that have a step: all, or with lengths each      \
+     * step's leading rows; the sums skip the others (their dz is not        \
+     * written). */                                                           \
+    int started = 0;                                                          \
+    for (ptrdiff_t t = 0; t < (a->active != NULL ? a->T_ : 1); ++t)           \
+    for (ptrdiff_t k0 = a->active != NULL ? t * a->B : 0,                     \
+             k1 = a->active != NULL ? k0 + a->active[t] : BT;                 \
+         k0 < k1; k0 += kc, started = 1) {                                    \
         if (fl_cancelled(a->cancel, thread))                                  \
             return;                                                           \
-        xt.n_in = BT - k0 < kc ? BT - k0 : kc;                                \
+        xt.n_in = k1 - k0 < kc ? k1 - k0 : kc;                                \
         for (ptrdiff_t p = p0; p < p1; ++p) {                                 \
             ptrdiff_t i0 = 0, u0 = 0;                                         \
             xt.kp = a->dz + (p * BT + k0) * W4;                               \
@@ -216,7 +257,7 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
                 int mr = fl_tile_rows(I, ti, q);                              \
                 xt.x = a->x + k0 * ldx + i0;                                  \
                 xt.out = a->dkernel + i0 * G4 + p * W4;                       \
-                xt.bias = k0 > 0 ? xt.out : NULL;     /* accumulate */        \
+                xt.bias = started ? xt.out : NULL;     /* accumulate */       \
                 a->ops->proj(mr, &xt);                                        \
                 i0 += mr;                                                     \
             }                                                                 \
@@ -225,7 +266,7 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
                 int mr = fl_tile_rows(U, tu, q);                              \
                 xt.x = hin + k0 * ldh + u0;                                   \
                 xt.out = a->drk + u0 * G4 + p * W4;                           \
-                xt.bias = k0 > 0 ? xt.out : NULL;                             \
+                xt.bias = started ? xt.out : NULL;                            \
                 a->ops->proj(mr, &xt);                                        \
                 u0 += mr;                                                     \
             }                                                                 \
@@ -235,15 +276,22 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
         const T *pan = a->dz + p * BT * W4;                                   \
         T *db = a->dbias + p * W4;                                            \
         memset(db, 0, W4 * sizeof(T));                                        \
+        if (!started) {              /* no row has a step: no gradient */     \
+            for (ptrdiff_t i = 0; i < I; ++i)                                 \
+                memset(a->dkernel + i * G4 + p * W4, 0, W4 * sizeof(T));      \
+            for (ptrdiff_t u = 0; u < U; ++u)                                 \
+                memset(a->drk + u * G4 + p * W4, 0, W4 * sizeof(T));          \
+        }                                                                     \
         for (ptrdiff_t n = 0; n < BT; ++n)                                    \
-            for (ptrdiff_t j = 0; j < W4; ++j)                                \
-                db[j] += pan[n * W4 + j];                                     \
+            if (a->active == NULL || n % a->B < a->active[n / a->B])          \
+                for (ptrdiff_t j = 0; j < W4; ++j)                            \
+                    db[j] += pan[n * W4 + j];                                 \
     }                                                                         \
 }                                                                             \
                                                                               \
 /* dL/dx of rows [r0, r1) (row t * B + b) = dz @ kernel^T: the product half  \
  * of the backward tile, over groups of 4 blocks of W features. */            \
-static void fl_train_dx_rows_##SUF(const fl_train_##SUF *a, int thread,       \
+static void fl_train_dx_span_##SUF(const fl_train_##SUF *a, int thread,       \
                                    ptrdiff_t r0, ptrdiff_t r1)                \
 {                                                                             \
     const ptrdiff_t BT = a->B * a->T_, W4 = 4 * a->W, G4 = 4 * a->Up;         \
@@ -267,6 +315,18 @@ static void fl_train_dx_rows_##SUF(const fl_train_##SUF *a, int thread,       \
     }                                                                         \
 }                                                                             \
                                                                               \
+/* dL/dx of rows [i0, i1), or with lengths of the rows that have steps     \
+ * [i0, i1) (the others' dL/dx stays zero). */                                \
+static void fl_train_dx_rows_##SUF(const fl_train_##SUF *a, int thread,       \
+                                   ptrdiff_t i0, ptrdiff_t i1)                \
+{                                                                             \
+    if (a->active == NULL)                                                    \
+        fl_train_dx_span_##SUF(a, thread, i0, i1);                            \
+    else                                                                      \
+        for (ptrdiff_t t = i0; t < i1; ++t)                                   \
+            fl_train_dx_span_##SUF(a, thread, t * a->B, t * a->B + a->active[t]); \
+}                                                                             \
+                                                                              \
 /* One pass as a job for fl_pool_run: the `total` rows (FL_TRAIN_FORWARD,    \
  * _BACKWARD, _DX) or blocks (FL_TRAIN_WEIGHTS) are cut into `parts` groups,  \
  * each claimed whole by one thread; a group's arithmetic does not depend on \
@@ -275,6 +335,8 @@ typedef struct {                                                              \
     const fl_train_##SUF *a;                                                  \
     int pass;                                                                 \
     ptrdiff_t total, parts;                                                   \
+    const ptrdiff_t *first;   /* [parts + 1] the groups' first rows, or NULL: \
+                                 total * g / parts */                         \
     ptrdiff_t next;           /* groups claimed so far */                     \
 } fl_train_job_##SUF;                                                         \
                                                                               \
@@ -283,8 +345,8 @@ static void fl_train_job_fn_##SUF(void *ctx, int slot)                        \
     fl_train_job_##SUF *j = (fl_train_job_##SUF *)ctx;                        \
     ptrdiff_t g;                                                              \
     while ((g = FL_ADD(&j->next, 1) - 1) < j->parts) {                        \
-        ptrdiff_t i0 = j->total * g / j->parts;                               \
-        ptrdiff_t i1 = j->total * (g + 1) / j->parts;                         \
+        ptrdiff_t i0 = j->first ? j->first[g] : j->total * g / j->parts;      \
+        ptrdiff_t i1 = j->first ? j->first[g + 1] : j->total * (g + 1) / j->parts; \
         switch (j->pass) {                                                    \
         case FL_TRAIN_FORWARD: fl_train_forward_rows_##SUF(j->a, slot, i0, i1); break; \
         case FL_TRAIN_BACKWARD: fl_train_backward_rows_##SUF(j->a, slot, i0, i1); break; \
@@ -301,8 +363,15 @@ static void fl_train_run_##SUF(const fl_train_##SUF *a, int pass, int nt)     \
     job.a = a;                                                                \
     job.pass = pass;                                                          \
     job.total = pass == FL_TRAIN_WEIGHTS ? a->NB                              \
-              : pass == FL_TRAIN_DX ? a->B * a->T_ : a->B;                    \
+              : pass != FL_TRAIN_DX ? a->B                                    \
+              : a->active != NULL ? a->T_ : a->B * a->T_;                     \
     job.parts = nt;                                                           \
+    job.first = NULL;                                                         \
+    if (a->first != NULL && pass != FL_TRAIN_WEIGHTS && pass != FL_TRAIN_DX)  \
+        job.first = a->first;      /* row groups of near-equal steps */       \
+    else if (a->active != NULL && pass == FL_TRAIN_DX)                        \
+        job.parts = 4 * nt < a->T_ ? 4 * nt : a->T_;   /* steps: later ones \
+                                                          have fewer rows */  \
     job.next = 0;                                                             \
     fl_pool_run(fl_train_job_fn_##SUF, &job, nt);                             \
 }
@@ -337,7 +406,8 @@ FL_DEFINE_PAD(double, f64)
 #define FL_DEFINE_TRAIN_ENTRIES(T, SUF)                                       \
 int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
                            const T *bias, const T *recurrent, T *h, T *c,     \
-                           T *y, const unsigned char *mask, T *seq, T *rec,   \
+                           T *y, const unsigned char *mask,                   \
+                           const ptrdiff_t *lengths, T *seq, T *rec,          \
                            T *hs, ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,   \
                            ptrdiff_t n_in, ptrdiff_t U, int isa, int backwards, \
                            int act, int rec_act, int threads,                 \
@@ -349,14 +419,28 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
     int nt = fl_plan(FL_PLAN_TRAIN, B, T_, n_in, U, NB, threads, &split_units); \
     /* Padding lanes are computed (and discarded) too: start them at zero. */ \
     T *cbuf = (T *)calloc((mask != NULL ? 2 : 1) * B * ldh, sizeof(T));       \
-    if (cbuf == NULL)                                                         \
+    ptrdiff_t *counts = NULL;                                                 \
+    if (lengths != NULL)                                                      \
+        counts = (ptrdiff_t *)malloc((T_ + nt + 1) * sizeof(ptrdiff_t));      \
+    if (cbuf == NULL || (lengths != NULL && counts == NULL)) {                \
+        free(cbuf);                                                           \
         return -1;                                                            \
+    }                                                                         \
     T *ybuf = mask != NULL ? cbuf + B * ldh : NULL;                           \
     T *h0 = hs + (backwards ? T_ : 0) * B * ldh;                              \
-    T *hT = hs + (backwards ? 0 : T_) * B * ldh;                              \
     memset(h0, 0, B * ldh * sizeof(T));                                       \
     fl_pad_rows_##SUF(h0, h, B, U, ldh);                                      \
     fl_pad_rows_##SUF(cbuf, c, B, U, ldh);                                    \
+    if (lengths != NULL) {                                                    \
+        fl_active_rows(lengths, B, T_, counts);                               \
+        fl_row_groups(lengths, B, nt, counts + T_);                           \
+        /* Backwards, a row's first step t = lengths[b] - 1 reads h0 from   \
+         * slot lengths[b]. */                                                \
+        for (ptrdiff_t b = 0; backwards && b < B; ++b)                        \
+            if (lengths[b] < T_)                                              \
+                memcpy(hs + (lengths[b] * B + b) * ldh, h0 + b * ldh,         \
+                       ldh * sizeof(T));                                      \
+    }                                                                         \
     fl_train_##SUF a;                                                         \
     memset(&a, 0, sizeof a);                                                  \
     a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = NB * W; a.NB = NB;     \
@@ -364,14 +448,21 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
     a.backwards = backwards; a.act = act; a.rec_act = rec_act; a.ops = ops;   \
     a.x = x; a.kp = kernel; a.bias = bias; a.r = recurrent;                   \
     a.rec = rec; a.hs = hs; a.c = cbuf; a.y = ybuf; a.mask = mask; a.seq = seq; \
+    a.lengths = lengths;                                                      \
+    a.active = counts;                                                        \
+    a.first = counts != NULL ? counts + T_ : NULL;                            \
     fl_cancel cancel = fl_cancel_start(poll, poll_ctx);                       \
     a.cancel = &cancel;                                                       \
     fl_train_run_##SUF(&a, FL_TRAIN_FORWARD, nt);                             \
+    free(counts);                                                             \
     if (cancel.stop) {     /* the caller's state stays as it was */           \
         free(cbuf);                                                           \
         return FL_CANCELLED;                                                  \
     }                                                                         \
-    fl_unpad_rows_##SUF(h, hT, B, U, ldh);                                    \
+    for (ptrdiff_t b = 0; b < B; ++b) {   /* h after each row's last step */  \
+        ptrdiff_t last = backwards ? 0 : lengths != NULL ? lengths[b] : T_;   \
+        memcpy(h + b * U, hs + (last * B + b) * ldh, U * sizeof(T));          \
+    }                                                                         \
     fl_unpad_rows_##SUF(c, cbuf, B, U, ldh);                                  \
     if (ybuf != NULL)                                                         \
         fl_unpad_rows_##SUF(y, ybuf, B, U, ldh);                              \
@@ -382,6 +473,7 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
 int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
                             const T *recurrent_t, const T *rec, const T *hs,  \
                             ptrdiff_t ldh, T *dz, const unsigned char *mask,  \
+                            const ptrdiff_t *lengths,                         \
                             const T *dseq, T *dh, T *dc, const T *dy, T *dx,  \
                             T *dkernel, T *drk, T *dbias, ptrdiff_t B,        \
                             ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa, \
@@ -393,8 +485,17 @@ int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
     int split_units;                                                          \
     int nt = fl_plan(FL_PLAN_TRAIN, B, T_, n_in, U, NB, threads, &split_units); \
     T *buf = (T *)calloc(3 * B * Up, sizeof(T));                              \
-    if (buf == NULL)                                                          \
+    ptrdiff_t *counts = NULL;                                                 \
+    if (lengths != NULL)                                                      \
+        counts = (ptrdiff_t *)malloc((T_ + nt + 1) * sizeof(ptrdiff_t));      \
+    if (buf == NULL || (lengths != NULL && counts == NULL)) {                 \
+        free(buf);                                                            \
         return -1;                                                            \
+    }                                                                         \
+    if (lengths != NULL) {                                                    \
+        fl_active_rows(lengths, B, T_, counts);                               \
+        fl_row_groups(lengths, B, nt, counts + T_);                           \
+    }                                                                         \
     T *dhp = buf, *dcp = buf + B * Up;                                        \
     T *dyp = mask != NULL ? buf + 2 * B * Up : NULL;                          \
     fl_pad_rows_##SUF(dhp, dh, B, U, Up);                                     \
@@ -415,6 +516,9 @@ int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
     a.mask = mask; a.dh = dhp; a.dc = dcp; a.dy = dyp; a.dseq = dseq;         \
     a.dkernel = dkernel; a.drk = drk; a.dbias = dbias; a.kt = kernel_t;       \
     a.dx = dx;                                                                \
+    a.lengths = lengths;                                                      \
+    a.active = counts;                                                        \
+    a.first = counts != NULL ? counts + T_ : NULL;                            \
     fl_cancel cancel = fl_cancel_start(poll, poll_ctx);                       \
     a.cancel = &cancel;                                                       \
     fl_train_run_##SUF(&a, FL_TRAIN_BACKWARD, nt);                            \
@@ -422,6 +526,7 @@ int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
         fl_train_run_##SUF(&a, FL_TRAIN_WEIGHTS, nt);                         \
     if (!cancel.stop && dx != NULL)                                           \
         fl_train_run_##SUF(&a, FL_TRAIN_DX, nt);                              \
+    free(counts);                                                             \
     if (cancel.stop) {     /* dh and dc stay as they were */                  \
         free(buf);                                                            \
         return FL_CANCELLED;                                                  \

@@ -5,7 +5,9 @@
  * fl_train_forward: x [T_][B][ldx >= I] inputs, time-major; kernel, bias,
  * recurrent: packed for `isa` (tiles.h); h, c [B][U] in: initial state,
  * out: final state; y [B][U] in: zeros, out: last output (only with a mask);
- * mask [B][T_] or NULL; seq [B][T_][U] out: outputs in processing order, or
+ * mask [B][T_] or NULL; lengths [B] or NULL: as forward.h's (steps past a
+ * row's length are not computed, their outputs not written; h, c of each
+ * row's last step); seq [B][T_][U] out: outputs in processing order, or
  * NULL; rec [T_+1][B][NB*6W], hs [T_+1][B][ldh >= Up] out: the record for
  * fl_train_backward (layout in train.c).
  *
@@ -32,7 +34,8 @@
 #define FL_DECLARE_TRAIN(T, SUF)                                              \
 int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
                            const T *bias, const T *recurrent, T *h, T *c,     \
-                           T *y, const unsigned char *mask, T *seq, T *rec,   \
+                           T *y, const unsigned char *mask,                   \
+                           const ptrdiff_t *lengths, T *seq, T *rec,          \
                            T *hs, ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,   \
                            ptrdiff_t n_in, ptrdiff_t U, int isa, int backwards,  \
                            int act, int rec_act, int threads,                 \
@@ -40,7 +43,8 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
 int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
                             const T *recurrent_t, const T *rec, const T *hs,  \
                             ptrdiff_t ldh, T *dz, const unsigned char *mask,  \
-                            const T *dseq, T *dh, T *dc, const T *dy, T *dx,  \
+                            const ptrdiff_t *lengths, const T *dseq,          \
+                            T *dh, T *dc, const T *dy, T *dx,                 \
                             T *dkernel, T *drk, T *dbias, ptrdiff_t B,        \
                             ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,  \
                             int backwards, int act, int rec_act, int threads, \
