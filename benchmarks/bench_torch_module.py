@@ -1,7 +1,8 @@
-"""Time ``fastlstm.torch.LSTM`` against ``torch.nn.LSTM`` as a drop-in.
+"""Time ``fastlstm.torch.LSTM`` against ``torch.nn.LSTM`` as a drop-in, and
+check issue 14's speed targets.
 
 In one run, on the same weights and data, float32, taking turns (see
-``bench_training.median_ms``):
+``bench_training.times_ms``):
 
   inference   ``module(x)`` under ``torch.inference_mode()``, at batch 1 and
               batch 64 with each standard cell's (T, I, H)
@@ -11,23 +12,34 @@ In one run, on the same weights and data, float32, taking turns (see
               inference and training step, against nn.LSTM on the same
               PackedSequence and against fastlstm.torch on the padded batch
 
-Reports median milliseconds and ratios (above 1: fastlstm.torch is faster).
+Prints one table: per case the median and the minimum milliseconds of
+each, the ratio of medians (above 1: fastlstm.torch is faster), the
+issue's target for that ratio and whether it is met; then how many targets
+were met.  Targets (issue 14): inference at batch 1 and 64 >= 1.5x nn.LSTM
+on every cell; training step >= 1.3x on every cell; PackedSequence
+inference and training >= 2x nn.LSTM on the PackedSequence and >= 1.5x
+fastlstm.torch's own padded call on the same batch.
 
-Run with the OpenBLAS tuning variables unset:
+Run with the OpenBLAS tuning variables unset (both libraries use torch's
+thread count, by default the machine's cores; --threads N sets it):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_torch_module.py
 """
 import argparse
+import itertools
 import os
 import platform
+import statistics
 
 import numpy as np
 import torch
-from bench_training import GRID, median_ms
+from bench_training import GRID, times_ms
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastlstm.torch
 
 VARIABLE = (64, 200, 64, 256)
+INFERENCE_TARGET, TRAINING_TARGET = 1.5, 1.3
+PACKED_TARGET, PACKED_PADDED_TARGET = 2.0, 1.5
 
 
 def pair(features, units):
@@ -54,21 +66,21 @@ def training(module, x, d_out):
 
 
 def standard_cells(rounds, block):
-    rows = []
     for batch, steps, features, units in GRID:
         reference, ours = pair(features, units)
         generator = torch.Generator().manual_seed(1)
         for size in (1, 64):
             x = torch.randn(size, steps, features, generator=generator)
-            times = median_ms({"ours": inference(ours, x), "nn": inference(reference, x)},
-                              rounds, block)
-            rows.append((f"inference ({size}, {steps}, {features}, {units})", times))
+            times = times_ms({"ours": inference(ours, x), "nn": inference(reference, x)},
+                             rounds, block)
+            yield (f"inference ({size}, {steps}, {features}, {units})", times, "nn",
+                   INFERENCE_TARGET)
         x = torch.randn(batch, steps, features, generator=generator)
         d_out = torch.randn(batch, steps, units, generator=generator)
-        times = median_ms({"ours": training(ours, x, d_out),
-                           "nn": training(reference, x, d_out)}, rounds, block)
-        rows.append((f"training ({batch}, {steps}, {features}, {units})", times))
-    return rows
+        times = times_ms({"ours": training(ours, x, d_out),
+                          "nn": training(reference, x, d_out)}, rounds, block)
+        yield (f"training ({batch}, {steps}, {features}, {units})", times, "nn",
+               TRAINING_TARGET)
 
 
 def variable_lengths(rounds, block):
@@ -81,15 +93,13 @@ def variable_lengths(rounds, block):
     d_packed = torch.randn(packed.data.shape[0], units, generator=generator)
     d_padded = torch.randn(batch, steps, units, generator=generator)
     shape = f"({batch}, {steps}, {features}, {units}), lengths 1..{steps}"
-    rows = []
-    times = median_ms({"ours": inference(ours, packed), "nn": inference(reference, packed),
-                       "ours padded": inference(ours, x)}, rounds, block)
-    rows.append((f"packed inference {shape}", times))
-    times = median_ms({"ours": training(ours, packed, d_packed),
-                       "nn": training(reference, packed, d_packed),
-                       "ours padded": training(ours, x, d_padded)}, rounds, block)
-    rows.append((f"packed training {shape}", times))
-    return rows
+    for kind, run, d_in, d_pad in (("inference", inference, (), ()),
+                                   ("training", training, (d_packed,), (d_padded,))):
+        times = times_ms({"ours": run(ours, packed, *d_in), "nn": run(reference, packed, *d_in),
+                          "ours padded": run(ours, x, *d_pad)}, rounds, block)
+        yield (f"packed {kind} {shape} vs nn.LSTM packed", times, "nn", PACKED_TARGET)
+        yield (f"packed {kind} {shape} vs ours padded", times, "ours padded",
+               PACKED_PADDED_TARGET)
 
 
 def main():
@@ -105,15 +115,19 @@ def main():
           f"fastlstm {fastlstm.__version__}, numpy {np.__version__}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")
-    print("| case | fastlstm.torch ms | nn.LSTM ms | nn / ours | ours padded ms "
-          "| padded / packed |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for case, times in variable_lengths(rounds, block) + standard_cells(rounds, block):
-        ours, reference = times["ours"], times["nn"]
-        padded = times.get("ours padded")
-        extra = (f"{padded:.3f} | {padded / ours:.2f}x" if padded is not None else " | ")
-        print(f"| {case} | {ours:.3f} | {reference:.3f} | {reference / ours:.2f}x | {extra} |",
-              flush=True)
+    print("| case | fastlstm.torch ms median (min) | peer ms median (min) | peer / ours "
+          "| target | met |")
+    print("|---|---:|---:|---:|---:|---|")
+    met = []
+    cases = itertools.chain(variable_lengths(rounds, block), standard_cells(rounds, block))
+    for case, times, peer, target in cases:
+        ours, theirs = times["ours"], times[peer]
+        ratio = statistics.median(theirs) / statistics.median(ours)
+        met.append(ratio >= target)
+        print(f"| {case} | {statistics.median(ours):.3f} ({min(ours):.3f}) "
+              f"| {statistics.median(theirs):.3f} ({min(theirs):.3f}) | {ratio:.2f}x "
+              f"| {target:.1f}x | {'yes' if met[-1] else 'NO'} |", flush=True)
+    print(f"targets met: {sum(met)} of {len(met)}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -33,7 +33,14 @@ GRID = [(100, 4, 10, 16), (1, 100, 32, 64), (32, 100, 64, 256), (64, 50, 256, 51
 
 
 def median_ms(steps, rounds, block_seconds):
-    """Median wall time in ms of each of ``steps`` (name -> callable).
+    """Median wall time in ms of each of ``steps`` (name -> callable); see
+    ``times_ms``."""
+    return {name: statistics.median(values)
+            for name, values in times_ms(steps, rounds, block_seconds).items()}
+
+
+def times_ms(steps, rounds, block_seconds):
+    """Wall times in ms of the calls of each of ``steps`` (name -> callable).
 
     The steps run in blocks of back-to-back calls, taking turns for
     ``rounds`` rounds, so that a change in the load of a shared machine hits
@@ -51,7 +58,7 @@ def median_ms(steps, rounds, block_seconds):
                 t0 = time.perf_counter()
                 step()
                 times[name].append(time.perf_counter() - t0)
-    return {name: 1e3 * statistics.median(values) for name, values in times.items()}
+    return {name: [1e3 * t for t in values] for name, values in times.items()}
 
 
 def cell(batch, steps, features, units, rounds, block_seconds):

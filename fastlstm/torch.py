@@ -32,6 +32,7 @@ from torch.nn.utils.rnn import PackedSequence
 from . import quantization, torch_direction
 from .layer import LSTM as FastLSTM
 from .torch_direction import Direction, lstm_direction
+from .torch_packed import Layout
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
@@ -101,17 +102,6 @@ def _direction(mode: str, x: Any, h0: Any, c0: Any, weights: list[Any],
     # even through ascontiguousarray when T = 1), which torch refuses.
     return (torch.from_numpy(sequence.copy() if reverse else sequence), torch.from_numpy(h),
             torch.from_numpy(c))
-
-
-def _packed_layout(batch_sizes: Any) -> tuple[Any, Any, Any]:
-    """Where a PackedSequence's rows go in a padded (B, T) batch (sorted
-    order): ``(rows, steps, lengths)``, each row of its data at
-    ``[rows[k], steps[k]]``; ``lengths`` (B,) int64."""
-    sizes = batch_sizes.numpy()
-    steps = np.repeat(np.arange(len(sizes)), sizes)
-    rows = np.arange(len(steps)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    lengths = (sizes[None, :] > np.arange(sizes[0])[:, None]).sum(axis=1)
-    return torch.from_numpy(rows), torch.from_numpy(steps), lengths
 
 
 class _Recurrent(nn.Module):  # type: ignore[misc]
@@ -254,14 +244,13 @@ class LSTM(_Recurrent):
         data = input.data if packed else input
         self._check_call(data, self.weight_ih_l0.dtype)
         compute, out_dtype = _compute_dtypes(self.weight_ih_l0.dtype, data.dtype)
-        rows = steps = lengths = None
+        layout = None
         if packed:
             if data.dim() != 2:
                 raise LSTMInputError(f"input must have 2 dimensions, got {data.dim()}")
             self._check_features(data)
-            rows, steps, lengths = _packed_layout(input.batch_sizes)
-            x = data.new_zeros(len(lengths), len(input.batch_sizes), self.input_size)
-            x[rows, steps] = data                      # (N, L, H_in), sorted by length
+            layout = Layout(input.batch_sizes)
+            x = layout.pad(data.to(compute))           # (N, L, H_in), sorted by length
             batched = True
         else:
             if input.dim() not in (2, 3):
@@ -278,16 +267,18 @@ class LSTM(_Recurrent):
         if packed and hx is not None and input.sorted_indices is not None:
             h0 = h0.index_select(1, input.sorted_indices)
             c0 = c0.index_select(1, input.sorted_indices)
-        output, h_n, c_n = self._layers(x.to(compute), h0, c0, lengths)
+        output, h_n, c_n = self._layers(x.to(compute), h0, c0,
+                                        None if layout is None else layout.lengths)
+        if layout is not None:
+            output = layout.pack(output)
         if out_dtype != compute:
             output, h_n, c_n = (t.to(out_dtype) for t in (output, h_n, c_n))
         if packed:
             if input.unsorted_indices is not None:
                 h_n = h_n.index_select(1, input.unsorted_indices)
                 c_n = c_n.index_select(1, input.unsorted_indices)
-            return (PackedSequence(output[rows, steps], input.batch_sizes,
-                                   input.sorted_indices, input.unsorted_indices),
-                    (h_n, c_n))
+            return (PackedSequence(output, input.batch_sizes, input.sorted_indices,
+                                   input.unsorted_indices), (h_n, c_n))
         if not self.batch_first or not batched:
             output = output.transpose(0, 1).contiguous()
         if not batched:
