@@ -135,3 +135,42 @@ def test_training_gradients_match_finite_differences():
             numeric = (loss(weights[0] + step, backwards)
                        - loss(weights[0] - step, backwards)) / 2e-6
             np.testing.assert_allclose(dkernel[index], numeric, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_numpy_api_lengths_run_the_kernel_on_the_rows_with_steps(
+        monkeypatch, go_backwards, return_sequences):
+    """``LSTM(x, lengths=...)`` (rows in any order, a row of length 0) gives
+    bitwise what the same right-padded mask gives (Keras's semantics: the
+    last output repeated past a row's end, zeros before a reversed row's
+    first step), with the kernel told the sorted lengths instead of a mask;
+    so does Bidirectional."""
+    import fastlstm
+
+    rng = np.random.default_rng(6)
+    lengths = np.array([3, 0, 7, 5, 7, 1, 2])
+    x = rng.standard_normal((7, 7, 4))
+    state = [rng.standard_normal((7, 5)) for _ in range(2)]
+    mask = np.arange(7) < lengths[:, None]
+    layer = fastlstm.LSTM(5, return_sequences=return_sequences, return_state=True,
+                          go_backwards=go_backwards, dtype="float64")
+    layer.build(4)
+    expected = layer(x, mask=mask, initial_state=state)
+    given = []
+    original = _kernel.forward
+
+    def spy(*args):
+        given.append(args[-1])
+        return original(*args)
+    monkeypatch.setattr(_kernel, "forward", spy)
+    actual = layer(x, lengths=lengths, initial_state=state)
+    assert len(given) == 1 and given[0].tolist() == [7, 7, 5, 3, 2, 1, 0]
+    for a, e in zip(actual, expected, strict=True):
+        assert np.array_equal(a, e)
+    both = fastlstm.Bidirectional(fastlstm.LSTM(5, return_sequences=return_sequences,
+                                                dtype="float64"))
+    both.build(4)
+    with_lengths = both(x, lengths=lengths)
+    assert [g.tolist() for g in given[1:]] == [[7, 7, 5, 3, 2, 1, 0]] * 2
+    assert np.array_equal(with_lengths, both(x, mask=mask))
