@@ -173,3 +173,29 @@ def test_numpy_api_lengths_run_the_kernel_on_the_rows_with_steps(
     with_lengths = both(x, lengths=lengths)
     assert [g.tolist() for g in given[1:]] == [[7, 7, 5, 3, 2, 1, 0]] * 2
     assert np.array_equal(with_lengths, both(x, mask=mask))
+
+
+@pytest.mark.parametrize("backwards", [False, True])
+def test_training_with_dropout_as_the_masked_call(backwards, tol):
+    """Lengths with input and recurrent dropout (each gate block its own
+    masked operands): as the masked call, bitwise for 1 and 2 threads."""
+    lengths, x, valid, weights, state = _problem((24, 20, 6, 40), np.float32, 7)
+    rng = np.random.default_rng(8)
+    input_masks, recurrent_masks = training.dropout_masks(rng, 0.3, 0.2, 24, 6, 40,
+                                                          np.float32)
+    processed = valid[:, ::-1] if backwards else valid
+    d_sequence = rng.standard_normal((24, 20, 40)).astype(np.float32) * processed[:, :, None]
+    d_h, d_c = (rng.standard_normal(s.shape).astype(np.float32) for s in state)
+    runs = []
+    for data, kw, threads in ((np.where(valid[:, :, None], x, 0), dict(mask=valid), 1),
+                              (x, dict(lengths=lengths), 1), (x, dict(lengths=lengths), 2)):
+        sequence, _, h, c, tape = training.forward(
+            data, *weights, *(s.copy() for s in state), go_backwards=backwards,
+            num_threads=threads, input_masks=input_masks, recurrent_masks=recurrent_masks,
+            **{k: (v.astype(np.uint8) if k == "mask" else v) for k, v in kw.items()})
+        grads = training.backward(tape, d_sequence.copy(), None, d_h.copy(), d_c.copy())
+        runs.append((sequence * processed[:, :, None], h, c) + grads)
+    for a, b in zip(runs[1], runs[2], strict=True):
+        assert np.array_equal(a, b)
+    for a, b in zip(runs[1], runs[0], strict=True):
+        np.testing.assert_allclose(a, b, **tol(np.float32))

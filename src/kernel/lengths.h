@@ -43,6 +43,32 @@ static inline ptrdiff_t fl_steps_of(const ptrdiff_t *lengths, ptrdiff_t b, ptrdi
     return n < 0 ? 0 : n > tc ? tc : n;
 }
 
+/* The part [*i0, *i1) of a chunk of `steps` steps (step s at time t0 + s,
+ * or t0 - s backwards) and `rows` rows that has steps: along time, the
+ * steps row o has (leading ones, or backwards trailing ones); along the
+ * rows, the rows step o has (leading ones). */
+static inline void fl_chunk_span(const ptrdiff_t *lengths, ptrdiff_t rows, ptrdiff_t steps,
+                                 ptrdiff_t t0, int backwards, int along_time, ptrdiff_t o,
+                                 ptrdiff_t *i0, ptrdiff_t *i1)
+{
+    if (along_time) {
+        if (backwards) {          /* t0 - s < lengths[o]: s > t0 - lengths[o] */
+            ptrdiff_t first = t0 - lengths[o] + 1;
+            *i0 = first < 0 ? 0 : first > steps ? steps : first;
+            *i1 = steps;
+        } else {
+            *i0 = 0;
+            *i1 = fl_steps_of(lengths, o, t0, steps);
+        }
+    } else {
+        ptrdiff_t t = backwards ? t0 - o : t0 + o, n = 0;
+        while (n < rows && lengths[n] > t)
+            ++n;
+        *i0 = 0;
+        *i1 = n;
+    }
+}
+
 /* first[0 .. parts]: the first row of each of `parts` row groups holding
  * near-equal numbers of steps (the sum of their lengths), so that the
  * threads claiming the groups share the work, not the rows. */
