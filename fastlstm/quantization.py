@@ -282,7 +282,8 @@ def prefers_int8(input_dim: int | None, units: int) -> bool:
     current instruction set; else the float32 kernel on the dequantised
     weights computes it (faster there, and closer to float)."""
     name = _kernel.int8_kernel()
-    kind = "portable" if name == "portable" else "vnni" if "vnni" in name else "no vnni"
+    kind = ("portable" if name == "portable" else "vnni" if "vnni" in name or name == "amx"
+            else "no vnni")
     return 4 * units * ((input_dim or 0) + units) >= INT8_MIN_PRODUCT[kind]
 
 
