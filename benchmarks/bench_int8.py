@@ -17,8 +17,9 @@ machine hit them alike; times are medians.  Peers:
 
 Also reported: max |int8 - float32| of each library's h_T on these
 (standardised, normal) inputs, and which kernel fastlstm's int8 layer ran
-(it runs the float32 kernel on the dequantised weights where int8 cannot
-win, see fastlstm.quantization.prefers_int8).  The result table goes into
+(FASTLSTM_INT8_ISA forces one; it runs the float32 kernel on the
+dequantised weights where int8 cannot win, see
+fastlstm.quantization.prefers_int8).  The result table goes into
 RESULTS.md as the section "## int8 inference".
 """
 import argparse
@@ -106,7 +107,7 @@ def main(argv=None):
     rows = []
     for cell in GRID:
         weights, x = make_problem(*cell)
-        path = "int8" if quantization.prefers_int8(cell[2], cell[3]) else "float32"
+        path = _kernel.int8_kernel() if quantization.prefers_int8(cell[2], cell[3]) else "float32"
         for threads in counts:
             ours_f32, ours_int8 = fastlstm_runners(weights, x, threads)
             calls = {"fastlstm f32": ours_f32, "fastlstm int8": ours_int8,
@@ -127,7 +128,7 @@ def main(argv=None):
 
 def format_table(rows, with_ort):
     peers = ["torch int8"] + (["ort int8"] if with_ort else [])
-    header = (["(B, T, I, H)", "threads", "int8 path", "f32 ms", "int8 ms",
+    header = (["(B, T, I, H)", "threads", "int8 kernel", "f32 ms", "int8 ms",
                "× vs f32"] + [f"{p} ms" for p in peers] + [f"× vs {p}" for p in peers]
               + ["max err int8"] + [f"max err {p}" for p in peers])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -162,9 +163,12 @@ fastlstm kernels: float32 {info['isa']}, int8 {info['int8']}
 float32 weights uniform(-0.3, 0.3), inputs standard normal, return_sequences=False;
 milliseconds are medians of single calls, libraries taking turns in blocks;
 "× vs X" is X's time over fastlstm int8's (above 1: fastlstm int8 is
-faster); "max err" is max |h_T(int8) - h_T(fastlstm float32)|.  "int8 path"
-float32 means fastlstm.quantization.prefers_int8 chose the float32 kernel
-(on the dequantised weights) for this shape.
+faster); "max err" is max |h_T(int8) - h_T(fastlstm float32)|.  "int8 kernel"
+is the one fastlstm's int8 layer ran; float32 means
+fastlstm.quantization.prefers_int8 chose the float32 kernel (on the
+dequantised weights) for this shape.  amx runs on AMX tiles the products
+of tiles of >= 8 batch rows (per thread) over >= 256 inputs, the others
+on avx512-vnni's tiles (src/kernel/tiles_int8_amx.h).
 
 {table}
 """

@@ -21,6 +21,7 @@ from ._version import __version__
 
 # How each int8 kernel (fastlstm.quantization) forms its int32 sums.
 _INT8_PRODUCTS = {
+    "amx": "AMX tdpbusd, 16 rows x 64 byte products per instruction",
     "avx512-vnni": "vpdpbusd, 64 byte products per instruction",
     "avx2-vnni": "AVX-VNNI vpdpbusd, 32 byte products per instruction",
     "avx512": "no VNNI: vpmaddwd on even and odd bytes",
@@ -57,9 +58,10 @@ def build_config() -> dict[str, Any]:
     ``compiler`` (a dict with at least ``name``), ``thread_pool`` (bool:
     calls can use several threads),
     ``threads`` (the kernel's default thread count), ``simd`` (``supported``,
-    ``chosen``, ``FASTLSTM_ISA``, and ``int8``: the int8 kernel of the chosen
-    instruction set, ``int8_supported``) and ``blas`` (a list of dicts, empty
-    without threadpoolctl).
+    ``chosen``, ``FASTLSTM_ISA``, ``int8``: the int8 kernel of the chosen
+    instruction set or the one ``FASTLSTM_INT8_ISA`` forces,
+    ``FASTLSTM_INT8_ISA``, ``int8_supported``) and ``blas`` (a list of dicts,
+    empty without threadpoolctl).
     """
     import scipy  # not needed by inference: imported only for its version
 
@@ -75,6 +77,7 @@ def build_config() -> dict[str, Any]:
         "threads": kernel["default_threads"],
         "simd": {"supported": kernel["supported_isas"], "chosen": kernel["isa"],
                  "FASTLSTM_ISA": os.environ.get("FASTLSTM_ISA"), "int8": kernel["int8"],
+                 "FASTLSTM_INT8_ISA": os.environ.get("FASTLSTM_INT8_ISA"),
                  "int8_supported": kernel["int8_supported"]},
         "blas": _blas(),
     }
@@ -108,7 +111,9 @@ def show_config(file: IO[str] | None = None) -> None:
         f"  simd:      chosen {simd['chosen']}, supported {', '.join(simd['supported'])}"
         + (f" (FASTLSTM_ISA={simd['FASTLSTM_ISA']})" if simd["FASTLSTM_ISA"] else ""),
         f"  int8:      {simd['int8']} ({_INT8_PRODUCTS[simd['int8']]}), supported "
-        f"{', '.join(simd['int8_supported'])}",
+        f"{', '.join(simd['int8_supported'])}"
+        + (f" (FASTLSTM_INT8_ISA={simd['FASTLSTM_INT8_ISA']})"
+           if simd["FASTLSTM_INT8_ISA"] else ""),
     ]
     if not config["blas"]:
         lines.append("  blas:      not known (install threadpoolctl to list the loaded BLAS)")

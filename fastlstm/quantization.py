@@ -273,7 +273,9 @@ def restore(model: Any, entries: dict[str, Array], path: object) -> None:
 # 12288: 1.15x, 21504: 1.55x, (32,100,64,256): 2.8x; without VNNI (the
 # same sums by vpmaddwd, as many instructions as float32's FMAs) 0.82x at
 # 21504, 0.93x at 98304, 1.03x at 327680; the portable int8 C is faster
-# than the portable float C everywhere measured (1.2-1.75x).
+# than the portable float C everywhere measured (1.2-1.75x).  amx runs the
+# products of small layers on avx512-vnni's tiles (tiles_int8_amx.h): the
+# VNNI threshold.
 INT8_MIN_PRODUCT = {"vnni": 8192, "no vnni": 262144, "portable": 0}
 
 
@@ -282,7 +284,8 @@ def prefers_int8(input_dim: int | None, units: int) -> bool:
     current instruction set; else the float32 kernel on the dequantised
     weights computes it (faster there, and closer to float)."""
     name = _kernel.int8_kernel()
-    kind = "portable" if name == "portable" else "vnni" if "vnni" in name else "no vnni"
+    kind = ("portable" if name == "portable" else "vnni" if "vnni" in name or name == "amx"
+            else "no vnni")
     return 4 * units * ((input_dim or 0) + units) >= INT8_MIN_PRODUCT[kind]
 
 

@@ -49,7 +49,7 @@ cdef extern from "kernel/isa.h" nogil:
     const fl_ops_f64 *fl_ops_f64_of(int isa)
     int fl_isa_supported(int isa)
     ctypedef struct fl_ops_i8:
-        int isa, width, rows
+        int isa, width, rows, k4_align
     const fl_ops_i8 *fl_ops_i8_of(int kernel)
     int fl_i8_supported(int kernel)
 
@@ -566,8 +566,8 @@ def train_backward(cnp.ndarray x, Py_ssize_t features, cnp.ndarray xmask, Packed
 
 # --------------------------------------------------------------------- int8
 # int8 kernels (kernel/isa.h's FL_I8_ codes): each vector instruction set's,
-# without and with VNNI's vpdpbusd.
-INT8_NAMES = ("portable", "avx2", "avx2-vnni", "avx512", "avx512-vnni")
+# without and with VNNI's vpdpbusd, and AMX's tiles on AVX-512's vectors.
+INT8_NAMES = ("portable", "avx2", "avx2-vnni", "avx512", "avx512-vnni", "amx")
 
 
 # Asked once: CPUID traps to the hypervisor on a virtual machine (~µs).
@@ -590,9 +590,29 @@ _INT8_BEST = {code: INT8_NAMES[_best_int8(code)] for code in range(len(ISA_NAMES
               if fl_isa_supported(code)}
 
 
+def _forced_int8():
+    """The int8 kernel FASTLSTM_INT8_ISA names, or None; a name this CPU
+    cannot run is ignored with a warning (an import must not fail on it)."""
+    forced = os.environ.get("FASTLSTM_INT8_ISA")
+    if not forced:
+        return None
+    if forced not in int8_kernels():
+        warnings.warn(f"FASTLSTM_INT8_ISA={forced!r} ignored (int8 kernels this CPU runs: "
+                      f"{int8_kernels()})", RuntimeWarning)
+        return None
+    return forced
+
+
+_INT8_FORCED = _forced_int8()
+
+
 def int8_kernel(isa_name=None):
     """The int8 kernel used with the current (or the named) instruction set:
-    its VNNI one where the CPU has VNNI."""
+    its fastest (AMX, then VNNI, where the CPU has them), or the one
+    FASTLSTM_INT8_ISA names (any the CPU runs: an int8 kernel brings its own
+    vectors)."""
+    if _INT8_FORCED is not None:
+        return _INT8_FORCED
     return _INT8_BEST[_isa if isa_name is None else ISA_NAMES.index(isa_name)]
 
 
@@ -613,12 +633,13 @@ cdef class PackedInt8:
     cdef readonly Py_ssize_t units, padded
 
 
-def _int8_panels(w, Py_ssize_t U, Py_ssize_t Up, Py_ssize_t W):
+def _int8_panels(w, Py_ssize_t U, Py_ssize_t Up, Py_ssize_t W, Py_ssize_t k4_align):
     """``w [K, 4U]`` int8 -> (panels [NB, K4, 4, W, 4], -128 * column sums
-    [NB, 4, W] int32): inputs in groups of 4 (vpdpbusd's layout), zero
-    padding past K and past unit U."""
+    [NB, 4, W] int32): inputs in groups of 4 (vpdpbusd's layout), K4 =
+    ceil(K / 4) rounded up to a multiple of k4_align, zero padding past K
+    and past unit U."""
     K, NB = w.shape[0], Up // W
-    K4 = -(-K // 4)
+    K4 = -(-K // (4 * k4_align)) * k4_align
     full = np.zeros((K4 * 4, 4, Up), np.int8)
     full[:K, :, :U] = w.reshape(K, 4, U)
     panels = full.reshape(K4, 4, 4, NB, W).transpose(3, 0, 2, 4, 1)
@@ -646,10 +667,11 @@ def pack_int8(kernel, kernel_scale, recurrent_kernel, recurrent_scale, bias, ker
     cdef PackedInt8 p = PackedInt8()
     code = INT8_NAMES.index(kernel_name)
     W, rows = fl_ops_i8_of(code).width, fl_ops_i8_of(code).rows
+    align = fl_ops_i8_of(code).k4_align
     U = recurrent_kernel.shape[0]
     Up = -(-U // W) * W
-    p.kernel, p.kernel_comp = _int8_panels(kernel, U, Up, W)
-    p.recurrent_kernel, p.recurrent_comp = _int8_panels(recurrent_kernel, U, Up, W)
+    p.kernel, p.kernel_comp = _int8_panels(kernel, U, Up, W, align)
+    p.recurrent_kernel, p.recurrent_comp = _int8_panels(recurrent_kernel, U, Up, W, align)
     p.kernel_scale = _int8_columns(kernel_scale, U, Up, W)
     p.recurrent_scale = _int8_columns(recurrent_scale, U, Up, W)
     p.bias = _int8_columns(bias, U, Up, W)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import _kernel, quantization, reference
+from fastlstm import _kernel, activations, quantization, reference
 from fastlstm.optim import Adam
 
 torch = pytest.importorskip("torch", reason="torch is installed by the [test] extra")
@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:torch.ao.quantization is deprec
               pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")]
 
 PREFERS_INT8 = quantization.prefers_int8
+CODES = (activations.CODES["tanh"], activations.CODES["sigmoid"])
 
 
 @pytest.fixture(autouse=True)
@@ -209,7 +210,9 @@ def test_sequence_error_bound_and_torch_parity(weights, trained):
 
 
 # ----------------------------------------------------- kernel vs oracle
-@pytest.mark.parametrize("units, input_dim", [(37, 13), (16, 4), (5, 130)])
+# (260, 300): products of 256 or more inputs, which the amx kernel runs on
+# its tiles (the smaller ones on its vector fallback).
+@pytest.mark.parametrize("units, input_dim", [(37, 13), (16, 4), (5, 130), (260, 300)])
 def test_int8_products_are_exact_on_every_kernel(int8_kernel, units, input_dim):
     """One step from a given h with linear activations and c = 0: then
     c = z_i * z_g and h = z_o * c are single roundings of the gates, so the
@@ -253,7 +256,8 @@ def test_layer_matches_the_int8_reference(int8_kernel):
         assert np.median(np.abs(g - e)) <= 1e-6
 
 
-@pytest.mark.parametrize("batch, units", [(40, 24), (2, 96)])   # rows, units shared
+# rows shared, units shared, rows on AMX tiles (where the CPU has them)
+@pytest.mark.parametrize("batch, units", [(40, 24), (2, 96), (33, 260)])
 def test_bitwise_the_same_for_any_thread_count(batch, units):
     layer = fastlstm.LSTM(units, return_sequences=True, seed=24)
     layer.build(10)
@@ -265,6 +269,46 @@ def test_bitwise_the_same_for_any_thread_count(batch, units):
         results.append(quantized(x))
     for result in results[1:]:
         np.testing.assert_array_equal(result, results[0])
+
+
+@pytest.mark.skipif("amx" not in _kernel.int8_kernels(),
+                    reason="no AMX-INT8 here: the CPU lacks AMX-TILE/AMX-INT8, or the OS "
+                    "does not enable the tile state (XCR0) or grant it to the process "
+                    "(kernel/cpu.c)")
+@pytest.mark.parametrize("batch, timesteps, input_dim, units", [
+    (1, 6, 70, 260),      # B = 1: every tile on the vector fallback
+    (13, 4, 200, 37),     # projection on AMX (K4 64), a 37-unit step on vectors
+    (40, 3, 64, 260),     # rows 14 + 13 + 13, the step on AMX, units not % 16
+    (9, 5, 300, 300),     # everything on AMX, inputs not % 64
+])
+def test_amx_is_bitwise_the_avx512_vnni_kernel(batch, timesteps, input_dim, units):
+    """AMX's tdpbusd sums the same int32 products as vpdpbusd and the float
+    part after it is avx512-vnni's code, so whole sequences (masked,
+    backwards, nonlinear activations) agree bit for bit, at 1 and 2
+    threads."""
+    layer = fastlstm.LSTM(units, return_sequences=True, return_state=True,
+                          go_backwards=True, seed=units)
+    layer.build(input_dim)
+    weights = fastlstm.quantize_dynamic(layer).int8_weights
+    x = _standardized((batch, timesteps, input_dim), batch)
+    mask = np.random.default_rng(batch).random((batch, timesteps)) > 0.2
+    results = {}
+    for name, threads in [("avx512-vnni", 1), ("amx", 1), ("amx", 2)]:
+        packed = _kernel.pack_int8(weights.kernel, weights.kernel_scale,
+                                   weights.recurrent_kernel, weights.recurrent_scale,
+                                   weights.bias, kernel_name=name)
+        h = np.zeros((batch, units), np.float32)
+        c = np.zeros_like(h)
+        last = np.zeros_like(h)
+        seq = np.empty((batch, timesteps, units), np.float32)
+        _kernel.forward_int8(x, packed, h, c, last, mask.astype(np.uint8), seq, True,
+                             *CODES, threads)
+        results[name, threads] = (seq, h, c)
+    expected = results["avx512-vnni", 1]
+    assert np.isfinite(expected[0]).all() and np.abs(expected[1]).max() > 0.05
+    for key in [("amx", 1), ("amx", 2)]:
+        for got, want in zip(results[key], expected, strict=True):
+            np.testing.assert_array_equal(got, want)
 
 
 def test_non_finite_input_rows_give_nan():

@@ -239,8 +239,24 @@ def test_environment_variable_forces_isa():
 
 
 
+def test_environment_variable_forces_the_int8_kernel():
+    """FASTLSTM_INT8_ISA picks an int8 kernel the CPU runs, whatever the
+    float instruction set (here the fastest int8 kernel under the portable
+    float path); --config shows it."""
+    name = _kernel.int8_kernels()[-1]
+    code = ("from fastlstm import _kernel, buildinfo; print(_kernel.int8_kernel()); "
+            "buildinfo.show_config()")
+    result = _python(code, FASTLSTM_INT8_ISA=name, FASTLSTM_ISA="portable")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == name
+    assert f"int8:      {name} (" in result.stdout
+    assert f"(FASTLSTM_INT8_ISA={name})" in result.stdout
+
+
 @pytest.mark.parametrize("variable, value, message", [
     ("FASTLSTM_ISA", "sse9", "FASTLSTM_ISA='sse9' ignored (instruction set must be one of"),
+    ("FASTLSTM_INT8_ISA", "amx9", "FASTLSTM_INT8_ISA='amx9' ignored (int8 kernels this CPU "
+     "runs: ['portable'"),
     ("OMP_NUM_THREADS", "\u00b2",
      "OMP_NUM_THREADS='\u00b2' ignored (expected a positive integer)"),
     ("OMP_NUM_THREADS", "-3", "OMP_NUM_THREADS='-3' ignored"),
@@ -249,12 +265,15 @@ def test_bad_environment_variables_are_ignored_with_a_warning(variable, value, m
     """A bad value never makes ``import fastlstm`` fail: a RuntimeWarning
     says what was ignored and the default applies."""
     result = _python("import fastlstm; from fastlstm import _kernel; "
-                     "print(_kernel.isa(), _kernel.DEFAULT_THREADS)", **{variable: value})
+                     "print(_kernel.isa(), _kernel.DEFAULT_THREADS, _kernel.int8_kernel())",
+                     **{variable: value})
     assert result.returncode == 0, result.stderr
     assert "RuntimeWarning: " + message in result.stderr
-    isa, threads = result.stdout.split()
+    isa, threads, int8 = result.stdout.split()
     if variable == "FASTLSTM_ISA":
         assert isa == _kernel.supported_isas()[-1]
+    elif variable == "FASTLSTM_INT8_ISA":
+        assert int8 == _kernel.int8_kernel(isa)
     else:
         assert int(threads) == (len(os.sched_getaffinity(0)) if _kernel.THREAD_POOL else 1)
 

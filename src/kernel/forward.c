@@ -295,9 +295,8 @@ static void fl_layer_range_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,        \
     FL_ADD(&a->sync->done, 1);                                                \
 }                                                                             \
                                                                               \
-static void fl_layer_job_##SUF(void *ctx, int slot)                           \
+static void fl_layer_work_##SUF(const fl_layer_##SUF *a, int slot)           \
 {                                                                             \
-    const fl_layer_##SUF *a = (const fl_layer_##SUF *)ctx;                    \
     ptrdiff_t n = a->parts, s, g;                                             \
     if (!a->split_units) {                                                    \
         while ((g = FL_ADD(&a->sync->next, 1) - 1) < n) {                     \
@@ -348,6 +347,16 @@ static void fl_layer_job_##SUF(void *ctx, int slot)                           \
                 computed = waited = 0;                                        \
         }                                                                     \
     }                                                                         \
+}                                                                             \
+                                                                              \
+/* The job of each thread: its share of the work, then the int8 kernel's    \
+ * release (AMX: the thread's tile state). */                               \
+static void fl_layer_job_##SUF(void *ctx, int slot)                           \
+{                                                                             \
+    const fl_layer_##SUF *a = (const fl_layer_##SUF *)ctx;                    \
+    fl_layer_work_##SUF(a, slot);                                             \
+    if (a->i8 != NULL && a->i8->ops->release != NULL)                         \
+        a->i8->ops->release();                                                \
 }
 
 FL_DEFINE_LAYER(float, f32)
@@ -368,7 +377,8 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
                         int (*poll)(void *), void *poll_ctx)                  \
 {                                                                             \
     const fl_ops_##SUF *ops = fl_ops_##SUF##_of(isa);                         \
-    const ptrdiff_t W = ops->width, MR = ops->rows;                           \
+    const fl_ops_i8 *ops8 = w8 == NULL ? NULL : fl_ops_i8_of(w8->kernel);     \
+    const ptrdiff_t W = ops->width, MR = ops8 != NULL ? ops8->rows : ops->rows; \
     const ptrdiff_t NB = (U + W - 1) / W, Up = NB * W, G = 4 * Up;            \
     ptrdiff_t chunk = FL_WORKSPACE_BYTES / (B * G * (ptrdiff_t)sizeof(T));    \
     chunk = chunk < 1 ? 1 : chunk > T_ ? T_ : chunk;                          \
@@ -390,7 +400,9 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
         + 64 * ((nt * sizeof(ptrdiff_t) + 63) / 64);                          \
     /* int8: the quantized rows and their scales (see fl_layer_i8). */        \
     ptrdiff_t n_buf = w8 == NULL ? 0 : split_units ? nt : 1;                  \
-    ptrdiff_t K4x = (n_in + 3) / 4, K4h = (U + 3) / 4;                        \
+    ptrdiff_t align = ops8 == NULL ? 1 : ops8->k4_align;                      \
+    ptrdiff_t K4x = ((n_in + 3) / 4 + align - 1) / align * align;             \
+    ptrdiff_t K4h = ((U + 3) / 4 + align - 1) / align * align;                \
     size_t i8_bytes = n_buf * B * ((chunk + 1) * sizeof(float)                \
                                    + chunk * 4 * K4x + 4 * K4h);              \
     /* lengths: the rows with each step, the row groups (lengths.h) */        \
@@ -442,13 +454,16 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     a.i8 = NULL;                                                              \
     if (w8 != NULL) {     /* after the float workspace, scales first */       \
         i8.w = w8;                                                            \
-        i8.ops = fl_ops_i8_of(w8->kernel);                                    \
+        i8.ops = ops8;                                                        \
         i8.K4x = K4x;                                                         \
         i8.K4h = K4h;                                                         \
         i8.xs = FL_F32(hbuf + n_state + n_proj);                              \
         i8.hs = i8.xs + n_buf * B * chunk;                                    \
         i8.xq = (unsigned char *)(i8.hs + n_buf * B);                         \
         i8.hq = i8.xq + n_buf * B * chunk * 4 * K4x;                          \
+        /* A row's bytes past 4 * ceil(n / 4) (k4_align's padding), which   \
+         * the quantizer does not write: zeros (128) once. */                 \
+        memset(i8.xq, 128, n_buf * B * (chunk * 4 * K4x + 4 * K4h));          \
         a.i8 = &i8;                                                           \
     }                                                                         \
     fl_pool_run(fl_layer_job_##SUF, &a, nt);                                  \

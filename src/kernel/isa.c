@@ -133,6 +133,13 @@ FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx512bw,avx512vnni,avx2,fma")
 #undef FL_SUF8
 #undef FL_VNNI
 FL_TARGET_END
+/* AMX (tdpbusd on 16 rows at once) on AVX-512's vectors, int8 helpers
+ * and panels; see tiles_int8_amx.h. */
+FL_TARGET_BEGIN("avx512f,avx512dq,avx512vl,avx512bw,avx512vnni,avx2,fma,amx-tile,amx-int8")
+#define FL_SUF8 avx512_vnni
+#include "tiles_int8_amx.h"
+#undef FL_SUF8
+FL_TARGET_END
 #undef FL_SUF
 #undef FL_W
 #undef FL_MR
@@ -234,11 +241,11 @@ const fl_ops_f64 *fl_ops_f64_of(int isa) { return &fl_ops_f64_table[isa]; }
 
 /* The int8 table, rows in the order of isa.h's FL_I8_ codes. */
 #define FL_I8_PORTABLE_ROW                                                    \
-    {FL_ISA_PORTABLE, FL_PW, FL_PMR, fl_quantize_portable, fl_proj_portable_i8, \
-     fl_tile_portable_i8}
+    {FL_ISA_PORTABLE, FL_PW, FL_PMR, 1, fl_quantize_portable, fl_proj_portable_i8, \
+     fl_tile_portable_i8, NULL}
 #define FL_I8_VECTOR_ROW(ISA, SUF, SUF8)                                      \
-    {ISA, fl_width_##SUF, fl_rows_##SUF, fl_quantize_##SUF8, fl_proj_##SUF8,    \
-     fl_tile_##SUF8}
+    {ISA, fl_width_##SUF, fl_rows_##SUF, 1, fl_quantize_##SUF8, fl_proj_##SUF8, \
+     fl_tile_##SUF8, NULL}
 static const fl_ops_i8 fl_ops_i8_table[FL_I8_COUNT] = {
     FL_I8_PORTABLE_ROW,
 #if FL_HAVE_X86
@@ -246,8 +253,12 @@ static const fl_ops_i8 fl_ops_i8_table[FL_I8_COUNT] = {
     FL_I8_VECTOR_ROW(FL_ISA_AVX2, avx2, avx2_vnni),
     FL_I8_VECTOR_ROW(FL_ISA_AVX512, avx512, avx512_madd),
     FL_I8_VECTOR_ROW(FL_ISA_AVX512, avx512, avx512_vnni),
+    /* K4 padded to 16 groups: one A tile of 64 bytes */
+    {FL_ISA_AVX512, fl_width_avx512, FL_AMX_ROWS, 16, fl_quantize_avx512_vnni,
+     fl_proj_amx, fl_tile_amx, fl_release_amx},
 #else   /* never chosen: fl_i8_supported says no */
     FL_I8_PORTABLE_ROW, FL_I8_PORTABLE_ROW, FL_I8_PORTABLE_ROW, FL_I8_PORTABLE_ROW,
+    FL_I8_PORTABLE_ROW,
 #endif
 };
 

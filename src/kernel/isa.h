@@ -49,19 +49,25 @@ int fl_isa_supported(int isa);
 
 /* The int8 weight type (tiles.h's int8 tiles; float32 layers only): its
  * own rows, since each vector instruction set has two int8 kernels, with
- * and without VNNI's vpdpbusd; _kernel.pyx holds the names in this order. */
+ * and without VNNI's vpdpbusd, and AVX-512 a third on AMX's tiles;
+ * _kernel.pyx holds the names in this order. */
 enum {
     FL_I8_PORTABLE = 0, FL_I8_AVX2 = 1, FL_I8_AVX2_VNNI = 2, FL_I8_AVX512 = 3,
-    FL_I8_AVX512_VNNI = 4, FL_I8_COUNT = 5
+    FL_I8_AVX512_VNNI = 4, FL_I8_AMX = 5, FL_I8_COUNT = 6
 };
 
 typedef struct {
-    int isa;          /* the float instruction set whose vectors, block width
-                         and rows it uses */
-    int width, rows;  /* W and MR, as that instruction set's float32 row */
+    int isa;          /* the float instruction set whose vectors and block
+                         width it uses */
+    int width, rows;  /* W, as that instruction set's float32 row; MR */
+    int k4_align;     /* K4 (groups of 4 inputs) of the panels and of the
+                         quantized rows is padded to a multiple of this */
     fl_quantize_fn quantize;
     fl_proj_fn_i8 proj;
     fl_tile_fn_i8 tile;
+    /* Called by each thread that ran the tiles, once its job is done (AMX:
+     * hands the tile registers back), or NULL. */
+    void (*release)(void);
 } fl_ops_i8;
 
 /* The row of int8 kernel `kernel` (a code above that fl_i8_supported says

@@ -120,6 +120,15 @@ static void FN8(quantize)(const float *v, ptrdiff_t n, unsigned char *q, float *
         q[k] = 128;
 }
 
+/* float(acc) * (s_row * s_col), the two products rounded on their own as
+ * the reference rounds them (tiles_portable.h's fl_dequantized). */
+FL_INLINE V FN8(dequantize)(VI acc, V s_row, const float *s_col)
+{
+    V t = __builtin_convertvector(acc, V) * (s_row * FN(load)(s_col));
+    FL_OPAQUE(t);
+    return t;
+}
+
 /* acc[r][g] = comp + sum over the panel (see the header comment). */
 #define FL_INT8_PRODUCT(acc, mr, q, ldq, w, comp, K4)                         \
     do {                                                                      \
@@ -153,11 +162,9 @@ FL_INLINE void FN8(tile_rows)(const int mr, const fl_tile_i8 *a)
     for (int r = 0; r < mr; ++r) {
         V sr = FN(splat)(a->p.qs[r * a->p.ldqs]);
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; ++g) {
-            V t = __builtin_convertvector(acc[r][g], V) * (sr * FN(load)(a->p.ws + g * FL_W));
-            FL_OPAQUE(t);
-            z[r][g] = FN(load)(a->f.x + r * a->f.ldx + g * FL_W) + t;
-        }
+        for (int g = 0; g < 4; ++g)
+            z[r][g] = FN(load)(a->f.x + r * a->f.ldx + g * FL_W)
+                + FN8(dequantize)(acc[r][g], sr, a->p.ws + g * FL_W);
     }
     FN(cell_rows)(mr, z, &a->f);
 }
@@ -171,11 +178,9 @@ FL_INLINE void FN8(proj_rows)(const int mr, const fl_proj_i8 *a)
     for (int r = 0; r < mr; ++r) {
         V sr = FN(splat)(a->p.qs[r * a->p.ldqs]);
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; ++g) {
-            V t = __builtin_convertvector(acc[r][g], V) * (sr * FN(load)(a->p.ws + g * FL_W));
-            FL_OPAQUE(t);
-            FN(store)(a->out + r * a->ldo + g * FL_W, FN(load)(a->bias + g * FL_W) + t);
-        }
+        for (int g = 0; g < 4; ++g)
+            FN(store)(a->out + r * a->ldo + g * FL_W, FN(load)(a->bias + g * FL_W)
+                      + FN8(dequantize)(acc[r][g], sr, a->p.ws + g * FL_W));
     }
 }
 
