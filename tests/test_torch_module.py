@@ -123,7 +123,8 @@ def test_retain_graph_backward_twice():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(proj_size=2), ValueError, "proj_size"),
+    (dict(proj_size=4), ValueError, "proj_size"),
+    (dict(proj_size=-1), ValueError, "proj_size"),
     (dict(hidden_size=0), ValueError, "hidden_size"),
     (dict(hidden_size=2.0), TypeError, "hidden_size"),
     (dict(bias=1), TypeError, "bias"),
@@ -133,11 +134,11 @@ def test_retain_graph_backward_twice():
 ])
 def test_constructor_errors(kwargs, error, match):
     """The exception classes nn.LSTM raises for the same arguments (checked
-    against it, except proj_size, which nn.LSTM computes)."""
+    against it)."""
     arguments = dict(input_size=3, hidden_size=4) | kwargs
     with pytest.raises(error, match=match):
         ft.LSTM(**arguments)
-    if "proj_size" not in kwargs and "dtype" not in kwargs:
+    if "dtype" not in kwargs:
         with pytest.raises(error):
             torch.nn.LSTM(**arguments)
 

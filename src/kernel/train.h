@@ -9,6 +9,13 @@
  * NULL; rec [T_+1][B][NB*6W], hs [T_+1][B][ldh >= Up] out: the record for
  * fl_train_backward (layout in train.c).
  *
+ * A projection (LSTMP, projection.h): P > 0 and projection the panels
+ * [NPB][U][4W]; h, y, dh, dy have H = P features (rows of recurrent, seq
+ * and dseq too), ldh >= the projection's Pq columns as well, ms [T_][B][ldh]
+ * the forward's record of m; the backward takes projection_t, P_k^T
+ * [NQ][Pq][4W] in panels of 4W units, the workspace dhs [NPB][T_*B][4W],
+ * and writes dproj [U][Pq].  Without one: P = 0 and those are NULL.
+ *
  * fl_train_backward: x, rec, hs, ldx, ldh as the forward left them;
  * kernel_t [NX][4Up][4W] kernel^T in panels of 4W features (for dx), or
  * NULL with dx; recurrent_t [NQ][4Up][4W] R^T in panels of 4W units;
@@ -31,18 +38,23 @@
 
 #define FL_DECLARE_TRAIN(T, SUF)                                              \
 int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
-                           const T *bias, const T *recurrent, T *h, T *c,     \
+                           const T *bias, const T *recurrent,                 \
+                           const T *projection, ptrdiff_t P, T *h, T *c,      \
                            T *y, const unsigned char *mask, T *seq, T *rec,   \
-                           T *hs, ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,   \
-                           ptrdiff_t n_in, ptrdiff_t U, int isa, int backwards,  \
+                           T *hs, T *ms, ptrdiff_t ldh, ptrdiff_t B,          \
+                           ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U,         \
+                           int isa, int backwards,                            \
                            int act, int rec_act, int threads,                 \
                            int (*poll)(void *), void *poll_ctx);              \
 int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
-                            const T *recurrent_t, const T *rec, const T *hs,  \
-                            ptrdiff_t ldh, T *dz, const unsigned char *mask,  \
+                            const T *recurrent_t, const T *projection_t,      \
+                            ptrdiff_t P, const T *rec, const T *hs,           \
+                            const T *ms, ptrdiff_t ldh, T *dz, T *dhs,        \
+                            const unsigned char *mask,                        \
                             const T *dseq, T *dh, T *dc, const T *dy, T *dx,  \
-                            T *dkernel, T *drk, T *dbias, ptrdiff_t B,        \
-                            ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,  \
+                            T *dkernel, T *drk, T *dproj, T *dbias,           \
+                            ptrdiff_t B, ptrdiff_t T_, ptrdiff_t n_in,        \
+                            ptrdiff_t U, int isa,                             \
                             int backwards, int act, int rec_act, int threads, \
                             int (*poll)(void *), void *poll_ctx);
 
