@@ -10,6 +10,9 @@ In one run, on the same weights and data, float32, taking turns (see
               uniform in 1..T) as a PackedSequence (enforce_sorted=False),
               inference and training step, against nn.LSTM on the same
               PackedSequence and against fastlstm.torch on the padded batch
+  proj_size   LSTMP (``proj_size``, h = W_hr (o * tanh(c))) at (32, 100, 64,
+              256) with proj_size 128, against nn.LSTM with the same
+              proj_size: inference at batch 1 and 32, training step
 
 Reports median milliseconds and ratios (above 1: fastlstm.torch is faster).
 
@@ -28,12 +31,14 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import fastlstm.torch
 
 VARIABLE = (64, 200, 64, 256)
+# (batch, timesteps, features, units), proj_size
+PROJECTED = [((32, 100, 64, 256), 128)]
 
 
-def pair(features, units):
+def pair(features, units, proj_size=0):
     torch.manual_seed(0)
-    reference = torch.nn.LSTM(features, units, batch_first=True)
-    ours = fastlstm.torch.LSTM(features, units, batch_first=True)
+    reference = torch.nn.LSTM(features, units, batch_first=True, proj_size=proj_size)
+    ours = fastlstm.torch.LSTM(features, units, batch_first=True, proj_size=proj_size)
     ours.load_state_dict(reference.state_dict())
     return reference, ours
 
@@ -71,6 +76,25 @@ def standard_cells(rounds, block):
     return rows
 
 
+def projected_cells(rounds, block):
+    rows = []
+    for (batch, steps, features, units), proj_size in PROJECTED:
+        reference, ours = pair(features, units, proj_size)
+        generator = torch.Generator().manual_seed(3)
+        shape = f"({{}}, {steps}, {features}, {units}) proj_size {proj_size}"
+        for size in (1, batch):
+            x = torch.randn(size, steps, features, generator=generator)
+            times = median_ms({"ours": inference(ours, x), "nn": inference(reference, x)},
+                              rounds, block)
+            rows.append((f"inference {shape.format(size)}", times))
+        x = torch.randn(batch, steps, features, generator=generator)
+        d_out = torch.randn(batch, steps, proj_size, generator=generator)
+        times = median_ms({"ours": training(ours, x, d_out),
+                           "nn": training(reference, x, d_out)}, rounds, block)
+        rows.append((f"training {shape.format(batch)}", times))
+    return rows
+
+
 def variable_lengths(rounds, block):
     batch, steps, features, units = VARIABLE
     reference, ours = pair(features, units)
@@ -95,6 +119,8 @@ def variable_lengths(rounds, block):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    parser.add_argument("--only-proj", action="store_true",
+                        help="only the proj_size rows")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads for both (fastlstm.torch follows it)")
     args = parser.parse_args()
@@ -108,7 +134,10 @@ def main():
     print("| case | fastlstm.torch ms | nn.LSTM ms | nn / ours | ours padded ms "
           "| padded / packed |")
     print("|---|---:|---:|---:|---:|---:|")
-    for case, times in variable_lengths(rounds, block) + standard_cells(rounds, block):
+    rows = [] if args.only_proj else variable_lengths(rounds, block) + standard_cells(rounds,
+                                                                                      block)
+    rows += projected_cells(rounds, block)
+    for case, times in rows:
         ours, reference = times["ours"], times["nn"]
         padded = times.get("ours padded")
         extra = (f"{padded:.3f} | {padded / ours:.2f}x" if padded is not None else " | ")

@@ -561,12 +561,12 @@ def quantized_module(module: LSTM) -> LSTM:
     if module.training:
         raise ValueError("quantize_dynamic: the module must be in eval mode (call .eval() "
                          "first); int8 modules run inference only")
-    if module.weight_ih_l0.dtype != torch.float32:
-        raise ValueError(f"quantize_dynamic: int8 modules compute in float32, got "
-                         f"{module.weight_ih_l0.dtype} weights")
     if module.proj_size:
         raise ValueError(f"quantize_dynamic: int8 layers have no projection; got a module "
                          f"with proj_size={module.proj_size} (it stays float)")
+    if module.weight_ih_l0.dtype != torch.float32:
+        raise ValueError(f"quantize_dynamic: int8 modules compute in float32, got "
+                         f"{module.weight_ih_l0.dtype} weights")
     new = copy.deepcopy(module)
     layers = []
     for layer in range(new.num_layers):

@@ -236,7 +236,7 @@ def initial_state(value: object, batch: int, units: int, dtype: DTypeLike,
         return np.zeros(shapes["h"], dtype), np.zeros(shapes["c"], dtype)
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ValueError(
-            f"initial_state must be a list [h, c] of two arrays of "
+            "initial_state must be a list [h, c] of two arrays of "
             + (f"shapes {shapes['h']} and {shapes['c']}" if proj_size
                else f"shape (batch, units) = {shapes['c']}")
             + f", got {_describe(value)}")

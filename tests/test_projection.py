@@ -152,7 +152,8 @@ def test_shapes_weights_and_states():
     assert layer.count_params() == 4 * 32 + 3 * 32 + 32 + 8 * 3
     assert layer.compute_output_shape((None, 5, 4)) == [(None, 3), (None, 3), (None, 8)]
     assert layer.projection_kernel.shape == (8, 3)
-    assert fastlstm.LSTM(8, proj_size=None).proj_size == fastlstm.LSTM(8, proj_size=0).proj_size == 0
+    assert fastlstm.LSTM(8, proj_size=None).proj_size == 0
+    assert fastlstm.LSTM(8, proj_size=0).proj_size == 0
     other = fastlstm.LSTM(8, proj_size=3, return_state=True)
     other.set_weights(layer.get_weights())
     for a, b in zip(other(np.ones((2, 5, 4), np.float32)), (output, h, c), strict=True):
