@@ -452,9 +452,12 @@ class LSTM:
                 proj_size=self.proj_size)))
         else:
             sequence = batch * timesteps * self._outputs * self.return_sequences
-            # The kernel's workspace: bounded projection chunks, per-row states.
+            # The kernel's workspace: bounded projection chunks, per-row
+            # states (with a projection also m, its rows padded to 4W).
+            states = (6 * batch * (units + 64) if self.proj_size
+                      else 4 * batch * (units + 16))
             parts += [("the output sequence", sequence * itemsize),
-                      ("the kernel workspace", 2**20 + 4 * batch * (units + 16) * itemsize)]
+                      ("the kernel workspace", 2**20 + states * itemsize)]
         validation.within_memory(parts, f"LSTM(units={units}) on x of shape {x.shape}")
 
     def _infer(self, weights: _Weights, x: Array, mask: Array | None, h: Array, c: Array,
