@@ -58,41 +58,35 @@ def training(module, x, d_out):
     return run
 
 
-def standard_cells(rounds, block):
+def cell_rows(cell, sizes, rounds, block, proj_size=0, seed=1):
+    """Inference at each batch size of ``sizes`` and a training step at the
+    cell's batch, for one cell (with ``proj_size``: both modules LSTMP)."""
+    batch, steps, features, units = cell
+    reference, ours = pair(features, units, proj_size)
+    generator = torch.Generator().manual_seed(seed)
+    shape = f"({{}}, {steps}, {features}, {units})" + (
+        f" proj_size {proj_size}" if proj_size else "")
     rows = []
-    for batch, steps, features, units in GRID:
-        reference, ours = pair(features, units)
-        generator = torch.Generator().manual_seed(1)
-        for size in (1, 64):
-            x = torch.randn(size, steps, features, generator=generator)
-            times = median_ms({"ours": inference(ours, x), "nn": inference(reference, x)},
-                              rounds, block)
-            rows.append((f"inference ({size}, {steps}, {features}, {units})", times))
-        x = torch.randn(batch, steps, features, generator=generator)
-        d_out = torch.randn(batch, steps, units, generator=generator)
-        times = median_ms({"ours": training(ours, x, d_out),
-                           "nn": training(reference, x, d_out)}, rounds, block)
-        rows.append((f"training ({batch}, {steps}, {features}, {units})", times))
+    for size in sizes:
+        x = torch.randn(size, steps, features, generator=generator)
+        times = median_ms({"ours": inference(ours, x), "nn": inference(reference, x)},
+                          rounds, block)
+        rows.append((f"inference {shape.format(size)}", times))
+    x = torch.randn(batch, steps, features, generator=generator)
+    d_out = torch.randn(batch, steps, proj_size or units, generator=generator)
+    times = median_ms({"ours": training(ours, x, d_out),
+                       "nn": training(reference, x, d_out)}, rounds, block)
+    rows.append((f"training {shape.format(batch)}", times))
     return rows
+
+
+def standard_cells(rounds, block):
+    return [row for cell in GRID for row in cell_rows(cell, (1, 64), rounds, block)]
 
 
 def projected_cells(rounds, block):
-    rows = []
-    for (batch, steps, features, units), proj_size in PROJECTED:
-        reference, ours = pair(features, units, proj_size)
-        generator = torch.Generator().manual_seed(3)
-        shape = f"({{}}, {steps}, {features}, {units}) proj_size {proj_size}"
-        for size in (1, batch):
-            x = torch.randn(size, steps, features, generator=generator)
-            times = median_ms({"ours": inference(ours, x), "nn": inference(reference, x)},
-                              rounds, block)
-            rows.append((f"inference {shape.format(size)}", times))
-        x = torch.randn(batch, steps, features, generator=generator)
-        d_out = torch.randn(batch, steps, proj_size, generator=generator)
-        times = median_ms({"ours": training(ours, x, d_out),
-                           "nn": training(reference, x, d_out)}, rounds, block)
-        rows.append((f"training {shape.format(batch)}", times))
-    return rows
+    return [row for cell, proj_size in PROJECTED
+            for row in cell_rows(cell, (1, cell[0]), rounds, block, proj_size, seed=3)]
 
 
 def variable_lengths(rounds, block):

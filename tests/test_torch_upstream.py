@@ -93,83 +93,68 @@ def _forward_backward(rnn, input_val, hx_val, grad_output, grad_hy, cx_val=None,
             + [p.grad for p in rnn.parameters()])
 
 
+def _cpu_vs_cudnn_case(bias, bidirectional, batch_first, contig, variable_len, dropout=0,
+                       proj_size=0):
+    """One combination of upstream's ``_test_RNN_cpu_vs_cudnn``: outputs,
+    final states and all gradients of fastlstm.torch against nn.LSTM's
+    (upstream's tolerance is 5e-5).  With ``proj_size`` (its "LSTM with
+    projections" section) h has proj_size features and c its own values and
+    gradient."""
+    input_size, hidden_size, num_layers, seq_length, batch = 10, 6, 2, 7, 6
+    torch.manual_seed(0)
+    directions = 2 if bidirectional else 1
+    features = proj_size or hidden_size
+    shape = (batch, seq_length) if batch_first else (seq_length, batch)
+    input_val = torch.randn(*shape, input_size)
+    grad_output = torch.randn(*shape, features * directions)
+    hx_val = torch.randn(num_layers * directions, batch, features)
+    grad_hy = torch.randn(num_layers * directions, batch, features)
+    cx_val = grad_cy = None
+    if proj_size:
+        cx_val = torch.randn(num_layers * directions, batch, hidden_size)
+        grad_cy = torch.randn(num_layers * directions, batch, hidden_size)
+    if not contig:
+        grad_output, grad_hy = _noncontiguous(grad_output), _noncontiguous(grad_hy)
+        input_val, hx_val = _noncontiguous(input_val), _noncontiguous(hx_val)
+    if variable_len:
+        lengths = [7, 5, 5, 2, 1, 1]
+        input_val = rnn_utils.pack_padded_sequence(input_val, lengths,
+                                                   batch_first=batch_first)
+        grad_output = rnn_utils.pack_padded_sequence(grad_output, lengths,
+                                                     batch_first=batch_first).data
+    config = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                  bias=bias, dropout=dropout, bidirectional=bidirectional,
+                  batch_first=batch_first, proj_size=proj_size)
+    reference = torch.nn.LSTM(**config)
+    rnn = _copy_of(reference, **config)
+    arguments = (input_val, hx_val, grad_output, grad_hy, cx_val, grad_cy)
+    actual = _forward_backward(rnn, *arguments)
+    expected = _forward_backward(reference, *arguments)
+    for a, e in zip(actual, expected, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=5e-6)
+
+
 @pytest.mark.parametrize("dropout", [0, 1])
 def test_RNN_cpu_vs_cudnn(dropout):
     """Upstream ``TestNN._test_RNN_cpu_vs_cudnn`` (no_dropout and
     with_dropout, p=1 being the only deterministic rate): every combination
     of bias, bidirectional, batch_first, contiguous and variable-length
-    (PackedSequence) inputs; outputs, final states and all gradients agree
-    with nn.LSTM's (upstream's tolerance is 5e-5)."""
-    input_size, hidden_size, num_layers, seq_length, batch = 10, 6, 2, 7, 6
-    for bias, bidirectional, batch_first, contig, variable_len in itertools.product(
-            (True, False), repeat=5):
+    (PackedSequence) inputs."""
+    for flags in itertools.product((True, False), repeat=5):
+        bias, _, _, contig, _ = flags
         if dropout and not (bias and contig):    # test time: dropout on 8 of the 32
             continue
-        torch.manual_seed(0)
-        directions = 2 if bidirectional else 1
-        shape = (batch, seq_length) if batch_first else (seq_length, batch)
-        input_val = torch.randn(*shape, input_size)
-        grad_output = torch.randn(*shape, hidden_size * directions)
-        hx_val = torch.randn(num_layers * directions, batch, hidden_size)
-        grad_hy = torch.randn(num_layers * directions, batch, hidden_size)
-        if not contig:
-            grad_output, grad_hy = _noncontiguous(grad_output), _noncontiguous(grad_hy)
-            input_val, hx_val = _noncontiguous(input_val), _noncontiguous(hx_val)
-        if variable_len:
-            lengths = [7, 5, 5, 2, 1, 1]
-            input_val = rnn_utils.pack_padded_sequence(input_val, lengths,
-                                                       batch_first=batch_first)
-            grad_output = rnn_utils.pack_padded_sequence(grad_output, lengths,
-                                                         batch_first=batch_first).data
-        config = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
-                      bias=bias, dropout=dropout, bidirectional=bidirectional,
-                      batch_first=batch_first)
-        reference = torch.nn.LSTM(**config)
-        rnn = _copy_of(reference, **config)
-        actual = _forward_backward(rnn, input_val, hx_val, grad_output, grad_hy)
-        expected = _forward_backward(reference, input_val, hx_val, grad_output, grad_hy)
-        for a, e in zip(actual, expected, strict=True):
-            torch.testing.assert_close(a, e, rtol=1e-5, atol=5e-6)
+        _cpu_vs_cudnn_case(*flags, dropout=dropout)
 
 
 def test_RNN_cpu_vs_cudnn_projections():
     """Upstream ``TestNN._test_RNN_cpu_vs_cudnn``, its "LSTM with
     projections" section (proj_size=3), on 8 of its 32 combinations (test
     time): each of bidirectional, contiguous and variable-length inputs
-    with each other, bias and batch_first alternating with them; h_0 and
-    h_n have proj_size features, c_0 and c_n hidden_size."""
-    input_size, hidden_size, proj_size, num_layers, seq_length, batch = 10, 6, 3, 2, 7, 6
+    with each other, bias and batch_first alternating with them."""
     for bidirectional, contig, variable_len in itertools.product((True, False), repeat=3):
-        bias, batch_first = bidirectional != contig, contig != variable_len
-        torch.manual_seed(0)
-        directions = 2 if bidirectional else 1
-        shape = (batch, seq_length) if batch_first else (seq_length, batch)
-        input_val = torch.randn(*shape, input_size)
-        grad_output = torch.randn(*shape, proj_size * directions)
-        hx_val = torch.randn(num_layers * directions, batch, proj_size)
-        cx_val = torch.randn(num_layers * directions, batch, hidden_size)
-        grad_hy = torch.randn(num_layers * directions, batch, proj_size)
-        grad_cy = torch.randn(num_layers * directions, batch, hidden_size)
-        if not contig:
-            grad_output, grad_hy = _noncontiguous(grad_output), _noncontiguous(grad_hy)
-            input_val, hx_val = _noncontiguous(input_val), _noncontiguous(hx_val)
-        if variable_len:
-            lengths = [7, 5, 5, 2, 1, 1]
-            input_val = rnn_utils.pack_padded_sequence(input_val, lengths,
-                                                       batch_first=batch_first)
-            grad_output = rnn_utils.pack_padded_sequence(grad_output, lengths,
-                                                         batch_first=batch_first).data
-        config = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
-                      bias=bias, bidirectional=bidirectional, batch_first=batch_first,
-                      proj_size=proj_size)
-        reference = torch.nn.LSTM(**config)
-        rnn = _copy_of(reference, **config)
-        actual = _forward_backward(rnn, input_val, hx_val, grad_output, grad_hy, cx_val,
-                                   grad_cy)
-        expected = _forward_backward(reference, input_val, hx_val, grad_output, grad_hy,
-                                     cx_val, grad_cy)
-        for a, e in zip(actual, expected, strict=True):
-            torch.testing.assert_close(a, e, rtol=1e-5, atol=5e-6)
+        _cpu_vs_cudnn_case(bidirectional != contig, bidirectional, contig != variable_len,
+                           contig, variable_len, proj_size=3)
 
 
 def test_rnn_proj_args_check():
