@@ -1,7 +1,8 @@
-"""Time ``fastlstm.torch.LSTM`` against ``torch.nn.LSTM`` as a drop-in.
+"""Time ``fastlstm.torch.LSTM`` against ``torch.nn.LSTM`` as a drop-in, and
+check issue 14's speed targets.
 
 In one run, on the same weights and data, float32, taking turns (see
-``bench_training.median_ms``):
+``bench_training.times_ms``):
 
   inference   ``module(x)`` under ``torch.inference_mode()``, at batch 1 and
               batch 64 with each standard cell's (T, I, H)
@@ -12,20 +13,31 @@ In one run, on the same weights and data, float32, taking turns (see
               PackedSequence and against fastlstm.torch on the padded batch
   proj_size   LSTMP (``proj_size``, h = W_hr (o * tanh(c))) at (32, 100, 64,
               256) with proj_size 128, against nn.LSTM with the same
-              proj_size: inference at batch 1 and 32, training step
+              proj_size (--only-proj: these rows alone): inference at batch
+              1 and 32, training step, under the inference and training
+              targets
 
-Reports median milliseconds and ratios (above 1: fastlstm.torch is faster).
+Prints one table: per case the median and the minimum milliseconds of
+each, the ratio of medians (above 1: fastlstm.torch is faster), the
+issue's target for that ratio and whether it is met; then how many targets
+were met.  Targets (issue 14): inference at batch 1 and 64 >= 1.5x nn.LSTM
+on every cell; training step >= 1.3x on every cell; PackedSequence
+inference and training >= 2x nn.LSTM on the PackedSequence and >= 1.5x
+fastlstm.torch's own padded call on the same batch.
 
-Run with the OpenBLAS tuning variables unset:
+Run with the OpenBLAS tuning variables unset (both libraries use torch's
+thread count, by default the machine's cores; --threads N sets it):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_torch_module.py
 """
 import argparse
+import itertools
 import os
 import platform
+import statistics
 
 import numpy as np
 import torch
-from bench_training import GRID, median_ms
+from bench_training import GRID, times_ms
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastlstm.torch
@@ -33,6 +45,8 @@ import fastlstm.torch
 VARIABLE = (64, 200, 64, 256)
 # (batch, timesteps, features, units), proj_size
 PROJECTED = [((32, 100, 64, 256), 128)]
+INFERENCE_TARGET, TRAINING_TARGET = 1.5, 1.3
+PACKED_TARGET, PACKED_PADDED_TARGET = 2.0, 1.5
 
 
 def pair(features, units, proj_size=0):
@@ -66,27 +80,26 @@ def cell_rows(cell, sizes, rounds, block, proj_size=0, seed=1):
     generator = torch.Generator().manual_seed(seed)
     shape = f"({{}}, {steps}, {features}, {units})" + (
         f" proj_size {proj_size}" if proj_size else "")
-    rows = []
     for size in sizes:
         x = torch.randn(size, steps, features, generator=generator)
-        times = median_ms({"ours": inference(ours, x), "nn": inference(reference, x)},
-                          rounds, block)
-        rows.append((f"inference {shape.format(size)}", times))
+        times = times_ms({"ours": inference(ours, x), "nn": inference(reference, x)},
+                         rounds, block)
+        yield f"inference {shape.format(size)}", times, "nn", INFERENCE_TARGET
     x = torch.randn(batch, steps, features, generator=generator)
     d_out = torch.randn(batch, steps, proj_size or units, generator=generator)
-    times = median_ms({"ours": training(ours, x, d_out),
-                       "nn": training(reference, x, d_out)}, rounds, block)
-    rows.append((f"training {shape.format(batch)}", times))
-    return rows
+    times = times_ms({"ours": training(ours, x, d_out),
+                      "nn": training(reference, x, d_out)}, rounds, block)
+    yield f"training {shape.format(batch)}", times, "nn", TRAINING_TARGET
 
 
 def standard_cells(rounds, block):
-    return [row for cell in GRID for row in cell_rows(cell, (1, 64), rounds, block)]
+    for cell in GRID:
+        yield from cell_rows(cell, (1, 64), rounds, block)
 
 
 def projected_cells(rounds, block):
-    return [row for cell, proj_size in PROJECTED
-            for row in cell_rows(cell, (1, cell[0]), rounds, block, proj_size, seed=3)]
+    for cell, proj_size in PROJECTED:
+        yield from cell_rows(cell, (1, cell[0]), rounds, block, proj_size, seed=3)
 
 
 def variable_lengths(rounds, block):
@@ -99,15 +112,13 @@ def variable_lengths(rounds, block):
     d_packed = torch.randn(packed.data.shape[0], units, generator=generator)
     d_padded = torch.randn(batch, steps, units, generator=generator)
     shape = f"({batch}, {steps}, {features}, {units}), lengths 1..{steps}"
-    rows = []
-    times = median_ms({"ours": inference(ours, packed), "nn": inference(reference, packed),
-                       "ours padded": inference(ours, x)}, rounds, block)
-    rows.append((f"packed inference {shape}", times))
-    times = median_ms({"ours": training(ours, packed, d_packed),
-                       "nn": training(reference, packed, d_packed),
-                       "ours padded": training(ours, x, d_padded)}, rounds, block)
-    rows.append((f"packed training {shape}", times))
-    return rows
+    for kind, run, d_in, d_pad in (("inference", inference, (), ()),
+                                   ("training", training, (d_packed,), (d_padded,))):
+        times = times_ms({"ours": run(ours, packed, *d_in), "nn": run(reference, packed, *d_in),
+                          "ours padded": run(ours, x, *d_pad)}, rounds, block)
+        yield (f"packed {kind} {shape} vs nn.LSTM packed", times, "nn", PACKED_TARGET)
+        yield (f"packed {kind} {shape} vs ours padded", times, "ours padded",
+               PACKED_PADDED_TARGET)
 
 
 def main():
@@ -125,18 +136,21 @@ def main():
           f"fastlstm {fastlstm.__version__}, numpy {np.__version__}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")
-    print("| case | fastlstm.torch ms | nn.LSTM ms | nn / ours | ours padded ms "
-          "| padded / packed |")
-    print("|---|---:|---:|---:|---:|---:|")
-    rows = [] if args.only_proj else variable_lengths(rounds, block) + standard_cells(rounds,
-                                                                                      block)
-    rows += projected_cells(rounds, block)
-    for case, times in rows:
-        ours, reference = times["ours"], times["nn"]
-        padded = times.get("ours padded")
-        extra = (f"{padded:.3f} | {padded / ours:.2f}x" if padded is not None else " | ")
-        print(f"| {case} | {ours:.3f} | {reference:.3f} | {reference / ours:.2f}x | {extra} |",
-              flush=True)
+    print("| case | fastlstm.torch ms median (min) | peer ms median (min) | peer / ours "
+          "| target | met |")
+    print("|---|---:|---:|---:|---:|---|")
+    met = []
+    cases = (projected_cells(rounds, block) if args.only_proj else itertools.chain(
+        variable_lengths(rounds, block), standard_cells(rounds, block),
+        projected_cells(rounds, block)))
+    for case, times, peer, target in cases:
+        ours, theirs = times["ours"], times[peer]
+        ratio = statistics.median(theirs) / statistics.median(ours)
+        met.append(ratio >= target)
+        print(f"| {case} | {statistics.median(ours):.3f} ({min(ours):.3f}) "
+              f"| {statistics.median(theirs):.3f} ({min(theirs):.3f}) | {ratio:.2f}x "
+              f"| {target:.1f}x | {'yes' if met[-1] else 'NO'} |", flush=True)
+    print(f"targets met: {sum(met)} of {len(met)}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -122,10 +122,12 @@ class Bidirectional:
         forward_state = backward_state = None
         if initial_state is not None:
             forward_state, backward_state = initial_state[:2], initial_state[2:]
+        # lengths go on to the layers, which then compute no padded step
+        given = dict(mask=mask) if lengths is None else dict(lengths=lengths)
         forward, forward_states = _split(
-            self.forward_layer(x, mask=mask, initial_state=forward_state))
+            self.forward_layer(x, initial_state=forward_state, **given))
         backward, backward_states = _split(
-            self.backward_layer(x, mask=mask, initial_state=backward_state))
+            self.backward_layer(x, initial_state=backward_state, **given))
         states = forward_states + backward_states
         if self.return_sequences:
             backward = backward[:, ::-1]

@@ -374,7 +374,10 @@ class LSTM:
             Overrides the stored states of a stateful layer.
         lengths : array_like of int, shape (batch,), optional
             Shortcut for a right-padded mask: row b has ``lengths[b]`` valid
-            steps (like PyTorch's ``pack_padded_sequence``).
+            steps (like PyTorch's ``pack_padded_sequence``).  Outputs are
+            those of the mask; at inference the padded steps are not
+            computed at all (the kernel runs step t on the rows that have
+            it), so a batch of mixed lengths costs its valid steps.
         training : bool, default False
             Record the pass for ``backward`` and apply dropout.
 
@@ -418,19 +421,28 @@ class LSTM:
               training: bool) -> Output:
         batch, timesteps, _ = array.shape
         self._check_memory(array, training, mask is not None or lengths is not None)
-        mask = validation.mask_or_lengths(mask, lengths, batch, timesteps)
+        # Inference on float weights computes no padded step given lengths.
+        row_lengths = None
+        if lengths is not None and mask is None and not training and weights.int8 is None \
+                and batch > 0:
+            row_lengths = validation.sequence_lengths(lengths, batch, timesteps)
+        else:
+            masks = validation.mask_or_lengths(mask, lengths, batch, timesteps)
         h, c = self._start_states(initial_state, batch)
         if training and weights.int8 is not None:
             raise ValueError("an int8 layer (made by quantize_dynamic) runs inference only; "
                              "got training=True")
+        if row_lengths is not None:
+            sequence, last = self._infer_lengths(weights, array, row_lengths, h, c)
+            return self._finish(sequence, last, h, c)
         x = np.ascontiguousarray(array, dtype=self.dtype)
         if training:
-            sequence, last = self._record(weights, x, mask, h, c)
+            sequence, last = self._record(weights, x, masks, h, c)
         else:
-            sequence, last = self._infer(weights, x, mask, h, c)
+            sequence, last = self._infer(weights, x, masks, h, c)
         # The kernels carry the last output under a mask (zeros before the
         # first unmasked step); without one it is the final h.
-        if mask is None and timesteps > 0:
+        if masks is None and timesteps > 0:
             last[...] = h
         return self._finish(sequence, last, h, c)
 
@@ -457,6 +469,8 @@ class LSTM:
             states = (6 * batch * (units + 64) if self.proj_size
                       else 4 * batch * (units + 16))
             parts += [("the output sequence", sequence * itemsize),
+                      ("rows sorted by length (lengths): x and the sequence",
+                       masked * (x.size + sequence) * itemsize),
                       ("the kernel workspace", 2**20 + states * itemsize)]
         validation.within_memory(parts, f"LSTM(units={units}) on x of shape {x.shape}")
 
@@ -478,6 +492,51 @@ class LSTM:
             _kernel.forward(x, weights.packed(), h, c, last, mask, sequence,
                             self.go_backwards, *codes, threads)
         return sequence, last
+
+    def _infer_lengths(self, weights: _Weights, array: Array, lengths: Array, h: Array,
+                       c: Array) -> tuple[Array | None, Array]:
+        """``_infer`` with ``lengths`` (batch,) intp: the kernel runs step t
+        on the rows that have it (rows sorted longest first, then put back),
+        computing no padded step; the outputs at padded steps are then
+        those of a right-padded mask, as Keras gives them: the last output
+        repeated (zeros before a row's first step)."""
+        batch, timesteps = array.shape[:2]
+        order = np.argsort(-lengths, kind="stable")
+        in_order = bool(np.all(order == np.arange(batch)))
+        rows = slice(None) if in_order else order
+        x = np.ascontiguousarray(array[rows], dtype=self.dtype)
+        sorted_lengths = np.ascontiguousarray(lengths[rows])
+        h_sorted, c_sorted = np.ascontiguousarray(h[rows]), np.ascontiguousarray(c[rows])
+        sequence = None
+        if self.return_sequences:
+            sequence = np.empty((batch, timesteps, self._outputs), self.dtype)
+        _kernel.forward(x, weights.packed(), h_sorted, c_sorted,
+                        np.zeros((batch, self._outputs), self.dtype), None, sequence,
+                        self.go_backwards, activations.CODES[self.activation],
+                        activations.CODES[self.recurrent_activation],
+                        self.num_threads or _kernel.DEFAULT_THREADS, sorted_lengths)
+        h[rows], c[rows] = h_sorted, c_sorted
+        last = np.where((lengths > 0)[:, None], h, 0).astype(self.dtype, copy=False)
+        if sequence is None:
+            return None, last
+        # Padded steps in processing order: after a row's steps (forward),
+        # before them (backwards, whose outputs there stay zero).
+        step = np.arange(timesteps)
+        if self.go_backwards:
+            row, k = np.nonzero(step >= (timesteps - sorted_lengths)[:, None])
+            padded = np.ones((batch, timesteps), bool)
+            padded[row, k] = False
+            sequence[padded] = 0
+        else:
+            row, k = np.nonzero(step >= sorted_lengths[:, None])
+            ended = sorted_lengths[row] > 0
+            sequence[row[~ended], k[~ended]] = 0
+            sequence[row[ended], k[ended]] = sequence[row[ended], sorted_lengths[row[ended]] - 1]
+        if in_order:
+            return sequence, last
+        unsorted = np.empty_like(sequence)
+        unsorted[order] = sequence
+        return unsorted, last
 
     def _record(self, weights: _Weights, x: Array, mask: Array | None, h: Array, c: Array,
                 ) -> tuple[Array | None, Array]:

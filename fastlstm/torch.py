@@ -32,6 +32,7 @@ from torch.nn.utils.rnn import PackedSequence
 from . import quantization, torch_direction
 from .layer import LSTM as FastLSTM
 from .torch_direction import Direction, lstm_direction
+from .torch_packed import Layout
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
@@ -89,9 +90,7 @@ def _direction(mode: str, x: Any, h0: Any, c0: Any, weights: list[Any],
     """One direction of one layer: x (B, T, I) -> (sequence (B, T, H) in
     time order, h_n, c_n), all in x's dtype."""
     if mode == "autograd":
-        if lengths is not None:
-            return torch_direction.record_packed(x, h0, c0, weights, lengths, reverse, free)
-        return Direction.apply(x, h0, c0, *weights, None, reverse, free)  # type: ignore[no-any-return]
+        return Direction.apply(x, h0, c0, *weights, lengths, reverse, free)  # type: ignore[no-any-return]
     if mode == "op":
         return lstm_direction(x, h0, c0, *weights,  # type: ignore[no-any-return]
                               None if lengths is None else torch.from_numpy(lengths), reverse)
@@ -103,17 +102,6 @@ def _direction(mode: str, x: Any, h0: Any, c0: Any, weights: list[Any],
     # even through ascontiguousarray when T = 1), which torch refuses.
     return (torch.from_numpy(sequence.copy() if reverse else sequence), torch.from_numpy(h),
             torch.from_numpy(c))
-
-
-def _packed_layout(batch_sizes: Any) -> tuple[Any, Any, Any]:
-    """Where a PackedSequence's rows go in a padded (B, T) batch (sorted
-    order): ``(rows, steps, lengths)``, each row of its data at
-    ``[rows[k], steps[k]]``; ``lengths`` (B,) int64."""
-    sizes = batch_sizes.numpy()
-    steps = np.repeat(np.arange(len(sizes)), sizes)
-    rows = np.arange(len(steps)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    lengths = (sizes[None, :] > np.arange(sizes[0])[:, None]).sum(axis=1)
-    return torch.from_numpy(rows), torch.from_numpy(steps), lengths
 
 
 class _Recurrent(nn.Module):  # type: ignore[misc]
@@ -270,14 +258,13 @@ class LSTM(_Recurrent):
         data = input.data if packed else input
         self._check_call(data, self.weight_ih_l0.dtype)
         compute, out_dtype = _compute_dtypes(self.weight_ih_l0.dtype, data.dtype)
-        rows = steps = lengths = None
+        layout = None
         if packed:
             if data.dim() != 2:
                 raise LSTMInputError(f"input must have 2 dimensions, got {data.dim()}")
             self._check_features(data)
-            rows, steps, lengths = _packed_layout(input.batch_sizes)
-            x = data.new_zeros(len(lengths), len(input.batch_sizes), self.input_size)
-            x[rows, steps] = data                      # (N, L, H_in), sorted by length
+            layout = Layout(input.batch_sizes)
+            x = layout.pad(data.to(compute))           # (N, L, H_in), sorted by length
             batched = True
         else:
             if input.dim() not in (2, 3):
@@ -294,16 +281,18 @@ class LSTM(_Recurrent):
         if packed and hx is not None and input.sorted_indices is not None:
             h0 = h0.index_select(1, input.sorted_indices)
             c0 = c0.index_select(1, input.sorted_indices)
-        output, h_n, c_n = self._layers(x.to(compute), h0, c0, lengths)
+        output, h_n, c_n = self._layers(x.to(compute), h0, c0,
+                                        None if layout is None else layout.lengths)
+        if layout is not None:
+            output = layout.pack(output)
         if out_dtype != compute:
             output, h_n, c_n = (t.to(out_dtype) for t in (output, h_n, c_n))
         if packed:
             if input.unsorted_indices is not None:
                 h_n = h_n.index_select(1, input.unsorted_indices)
                 c_n = c_n.index_select(1, input.unsorted_indices)
-            return (PackedSequence(output[rows, steps], input.batch_sizes,
-                                   input.sorted_indices, input.unsorted_indices),
-                    (h_n, c_n))
+            return (PackedSequence(output, input.batch_sizes, input.sorted_indices,
+                                   input.unsorted_indices), (h_n, c_n))
         if not self.batch_first or not batched:
             output = output.transpose(0, 1).contiguous()
         if not batched:
@@ -389,7 +378,7 @@ class LSTM(_Recurrent):
         h_n: list[Any] = []
         c_n: list[Any] = []
         with torch.no_grad():
-            for layer in range(self.num_layers):
+            for _ in range(self.num_layers):
                 outputs = []
                 for direction in range(2 if self.bidirectional else 1):
                     index = len(h_n)
@@ -421,9 +410,8 @@ class LSTM(_Recurrent):
             outputs = []
             for direction, suffix in enumerate(self._suffixes(layer)):
                 pack = torch_direction.weights(self._weights(suffix), x.dtype)
-                run = torch_direction.infer if lengths is None else torch_direction.infer_packed
-                outputs.append(run(sequence, h_n[index], c_n[index], pack, lengths,
-                                   bool(direction)))
+                outputs.append(torch_direction.infer(sequence, h_n[index], c_n[index], pack,
+                                                     lengths, bool(direction)))
                 index += 1
             sequence = np.concatenate(outputs, axis=2) if len(outputs) == 2 else outputs[0]
         return torch.from_numpy(sequence), torch.from_numpy(h_n), torch.from_numpy(c_n)

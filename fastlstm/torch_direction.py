@@ -19,8 +19,10 @@ one of the tensors changes (its ``_version`` counts in-place updates such
 as an optimizer step; ``data_ptr`` and identity catch replaced tensors).
 
 Sequences are batch-major (B, T, features) and in time order for both
-directions; ``lengths`` (B,) marks the valid steps at the start of each row
-(padded steps carry the state; their outputs are not used by the caller).
+directions; ``lengths`` (B,) marks the valid steps at the start of each row,
+rows sorted longest first as in a PackedSequence: the kernels run each step
+on the rows that have it (padded steps are not computed, their outputs are
+zeros and their gradients zero; each row's final states are its own).
 """
 from __future__ import annotations
 
@@ -31,7 +33,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch.nn import functional
 
 from . import _kernel, activations, convert, training, validation
 
@@ -124,11 +125,14 @@ def threads() -> int:
     return max(1, min(int(torch.get_num_threads()), _kernel.DEFAULT_THREADS))
 
 
-def mask_of(lengths: Array | None, timesteps: int) -> Array | None:
-    """The kernels' uint8 (B, T) mask of ``lengths``, or None."""
+def kernel_lengths(lengths: Any) -> Array | None:
+    """``lengths`` (array or tensor, sorted longest first) as the kernels'
+    intp array, or None."""
     if lengths is None:
         return None
-    return (np.arange(timesteps) < lengths[:, None]).astype(np.uint8)
+    if isinstance(lengths, torch.Tensor):
+        lengths = lengths.numpy()
+    return np.ascontiguousarray(lengths, np.intp)
 
 
 # ---------------------------------------------------------------- inference
@@ -136,55 +140,17 @@ def infer(x: Array, h: Array, c: Array, pack: Pack, lengths: Array | None,
           reverse: bool) -> Array:
     """Run the inference kernel: ``x`` (B, T, I) C-contiguous; ``h``, ``c``
     (B, H) overwritten with the final states.  Returns the (B, T, H)
-    sequence in time order."""
+    sequence in time order (zeros past each row's length)."""
     batch, timesteps = x.shape[:2]
     units = pack.recurrent_kernel.shape[0]
-    # The kernel writes every step of the sequence; with a mask it reads the
-    # last output from ``last`` (zeros before the first valid step).
-    sequence = np.empty((batch, timesteps, units), x.dtype)
+    # The kernel writes every step it computes: past a row's length, none.
+    new = np.empty if lengths is None else np.zeros
+    sequence = new((batch, timesteps, units), x.dtype)
     last = np.zeros((batch, units), x.dtype)
-    _kernel.forward(x, pack.packed, h, c, last, mask_of(lengths, timesteps), sequence,
-                    reverse, *_CODES, threads())
+    _kernel.forward(x, pack.packed, h, c, last, None, sequence, reverse, *_CODES, threads(),
+                    kernel_lengths(lengths))
     # fastlstm returns processing order; torch, time order.
     return sequence[:, ::-1] if reverse else sequence
-
-
-# Most kernel calls a PackedSequence's direction is split into (see
-# ``segments``): each costs a call's fixed work (workspace, thread hand-out)
-# and a copy of its inputs, and saves the steps of the rows that ended.
-SEGMENTS = 8
-
-
-def segments(lengths: Array, count: int = SEGMENTS) -> list[tuple[int, int, int]]:
-    """Time ranges ``(t0, t1, rows)`` covering the steps of ``lengths``
-    (sorted, longest first, as in a PackedSequence): within [t0, t1) only
-    the first ``rows`` rows have steps left, so the kernel runs on those.
-    The boundaries are the lengths at ``count`` evenly spaced rows, so each
-    range drops about 1/count of the batch."""
-    batch = len(lengths)
-    cuts = {0, int(lengths[0])}
-    cuts.update(int(lengths[min(batch - 1, batch * j // count)]) for j in range(1, count))
-    bounds = sorted(cuts)
-    return [(t0, t1, int(np.count_nonzero(lengths > t0)))
-            for t0, t1 in zip(bounds[:-1], bounds[1:], strict=False)]
-
-
-def infer_packed(x: Array, h: Array, c: Array, pack: Pack, lengths: Array,
-                 reverse: bool) -> Array:
-    """``infer`` on rows sorted by ``lengths`` (longest first), running the
-    kernel only on the rows that still have steps (``segments``); steps past
-    a row's length are not computed and hold zeros in the returned
-    sequence.  ``h``, ``c`` must be C-contiguous (their leading rows are
-    passed to the kernel as views)."""
-    batch, timesteps = x.shape[:2]
-    sequence = np.zeros((batch, timesteps, pack.recurrent_kernel.shape[0]), x.dtype)
-    spans = segments(lengths)
-    for t0, t1, rows in reversed(spans) if reverse else spans:
-        within = np.minimum(lengths[:rows] - t0, t1 - t0)
-        sequence[:rows, t0:t1] = infer(
-            np.ascontiguousarray(x[:rows, t0:t1]), h[:rows], c[:rows], pack,
-            None if within[-1] == t1 - t0 else within, reverse)
-    return sequence
 
 
 # ------------------------------------------------------------------ training
@@ -223,7 +189,7 @@ def _refuse_double_backward(grads: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(None if g is None else next(aliases) for g in grads)
 
 
-def _record(x: Array, h0: Any, c0: Any, pack: Pack, mask: Array | None, reverse: bool,
+def _record(x: Array, h0: Any, c0: Any, pack: Pack, lengths: Array | None, reverse: bool,
             workspace: training.Tape | None,
             ) -> tuple[Array, Array, Array, training.Tape]:
     """The recording forward on arrays: ``(sequence in processing order, h, c, tape)``;
@@ -239,7 +205,7 @@ def _record(x: Array, h0: Any, c0: Any, pack: Pack, mask: Array | None, reverse:
         f"fastlstm.torch.LSTM on input of shape {x.shape}")
     sequence, _, h, c, tape = training.forward(
         x, pack.kernel, pack.recurrent_kernel, pack.bias, np.array(h0, x.dtype),
-        np.array(c0, x.dtype), mask=mask, go_backwards=reverse, workspace=workspace,
+        np.array(c0, x.dtype), lengths=lengths, go_backwards=reverse, workspace=workspace,
         pack=lambda: pack.packed, num_threads=threads(),
         projection_kernel=pack.projection_kernel)
     assert sequence is not None       # return_sequence=True (for mypy)
@@ -290,7 +256,7 @@ class Direction(torch.autograd.Function):  # type: ignore[misc]
             workspace = None
         sequence, h, c, tape = _record(
             np.ascontiguousarray(x.detach().numpy()), h0.detach().numpy(),
-            c0.detach().numpy(), pack, mask_of(lengths, x.shape[1]), reverse, workspace)
+            c0.detach().numpy(), pack, kernel_lengths(lengths), reverse, workspace)
         if reverse:        # a fresh array: a flipped view of one step keeps its
             sequence = sequence[:, ::-1].copy()     # negative stride, which torch refuses
         ctx.lease, ctx.reverse = _Lease(tape, free), reverse
@@ -308,27 +274,6 @@ class Direction(torch.autograd.Function):  # type: ignore[misc]
         return _refuse_double_backward(grads) + (None, None, None)
 
 
-def record_packed(x: Any, h0: Any, c0: Any, tensors: Sequence[Any], lengths: Array,
-                  reverse: bool, free: list[training.Tape]) -> tuple[Any, Any, Any]:
-    """``Direction`` on rows sorted by ``lengths`` (longest first), one
-    recorded call per time segment on the rows that still have steps
-    (``segments``), joined by autograd: ``(sequence (B, T, H) with zeros
-    past each row's length, h_n, c_n)``."""
-    batch = x.shape[0]
-    spans = segments(lengths)
-    pieces: list[Any] = [None] * len(spans)
-    h, c = h0, c0
-    for index in reversed(range(len(spans))) if reverse else range(len(spans)):
-        t0, t1, rows = spans[index]
-        within = np.minimum(lengths[:rows] - t0, t1 - t0)
-        sequence, h_rows, c_rows = Direction.apply(
-            x[:rows, t0:t1], h[:rows], c[:rows], *tensors,
-            None if within[-1] == t1 - t0 else within, reverse, free)
-        pieces[index] = functional.pad(sequence, (0, 0, 0, 0, 0, batch - rows))
-        h, c = torch.cat([h_rows, h[rows:]]), torch.cat([c_rows, c[rows:]])
-    return torch.cat(pieces, dim=1), h, c
-
-
 # ---------------------------------------------------------------- custom ops
 @torch.library.custom_op("fastlstm::lstm_direction", mutates_args=())  # type: ignore[untyped-decorator]
 def lstm_direction(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
@@ -340,8 +285,7 @@ def lstm_direction(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
     docstring): ``x`` (B, T, I) and the states in the compute dtype."""
     pack = weights((weight_ih, weight_hh, bias_ih, bias_hh, weight_hr), x.dtype)
     h, c = np.array(h0.detach().numpy()), np.array(c0.detach().numpy())
-    sequence = infer(np.ascontiguousarray(x.detach().numpy()), h, c, pack,
-                     None if lengths is None else lengths.numpy(), reverse)
+    sequence = infer(np.ascontiguousarray(x.detach().numpy()), h, c, pack, lengths, reverse)
     return (torch.from_numpy(sequence.copy() if reverse else sequence), torch.from_numpy(h),
             torch.from_numpy(c))
 
@@ -367,9 +311,8 @@ def lstm_direction_backward(
     weight_hr's empty without it): the recording forward runs again, then
     the backward."""
     pack = weights((weight_ih, weight_hh, bias_ih, bias_hh, weight_hr), x.dtype, cache=False)
-    mask = mask_of(None if lengths is None else lengths.numpy(), x.shape[1])
     *_, tape = _record(np.ascontiguousarray(x.detach().numpy()), h0.detach().numpy(),
-                       c0.detach().numpy(), pack, mask, reverse, None)
+                       c0.detach().numpy(), pack, kernel_lengths(lengths), reverse, None)
     dx, dh0, dc0, dkernel, drecurrent_kernel, dbias, dprojection = _backward(
         tape, d_sequence, d_h, d_c, reverse, True)
     assert dx is not None

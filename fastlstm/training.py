@@ -41,14 +41,10 @@ def _row_stride(n: int, dtype: DTypeLike) -> int:
 class Tape:
     """Workspace of one training-mode forward pass and of its backward.
 
-    Two layouts (see ``src/_kernel.pyx`` and ``src/kernel/train.c``), both
-    time-major:
-
-    * packed (``packed`` is set): the weights packed for the inference
-      tiles, which run the recurrence in both directions; the common case.
-    * keras: Keras-layout buffers for the per-step BLAS code, used with
-      recurrent dropout or per-gate input masks (which mask h or x per gate
-      block inside a step's products).
+    Time-major buffers for the packed tiles (layout in
+    ``src/kernel/train.c``): the record of each step, the h entering each
+    step, and with dropout x times each gate's input mask and h times each
+    gate's recurrent mask, which the tiles read per gate block.
 
     The backward pass writes only ``dz``, so a recorded pass can be
     backpropagated more than once (``retain_graph`` in PyTorch).  ``forward``
@@ -56,81 +52,72 @@ class Tape:
     """
 
     # Set by forward: its inputs, kept for backward.
-    xs: Array
     kernel: Array
     recurrent_kernel: Array
     projection_kernel: Array | None
     packed: Any
     mask: Array | None
+    lengths: Array | None
     input_masks: Array | None
     recurrent_masks: Array | None
+    hmask: Array | None
     c0: Array
     go_backwards: bool
     codes: tuple[int, int]
     num_threads: int
 
     def __init__(self, batch: int, timesteps: int, features: int, units: int,
-                 dtype: DTypeLike, layout: tuple[int, ...], proj_size: int = 0) -> None:
-        """``layout`` is ``(width, blocks)`` of a pack, or ``(recurrent_blocks,)``
-        for the Keras layout; ``proj_size`` (packed layout only): the
-        features of h of an LSTMP layer, 0 without a projection."""
+                 dtype: DTypeLike, layout: tuple[int, int, int, bool],
+                 proj_size: int = 0) -> None:
+        """``layout`` is ``(width, blocks)`` of a pack, then the copies of x
+        (1, or 4 with per-gate input masks) and whether h has recurrent
+        masks; ``proj_size``: the features of h of an LSTMP layer, 0 without
+        a projection."""
         self.shape = (timesteps, batch, units)
         self.features = features
         self.layout = layout
         self.proj_size = proj_size
         self.dtype = np.dtype(dtype)
+        width, blocks, x_gates, recurrent = layout
+        padded = width * blocks
+        projected = _projected_columns(proj_size, width)
+        ldh = _row_stride(max(padded, projected), dtype)
+        self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
+        self.hs = np.empty((timesteps + 1, batch, ldh), dtype)
+        self.hm = np.empty((4, timesteps + 1, batch, ldh), dtype) if recurrent else None
+        self.dz = np.empty((blocks, timesteps * batch, 4 * width), dtype)
+        self.xs = np.empty((x_gates, timesteps, batch, _row_stride(features, dtype)), dtype)
         # With a projection: m's record and dL/dh by panels (kernel/train.c).
         self.ms: Array | None = None
         self.dhs: Array | None = None
-        if len(layout) == 2:
-            width, blocks = layout
-            padded = width * blocks
-            projected = _projected_columns(proj_size, width)
-            row = _row_stride(max(padded, projected), dtype)
-            self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
-            self.hs = np.empty((timesteps + 1, batch, row), dtype)
-            self.dz = np.empty((blocks, timesteps * batch, 4 * width), dtype)
-            self.xs = np.empty((1, timesteps, batch, _row_stride(features, dtype)), dtype)
-            if proj_size:
-                self.ms = np.empty((timesteps, batch, row), dtype)
-                self.dhs = np.empty((projected // (4 * width), timesteps * batch,
-                                     4 * width), dtype)
-            # The weight gradients in packed columns, before unpacking.
-            self.packed_grads = (np.empty((features, 4 * padded), dtype),
-                                 np.empty((proj_size or units, 4 * padded), dtype),
-                                 np.empty(4 * padded, dtype))
-            self.packed_projection_grad = (np.empty((units, projected), dtype)
-                                           if proj_size else None)
-        else:
-            recurrent_blocks, = layout
-            shape = self.shape
-            self.gates = np.empty((timesteps, batch, 4 * units), dtype)
-            self.dz = np.empty_like(self.gates)
-            self.cs = np.empty(shape, dtype)
-            self.acts = np.empty(shape, dtype)
-            self.hp = np.empty((recurrent_blocks,) + shape, dtype)
+        if proj_size:
+            self.ms = np.empty((timesteps, batch, ldh), dtype)
+            self.dhs = np.empty((projected // (4 * width), timesteps * batch, 4 * width),
+                                dtype)
+        # The weight gradients in packed columns, before unpacking.
+        self.packed_grads = (np.empty((features, 4 * padded), dtype),
+                             np.empty((proj_size or units, 4 * padded), dtype),
+                             np.empty(4 * padded, dtype))
+        self.packed_projection_grad = (np.empty((units, projected), dtype)
+                                       if proj_size else None)
         # Derived from ``packed`` by backward, cached while the pack is the same.
         self._unpacking: tuple[Any, Array, Array, Array | None, Array] | None = None
 
     @staticmethod
     def values(batch: int, timesteps: int, features: int, units: int,
-               layout: tuple[int, ...], proj_size: int = 0) -> int:
+               layout: tuple[int, int, int, bool], proj_size: int = 0) -> int:
         """How many values a tape of these sizes holds (``__init__``'s buffers)."""
-        if len(layout) == 2:
-            width, blocks = layout
-            padded = width * blocks
-            projected = _projected_columns(proj_size, width)
-            row = max(padded, projected) + 64
-            # rec (6 per padded unit), hs, dz (4), xs; the packed weight
-            # gradients; with a projection ms, dhs and its gradient.
-            return ((timesteps + 1) * batch * (6 * padded + row)
-                    + timesteps * batch * (4 * padded + features + 64)
-                    + (features + (proj_size or units) + 1) * 4 * padded
-                    + bool(proj_size) * (timesteps * batch * (row + projected)
-                                         + units * projected))
-        recurrent_blocks, = layout
-        # gates and dz (4 units each), cs, acts and the recurrent_blocks hp.
-        return timesteps * batch * units * (10 + recurrent_blocks)
+        width, blocks, x_gates, recurrent = layout
+        padded = width * blocks
+        projected = _projected_columns(proj_size, width)
+        row = max(padded, projected) + 64
+        # rec (6 per padded unit), hs and hm (a row each), dz (4), xs; the
+        # packed weight gradients; with a projection ms, dhs and its gradient.
+        return ((timesteps + 1) * batch * (6 * padded + (1 + 4 * recurrent) * row)
+                + timesteps * batch * (4 * padded + x_gates * (features + 64))
+                + (features + (proj_size or units) + 1) * 4 * padded
+                + bool(proj_size) * (timesteps * batch * (row + projected)
+                                     + units * projected))
 
     def fits(self, batch: int, timesteps: int, features: int, units: int,
              dtype: DTypeLike, layout: tuple[int, ...], proj_size: int = 0) -> bool:
@@ -147,14 +134,13 @@ class Tape:
         packed = self.packed
         if self._unpacking is None or self._unpacking[0] is not packed:
             units = self.shape[2]
-            width = packed.width
             projection_t = None
             if packed.projection is not None:
                 projection_t = _transposed_projection(packed.projection, units,
                                                       packed.proj_size)
             self._unpacking = (packed, _transposed_panels(packed.kernel),
                                _transposed_panels(packed.recurrent_kernel), projection_t,
-                               _packed_columns(units, width))
+                               _packed_columns(units, packed.width))
         return self._unpacking[1:]
 
 
@@ -209,16 +195,16 @@ def forward_bytes(batch: int, timesteps: int, features: int, units: int, dtype: 
         raise ValueError(
             f"training supports batch * timesteps up to {_INT_MAX}, got "
             f"batch={batch}, timesteps={timesteps}")
-    fused = not recurrent_masks and input_masks <= 1
     # A pack's width divides 16, so 16-unit blocks bound its padding.
-    layout = (16, -(-units // 16)) if fused else (4 if recurrent_masks else 1,)
+    blocks = -(-units // 16)
+    layout = (16, blocks, 4 if input_masks == 4 else 1, recurrent_masks)
     values = (2 + return_sequence * timesteps) * batch * units        # c0, last, sequence
     if workspace is None or not (workspace.shape == (timesteps, batch, units)
                                  and workspace.features == features
                                  and workspace.proj_size == proj_size):
         values += Tape.values(batch, timesteps, features, units, layout, proj_size)
-    if not fused:                       # x time-major, once per input mask
-        values += max(1, input_masks) * timesteps * batch * features
+    # The recurrent masks padded for the kernel.
+    values += 4 * recurrent_masks * batch * 16 * blocks
     # Masks are drawn in float64, compared, scaled and cast: 4 copies at most.
     mask_values = input_masks * batch * features + 4 * recurrent_masks * batch * units
     return values * np.dtype(dtype).itemsize + mask_values * 4 * 8
@@ -230,7 +216,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
             input_masks: Array | None = None, recurrent_masks: Array | None = None,
             return_sequence: bool = True, workspace: Tape | None = None,
             pack: Callable[[], Any] | None = None, num_threads: int | None = None,
-            projection_kernel: Array | None = None,
+            lengths: Array | None = None, projection_kernel: Array | None = None,
             ) -> tuple[Array | None, Array, Array, Array, Tape]:
     """Run one LSTM layer and record it for ``backward``.
 
@@ -253,13 +239,17 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         A previous tape whose buffers may be reused.
     pack : callable or None
         Returns these weights packed by ``_kernel.pack`` for the current
-        instruction set (a layer's cached pack), called only when the packed
-        tiles run; None: packed here.
+        instruction set (a layer's cached pack); None: packed here.
     num_threads : int or None
         Most threads (batch row groups); None: ``_kernel.DEFAULT_THREADS``.
+    lengths : intp (batch,) or None
+        Row b has steps t < lengths[b] only, sorted longest first (instead
+        of ``mask``): steps past a row's length are not computed (outputs
+        there are not written, their gradients are zero) and the final
+        states are each row's own (see ``src/kernel/forward.h``).
     projection_kernel : (units, proj_size) array or None
         An LSTMP layer's projection (h = (o * act(c)) @ projection_kernel);
-        packed runs only (no per-gate masks).
+        not with recurrent masks.
 
     Returns
     -------
@@ -269,62 +259,49 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         before the first unmasked step); without a mask it stays zero, and
         the last output is the final ``h``.
     """
-    batch, timesteps = x.shape[:2]
+    batch, timesteps, features = x.shape
     units = recurrent_kernel.shape[1] // 4
     proj_size = 0 if projection_kernel is None else projection_kernel.shape[1]
     outputs = proj_size or units
     dtype = kernel.dtype
-    # Per-gate masks of h or x change each gate block's product: BLAS per step.
-    fused = recurrent_masks is None and (input_masks is None or len(input_masks) == 1)
-    if proj_size and not fused:
-        raise ValueError("a projection (proj_size) runs on the packed tiles only: "
-                         "no recurrent dropout or per-gate input masks")
-    packed: Any = None
-    if fused:
-        packed = (_kernel.pack(kernel, recurrent_kernel, bias, projection_kernel)
-                  if pack is None else pack())
-        blocks, _, gates = packed.recurrent_kernel.shape
-        layout: tuple[int, ...] = (gates // 4, blocks)
-    else:
-        layout = (1 if recurrent_masks is None else 4,)
-    features = x.shape[2]
+    if proj_size and recurrent_masks is not None:
+        raise ValueError("a projection (proj_size) does not take recurrent dropout masks")
+    packed = (_kernel.pack(kernel, recurrent_kernel, bias, projection_kernel)
+              if pack is None else pack())
+    blocks, _, gates = packed.recurrent_kernel.shape
+    width = gates // 4
+    # Per-gate masks: each gate block reads its own masked copy of x or h.
+    x_gates = 1 if input_masks is None else len(input_masks)
+    layout = (width, blocks, x_gates, recurrent_masks is not None)
     tape = workspace
     if tape is None or not tape.fits(batch, timesteps, features, units, dtype, layout,
                                      proj_size):
         tape = Tape(batch, timesteps, features, units, dtype, layout, proj_size)
-    # The kernel wants x time-major, once per input mask: [P, T, B, I]; the
-    # packed path's rows are _row_stride long.
+    # x time-major, once per input mask: [P, T, B, I] in rows _row_stride long.
     x_time_major = x.transpose(1, 0, 2)
-    if fused:
-        xs = tape.xs
-        if input_masks is None:
-            xs[0, :, :, :features] = x_time_major
-        else:
-            np.multiply(x_time_major, input_masks[0], out=xs[0, :, :, :features])
-    elif input_masks is None:
-        xs = np.ascontiguousarray(x_time_major)[None]
+    if input_masks is None:
+        tape.xs[0, :, :, :features] = x_time_major
     else:
-        xs = np.multiply(x_time_major[None], input_masks[:, None, :, :], order="C")
-    tape.xs, tape.kernel, tape.recurrent_kernel = xs, kernel, recurrent_kernel
+        np.multiply(x_time_major[None], input_masks[:, None], out=tape.xs[..., :features])
+    tape.hmask = None
+    if recurrent_masks is not None:
+        tape.hmask = np.zeros((4, batch, width * blocks), dtype)
+        tape.hmask[..., :units] = recurrent_masks
+    tape.kernel, tape.recurrent_kernel = kernel, recurrent_kernel
+    tape.projection_kernel = projection_kernel
     tape.packed = packed
     tape.mask, tape.input_masks, tape.recurrent_masks = mask, input_masks, recurrent_masks
+    tape.lengths = lengths
     tape.c0 = c.copy()
     tape.go_backwards = bool(go_backwards)
     tape.codes = (activations.CODES[activation], activations.CODES[recurrent_activation])
     tape.num_threads = num_threads or _kernel.DEFAULT_THREADS
-    tape.projection_kernel = projection_kernel
     last = np.zeros((batch, outputs), dtype)
     sequence = np.zeros((batch, timesteps, outputs), dtype) if return_sequence else None
     if batch and timesteps:
-        if fused:
-            _kernel.train_forward(xs[0], features, packed, h, c, last, mask, sequence,
-                                  tape.rec, tape.hs, tape.ms, tape.go_backwards,
-                                  *tape.codes, tape.num_threads)
-        else:
-            _kernel.dropout_forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
-                                    recurrent_masks, sequence, tape.gates, tape.cs,
-                                    tape.acts, tape.hp, tape.go_backwards, *tape.codes,
-                                    _kernel.current_isa())
+        _kernel.train_forward(tape.xs, features, packed, h, c, last, mask, tape.hmask,
+                              sequence, tape.rec, tape.hs, tape.hm, tape.ms,
+                              tape.go_backwards, *tape.codes, tape.num_threads, lengths)
     return sequence, last, h, c, tape
 
 
@@ -350,6 +327,7 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     timesteps, batch, units = tape.shape
     outputs = tape.proj_size or units
     dtype = tape.kernel.dtype
+    features = tape.features
 
     def zeros(n: int = outputs) -> Array:
         return np.zeros((batch, n), dtype)
@@ -358,55 +336,41 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     dc = zeros(units) if d_c is None else d_c
     dy = zeros() if d_last is None else d_last
     dprojection = None
-    # The kernel overwrites these (GEMMs with beta = 0); without steps they
-    # stay zero.
-    new: Callable[..., Array] = np.empty if batch and timesteps else np.zeros
-    dxs = new(tape.xs.shape[:3] + (tape.features,), dtype) if input_gradient else None
-    if tape.packed is not None:
+    # The kernel writes dx in whole blocks of W features.
+    width = tape.dz.shape[2] // 4
+    padded_features = -(-features // width) * width
+    dxs = np.zeros((timesteps, batch, padded_features), dtype) if input_gradient else None
+    if batch and timesteps:
         dkernel, drecurrent_kernel, dbias = tape.packed_grads
         dprojection = tape.packed_projection_grad
-        if batch and timesteps:
-            kernel_t, recurrent_kernel_t, projection_t, columns = tape.unpacking()
-            if input_gradient:    # the kernel writes whole blocks of W features
-                width = tape.dz.shape[2] // 4
-                dxs = np.zeros((1, timesteps, batch, -(-tape.features // width) * width),
-                               dtype)
-            _kernel.train_backward(tape.xs[0], tape.features, tape.packed, kernel_t,
-                                   recurrent_kernel_t, projection_t, tape.rec, tape.hs,
-                                   tape.ms, tape.dz, tape.dhs, tape.mask, d_sequence, dh, dc,
-                                   dy, None if dxs is None else dxs[0], dkernel,
-                                   drecurrent_kernel, dprojection, dbias, tape.go_backwards,
-                                   *tape.codes, tape.num_threads)
-            dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
-            dbias = dbias[columns]
-            if dprojection is not None:
-                dprojection = dprojection[:, :tape.proj_size].copy()
-        else:
-            dkernel, drecurrent_kernel = (np.zeros_like(tape.kernel),
-                                          np.zeros_like(tape.recurrent_kernel))
-            dbias = np.zeros(4 * units, dtype)
-            if tape.projection_kernel is not None:
-                dprojection = np.zeros_like(tape.projection_kernel)
+        kernel_t, recurrent_kernel_t, projection_t, columns = tape.unpacking()
+        xmask = None
+        if len(tape.xs) == 4:   # dx is the sum of each gate's part times its mask
+            xmask = np.zeros((4, batch, padded_features), dtype)
+            xmask[..., :features] = tape.input_masks
+        _kernel.train_backward(tape.xs, features, xmask, tape.packed, kernel_t,
+                               recurrent_kernel_t, projection_t, tape.rec, tape.hs,
+                               tape.hmask, tape.hm, tape.ms, tape.dz, tape.dhs, tape.mask,
+                               d_sequence, dh, dc, dy, dxs, dkernel, drecurrent_kernel,
+                               dprojection, dbias, tape.go_backwards, *tape.codes,
+                               tape.num_threads, tape.lengths)
+        dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
+        dbias = dbias[columns]
+        if dprojection is not None:
+            dprojection = dprojection[:, :tape.proj_size].copy()
     else:
-        dkernel = new(tape.kernel.shape, dtype)
-        drecurrent_kernel = new(tape.recurrent_kernel.shape, dtype)
-        dbias = new(4 * units, dtype)
-        if batch and timesteps:
-            _kernel.dropout_backward(tape.xs, tape.kernel,
-                                     np.ascontiguousarray(tape.recurrent_kernel.T),
-                                     tape.gates, tape.dz, tape.cs, tape.acts, tape.hp,
-                                     tape.c0, tape.mask, tape.recurrent_masks, d_sequence,
-                                     dh, dc, dy, dxs, dkernel, drecurrent_kernel, dbias,
-                                     tape.go_backwards, *tape.codes)
-    # Without steps the outputs are zeros or the initial states unchanged:
-    # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
-    if dxs is None:
-        dx = None
-    elif tape.input_masks is None:
-        dx = np.ascontiguousarray(dxs[0, :, :, :tape.features].transpose(1, 0, 2))
-    else:
-        dx = np.einsum("ptbi,pbi->bti", dxs[..., :tape.features], tape.input_masks,
-                       order="C")
+        # Without steps the outputs are zeros or the initial states unchanged:
+        # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
+        dkernel, drecurrent_kernel = (np.zeros_like(tape.kernel),
+                                      np.zeros_like(tape.recurrent_kernel))
+        dbias = np.zeros(4 * units, dtype)
+        if tape.projection_kernel is not None:
+            dprojection = np.zeros_like(tape.projection_kernel)
+    dx = None
+    if dxs is not None:
+        dx = np.ascontiguousarray(dxs[:, :, :features].transpose(1, 0, 2))
+        if tape.input_masks is not None and len(tape.input_masks) == 1:
+            dx *= tape.input_masks[0][:, None, :]
     return dx, dh, dc, dkernel, drecurrent_kernel, dbias, dprojection
 
 

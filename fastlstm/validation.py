@@ -196,6 +196,12 @@ def mask_or_lengths(mask_value: ArrayLike | None, lengths: ArrayLike | None, bat
         return mask(mask_value, batch, timesteps)
     if mask_value is not None:
         raise ValueError("give either mask or lengths, not both")
+    array = sequence_lengths(lengths, batch, timesteps)
+    return np.ascontiguousarray(np.arange(timesteps) < array[:, None], dtype=np.uint8)
+
+
+def sequence_lengths(lengths: ArrayLike, batch: int, timesteps: int) -> Array:
+    """``lengths`` checked: intp (batch,), each in [0, timesteps]."""
     array = _numeric_array(lengths, "lengths")
     if array.dtype.kind not in "iu":
         raise TypeError(f"lengths must hold integers, got dtype {array.dtype}")
@@ -205,7 +211,7 @@ def mask_or_lengths(mask_value: ArrayLike | None, lengths: ArrayLike | None, bat
         raise ValueError(
             f"lengths must lie in [0, timesteps] = [0, {timesteps}], "
             f"got values in [{array.min()}, {array.max()}]")
-    return np.ascontiguousarray(np.arange(timesteps) < array[:, None], dtype=np.uint8)
+    return array.astype(np.intp)
 
 
 def state_list(value: object, count: int, argument: str) -> Any:

@@ -51,6 +51,16 @@ def test_inference_matches_reference(isa, dtype, tol):
         for actual, wanted in zip((sequence, h, c), (expected[0], expected[2], expected[3]),
                                   strict=True):
             np.testing.assert_allclose(actual, wanted, **tol(dtype))
+        # lengths (unsorted): the kernel's per-step rows, as a right-padded mask
+        lengths = rng.permutation(np.arange(1, batch + 1) * 6 // batch)
+        padded = np.arange(6) < lengths[:, None]
+        sequence, h, c = layer(x, lengths=lengths, initial_state=[h0, c0])
+        expected = reference.lstm(x, kernel, recurrent_kernel, bias, mask=padded,
+                                  initial_state=(h0, c0), go_backwards=go_backwards,
+                                  projection_kernel=projection)
+        for actual, wanted in zip((sequence, h, c), (expected[0], expected[2], expected[3]),
+                                  strict=True):
+            np.testing.assert_allclose(actual, wanted, **tol(dtype))
 
 
 def _torch_lstm(layer):

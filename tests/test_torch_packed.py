@@ -118,10 +118,10 @@ def test_packed_input_errors():
 
 
 @pytest.mark.parametrize("grad", [False, True])
-def test_many_lengths_computed_in_segments(grad):
-    """37 rows of lengths 1..23 (repeats included): the inference path runs
-    the kernel on the rows that still have steps, segment by segment
-    (``torch_direction.segments``); results as nn.LSTM's."""
+def test_many_lengths_as_nn_lstm(grad):
+    """37 rows of lengths 1..23 (repeats included), unsorted, bidirectional
+    and 2 layers: the kernels run each step on the rows that have it
+    (tests/test_lengths.py); results as nn.LSTM's."""
     theirs, ours = _pair(torch.float64, input_size=3, hidden_size=4, num_layers=2,
                          bidirectional=True)
     lengths = torch.randint(1, 24, (37,), generator=torch.Generator().manual_seed(6))
@@ -133,16 +133,26 @@ def test_many_lengths_computed_in_segments(grad):
         torch.testing.assert_close(a, e, **TOLERANCE[torch.float64])
 
 
-def test_segments_cover_every_step_once():
-    from fastlstm.torch_direction import segments
+def test_padded_steps_are_not_computed(monkeypatch):
+    """The kernels get the PackedSequence's lengths (not a mask, not padded
+    rows): one call per layer and direction, inference and training."""
+    from fastlstm import _kernel
 
-    lengths = np.sort(np.random.default_rng(0).integers(1, 200, 64))[::-1]
-    spans = segments(lengths)
-    assert 1 < len(spans) <= 8
-    assert spans[0][0] == 0 and spans[-1][1] == lengths[0]
-    for (_, end, _), (start, _, _) in zip(spans[:-1], spans[1:], strict=True):
-        assert end == start
-    for t0, _, rows in spans:        # the rows given are exactly those with steps left
-        assert rows == np.count_nonzero(lengths > t0) and lengths[rows - 1] > t0
-    computed = sum((t1 - t0) * rows for t0, t1, rows in spans)
-    assert lengths.sum() <= computed < 0.7 * 64 * lengths[0]
+    calls = []
+    for name in ("forward", "train_forward", "train_backward"):
+        original = getattr(_kernel, name)
+
+        def spy(*args, _original=original, _name=name):
+            calls.append((_name, args[-1]))
+            return _original(*args)
+        monkeypatch.setattr(_kernel, name, spy)
+    _, ours = _pair(torch.float32, input_size=3, hidden_size=4, bidirectional=True)
+    packed = pack_sequence([torch.randn(n, 3) for n in (5, 2, 2)])
+    with torch.no_grad():
+        ours(packed)
+    output, _ = ours(packed)
+    output.data.sum().backward()
+    assert [name for name, _ in calls] == ["forward"] * 2 + ["train_forward"] * 2 + [
+        "train_backward"] * 2
+    for _, lengths in calls:
+        assert lengths.tolist() == [5, 2, 2]

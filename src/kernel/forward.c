@@ -14,6 +14,7 @@
 #include "cancel.h"
 #include "forward.h"
 #include "isa.h"
+#include "lengths.h"
 #include "plan.h"
 #include "pool.h"
 #include "projection.h"
@@ -45,7 +46,8 @@ static inline void fl_chunk_of(ptrdiff_t T_, ptrdiff_t chunk, int backwards, ptr
 /* Work sharing (pool.h: threads join when they can, so work is claimed,
  * never assigned):
  *   rows:  the batch is cut into `parts` row groups; a thread claims a whole
- *          group (every step of it) from the counter `next`.
+ *          group (every step of it) from the counter `next`.  With lengths
+ *          the groups hold near-equal numbers of steps (lengths.h).
  *   units: the unit blocks are cut into `parts` ranges, range k belonging
  *          to thread slot k.  Every step each range is claimed by one thread
  *          (owner[k].count counts the steps range k was claimed for), and
@@ -94,6 +96,62 @@ typedef struct {
 } fl_layer_i8;
 #define FL_F32(p) ((float *)(void *)(p))
 
+/* The input projection of a chunk (forward.h). */
+#define FL_DEFINE_CHUNK(T, SUF)                                               \
+void fl_project_chunk_##SUF(const fl_chunk_##SUF *c, ptrdiff_t p0, ptrdiff_t p1) \
+{                                                                             \
+    const ptrdiff_t W4 = 4 * c->ops->width, MR = c->ops->rows;                \
+    int along_time = c->steps >= MR || c->rows < c->steps;                    \
+    ptrdiff_t outer = along_time ? c->rows : c->steps;                        \
+    fl_proj_##SUF pj;                                                         \
+    pj.n_in = c->n_in;                                                        \
+    pj.ldk = 1;                                                               \
+    pj.ldb = 0;                                                               \
+    pj.ldg = c->xg;                                                           \
+    pj.ldx = along_time ? c->xs : c->xb;                                      \
+    pj.ldo = along_time ? c->os : c->ob;                                      \
+    for (ptrdiff_t p = p0; p < p1; ++p) {                                     \
+        pj.kp = c->kp + p * c->n_in * W4;                                     \
+        pj.bias = c->bias + p * W4;                                           \
+        for (ptrdiff_t o = 0; o < outer; ++o) {                               \
+            ptrdiff_t i0 = 0, i1 = along_time ? c->steps : c->rows;           \
+            if (c->lengths != NULL)     /* only the steps rows have */        \
+                fl_chunk_span(c->lengths, c->rows, c->steps, c->t0,           \
+                              c->backwards, along_time, o, &i0, &i1);         \
+            ptrdiff_t inner = i1 - i0, ptiles = (inner + MR - 1) / MR;        \
+            for (ptrdiff_t t = 0; t < ptiles; ++t) {                          \
+                int mr = fl_tile_rows(inner, ptiles, t);                      \
+                ptrdiff_t b = along_time ? o : i0;                            \
+                ptrdiff_t s = along_time ? i0 : o;                            \
+                pj.x = c->x + b * c->xb + s * c->xs;                          \
+                pj.out = c->out + b * c->ob + s * c->os + p * c->op;          \
+                if (c->i8 != NULL) {                                          \
+                    fl_proj_i8 p8;                                            \
+                    p8.p.q = c->q + b * c->qb + s * c->qs;                    \
+                    p8.p.ldq = along_time ? c->qs : c->qb;                    \
+                    p8.p.qs = c->qscale + b * c->sb + s * c->ss;              \
+                    p8.p.ldqs = along_time ? c->ss : c->sb;                   \
+                    p8.p.w = c->w8->kernel_panels + p * c->K4x * 4 * W4;      \
+                    p8.p.comp = c->w8->kernel_comp + p * W4;                  \
+                    p8.p.ws = c->w8->kernel_scale + p * W4;                   \
+                    p8.p.K4 = c->K4x;                                         \
+                    p8.bias = FL_F32(pj.bias);                                \
+                    p8.out = FL_F32(pj.out);                                  \
+                    p8.ldo = pj.ldo;                                          \
+                    c->i8->proj(mr, &p8);                                     \
+                } else {                                                      \
+                    c->ops->proj(mr, &pj);                                    \
+                }                                                             \
+                i0 += mr;                                                     \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+}
+
+FL_DEFINE_CHUNK(float, f32)
+FL_DEFINE_CHUNK(double, f64)
+#undef FL_DEFINE_CHUNK
+
 /* The whole layer: one job for fl_pool_run.  Time is cut into chunks of
  * `chunk` steps; at a chunk's first step, whoever runs rows r0..r1 of
  * blocks p0..p1 first computes their input projection for the chunk. */
@@ -123,6 +181,10 @@ typedef struct {                                                              \
     T *m;              /* with P: the cell's output [B][Up], and the tile's */ \
     T *ym;             /* last output (unused)      [B][Up], NULL: no mask */ \
     const unsigned char *mask;  /*                  [B][T_] or NULL */        \
+    const ptrdiff_t *lengths;   /* sorted           [B] or NULL (lengths.h) */ \
+    const ptrdiff_t *active;    /* rows with step t [T_], with lengths */     \
+    const ptrdiff_t *first;     /* first row of each row group [parts + 1], \
+                                   with lengths; else B * g / parts */        \
     T *seq;            /* outputs                   [B][T_][H] or NULL */     \
     fl_cancel *cancel; /* polled at every step */                             \
     const fl_layer_i8 *i8;     /* int8 weights, or NULL */                    \
@@ -135,7 +197,6 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
                                 ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t buf)    \
 {                                                                             \
     fl_tile_fn_##SUF tile = a->ops->tile;                                     \
-    fl_proj_fn_##SUF proj = a->ops->proj;                                     \
     const fl_layer_i8 *i8 = a->i8;                                            \
     ptrdiff_t rows = r1 - r0, G = a->NB * 4 * a->W, W4 = 4 * a->W;            \
     ptrdiff_t X4 = 0, H4 = 0;      /* bytes of a quantized row of x, of h */   \
@@ -154,55 +215,28 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
     if (pos == 0) {                                                           \
         if (i8 != NULL)                                                       \
             for (ptrdiff_t b = r0; b < r1; ++b)                               \
-                for (ptrdiff_t st = 0; st < tc; ++st)                         \
+                for (ptrdiff_t st = 0; st < fl_steps_of(a->lengths, b, t0, tc); ++st) \
                     i8->ops->quantize(                                        \
                         FL_F32(a->x + (b * a->T_ + t0 + st) * a->n_in),       \
                         a->n_in, xq + (b * a->chunk + st) * X4,               \
                         xs + b * a->chunk + st);                              \
-        fl_proj_##SUF pj;                                                     \
-        pj.n_in = a->n_in;                                                    \
-        pj.ldk = 1;                                                           \
-        pj.ldb = 0;                                                           \
-        /* Tile the projection along time within each row when the chunk is   \
-         * long enough, else along the batch rows at each step. */            \
-        int along_time = tc >= a->MR || rows < tc;                            \
-        ptrdiff_t outer = along_time ? rows : tc;                             \
-        ptrdiff_t inner = along_time ? tc : rows;                             \
-        ptrdiff_t ptiles = (inner + a->MR - 1) / a->MR;                       \
-        pj.ldx = along_time ? a->n_in : a->T_ * a->n_in;                      \
-        pj.ldo = along_time ? G : a->chunk * G;                               \
-        for (ptrdiff_t p = p0; p < p1; ++p) {                                 \
-            pj.kp = a->kp + p * a->n_in * W4;                                 \
-            pj.bias = a->bias + p * W4;                                       \
-            for (ptrdiff_t o = 0; o < outer; ++o) {                           \
-                ptrdiff_t i0 = 0;                                             \
-                for (ptrdiff_t q = 0; q < ptiles; ++q) {                      \
-                    int mr = fl_tile_rows(inner, ptiles, q);                  \
-                    ptrdiff_t b = r0 + (along_time ? o : i0);                 \
-                    ptrdiff_t st = along_time ? i0 : o;                       \
-                    pj.x = a->x + (b * a->T_ + t0 + st) * a->n_in;            \
-                    pj.out = a->proj + (b * a->chunk + st) * G + p * W4;      \
-                    if (i8 != NULL) {                                         \
-                        fl_proj_i8 p8;                                        \
-                        p8.p.q = xq + (b * a->chunk + st) * X4;               \
-                        p8.p.ldq = along_time ? X4 : a->chunk * X4;           \
-                        p8.p.qs = xs + b * a->chunk + st;                     \
-                        p8.p.ldqs = along_time ? 1 : a->chunk;                \
-                        p8.p.w = i8->w->kernel_panels + p * i8->K4x * 4 * W4; \
-                        p8.p.comp = i8->w->kernel_comp + p * W4;              \
-                        p8.p.ws = i8->w->kernel_scale + p * W4;               \
-                        p8.p.K4 = i8->K4x;                                    \
-                        p8.bias = FL_F32(pj.bias);                            \
-                        p8.out = FL_F32(pj.out);                              \
-                        p8.ldo = pj.ldo;                                      \
-                        i8->ops->proj(mr, &p8);                               \
-                    } else {                                                  \
-                        proj(mr, &pj);                                        \
-                    }                                                         \
-                    i0 += mr;                                                 \
-                }                                                             \
-            }                                                                 \
+        fl_chunk_##SUF ch;                                                    \
+        memset(&ch, 0, sizeof ch);                                            \
+        ch.ops = a->ops;                                                      \
+        ch.rows = rows; ch.steps = tc; ch.n_in = a->n_in;                     \
+        ch.kp = a->kp; ch.bias = a->bias;                                     \
+        ch.x = a->x + (r0 * a->T_ + t0) * a->n_in;                            \
+        ch.xb = a->T_ * a->n_in; ch.xs = a->n_in;                             \
+        ch.out = a->proj + r0 * a->chunk * G;                                 \
+        ch.ob = a->chunk * G; ch.os = G; ch.op = W4;                          \
+        ch.lengths = a->lengths != NULL ? a->lengths + r0 : NULL;             \
+        ch.t0 = t0;                                                           \
+        if (i8 != NULL) {                                                     \
+            ch.i8 = i8->ops; ch.w8 = i8->w; ch.K4x = i8->K4x;                 \
+            ch.q = xq + r0 * a->chunk * X4; ch.qb = a->chunk * X4; ch.qs = X4; \
+            ch.qscale = xs + r0 * a->chunk; ch.sb = a->chunk; ch.ss = 1;      \
         }                                                                     \
+        fl_project_chunk_##SUF(&ch, p0, p1);                                  \
     }                                                                         \
     ptrdiff_t t = a->backwards ? t0 + tc - 1 - pos : t0 + pos;                \
     ptrdiff_t k = a->backwards ? a->T_ - 1 - t : t;    /* output index */     \
@@ -210,6 +244,8 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
     T *hnext = a->h + (1 - (s & 1)) * a->B * a->Hs;                           \
     /* With a projection the tile writes m; projection.h makes h of it. */    \
     T *cell_out = a->P ? a->m : hnext, *tile_y = a->P ? a->ym : a->y;         \
+    rows = fl_rows_at(a->active, t, r0, rows);   /* those that have step t */ \
+    r1 = r0 + rows;                                                           \
     if (i8 != NULL)                                                           \
         for (ptrdiff_t b = r0; b < r1; ++b)                                   \
             i8->ops->quantize(FL_F32(hprev + b * a->Hs), a->U, hq + b * H4,   \
@@ -220,6 +256,8 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
     tl.ldm = a->T_; tl.lds = a->T_ * a->U;                                    \
     tl.act = a->act; tl.rec_act = a->rec_act;                                 \
     tl.rec = NULL;                                                            \
+    tl.hg = NULL;                                                             \
+    tl.ldg = 0;                                                               \
     tl.ldx = a->chunk * G;  /* the same for every chunk: see proj above */    \
     for (ptrdiff_t p = p0; p < p1; ++p) {                                     \
         ptrdiff_t col = p * a->W, b = r0;                                     \
@@ -279,7 +317,8 @@ static void fl_layer_job_##SUF(void *ctx, int slot)                           \
     ptrdiff_t n = a->parts, s, g;                                             \
     if (!a->split_units) {                                                    \
         while ((g = FL_ADD(&a->sync->next, 1) - 1) < n) {                     \
-            ptrdiff_t r0 = a->B * g / n, r1 = a->B * (g + 1) / n;             \
+            ptrdiff_t r0 = a->first ? a->first[g] : a->B * g / n;             \
+            ptrdiff_t r1 = a->first ? a->first[g + 1] : a->B * (g + 1) / n;   \
             for (s = 0; s < a->T_; ++s) {                                     \
                 if (fl_cancelled(a->cancel, slot))                            \
                     return;                                                   \
@@ -338,7 +377,8 @@ FL_DEFINE_LAYER(double, f64)
 static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
                         const T *recurrent, const T *projection, ptrdiff_t P, \
                         T *h, T *c, T *y,                                     \
-                        const unsigned char *mask, T *seq, ptrdiff_t B,       \
+                        const unsigned char *mask, const ptrdiff_t *lengths,  \
+                        T *seq, ptrdiff_t B,                                  \
                         ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,   \
                         int backwards, int act, int rec_act, int threads,     \
                         const fl_weights_i8 *w8,                              \
@@ -379,14 +419,17 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     ptrdiff_t K4x = (n_in + 3) / 4, K4h = (U + 3) / 4;                        \
     size_t i8_bytes = n_buf * B * ((chunk + 1) * sizeof(float)                \
                                    + chunk * 4 * K4x + 4 * K4h);              \
+    /* lengths: the rows with each step, the row groups (lengths.h) */        \
+    size_t rows_bytes = lengths == NULL ? 0                                   \
+        : 64 * (((T_ + parts + 1) * sizeof(ptrdiff_t) + 63) / 64);            \
     void *raw = malloc((n_state + n_proj) * sizeof(T) + sync_bytes + 64       \
-                       + i8_bytes);                                           \
+                       + rows_bytes + i8_bytes);                              \
     if (raw == NULL)                                                          \
         return -1;                                                            \
     /* 64-byte alignment keeps each block of a row on its own cache lines. */ \
     char *base = (char *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);            \
     memset(base, 0, sync_bytes);                                              \
-    T *hbuf = (T *)(base + sync_bytes);                                       \
+    T *hbuf = (T *)(base + sync_bytes + rows_bytes);                          \
     T *cbuf = hbuf + 2 * B * Hs;                                              \
     T *ybuf = mask != NULL ? cbuf + B * Up : NULL;                            \
     T *mbuf = P ? cbuf + B * Up + (mask != NULL) * B * Hs : NULL;             \
@@ -395,6 +438,9 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     memset(hbuf, 0, n_state * sizeof(T));                                     \
     for (ptrdiff_t b = 0; b < B; ++b) {                                       \
         memcpy(hbuf + b * Hs, h + b * H, hrow);                               \
+        /* with lengths a row's first step may read either h buffer */        \
+        if (lengths != NULL)                                                  \
+            memcpy(hbuf + (B + b) * Hs, h + b * H, hrow);                     \
         memcpy(cbuf + b * Up, c + b * U, row);                                \
         if (ybuf != NULL)                                                     \
             memcpy(ybuf + b * Hs, y + b * H, hrow);                           \
@@ -410,7 +456,15 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     a.present = (ptrdiff_t *)(base + 64 * (1 + nt));                          \
     a.x = x; a.kp = kernel; a.bias = bias; a.r = recurrent;                   \
     a.proj = hbuf + n_state; a.h = hbuf; a.c = cbuf; a.y = ybuf;              \
-    a.mask = mask; a.seq = seq;                                               \
+    a.mask = mask; a.seq = seq; a.lengths = lengths;                          \
+    a.active = a.first = NULL;                                                \
+    if (lengths != NULL) {  /* between the sync lines and the state */        \
+        ptrdiff_t *counts = (ptrdiff_t *)(base + sync_bytes);                 \
+        fl_active_rows(lengths, B, T_, counts);                               \
+        fl_row_groups(lengths, B, parts, counts + T_);                        \
+        a.active = counts;                                                    \
+        a.first = split_units ? NULL : counts + T_;                           \
+    }                                                                         \
     fl_cancel cancel = fl_cancel_start(poll, poll_ctx);                       \
     a.cancel = &cancel;                                                       \
     fl_layer_i8 i8;                                                           \
@@ -431,9 +485,10 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
         free(raw);                                                            \
         return FL_CANCELLED;                                                  \
     }                                                                         \
-    T *hfin = hbuf + (T_ & 1) * B * Hs;                                       \
     for (ptrdiff_t b = 0; b < B; ++b) {                                       \
-        memcpy(h + b * H, hfin + b * Hs, hrow);                               \
+        /* the buffer of the row's last step: after n steps, buffer n & 1 */  \
+        ptrdiff_t last = lengths != NULL && !backwards ? lengths[b] : T_;     \
+        memcpy(h + b * H, hbuf + ((last & 1) * B + b) * Hs, hrow);            \
         memcpy(c + b * U, cbuf + b * Up, row);                                \
         if (ybuf != NULL)                                                     \
             memcpy(y + b * H, ybuf + b * Hs, hrow);                           \
@@ -445,13 +500,14 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
 int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
                      const T *recurrent, const T *projection, ptrdiff_t P,    \
                      T *h, T *c, T *y,                                        \
-                     const unsigned char *mask, T *seq, ptrdiff_t B,          \
+                     const unsigned char *mask, const ptrdiff_t *lengths,     \
+                     T *seq, ptrdiff_t B,                                     \
                      ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,      \
                      int backwards, int act, int rec_act, int threads,        \
                      int (*poll)(void *), void *poll_ctx)                     \
 {                                                                             \
     return fl_run_##SUF(x, kernel, bias, recurrent, projection, P, h, c, y,   \
-                        mask, seq, B, T_,                                     \
+                        mask, lengths, seq, B, T_,                            \
                         n_in, U, isa, backwards, act, rec_act, threads, NULL, \
                         poll, poll_ctx);                                      \
 }
@@ -467,7 +523,8 @@ int fl_forward_i8(const float *x, const fl_weights_i8 *weights, float *h, float 
 {
     /* The float32 row of the kernel's instruction set: its width, rows and
      * (unused here) float tiles. */
-    return fl_run_f32(x, NULL, weights->bias, NULL, NULL, 0, h, c, y, mask, seq, B, T_, n_in, U,
+    return fl_run_f32(x, NULL, weights->bias, NULL, NULL, 0, h, c, y, mask, NULL, seq, B, T_,
+                      n_in, U,
                       fl_ops_i8_of(weights->kernel)->isa, backwards, act, rec_act, threads,
                       weights, poll, poll_ctx);
 }

@@ -3,6 +3,7 @@
 #define FASTLSTM_FORWARD_H
 
 #include <stddef.h>
+#include "isa.h"
 
 /* x [B][T_][n_in] inputs; kernel [NB][n_in][4][W], bias [NB][4][W] and
  * recurrent [NB][H][4][W]: weights packed for instruction set `isa`
@@ -11,17 +12,24 @@
  * [NPB][U][4W] of projection.h, else NULL and P = 0; H = P or U: the
  * features of h; h [B][H], c [B][U] in: initial state, out: final state;
  * y [B][H] in: zeros, out: the last output (used only with a mask);
- * mask [B][T_] (nonzero: the step is processed) or NULL; seq [B][T_][H]
- * out: the output of every step in processing order, or NULL; backwards: process t = T_-1 .. 0; act, rec_act: activations.h's
- * codes; threads: most threads (>= 1); poll(poll_ctx): asked every few ms
- * whether to stop (cancel.h), or NULL.  B, T_, n_in >= 1.
+ * mask [B][T_] (nonzero: the step is processed) or NULL;
+ * lengths [B] or NULL: row b has steps t < lengths[b] only, sorted longest
+ * first (a PackedSequence's rows), so step t runs on the leading rows that
+ * still have it; steps past a row's length are not computed and its h, c
+ * (y) are those of its own last step (backwards: each row starts at its
+ * own last step); seq [B][T_][H] out: the output of every step in
+ * processing order (steps past a row's length not written), or NULL;
+ * backwards: process t = T_-1 .. 0; act, rec_act: activations.h's codes;
+ * threads: most threads (>= 1); poll(poll_ctx): asked every few ms whether
+ * to stop (cancel.h), or NULL.  B, T_, n_in >= 1.
  * Returns 0; FL_CANCELLED (cancel.h) when poll stopped it, with h, c, y
  * unchanged; or -1 when the workspace cannot be allocated. */
 #define FL_DECLARE_FORWARD(T, SUF)                                            \
 int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
                      const T *recurrent, const T *projection, ptrdiff_t P,    \
                      T *h, T *c, T *y,                                        \
-                     const unsigned char *mask, T *seq, ptrdiff_t B,          \
+                     const unsigned char *mask, const ptrdiff_t *lengths,     \
+                     T *seq, ptrdiff_t B,                                     \
                      ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,      \
                      int backwards, int act, int rec_act, int threads,        \
                      int (*poll)(void *), void *poll_ctx);
@@ -49,5 +57,46 @@ int fl_forward_i8(const float *x, const fl_weights_i8 *weights, float *h, float 
                   float *y, const unsigned char *mask, float *seq, ptrdiff_t B,
                   ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int backwards, int act,
                   int rec_act, int threads, int (*poll)(void *), void *poll_ctx);
+
+/* The input projection of a chunk of steps, for inference (forward.c)
+ * and training (train.c): for batch rows b < rows, steps s < steps and
+ * blocks p in [p0, p1) of the packed kernel and bias,
+ *     out(b, s) = bias + x(b, s) @ kernel,
+ * where each operand v(b, s) lies at v + b * (its row stride) + s * (its
+ * step stride), and block p of out p * op further.  The tiles run along
+ * time within each row when the chunk has at least MR steps (or more steps
+ * than rows), else along the rows at each step.  xg: 0, or the distance of
+ * the per-gate copies of x (input dropout).  lengths (of rows 0 .. rows,
+ * sorted longest first; lengths.h) or NULL: row b has step s only if its
+ * time, t0 + s (backwards: t0 - s), is below lengths[b]; the others are
+ * not computed.  An int8 layer (i8 set, float32
+ * only) reads x's quantized rows q(b, s) and their scales qs(b, s) instead,
+ * with the same addressing. */
+#define FL_DECLARE_CHUNK(T, SUF)                                              \
+typedef struct {                                                              \
+    const fl_ops_##SUF *ops;                                                  \
+    ptrdiff_t rows, steps, n_in;                                              \
+    const T *kp, *bias;        /* packed [NB][n_in][4][W], [NB][4][W] */      \
+    const T *x;                                                               \
+    ptrdiff_t xb, xs, xg;                                                     \
+    T *out;                                                                   \
+    ptrdiff_t ob, os, op;                                                     \
+    const ptrdiff_t *lengths;  /* or NULL */                                  \
+    ptrdiff_t t0;              /* the time of step 0 */                       \
+    int backwards;             /* 1: step s is time t0 - s */                 \
+    const fl_ops_i8 *i8;       /* NULL: float weights */                      \
+    const fl_weights_i8 *w8;                                                  \
+    ptrdiff_t K4x;             /* groups of 4 inputs */                       \
+    const unsigned char *q;                                                   \
+    ptrdiff_t qb, qs;                                                         \
+    const float *qscale;                                                      \
+    ptrdiff_t sb, ss;                                                         \
+} fl_chunk_##SUF;                                                             \
+                                                                              \
+void fl_project_chunk_##SUF(const fl_chunk_##SUF *c, ptrdiff_t p0, ptrdiff_t p1);
+
+FL_DECLARE_CHUNK(float, f32)
+FL_DECLARE_CHUNK(double, f64)
+#undef FL_DECLARE_CHUNK
 
 #endif /* FASTLSTM_FORWARD_H */

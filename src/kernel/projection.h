@@ -43,7 +43,7 @@ static void fl_project_##SUF(const fl_ops_##SUF *ops, ptrdiff_t rows,         \
     const ptrdiff_t npb = fl_projected_columns(P, ops->width) / W4;           \
     const ptrdiff_t ntiles = (rows + MR - 1) / MR;                            \
     fl_proj_##SUF pj;                                                         \
-    pj.n_in = U; pj.ldx = ldm; pj.ldk = 1;                                    \
+    pj.n_in = U; pj.ldx = ldm; pj.ldk = 1; pj.ldg = 0;                        \
     pj.bias = NULL; pj.ldb = 0; pj.ldo = ldh;                                 \
     for (ptrdiff_t pb = 0; pb < npb; ++pb) {                                  \
         ptrdiff_t b = 0;                                                      \
