@@ -11,6 +11,11 @@ In one run, on the same weights and data, float32, taking turns (see
               uniform in 1..T) as a PackedSequence (enforce_sorted=False),
               inference and training step, against nn.LSTM on the same
               PackedSequence and against fastlstm.torch on the padded batch
+  proj_size   LSTMP (``proj_size``, h = W_hr (o * tanh(c))) at (32, 100, 64,
+              256) with proj_size 128, against nn.LSTM with the same
+              proj_size (--only-proj: these rows alone): inference at batch
+              1 and 32, training step, under the inference and training
+              targets
 
 Prints one table: per case the median and the minimum milliseconds of
 each, the ratio of medians (above 1: fastlstm.torch is faster), the
@@ -38,14 +43,16 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import fastlstm.torch
 
 VARIABLE = (64, 200, 64, 256)
+# (batch, timesteps, features, units), proj_size
+PROJECTED = [((32, 100, 64, 256), 128)]
 INFERENCE_TARGET, TRAINING_TARGET = 1.5, 1.3
 PACKED_TARGET, PACKED_PADDED_TARGET = 2.0, 1.5
 
 
-def pair(features, units):
+def pair(features, units, proj_size=0):
     torch.manual_seed(0)
-    reference = torch.nn.LSTM(features, units, batch_first=True)
-    ours = fastlstm.torch.LSTM(features, units, batch_first=True)
+    reference = torch.nn.LSTM(features, units, batch_first=True, proj_size=proj_size)
+    ours = fastlstm.torch.LSTM(features, units, batch_first=True, proj_size=proj_size)
     ours.load_state_dict(reference.state_dict())
     return reference, ours
 
@@ -65,22 +72,34 @@ def training(module, x, d_out):
     return run
 
 
+def cell_rows(cell, sizes, rounds, block, proj_size=0, seed=1):
+    """Inference at each batch size of ``sizes`` and a training step at the
+    cell's batch, for one cell (with ``proj_size``: both modules LSTMP)."""
+    batch, steps, features, units = cell
+    reference, ours = pair(features, units, proj_size)
+    generator = torch.Generator().manual_seed(seed)
+    shape = f"({{}}, {steps}, {features}, {units})" + (
+        f" proj_size {proj_size}" if proj_size else "")
+    for size in sizes:
+        x = torch.randn(size, steps, features, generator=generator)
+        times = times_ms({"ours": inference(ours, x), "nn": inference(reference, x)},
+                         rounds, block)
+        yield f"inference {shape.format(size)}", times, "nn", INFERENCE_TARGET
+    x = torch.randn(batch, steps, features, generator=generator)
+    d_out = torch.randn(batch, steps, proj_size or units, generator=generator)
+    times = times_ms({"ours": training(ours, x, d_out),
+                      "nn": training(reference, x, d_out)}, rounds, block)
+    yield f"training {shape.format(batch)}", times, "nn", TRAINING_TARGET
+
+
 def standard_cells(rounds, block):
-    for batch, steps, features, units in GRID:
-        reference, ours = pair(features, units)
-        generator = torch.Generator().manual_seed(1)
-        for size in (1, 64):
-            x = torch.randn(size, steps, features, generator=generator)
-            times = times_ms({"ours": inference(ours, x), "nn": inference(reference, x)},
-                             rounds, block)
-            yield (f"inference ({size}, {steps}, {features}, {units})", times, "nn",
-                   INFERENCE_TARGET)
-        x = torch.randn(batch, steps, features, generator=generator)
-        d_out = torch.randn(batch, steps, units, generator=generator)
-        times = times_ms({"ours": training(ours, x, d_out),
-                          "nn": training(reference, x, d_out)}, rounds, block)
-        yield (f"training ({batch}, {steps}, {features}, {units})", times, "nn",
-               TRAINING_TARGET)
+    for cell in GRID:
+        yield from cell_rows(cell, (1, 64), rounds, block)
+
+
+def projected_cells(rounds, block):
+    for cell, proj_size in PROJECTED:
+        yield from cell_rows(cell, (1, cell[0]), rounds, block, proj_size, seed=3)
 
 
 def variable_lengths(rounds, block):
@@ -105,6 +124,8 @@ def variable_lengths(rounds, block):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    parser.add_argument("--only-proj", action="store_true",
+                        help="only the proj_size rows")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads for both (fastlstm.torch follows it)")
     args = parser.parse_args()
@@ -119,7 +140,9 @@ def main():
           "| target | met |")
     print("|---|---:|---:|---:|---:|---|")
     met = []
-    cases = itertools.chain(variable_lengths(rounds, block), standard_cells(rounds, block))
+    cases = (projected_cells(rounds, block) if args.only_proj else itertools.chain(
+        variable_lengths(rounds, block), standard_cells(rounds, block),
+        projected_cells(rounds, block)))
     for case, times, peer, target in cases:
         ours, theirs = times["ours"], times[peer]
         ratio = statistics.median(theirs) / statistics.median(ours)

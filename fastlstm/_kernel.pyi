@@ -41,6 +41,10 @@ class Packed:
     @property
     def bias(self) -> _Array: ...
     @property
+    def projection(self) -> _Array | None: ...
+    @property
+    def proj_size(self) -> int: ...
+    @property
     def isa(self) -> str: ...
     @property
     def isa_code(self) -> int: ...
@@ -55,7 +59,8 @@ class Packed:
     @property
     def padded(self) -> int: ...
 
-def pack(kernel: _Array, recurrent_kernel: _Array, bias: _Array) -> Packed: ...
+def pack(kernel: _Array, recurrent_kernel: _Array, bias: _Array,
+         projection_kernel: _Array | None = None) -> Packed: ...
 def plan(B: int, T: int, I: int, U: int, num_threads: int, isa_name: str | None = None,
          training: bool = False) -> tuple[int, Literal["rows", "units"]]: ...
 def forward(x: _Array, packed: Packed, h: _Array, c: _Array, y: _Array,
@@ -65,15 +70,18 @@ def forward(x: _Array, packed: Packed, h: _Array, c: _Array, y: _Array,
 def train_forward(x: _Array, features: int, packed: Packed, h: _Array, c: _Array,
                   y: _Array, mask: NDArray[np.uint8] | None, hmask: _Array | None,
                   seq: _Array | None, rec: _Array, hs: _Array, hm: _Array | None,
-                  go_backwards: bool, activation: int, recurrent_activation: int,
-                  num_threads: int, lengths: NDArray[np.intp] | None = None,
-                  /) -> None: ...
+                  ms: _Array | None, go_backwards: bool, activation: int,
+                  recurrent_activation: int, num_threads: int,
+                  lengths: NDArray[np.intp] | None = None, /) -> None: ...
 def train_backward(x: _Array, features: int, xmask: _Array | None, packed: Packed,
-                   kernel_t: _Array | None, recurrent_kernel_t: _Array, rec: _Array,
-                   hs: _Array, hmask: _Array | None, hm: _Array | None, dz: _Array,
+                   kernel_t: _Array | None, recurrent_kernel_t: _Array,
+                   projection_t: _Array | None, rec: _Array, hs: _Array,
+                   hmask: _Array | None, hm: _Array | None, ms: _Array | None, dz: _Array,
+                   dhs: _Array | None,
                    mask: NDArray[np.uint8] | None, dseq: _Array | None, dh: _Array,
                    dc: _Array, dy: _Array, dx: _Array | None, dkernel: _Array,
-                   drecurrent_kernel: _Array, dbias: _Array, go_backwards: bool,
+                   drecurrent_kernel: _Array, dprojection: _Array | None, dbias: _Array,
+                   go_backwards: bool,
                    activation: int, recurrent_activation: int, num_threads: int,
                    lengths: NDArray[np.intp] | None = None, /) -> None: ...
 

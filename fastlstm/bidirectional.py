@@ -150,7 +150,9 @@ class Bidirectional:
         else:
             shape = shapes
         if self.merge_mode == "concat":
-            output = [shape[:-1] + (2 * self.forward_layer.units,)]
+            features = shape[-1]
+            assert features is not None       # the layer's units or proj_size
+            output = [shape[:-1] + (2 * features,)]
         elif self.merge_mode is None:
             output = [shape, shape]
         else:
@@ -180,8 +182,8 @@ class Bidirectional:
 
     def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Set ``get_weights()``-shaped weights (forward then backward)."""
-        count = 2 + self.forward_layer.use_bias
-        expected = count + 2 + self.backward_layer.use_bias
+        count = 2 + self.forward_layer.use_bias + bool(self.forward_layer.proj_size)
+        expected = count + 2 + self.backward_layer.use_bias + bool(self.backward_layer.proj_size)
         if not isinstance(weights, (list, tuple)) or len(weights) != expected:
             raise ValueError(
                 f"Bidirectional weights must be a list of {expected} arrays "

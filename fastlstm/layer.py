@@ -33,18 +33,21 @@ class _Weights:
     call that took it computes with one version throughout.
 
     An int8 layer's version also holds its int8 weights (``int8``); its
-    float arrays are their dequantised values."""
+    float arrays are their dequantised values.  An LSTMP layer's (``projected``)
+    lists its projection kernel last."""
 
-    __slots__ = ("arrays", "kernel", "recurrent_kernel", "bias", "packed_cache", "int8",
-                 "packed_int8_cache")
+    __slots__ = ("arrays", "kernel", "recurrent_kernel", "bias", "projection_kernel",
+                 "packed_cache", "int8", "packed_int8_cache")
 
     def __init__(self, arrays: list[Array], units: int,
-                 int8: Int8Weights | None = None) -> None:
+                 int8: Int8Weights | None = None, projected: bool = False) -> None:
         for array in arrays:
             array.flags.writeable = False
         self.arrays = arrays                              # as get_weights() lists them
         self.kernel, self.recurrent_kernel = arrays[0], arrays[1]
-        self.bias = arrays[2] if len(arrays) > 2 else np.zeros(4 * units, arrays[0].dtype)
+        self.projection_kernel = arrays[-1] if projected else None
+        self.bias = (arrays[2] if len(arrays) - projected > 2
+                     else np.zeros(4 * units, arrays[0].dtype))
         self.packed_cache: _kernel.Packed | None = None
         self.int8 = int8
         self.packed_int8_cache: _kernel.PackedInt8 | None = None
@@ -67,14 +70,15 @@ class _Weights:
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled without the packs, which the next call makes again (an
         # int8 version keeps its int8 weights).
-        return _Weights, (self.arrays, self.recurrent_kernel.shape[0], self.int8)
+        return _Weights, (self.arrays, self.kernel.shape[1] // 4, self.int8,
+                          self.projection_kernel is not None)
 
     def packed(self) -> _kernel.Packed:
         """These weights in the kernel's layout for the current instruction set."""
         packed = self.packed_cache
         if packed is None or packed.selected != _kernel.current_isa():
             packed = self.packed_cache = _kernel.pack(self.kernel, self.recurrent_kernel,
-                                                      self.bias)
+                                                      self.bias, self.projection_kernel)
         return packed
 
 
@@ -117,10 +121,20 @@ class LSTM:
         Most threads the kernel uses.  None: the CPUs this process may run
         on, capped by ``OMP_NUM_THREADS`` when that is set.  Results are
         bitwise identical for any number of threads.
+    proj_size : int or None, default None
+        An LSTM with projections (LSTMP), as ``torch.nn.LSTM(proj_size=...)``:
+        ``h = (o * act(c)) @ projection_kernel`` has ``proj_size`` features
+        (0 < proj_size < units; None or 0: no projection), the outputs and h
+        have proj_size features, c keeps ``units``, and the recurrent kernel
+        multiplies the projected h.  Keras has no such layer: these layers
+        cannot be exported to Keras.  Not combined with recurrent_dropout.
 
     Weights are ``kernel (input_dim, 4*units)``, ``recurrent_kernel
     (units, 4*units)`` and ``bias (4*units,)``, gate blocks in Keras's order
-    i, f, c, o.  The layer builds itself on its first call.
+    i, f, c, o; with ``proj_size``, ``recurrent_kernel`` is (proj_size,
+    4*units) and ``get_weights()`` lists ``projection_kernel (units,
+    proj_size)`` last (torch's ``weight_hr_l0.T``).  The layer builds itself
+    on its first call.
 
     Examples
     --------
@@ -140,9 +154,11 @@ class LSTM:
                  return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, stateful: bool = False, seed: int | None = None,
                  dtype: DTypeLike = "float32", dropout: float = 0.0,
-                 recurrent_dropout: float = 0.0, num_threads: int | None = None) -> None:
+                 recurrent_dropout: float = 0.0, num_threads: int | None = None,
+                 proj_size: int | None = None) -> None:
         # 4 * units columns must fit BLAS's 32-bit ints.
         self.units = validation.positive_int(units, "units", limit=(2**31 - 1) // 4)
+        self.proj_size = validation.proj_size(proj_size, self.units)
         self.activation = activations.canonical(activation, "activation")
         self.recurrent_activation = activations.canonical(
             recurrent_activation, "recurrent_activation")
@@ -163,6 +179,10 @@ class LSTM:
         self.dtype = validation.layer_dtype(dtype)
         self.dropout = validation.dropout_rate(dropout, "dropout")
         self.recurrent_dropout = validation.dropout_rate(recurrent_dropout, "recurrent_dropout")
+        if self.proj_size and self.recurrent_dropout:
+            raise ValueError(f"recurrent_dropout is not supported with proj_size "
+                             f"(got proj_size={self.proj_size}, recurrent_dropout="
+                             f"{self.recurrent_dropout}); torch.nn.LSTM has neither")
         self.num_threads = validation.num_threads(num_threads)
         self.input_dim: int | None = None
         self._weights: _Weights | None = None   # None until set, or drawn on first use
@@ -203,7 +223,7 @@ class LSTM:
         kernel = initializers.initialize(
             self.kernel_initializer, (input_dim, 4 * units), dtype, rng)
         recurrent_kernel = initializers.initialize(
-            self.recurrent_initializer, (units, 4 * units), dtype, rng)
+            self.recurrent_initializer, (self.proj_size or units, 4 * units), dtype, rng)
         weights = [kernel, recurrent_kernel]
         if self.use_bias:
             if self.unit_forget_bias:
@@ -215,14 +235,25 @@ class LSTM:
             else:
                 bias = initializers.initialize(self.bias_initializer, (4 * units,), dtype, rng)
             weights.append(bias)
+        if self.proj_size:      # drawn last: the other weights are as without it
+            weights.append(initializers.initialize(
+                self.kernel_initializer, (units, self.proj_size), dtype, rng))
         return weights
 
     def _weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
         """The shapes ``get_weights()`` has for ``input_dim`` features."""
-        shapes: list[tuple[int, ...]] = [(input_dim, 4 * self.units), (self.units, 4 * self.units)]
+        shapes: list[tuple[int, ...]] = [(input_dim, 4 * self.units),
+                                         (self.proj_size or self.units, 4 * self.units)]
         if self.use_bias:
             shapes.append((4 * self.units,))
+        if self.proj_size:
+            shapes.append((self.units, self.proj_size))
         return shapes
+
+    @property
+    def _outputs(self) -> int:
+        """Features of the outputs and of h: proj_size, or units without one."""
+        return self.proj_size or self.units
 
     def _require_built(self, what: str) -> _Weights:
         """The current weights (drawn now if the layer was built without
@@ -235,7 +266,8 @@ class LSTM:
                 if self.input_dim is None:
                     raise self._unbuilt(what)
                 try:
-                    self._weights = _Weights(self._draw(self.input_dim), self.units)
+                    self._weights = _Weights(self._draw(self.input_dim), self.units,
+                                             projected=bool(self.proj_size))
                 except (MemoryError, ValueError, TypeError):
                     # Weights that cannot be drawn: unbuilt.  (An interrupt
                     # leaves the layer built, to draw on its next call.)
@@ -267,8 +299,15 @@ class LSTM:
         weights = self._require_built("bias")
         return weights.bias if self.use_bias else None
 
+    @property
+    def projection_kernel(self) -> Array | None:
+        """(units, proj_size): h = (o * act(c)) @ projection_kernel; None
+        without proj_size."""
+        return self._require_built("projection_kernel").projection_kernel
+
     def get_weights(self) -> list[Array]:
-        """``[kernel, recurrent_kernel, bias]`` (no bias when use_bias=False), copies."""
+        """``[kernel, recurrent_kernel, bias]`` (no bias when use_bias=False),
+        then ``projection_kernel`` with proj_size; copies."""
         return [w.copy() for w in self._require_built("get_weights").arrays]
 
     def set_weights(self, weights: Sequence[ArrayLike]) -> None:
@@ -291,7 +330,7 @@ class LSTM:
                 self._set_int8(quantization.quantize_weights(
                     arrays[0], arrays[1], arrays[2] if self.use_bias else None))
                 return
-            self._weights = _Weights(arrays, self.units)
+            self._weights = _Weights(arrays, self.units, projected=bool(self.proj_size))
 
     def count_params(self) -> int:
         input_dim = self.input_dim
@@ -331,6 +370,7 @@ class LSTM:
             output repeats the previous step's output (zeros before the
             first unmasked step).
         initial_state : [h, c], each (batch, units), optional
+            (h: (batch, proj_size) with a projection).
             Overrides the stored states of a stateful layer.
         lengths : array_like of int, shape (batch,), optional
             Shortcut for a right-padded mask: row b has ``lengths[b]`` valid
@@ -345,7 +385,8 @@ class LSTM:
         -------
         The last output (batch, units), or the sequence (batch, timesteps,
         units) with ``return_sequences``; with ``return_state`` a list
-        ``[output, h, c]``.
+        ``[output, h, c]``.  With ``proj_size`` the outputs and h have
+        proj_size features (c keeps units).
         """
         array = validation.input_array(x, None)
         if self.input_dim is None:
@@ -419,24 +460,28 @@ class LSTM:
             parts.append(("the training workspace", training.forward_bytes(
                 batch, timesteps, features, units, self.dtype, input_masks=input_masks,
                 recurrent_masks=bool(self.recurrent_dropout),
-                return_sequence=self.return_sequences, workspace=self._tape)))
+                return_sequence=self.return_sequences, workspace=self._tape,
+                proj_size=self.proj_size)))
         else:
-            sequence = batch * timesteps * units * self.return_sequences
-            # The kernel's workspace: bounded projection chunks, per-row states.
+            sequence = batch * timesteps * self._outputs * self.return_sequences
+            # The kernel's workspace: bounded projection chunks, per-row
+            # states (with a projection also m, its rows padded to 4W).
+            states = (6 * batch * (units + 64) if self.proj_size
+                      else 4 * batch * (units + 16))
             parts += [("the output sequence", sequence * itemsize),
                       ("rows sorted by length (lengths): x and the sequence",
                        masked * (x.size + sequence) * itemsize),
-                      ("the kernel workspace", 2**20 + 4 * batch * (units + 16) * itemsize)]
+                      ("the kernel workspace", 2**20 + states * itemsize)]
         validation.within_memory(parts, f"LSTM(units={units}) on x of shape {x.shape}")
 
     def _infer(self, weights: _Weights, x: Array, mask: Array | None, h: Array, c: Array,
                ) -> tuple[Array | None, Array]:
         """The inference pass: ``(sequence or None, last)``; h and c become the final states."""
         batch, timesteps = x.shape[:2]
-        last = np.zeros((batch, self.units), self.dtype)
+        last = np.zeros((batch, self._outputs), self.dtype)
         sequence = None
         if self.return_sequences:
-            sequence = np.empty((batch, timesteps, self.units), self.dtype)
+            sequence = np.empty((batch, timesteps, self._outputs), self.dtype)
         codes = (activations.CODES[self.activation],
                  activations.CODES[self.recurrent_activation])
         threads = self.num_threads or _kernel.DEFAULT_THREADS
@@ -464,9 +509,9 @@ class LSTM:
         h_sorted, c_sorted = np.ascontiguousarray(h[rows]), np.ascontiguousarray(c[rows])
         sequence = None
         if self.return_sequences:
-            sequence = np.empty((batch, timesteps, self.units), self.dtype)
+            sequence = np.empty((batch, timesteps, self._outputs), self.dtype)
         _kernel.forward(x, weights.packed(), h_sorted, c_sorted,
-                        np.zeros((batch, self.units), self.dtype), None, sequence,
+                        np.zeros((batch, self._outputs), self.dtype), None, sequence,
                         self.go_backwards, activations.CODES[self.activation],
                         activations.CODES[self.recurrent_activation],
                         self.num_threads or _kernel.DEFAULT_THREADS, sorted_lengths)
@@ -512,7 +557,8 @@ class LSTM:
             go_backwards=self.go_backwards, activation=self.activation,
             recurrent_activation=self.recurrent_activation, input_masks=input_masks,
             recurrent_masks=recurrent_masks, return_sequence=self.return_sequences,
-            workspace=workspace, pack=weights.packed, num_threads=self.num_threads)
+            workspace=workspace, pack=weights.packed, num_threads=self.num_threads,
+            projection_kernel=weights.projection_kernel)
         return sequence, last
 
     def _finish(self, sequence: Array | None, last: Array, h: Array, c: Array) -> Output:
@@ -529,10 +575,10 @@ class LSTM:
         features), entries may be None; a list of three shapes with
         return_state."""
         batch, timesteps = tuple(input_shape)[:2]
-        output = ((batch, timesteps, self.units) if self.return_sequences
-                  else (batch, self.units))
+        output = ((batch, timesteps, self._outputs) if self.return_sequences
+                  else (batch, self._outputs))
         if self.return_state:
-            return [output, (batch, self.units), (batch, self.units)]
+            return [output, (batch, self._outputs), (batch, self.units)]
         return output
 
     # ----------------------------------------------------------------- states
@@ -540,7 +586,8 @@ class LSTM:
         if self.stateful and initial_state is None and self._states is not None:
             validation.stateful_batch(self._states[0].shape[0], batch)
             return self._states[0].copy(), self._states[1].copy()
-        return validation.initial_state(initial_state, batch, self.units, self.dtype)
+        return validation.initial_state(initial_state, batch, self.units, self.dtype,
+                                        self.proj_size)
 
     @property
     def states(self) -> list[Array] | None:
@@ -557,7 +604,8 @@ class LSTM:
         if states is not None:
             validation.state_list(states, 2, "states")
             batch = (np.shape(states[0]) or (None,))[0]
-            self._states = validation.initial_state(states, batch, self.units, self.dtype)
+            self._states = validation.initial_state(states, batch, self.units, self.dtype,
+                                                    self.proj_size)
         elif self._states is not None:
             h, c = self._states
             self._states = (np.zeros_like(h), np.zeros_like(c))
@@ -578,6 +626,8 @@ class LSTM:
             "go_backwards": self.go_backwards, "stateful": self.stateful,
             "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
             "seed": self.seed, "dtype": self.dtype.name,
+            # Keras has no projection: the key appears only where it is used.
+            **({"proj_size": self.proj_size} if self.proj_size else {}),
         }
 
     @classmethod
@@ -598,8 +648,9 @@ class LSTM:
         batch-major input whatever the module's ``batch_first``.
 
         Weights: ``kernel = weight_ih.T``, ``recurrent_kernel = weight_hh.T``,
-        ``bias = bias_ih + bias_hh``; units, use_bias and dtype come from the
-        module.
+        ``bias = bias_ih + bias_hh`` and, for ``proj_size > 0``,
+        ``projection_kernel = weight_hr.T``; units, proj_size, use_bias and
+        dtype come from the module.
         """
         arguments, weights = torch_io.single_layer(module)
         layer = cls(arguments.pop("units"), **{**arguments, **kwargs})
@@ -611,7 +662,7 @@ class LSTM:
         outputs; the bias goes to ``bias_ih`` and ``bias_hh`` is zero."""
         weights = self._require_built("to_torch")
         return torch_io.to_module(weights.arrays, self.activation, self.recurrent_activation,
-                                  self.go_backwards)
+                                  self.go_backwards, self.proj_size)
 
     @classmethod
     def from_keras(cls, layer: Any) -> LSTM:
@@ -663,9 +714,10 @@ class LSTM:
             if tape is None:
                 raise RuntimeError("LSTM.backward needs a call with training=True first")
             d_sequence, d_last, d_h, d_c = self._output_gradients(d_outputs, tape.shape)
-            dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = training.backward(
+            dx, dh0, dc0, dkernel, drecurrent_kernel, dbias, dprojection = training.backward(
                 tape, d_sequence, d_last, d_h, d_c, input_gradient=input_gradient)
-            self.grads = [dkernel, drecurrent_kernel] + ([dbias] if self.use_bias else [])
+            self.grads = ([dkernel, drecurrent_kernel] + ([dbias] if self.use_bias else [])
+                          + ([] if dprojection is None else [dprojection]))
             return [dx, dh0, dc0]
 
     def _output_gradients(self, d_outputs: Any, shape: tuple[int, int, int],
@@ -674,8 +726,9 @@ class LSTM:
         recorded (timesteps, batch, units), as training.backward takes them:
         ``(d_sequence, d_last, d_h, d_c)``."""
         timesteps, batch, units = shape
-        output_shape = ((batch, timesteps, units) if self.return_sequences
-                        else (batch, units))
+        outputs = self._outputs
+        output_shape = ((batch, timesteps, outputs) if self.return_sequences
+                        else (batch, outputs))
         if self.return_state:
             if not isinstance(d_outputs, (list, tuple)) or len(d_outputs) != 3:
                 raise ValueError(
@@ -687,7 +740,7 @@ class LSTM:
         # The kernel only reads the sequence gradient; it overwrites the others.
         d_output = validation.gradient(d_output, output_shape, self.dtype, "d_outputs[0]",
                                        copy=not self.return_sequences)
-        d_h = validation.gradient(d_h, (batch, units), self.dtype, "d_outputs[1]")
+        d_h = validation.gradient(d_h, (batch, outputs), self.dtype, "d_outputs[1]")
         d_c = validation.gradient(d_c, (batch, units), self.dtype, "d_outputs[2]")
         if self.return_sequences:
             return d_output, None, d_h, d_c
@@ -708,5 +761,7 @@ class LSTM:
     def __repr__(self) -> str:
         shape = f"input_dim={self.input_dim}, " if self.built else ""
         int8 = ", quantization='int8'" if self.quantization else ""
-        return (f"LSTM(units={self.units}, {shape}return_sequences={self.return_sequences}, "
+        proj = f"proj_size={self.proj_size}, " if self.proj_size else ""
+        return (f"LSTM(units={self.units}, {proj}{shape}"
+                f"return_sequences={self.return_sequences}, "
                 f"return_state={self.return_state}, dtype={self.dtype.name}{int8})")

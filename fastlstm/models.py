@@ -238,6 +238,11 @@ def load_keras_weights(target: LSTM | Bidirectional | Sequential | KerasModel,
         raise TypeError(f"load_keras_weights: expected a fastlstm LSTM, Bidirectional, "
                         f"Sequential or Model, got {type(target).__name__}")
     layers: list[Any] = target.layers if isinstance(target, Sequential) else [target]
+    projected = serialization.projected_layer(target)
+    if projected is not None:
+        raise ValueError(f"load_keras_weights: Keras's LSTM has no projection, so no Keras "
+                         f"file holds the weights of {projected!r} (proj_size="
+                         f"{projected.proj_size}); use fastlstm.load or from_torch")
     if path.endswith(".keras"):
         _, weights = keras_files.read_keras_archive(path)
         with keras_files.damaged_as_value_error(path), keras_files.open_h5(weights) as h5:
@@ -317,7 +322,7 @@ def from_torch(module: Any) -> TorchStack:
     layers: list[LSTM | Bidirectional] = []
     for index in range(module.num_layers):
         lstm = LSTM(module.hidden_size, return_sequences=True, use_bias=module.bias,
-                    dtype=dtype)
+                    dtype=dtype, proj_size=module.proj_size)
         weights = torch_io.direction_weights(module, index, False)
         layer: LSTM | Bidirectional = lstm
         if module.bidirectional:
@@ -341,6 +346,9 @@ def _quantized_layer(layer: LSTM) -> LSTM:
     states = layer.states
     if states is not None:
         new._states = (states[0], states[1])
+    if layer.proj_size:
+        raise ValueError(f"quantize_dynamic: int8 layers have no projection; got "
+                         f"{layer!r} with proj_size={layer.proj_size} (it stays float)")
     new._set_int8(quantization.quantize_weights(
         weights.kernel, weights.recurrent_kernel, weights.bias if layer.use_bias else None))
     return new

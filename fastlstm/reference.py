@@ -8,6 +8,10 @@ torch backends) step by step:
     c = f * c + i * act(z_c)
     h = o * act(c)
 
+With ``projection_kernel`` (units, proj_size) it is torch.nn.LSTM's LSTMP
+(``proj_size``): ``h = (o * act(c)) @ projection_kernel`` has proj_size
+features, and ``recurrent_kernel`` is (proj_size, 4 * units).
+
 A masked step keeps h and c; its output repeats the previous output, which
 is zeros before the first unmasked step.
 
@@ -37,6 +41,7 @@ def lstm(x: ArrayLike, kernel: NDArray[Any], recurrent_kernel: NDArray[Any],
          mask: ArrayLike | None = None, go_backwards: bool = False,
          activation: str = "tanh", recurrent_activation: str = "sigmoid",
          input_masks: NDArray[Any] | None = None, recurrent_masks: NDArray[Any] | None = None,
+         projection_kernel: NDArray[Any] | None = None,
          ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """Run an LSTM over ``x`` (batch, timesteps, features).
 
@@ -45,12 +50,13 @@ def lstm(x: ArrayLike, kernel: NDArray[Any], recurrent_kernel: NDArray[Any],
     gate block, or None.
 
     Returns ``(sequence, last_output, h, c)``: the outputs of every step in
-    processing order (batch, timesteps, units), the last output, and the
-    final states.  Computes in the dtype of ``kernel``.
+    processing order (batch, timesteps, H), the last output, and the final
+    states (H: the projection's proj_size, else units; c has units).
+    Computes in the dtype of ``kernel``.
     """
     dtype = np.asarray(kernel).dtype
     bias = np.zeros(kernel.shape[1], dtype) if bias is None else bias
-    units = recurrent_kernel.shape[0]
+    units = kernel.shape[1] // 4
 
     def gates(x_t: NDArray[Any], h: NDArray[Any]) -> NDArray[Any]:
         if input_masks is None and recurrent_masks is None:
@@ -63,7 +69,7 @@ def lstm(x: ArrayLike, kernel: NDArray[Any], recurrent_kernel: NDArray[Any],
              + bias[block[g]] for g in range(4)], axis=1)
 
     return _run(x, gates, units, dtype, initial_state, mask,
-                go_backwards, activation, recurrent_activation)
+                go_backwards, activation, recurrent_activation, projection_kernel)
 
 
 def lstm_int8(x: ArrayLike, weights: Int8Weights, *,
@@ -84,19 +90,20 @@ def _run(x: ArrayLike, step_gates: Callable[[NDArray[Any], NDArray[Any]], NDArra
          units: int, dtype: np.dtype[Any],
          initial_state: tuple[ArrayLike, ArrayLike] | list[ArrayLike] | None,
          mask: ArrayLike | None, go_backwards: bool, activation: str,
-         recurrent_activation: str,
+         recurrent_activation: str, projection_kernel: NDArray[Any] | None = None,
          ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """The time loop of ``lstm``; ``step_gates(x_t, h)`` gives z."""
     x = np.asarray(x, dtype)
     batch, timesteps, _ = x.shape
     act, rec_act = FUNCTIONS[activation], FUNCTIONS[recurrent_activation]
+    outputs = units if projection_kernel is None else projection_kernel.shape[1]
     if initial_state is None:
-        h = np.zeros((batch, units), dtype)
+        h = np.zeros((batch, outputs), dtype)
         c = np.zeros((batch, units), dtype)
     else:
         h, c = (np.array(s, dtype) for s in initial_state)
-    output = np.zeros((batch, units), dtype)
-    sequence = np.zeros((batch, timesteps, units), dtype)
+    output = np.zeros((batch, outputs), dtype)
+    sequence = np.zeros((batch, timesteps, outputs), dtype)
     steps = range(timesteps - 1, -1, -1) if go_backwards else range(timesteps)
     # Linear and relu activations leave h and c unbounded: over a long
     # sequence they overflow to inf (and inf - inf gives nan), as the
@@ -113,6 +120,8 @@ def _run(x: ArrayLike, step_gates: Callable[[NDArray[Any], NDArray[Any]], NDArra
             o = rec_act(z[:, 3 * units:])
             c_new = f * c + i * g
             h_new = o * act(c_new)
+            if projection_kernel is not None:
+                h_new = h_new @ projection_kernel
             if mask is None:
                 h, c, output = h_new, c_new, h_new
             else:

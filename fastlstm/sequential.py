@@ -284,7 +284,7 @@ def _weight_count(layer: Layer) -> int:
     if isinstance(layer, Bidirectional):
         return _weight_count(layer.forward_layer) + _weight_count(layer.backward_layer)
     if isinstance(layer, LSTM):
-        return 2 + layer.use_bias
+        return 2 + layer.use_bias + bool(layer.proj_size)
     return 0
 
 

@@ -34,9 +34,31 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplemented
 _WEIGHT = re.compile(r"weight_(0|[1-9][0-9]*)\.npy")
 
 
+# The suffixes of Keras's own formats, which no LSTMP layer can be written in.
+KERAS_SUFFIXES = (".keras", ".h5")
+
+
+def projected_layer(obj: Any) -> Any:
+    """The first LSTM with a projection (proj_size) in a layer or stack, or None."""
+    if getattr(obj, "proj_size", 0):
+        return obj
+    for inner in (*getattr(obj, "layers", ()), getattr(obj, "forward_layer", None),
+                  getattr(obj, "backward_layer", None)):
+        found = None if inner is None else projected_layer(inner)
+        if found is not None:
+            return found
+    return None
+
+
 def save(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write the config and the weights (when built) of a fastlstm layer or
     stack ``obj`` to ``path`` (.npz)."""
+    projected = projected_layer(obj)
+    if projected is not None and os.fspath(path).endswith(KERAS_SUFFIXES):
+        raise ValueError(f"save: {projected!r} has a projection (proj_size="
+                         f"{projected.proj_size}), which Keras's LSTM does not have, so it "
+                         f"cannot be written in a Keras format ({os.fspath(path)!r}); save "
+                         f"writes fastlstm's .npz (give a path ending in .npz)")
     try:
         config = json.dumps(keras_io.to_dict(obj))
     except TypeError as error:  # a callable initializer

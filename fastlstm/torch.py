@@ -111,12 +111,15 @@ class _Recurrent(nn.Module):  # type: ignore[misc]
     input_size: int
     hidden_size: int
 
-    def _register(self, suffix: str, width: int, bias: bool, dtype: Any) -> None:
+    def _register(self, suffix: str, width: int, bias: bool, dtype: Any,
+                  proj_size: int = 0) -> None:
         gates = 4 * self.hidden_size
         shapes: dict[str, tuple[int, ...]] = {
-            "weight_ih": (gates, width), "weight_hh": (gates, self.hidden_size)}
+            "weight_ih": (gates, width), "weight_hh": (gates, proj_size or self.hidden_size)}
         if bias:
             shapes.update(bias_ih=(gates,), bias_hh=(gates,))
+        if proj_size:       # registered last, as nn.LSTM does
+            shapes.update(weight_hr=(proj_size, self.hidden_size))
         for name, shape in shapes.items():
             self.register_parameter(name + suffix,
                                     nn.Parameter(torch.empty(shape, dtype=dtype)))
@@ -129,12 +132,13 @@ class _Recurrent(nn.Module):  # type: ignore[misc]
             nn.init.uniform_(weight, -bound, bound)
 
     def _weights(self, suffix: str) -> list[Any]:
-        """``[weight_ih, weight_hh, bias_ih, bias_hh]`` of one direction (None
-        for missing biases), read from ``_parameters`` directly: a call
-        reads them for every direction, and ``nn.Module.__getattr__`` is slow."""
+        """``[weight_ih, weight_hh, bias_ih, bias_hh, weight_hr]`` of one
+        direction (None for missing biases and without proj_size), read from
+        ``_parameters`` directly: a call reads them for every direction, and
+        ``nn.Module.__getattr__`` is slow."""
         parameters = self._parameters
         return [parameters.get(name + suffix)
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
 
     def _check_call(self, input: Any, weight_dtype: Any) -> None:
         if torch.jit.is_tracing() or torch.jit.is_scripting():
@@ -161,9 +165,13 @@ class LSTM(_Recurrent):
     Same constructor, call signature (tensors and PackedSequence), outputs,
     parameters and ``state_dict`` as ``torch.nn.LSTM`` (``weight_ih_l{k}``,
     ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``, with
-    ``_reverse`` for the backward direction), so weights load either way.
-    Not supported: ``proj_size``, devices other than the CPU, double
-    backward (a clear error), TorchScript (a clear error; ``to_torch()``).
+    ``_reverse`` for the backward direction, and ``weight_hr_l{k}`` with
+    ``proj_size``), so weights load either way.  With ``proj_size > 0``
+    (LSTMP) h and the outputs have proj_size features, computed in the
+    kernel as ``h = weight_hr @ (o * tanh(c))``.  Not supported: devices
+    other than the CPU, double backward (a clear error), TorchScript (a
+    clear error; ``to_torch()``), ONNX export with proj_size (ONNX's LSTM
+    has no projection; a clear error).
 
     Examples
     --------
@@ -189,9 +197,14 @@ class LSTM(_Recurrent):
         _check_sizes(input_size, hidden_size, bias)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers <= 0:
             raise ValueError(f"num_layers must be greater than zero, got {num_layers!r}")
-        if proj_size:
-            raise ValueError(f"fastlstm.torch.LSTM has no projection: proj_size must be 0, "
-                             f"got {proj_size!r} (torch.nn.LSTM computes it)")
+        if isinstance(proj_size, bool) or not isinstance(proj_size, int):
+            raise TypeError(f"proj_size should be of type int, got: "
+                            f"{type(proj_size).__name__}")
+        if proj_size < 0:       # nn.RNNBase's messages
+            raise ValueError("proj_size should be a positive integer or zero to disable "
+                             "projections")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"fastlstm.torch.LSTM runs on the CPU, got device={device!r}")
         if dtype is not None and dtype not in _FLOATS:
@@ -199,12 +212,12 @@ class LSTM(_Recurrent):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers, self.bias = num_layers, bias
         self.batch_first, self.dropout = batch_first, float(dropout)
-        self.bidirectional, self.proj_size = bidirectional, 0
+        self.bidirectional, self.proj_size = bidirectional, proj_size
         directions = 2 if bidirectional else 1
         for layer in range(num_layers):
-            width = input_size if layer == 0 else hidden_size * directions
+            width = input_size if layer == 0 else (proj_size or hidden_size) * directions
             for suffix in self._suffixes(layer):
-                self._register(suffix, width, bias, dtype)
+                self._register(suffix, width, bias, dtype, proj_size)
         self._free_tapes: list[list[Any]] = [[] for _ in range(num_layers * directions)]
         # fastlstm.quantize_dynamic: one int8 fastlstm.LSTM per (layer, direction)
         self._int8_layers: list[Any] | None = None
@@ -216,7 +229,8 @@ class LSTM(_Recurrent):
     @property
     def all_weights(self) -> list[list[Any]]:
         """The parameters per (layer, direction), as ``nn.LSTM.all_weights``:
-        ``[weight_ih, weight_hh, bias_ih, bias_hh]`` (no biases without bias)."""
+        ``[weight_ih, weight_hh, bias_ih, bias_hh, weight_hr]`` (no biases
+        without bias, no weight_hr without proj_size)."""
         return [[w for w in self._weights(suffix) if w is not None]
                 for layer in range(self.num_layers) for suffix in self._suffixes(layer)]
 
@@ -229,7 +243,7 @@ class LSTM(_Recurrent):
         its weights (for TorchScript, double backward, other devices)."""
         return self._copy_into(nn.LSTM(
             self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first,
-            self.dropout, self.bidirectional, dtype=self.weight_ih_l0.dtype))
+            self.dropout, self.bidirectional, self.proj_size, dtype=self.weight_ih_l0.dtype))
 
     def forward(self, input: Any, hx: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
         """``output, (h_n, c_n) = lstm(input, (h_0, c_0))`` as in ``nn.LSTM``;
@@ -290,13 +304,18 @@ class LSTM(_Recurrent):
             raise LSTMInputError(f"input.size(-1) must be equal to input_size. Expected "
                                  f"{self.input_size}, got {data.shape[-1]}")
 
-    def _state_shape(self, batch: int) -> tuple[int, int, int]:
-        return (self.num_layers * (2 if self.bidirectional else 1), batch, self.hidden_size)
+    def _state_shape(self, batch: int, cell: bool = False) -> tuple[int, int, int]:
+        """The shape of h_0 (or with ``cell`` of c_0): h has proj_size features."""
+        features = self.hidden_size if cell else self.proj_size or self.hidden_size
+        return (self.num_layers * (2 if self.bidirectional else 1), batch, features)
+
+    def _zero_states(self, x: Any) -> tuple[Any, Any]:
+        return (x.new_zeros(self._state_shape(x.shape[0])),
+                x.new_zeros(self._state_shape(x.shape[0], cell=True)))
 
     def _start_states(self, hx: Any, x: Any, batched: bool, compute: Any) -> tuple[Any, Any]:
-        """(h_0, c_0) as (layers * directions, N, H) tensors in ``compute``;
-        (None, None) for zeros."""
-        shape = self._state_shape(x.shape[0])
+        """(h_0, c_0) as (layers * directions, N, P or H), (layers *
+        directions, N, H) tensors in ``compute``; (None, None) for zeros."""
         if hx is None:
             return None, None
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
@@ -311,6 +330,7 @@ class LSTM(_Recurrent):
                                  f"got ({dims}) tensors")
         states = [s if batched else s.unsqueeze(1) for s in hx]
         for index, state in enumerate(states):
+            shape = self._state_shape(x.shape[0], cell=index == 1)
             if tuple(state.shape) != shape:
                 raise LSTMInputError(f"Expected hidden[{index}] size {shape}, got "
                                      f"{list(state.shape)}")
@@ -327,7 +347,7 @@ class LSTM(_Recurrent):
         if mode == "infer":
             return self._infer_layers(x, h0, c0, lengths)
         if h0 is None:
-            h0 = c0 = x.new_zeros(self._state_shape(x.shape[0]))
+            h0, c0 = self._zero_states(x)
         h_n: list[Any] = []
         c_n: list[Any] = []
         for layer in range(self.num_layers):
@@ -354,7 +374,7 @@ class LSTM(_Recurrent):
             raise LSTMInputError("an int8 module takes padded tensors, not a PackedSequence")
         assert self._int8_layers is not None
         if h0 is None:
-            h0 = c0 = x.new_zeros(self._state_shape(x.shape[0]))
+            h0, c0 = self._zero_states(x)
         h_n: list[Any] = []
         c_n: list[Any] = []
         with torch.no_grad():
@@ -378,7 +398,7 @@ class LSTM(_Recurrent):
         kernel writes each direction's final states straight into h_n, c_n."""
         if h0 is None:
             h_n = np.zeros(self._state_shape(x.shape[0]), _NUMPY[x.dtype])
-            c_n = h_n.copy()
+            c_n = np.zeros(self._state_shape(x.shape[0], cell=True), _NUMPY[x.dtype])
         else:
             h_n, c_n = h0.numpy().copy(), c0.numpy().copy()
         sequence = (x.detach() if x.requires_grad else x).contiguous().numpy()
@@ -402,6 +422,10 @@ class LSTM(_Recurrent):
         if isinstance(input, PackedSequence):
             raise LSTMInputError("fastlstm.torch.LSTM: ONNX export takes padded tensors, "
                                  "not a PackedSequence")
+        if self.proj_size:
+            raise LSTMInputError(f"fastlstm.torch.LSTM: ONNX's LSTM operator has no "
+                                 f"projection; a module with proj_size={self.proj_size} "
+                                 f"cannot be exported to ONNX")
         batched = input.dim() == 3
         x = input if batched else input.unsqueeze(1 if not self.batch_first else 0)
         if hx is None:
@@ -427,9 +451,10 @@ class LSTM(_Recurrent):
         return state  # type: ignore[no-any-return]
 
     def extra_repr(self) -> str:
+        proj = f", proj_size={self.proj_size}" if self.proj_size else ""
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bias={self.bias}, batch_first={self.batch_first}, "
-                f"dropout={self.dropout}, bidirectional={self.bidirectional}")
+                f"dropout={self.dropout}, bidirectional={self.bidirectional}{proj}")
 
 
 class LSTMCell(_Recurrent):
@@ -524,6 +549,9 @@ def quantized_module(module: LSTM) -> LSTM:
     if module.training:
         raise ValueError("quantize_dynamic: the module must be in eval mode (call .eval() "
                          "first); int8 modules run inference only")
+    if module.proj_size:
+        raise ValueError(f"quantize_dynamic: int8 layers have no projection; got a module "
+                         f"with proj_size={module.proj_size} (it stays float)")
     if module.weight_ih_l0.dtype != torch.float32:
         raise ValueError(f"quantize_dynamic: int8 modules compute in float32, got "
                          f"{module.weight_ih_l0.dtype} weights")
@@ -531,7 +559,7 @@ def quantized_module(module: LSTM) -> LSTM:
     layers = []
     for layer in range(new.num_layers):
         for direction, suffix in enumerate(new._suffixes(layer)):
-            weight_ih, weight_hh, bias_ih, bias_hh = new._weights(suffix)
+            weight_ih, weight_hh, bias_ih, bias_hh, _ = new._weights(suffix)
             fast = FastLSTM(new.hidden_size, return_sequences=True, return_state=True,
                             go_backwards=bool(direction), use_bias=new.bias)
             kernel = weight_ih.detach().numpy().T.copy()

@@ -12,8 +12,9 @@ Three ways to run it, chosen by ``fastlstm.torch`` per call:
   recording forward again (a traced graph cannot carry a tape).
 
 All three read the weights through ``weights``: the kernel's pack of a
-direction's ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``
-(``convert.torch_to_keras``, then ``_kernel.pack``), remade only when
+direction's ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` and, with
+``proj_size``, ``weight_hr`` (``convert.torch_to_keras``, then
+``_kernel.pack``; the projection kernel is ``weight_hr.T``), remade only when
 one of the tensors changes (its ``_version`` counts in-place updates such
 as an optimizer step; ``data_ptr`` and identity catch replaced tensors).
 
@@ -50,6 +51,7 @@ class Pack(NamedTuple):
     kernel: Array
     recurrent_kernel: Array
     bias: Array
+    projection_kernel: Array | None
 
 
 # id(weight_ih) -> its Pack; an entry leaves when its weight_ih is freed.
@@ -86,15 +88,15 @@ def _signature(tensors: tuple[Any, ...], dtype: Any) -> tuple[Any, ...] | None:
 
 
 def weights(tensors: Sequence[Any], dtype: Any, cache: bool = True) -> Pack:
-    """The pack of ``(weight_ih, weight_hh, bias_ih, bias_hh)`` (biases may
-    be None) in ``dtype`` (torch.float32 or float64), cached on
-    ``weight_ih`` until one of the four tensors changes.
+    """The pack of ``(weight_ih, weight_hh, bias_ih, bias_hh, weight_hr)``
+    (biases and weight_hr may be None) in ``dtype`` (torch.float32 or
+    float64), cached on ``weight_ih`` until one of the tensors changes.
 
     Writes through ``tensor.data`` bypass the version counter, so a cached
     pack would miss them: the recording paths (training, where weights
     change every step anyway, and gradcheck perturbs ``.data``) pass
     ``cache=False``."""
-    weight_ih, weight_hh, bias_ih, bias_hh = tensors
+    weight_ih, weight_hh, bias_ih, bias_hh, weight_hr = tensors
     signature = _signature(tuple(tensors), dtype) if cache else None
     key = id(weight_ih)
     cached = _packs.get(key) if signature is not None else None
@@ -105,11 +107,13 @@ def weights(tensors: Sequence[Any], dtype: Any, cache: bool = True) -> Pack:
     kernel, recurrent_kernel, *summed = convert.torch_to_keras(
         _numpy(weight_ih, dtype), _numpy(weight_hh, dtype), *biases)
     bias = summed[0] if summed else np.zeros(kernel.shape[1], kernel.dtype)
+    projection = None if weight_hr is None else _numpy(weight_hr, dtype).T
     owner = None
     if signature is not None:
         owner = weakref.ref(weight_ih, lambda ref: _forget(key, ref))
-    pack = Pack(signature, owner, tuple(tensors[1:]), _kernel.pack(kernel, recurrent_kernel, bias),
-                kernel, recurrent_kernel, bias)
+    pack = Pack(signature, owner, tuple(tensors[1:]),
+                _kernel.pack(kernel, recurrent_kernel, bias, projection),
+                kernel, recurrent_kernel, bias, projection)
     if owner is not None:
         _packs[key] = pack
     return pack
@@ -191,33 +195,39 @@ def _record(x: Array, h0: Any, c0: Any, pack: Pack, lengths: Array | None, rever
     """The recording forward on arrays: ``(sequence in processing order, h, c, tape)``;
     a MemoryError naming the parts when they cannot fit, before allocating."""
     batch, timesteps, features = x.shape
-    units, itemsize = pack.recurrent_kernel.shape[0], x.dtype.itemsize
+    units, itemsize = pack.kernel.shape[1] // 4, x.dtype.itemsize
+    proj_size = 0 if pack.projection_kernel is None else pack.projection_kernel.shape[1]
     validation.within_memory(
         [("copies of x and the states", (x.size + 2 * batch * units) * itemsize),
          ("the training workspace", training.forward_bytes(
-             batch, timesteps, features, units, x.dtype, workspace=workspace))],
+             batch, timesteps, features, units, x.dtype, workspace=workspace,
+             proj_size=proj_size))],
         f"fastlstm.torch.LSTM on input of shape {x.shape}")
     sequence, _, h, c, tape = training.forward(
         x, pack.kernel, pack.recurrent_kernel, pack.bias, np.array(h0, x.dtype),
         np.array(c0, x.dtype), lengths=lengths, go_backwards=reverse, workspace=workspace,
-        pack=lambda: pack.packed, num_threads=threads())
+        pack=lambda: pack.packed, num_threads=threads(),
+        projection_kernel=pack.projection_kernel)
     assert sequence is not None       # return_sequence=True (for mypy)
     return sequence, h, c, tape
 
 
-def _weight_grads(dkernel: Array, drecurrent_kernel: Array, dbias: Array, dtype: Any,
-                  has_bias: bool) -> tuple[Any, ...]:
+def _weight_grads(dkernel: Array, drecurrent_kernel: Array, dbias: Array,
+                  dprojection: Array | None, dtype: Any, has_bias: bool) -> tuple[Any, ...]:
     """Keras-layout weight gradients as gradients of (weight_ih, weight_hh,
-    bias_ih, bias_hh) in the weights' ``dtype``.  The two biases get separate
-    tensors: autograd may adopt a returned gradient as a parameter's .grad."""
+    bias_ih, bias_hh, weight_hr) in the weights' ``dtype`` (None for absent
+    tensors).  The two biases get separate tensors: autograd may adopt a
+    returned gradient as a parameter's .grad."""
     dbias_ih = torch.from_numpy(dbias).to(dtype) if has_bias else None
     return (torch.from_numpy(dkernel).T.to(dtype),
             torch.from_numpy(drecurrent_kernel).T.to(dtype), dbias_ih,
-            None if dbias_ih is None else dbias_ih.clone())
+            None if dbias_ih is None else dbias_ih.clone(),
+            None if dprojection is None else torch.from_numpy(dprojection).T.to(dtype))
 
 
 def _backward(tape: training.Tape, d_sequence: Any, d_h: Any, d_c: Any, reverse: bool,
-              input_gradient: bool) -> tuple[Array | None, Array, Array, Array, Array, Array]:
+              input_gradient: bool,
+              ) -> tuple[Array | None, Array, Array, Array, Array, Array, Array | None]:
     """``training.backward`` on gradients given as tensors in time order."""
     if reverse:
         d_sequence = d_sequence.flip(1)
@@ -230,15 +240,16 @@ def _backward(tape: training.Tape, d_sequence: Any, d_h: Any, d_c: Any, reverse:
 
 # torch is not analysed (see [tool.mypy]), so its classes are Any to mypy.
 class Direction(torch.autograd.Function):  # type: ignore[misc]
-    """One layer in one direction, recorded: ``(x (B, T, I), h0, c0 (B, H),
-    weight_ih, weight_hh, bias_ih, bias_hh, lengths, reverse, free)`` ->
-    ``(sequence (B, T, H) time order, h_n, c_n)``."""
+    """One layer in one direction, recorded: ``(x (B, T, I), h0 (B, P or H),
+    c0 (B, H), weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, lengths,
+    reverse, free)`` -> ``(sequence (B, T, P or H) time order, h_n, c_n)``."""
 
     @staticmethod
     def forward(ctx: Any, x: Any, h0: Any, c0: Any, weight_ih: Any, weight_hh: Any,
-                bias_ih: Any, bias_hh: Any, lengths: Array | None, reverse: bool,
-                free: list[training.Tape]) -> tuple[Any, Any, Any]:
-        pack = weights((weight_ih, weight_hh, bias_ih, bias_hh), x.dtype, cache=False)
+                bias_ih: Any, bias_hh: Any, weight_hr: Any, lengths: Array | None,
+                reverse: bool, free: list[training.Tape]) -> tuple[Any, Any, Any]:
+        pack = weights((weight_ih, weight_hh, bias_ih, bias_hh, weight_hr), x.dtype,
+                       cache=False)
         try:
             workspace: training.Tape | None = free.pop()
         except IndexError:             # none spare (e.g. a second forward before backward)
@@ -254,12 +265,12 @@ class Direction(torch.autograd.Function):  # type: ignore[misc]
 
     @staticmethod
     def backward(ctx: Any, d_sequence: Any, d_h: Any, d_c: Any) -> tuple[Any, ...]:
-        dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = _backward(
+        dx, dh0, dc0, dkernel, drecurrent_kernel, dbias, dprojection = _backward(
             ctx.lease.tape, d_sequence, d_h, d_c, ctx.reverse, ctx.needs_input_grad[0])
         grads = ((None if dx is None else torch.from_numpy(dx)),
                  torch.from_numpy(dh0), torch.from_numpy(dc0),
-                 *_weight_grads(dkernel, drecurrent_kernel, dbias, ctx.weight_dtype,
-                               ctx.has_bias))
+                 *_weight_grads(dkernel, drecurrent_kernel, dbias, dprojection,
+                                ctx.weight_dtype, ctx.has_bias))
         return _refuse_double_backward(grads) + (None, None, None)
 
 
@@ -268,11 +279,11 @@ class Direction(torch.autograd.Function):  # type: ignore[misc]
 def lstm_direction(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
                    weight_ih: torch.Tensor, weight_hh: torch.Tensor,
                    bias_ih: torch.Tensor | None, bias_hh: torch.Tensor | None,
-                   lengths: torch.Tensor | None, reverse: bool,
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   weight_hr: torch.Tensor | None, lengths: torch.Tensor | None,
+                   reverse: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``torch.library`` form of one direction (see the module
     docstring): ``x`` (B, T, I) and the states in the compute dtype."""
-    pack = weights((weight_ih, weight_hh, bias_ih, bias_hh), x.dtype)
+    pack = weights((weight_ih, weight_hh, bias_ih, bias_hh, weight_hr), x.dtype)
     h, c = np.array(h0.detach().numpy()), np.array(c0.detach().numpy())
     sequence = infer(np.ascontiguousarray(x.detach().numpy()), h, c, pack, lengths, reverse)
     return (torch.from_numpy(sequence.copy() if reverse else sequence), torch.from_numpy(h),
@@ -281,8 +292,8 @@ def lstm_direction(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
 
 @lstm_direction.register_fake  # type: ignore[untyped-decorator]
 def _(x: Any, h0: Any, c0: Any, weight_ih: Any, weight_hh: Any, bias_ih: Any, bias_hh: Any,
-      lengths: Any, reverse: bool) -> tuple[Any, Any, Any]:
-    units = weight_hh.shape[1]
+      weight_hr: Any, lengths: Any, reverse: bool) -> tuple[Any, Any, Any]:
+    units = weight_hh.shape[1]      # the features of h: proj_size with weight_hr
     return (x.new_empty((x.shape[0], x.shape[1], units)), torch.empty_like(h0),
             torch.empty_like(c0))
 
@@ -293,28 +304,33 @@ def lstm_direction_backward(
         d_sequence: torch.Tensor, d_h: torch.Tensor, d_c: torch.Tensor, x: torch.Tensor,
         h0: torch.Tensor, c0: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
         bias_ih: torch.Tensor | None, bias_hh: torch.Tensor | None,
-        lengths: torch.Tensor | None, reverse: bool) -> list[torch.Tensor]:
+        weight_hr: torch.Tensor | None, lengths: torch.Tensor | None,
+        reverse: bool) -> list[torch.Tensor]:
     """Gradients of ``lstm_direction`` with respect to ``x, h0, c0, weight_ih,
-    weight_hh, bias`` (the bias gradient is zeros without biases): the
-    recording forward runs again, then the backward."""
-    pack = weights((weight_ih, weight_hh, bias_ih, bias_hh), x.dtype, cache=False)
+    weight_hh, bias, weight_hr`` (the bias gradient is zeros without biases,
+    weight_hr's empty without it): the recording forward runs again, then
+    the backward."""
+    pack = weights((weight_ih, weight_hh, bias_ih, bias_hh, weight_hr), x.dtype, cache=False)
     *_, tape = _record(np.ascontiguousarray(x.detach().numpy()), h0.detach().numpy(),
                        c0.detach().numpy(), pack, kernel_lengths(lengths), reverse, None)
-    dx, dh0, dc0, dkernel, drecurrent_kernel, dbias = _backward(
+    dx, dh0, dc0, dkernel, drecurrent_kernel, dbias, dprojection = _backward(
         tape, d_sequence, d_h, d_c, reverse, True)
     assert dx is not None
-    grads = _weight_grads(dkernel, drecurrent_kernel, dbias, weight_ih.dtype, True)
+    grads = _weight_grads(dkernel, drecurrent_kernel, dbias, dprojection, weight_ih.dtype,
+                          True)
+    dweight_hr = x.new_empty(0) if grads[4] is None else grads[4].contiguous()
     return [torch.from_numpy(dx), torch.from_numpy(dh0), torch.from_numpy(dc0),
-            *(g.contiguous() for g in grads[:3])]
+            *(g.contiguous() for g in grads[:3]), dweight_hr]
 
 
 @lstm_direction_backward.register_fake  # type: ignore[untyped-decorator]
 def _(d_sequence: Any, d_h: Any, d_c: Any, x: Any, h0: Any, c0: Any, weight_ih: Any,
-      weight_hh: Any, bias_ih: Any, bias_hh: Any, lengths: Any,
+      weight_hh: Any, bias_ih: Any, bias_hh: Any, weight_hr: Any, lengths: Any,
       reverse: bool) -> list[Any]:
     return [torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0),
             torch.empty_like(weight_ih), torch.empty_like(weight_hh),
-            weight_ih.new_empty(weight_ih.shape[0])]
+            weight_ih.new_empty(weight_ih.shape[0]),
+            x.new_empty(0) if weight_hr is None else torch.empty_like(weight_hr)]
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -323,18 +339,19 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
 
 
 def _op_backward(ctx: Any, d_sequence: Any, d_h: Any, d_c: Any) -> tuple[Any, ...]:
-    x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, lengths = ctx.tensors
+    x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, lengths = ctx.tensors
     # Outputs the loss does not use may come without a gradient.
     if d_sequence is None:
         d_sequence = x.new_zeros(x.shape[0], x.shape[1], h0.shape[-1])
     d_h = torch.zeros_like(h0) if d_h is None else d_h
     d_c = torch.zeros_like(c0) if d_c is None else d_c
-    dx, dh0, dc0, dweight_ih, dweight_hh, dbias = lstm_direction_backward(
-        d_sequence, d_h, d_c, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
-        ctx.reverse)
+    dx, dh0, dc0, dweight_ih, dweight_hh, dbias, dweight_hr = lstm_direction_backward(
+        d_sequence, d_h, d_c, x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
+        lengths, ctx.reverse)
     has_bias = bias_ih is not None
     return (dx, dh0, dc0, dweight_ih, dweight_hh, dbias if has_bias else None,
-            dbias.clone() if has_bias else None, None, None)
+            dbias.clone() if has_bias else None,
+            None if weight_hr is None else dweight_hr, None, None)
 
 
 lstm_direction.register_autograd(_op_backward, setup_context=_setup_context)

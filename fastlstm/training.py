@@ -54,6 +54,7 @@ class Tape:
     # Set by forward: its inputs, kept for backward.
     kernel: Array
     recurrent_kernel: Array
+    projection_kernel: Array | None
     packed: Any
     mask: Array | None
     lengths: Array | None
@@ -66,56 +67,80 @@ class Tape:
     num_threads: int
 
     def __init__(self, batch: int, timesteps: int, features: int, units: int,
-                 dtype: DTypeLike, layout: tuple[int, int, int, bool]) -> None:
+                 dtype: DTypeLike, layout: tuple[int, int, int, bool],
+                 proj_size: int = 0) -> None:
         """``layout`` is ``(width, blocks)`` of a pack, then the copies of x
-        (1, or 4 with per-gate input masks) and whether h has recurrent masks."""
+        (1, or 4 with per-gate input masks) and whether h has recurrent
+        masks; ``proj_size``: the features of h of an LSTMP layer, 0 without
+        a projection."""
         self.shape = (timesteps, batch, units)
         self.features = features
         self.layout = layout
+        self.proj_size = proj_size
         self.dtype = np.dtype(dtype)
         width, blocks, x_gates, recurrent = layout
         padded = width * blocks
-        ldh = _row_stride(padded, dtype)
+        projected = _projected_columns(proj_size, width)
+        ldh = _row_stride(max(padded, projected), dtype)
         self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
         self.hs = np.empty((timesteps + 1, batch, ldh), dtype)
         self.hm = np.empty((4, timesteps + 1, batch, ldh), dtype) if recurrent else None
         self.dz = np.empty((blocks, timesteps * batch, 4 * width), dtype)
         self.xs = np.empty((x_gates, timesteps, batch, _row_stride(features, dtype)), dtype)
+        # With a projection: m's record and dL/dh by panels (kernel/train.c).
+        self.ms: Array | None = None
+        self.dhs: Array | None = None
+        if proj_size:
+            self.ms = np.empty((timesteps, batch, ldh), dtype)
+            self.dhs = np.empty((projected // (4 * width), timesteps * batch, 4 * width),
+                                dtype)
         # The weight gradients in packed columns, before unpacking.
         self.packed_grads = (np.empty((features, 4 * padded), dtype),
-                             np.empty((units, 4 * padded), dtype),
+                             np.empty((proj_size or units, 4 * padded), dtype),
                              np.empty(4 * padded, dtype))
+        self.packed_projection_grad = (np.empty((units, projected), dtype)
+                                       if proj_size else None)
         # Derived from ``packed`` by backward, cached while the pack is the same.
-        self._unpacking: tuple[Any, Array, Array, Array] | None = None
+        self._unpacking: tuple[Any, Array, Array, Array | None, Array] | None = None
 
     @staticmethod
     def values(batch: int, timesteps: int, features: int, units: int,
-               layout: tuple[int, int, int, bool]) -> int:
+               layout: tuple[int, int, int, bool], proj_size: int = 0) -> int:
         """How many values a tape of these sizes holds (``__init__``'s buffers)."""
         width, blocks, x_gates, recurrent = layout
         padded = width * blocks
-        # rec (6 per padded unit), hs and hm (padded + 64 each), dz (4), xs;
-        # the packed weight gradients.
-        return ((timesteps + 1) * batch * (6 * padded + (1 + 4 * recurrent) * (padded + 64))
+        projected = _projected_columns(proj_size, width)
+        row = max(padded, projected) + 64
+        # rec (6 per padded unit), hs and hm (a row each), dz (4), xs; the
+        # packed weight gradients; with a projection ms, dhs and its gradient.
+        return ((timesteps + 1) * batch * (6 * padded + (1 + 4 * recurrent) * row)
                 + timesteps * batch * (4 * padded + x_gates * (features + 64))
-                + (features + units + 1) * 4 * padded)
+                + (features + (proj_size or units) + 1) * 4 * padded
+                + bool(proj_size) * (timesteps * batch * (row + projected)
+                                     + units * projected))
 
     def fits(self, batch: int, timesteps: int, features: int, units: int,
-             dtype: DTypeLike, layout: tuple[int, ...]) -> bool:
+             dtype: DTypeLike, layout: tuple[int, ...], proj_size: int = 0) -> bool:
         return (self.shape == (timesteps, batch, units) and self.features == features
-                and self.dtype == dtype and self.layout == layout)
+                and self.dtype == dtype and self.layout == layout
+                and self.proj_size == proj_size)
 
-    def unpacking(self) -> tuple[Array, Array, Array]:
-        """``(kernel_t, recurrent_kernel_t, columns)`` for the packed
-        backward: the kernel and recurrent kernel transposed, in panels of 4W
-        features / units (``_transposed_panels``), and for each Keras gate
-        column its packed column."""
+    def unpacking(self) -> tuple[Array, Array, Array | None, Array]:
+        """``(kernel_t, recurrent_kernel_t, projection_t, columns)`` for the
+        packed backward: the kernel and recurrent kernel transposed, in
+        panels of 4W features / rows of h (``_transposed_panels``), the
+        projection kernel transposed in panels of 4W units (None without
+        one), and for each Keras gate column its packed column."""
         packed = self.packed
         if self._unpacking is None or self._unpacking[0] is not packed:
-            _, units, gates = packed.recurrent_kernel.shape
+            units = self.shape[2]
+            projection_t = None
+            if packed.projection is not None:
+                projection_t = _transposed_projection(packed.projection, units,
+                                                      packed.proj_size)
             self._unpacking = (packed, _transposed_panels(packed.kernel),
-                               _transposed_panels(packed.recurrent_kernel),
-                               _packed_columns(units, gates // 4))
+                               _transposed_panels(packed.recurrent_kernel), projection_t,
+                               _packed_columns(units, packed.width))
         return self._unpacking[1:]
 
 
@@ -127,6 +152,24 @@ def _transposed_panels(panels: Array) -> Array:
     transposed = np.zeros((blocks * gates, groups * gates), panels.dtype)
     transposed[:, :rows] = panels.transpose(0, 2, 1).reshape(-1, rows)
     return np.ascontiguousarray(transposed.reshape(-1, groups, gates).transpose(1, 0, 2))
+
+
+def _projected_columns(proj_size: int, width: int) -> int:
+    """The projection panels' columns (``kernel/projection.h``): proj_size
+    rounded up to 4W."""
+    return -(-proj_size // (4 * width)) * 4 * width
+
+
+def _transposed_projection(panels: Array, units: int, proj_size: int) -> Array:
+    """Projection panels [NPB, U, 4W] (``_kernel.pack``) as the projection
+    kernel transposed, [Pq, U], cut into panels of 4W units, zero-padded:
+    [NQ, Pq, 4W]."""
+    npb, _, gates = panels.shape
+    columns = -(-units // gates) * gates
+    transposed = np.zeros((npb * gates, columns), panels.dtype)
+    transposed[:, :units] = panels.transpose(0, 2, 1).reshape(-1, units)
+    return np.ascontiguousarray(transposed.reshape(-1, columns // gates, gates)
+                                .transpose(1, 0, 2))
 
 
 @functools.lru_cache(maxsize=64)
@@ -141,7 +184,8 @@ def _packed_columns(units: int, width: int) -> Array:
 
 def forward_bytes(batch: int, timesteps: int, features: int, units: int, dtype: DTypeLike,
                   *, input_masks: int = 0, recurrent_masks: bool = False,
-                  return_sequence: bool = True, workspace: Tape | None = None) -> int:
+                  return_sequence: bool = True, workspace: Tape | None = None,
+                  proj_size: int = 0) -> int:
     """Bytes that ``forward`` and ``dropout_masks`` allocate at most for
     these sizes, for one memory check before a call allocates anything:
     ``input_masks`` is the number of input mask blocks (0, 1 or 4),
@@ -156,8 +200,9 @@ def forward_bytes(batch: int, timesteps: int, features: int, units: int, dtype: 
     layout = (16, blocks, 4 if input_masks == 4 else 1, recurrent_masks)
     values = (2 + return_sequence * timesteps) * batch * units        # c0, last, sequence
     if workspace is None or not (workspace.shape == (timesteps, batch, units)
-                                 and workspace.features == features):
-        values += Tape.values(batch, timesteps, features, units, layout)
+                                 and workspace.features == features
+                                 and workspace.proj_size == proj_size):
+        values += Tape.values(batch, timesteps, features, units, layout, proj_size)
     # The recurrent masks padded for the kernel.
     values += 4 * recurrent_masks * batch * 16 * blocks
     # Masks are drawn in float64, compared, scaled and cast: 4 copies at most.
@@ -171,7 +216,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
             input_masks: Array | None = None, recurrent_masks: Array | None = None,
             return_sequence: bool = True, workspace: Tape | None = None,
             pack: Callable[[], Any] | None = None, num_threads: int | None = None,
-            lengths: Array | None = None,
+            lengths: Array | None = None, projection_kernel: Array | None = None,
             ) -> tuple[Array | None, Array, Array, Array, Tape]:
     """Run one LSTM layer and record it for ``backward``.
 
@@ -182,7 +227,9 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     ----------
     x : (batch, timesteps, features) C-contiguous array of the weights' dtype
     kernel, recurrent_kernel, bias : Keras layout, C-contiguous, same dtype
-    h, c : (batch, units) arrays, overwritten with the final states
+        (``recurrent_kernel`` is (proj_size, 4 * units) with a projection)
+    h, c : (batch, proj_size or units), (batch, units) arrays, overwritten
+        with the final states
     mask : uint8 (batch, timesteps) or None
     input_masks : (1 or 4, batch, features) or None
         Input dropout masks (already scaled), for all gates or per gate block.
@@ -200,6 +247,9 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         of ``mask``): steps past a row's length are not computed (outputs
         there are not written, their gradients are zero) and the final
         states are each row's own (see ``src/kernel/forward.h``).
+    projection_kernel : (units, proj_size) array or None
+        An LSTMP layer's projection (h = (o * act(c)) @ projection_kernel);
+        not with recurrent masks.
 
     Returns
     -------
@@ -210,17 +260,23 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         the last output is the final ``h``.
     """
     batch, timesteps, features = x.shape
-    units = recurrent_kernel.shape[0]
+    units = recurrent_kernel.shape[1] // 4
+    proj_size = 0 if projection_kernel is None else projection_kernel.shape[1]
+    outputs = proj_size or units
     dtype = kernel.dtype
-    packed = _kernel.pack(kernel, recurrent_kernel, bias) if pack is None else pack()
+    if proj_size and recurrent_masks is not None:
+        raise ValueError("a projection (proj_size) does not take recurrent dropout masks")
+    packed = (_kernel.pack(kernel, recurrent_kernel, bias, projection_kernel)
+              if pack is None else pack())
     blocks, _, gates = packed.recurrent_kernel.shape
     width = gates // 4
     # Per-gate masks: each gate block reads its own masked copy of x or h.
     x_gates = 1 if input_masks is None else len(input_masks)
     layout = (width, blocks, x_gates, recurrent_masks is not None)
     tape = workspace
-    if tape is None or not tape.fits(batch, timesteps, features, units, dtype, layout):
-        tape = Tape(batch, timesteps, features, units, dtype, layout)
+    if tape is None or not tape.fits(batch, timesteps, features, units, dtype, layout,
+                                     proj_size):
+        tape = Tape(batch, timesteps, features, units, dtype, layout, proj_size)
     # x time-major, once per input mask: [P, T, B, I] in rows _row_stride long.
     x_time_major = x.transpose(1, 0, 2)
     if input_masks is None:
@@ -232,6 +288,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         tape.hmask = np.zeros((4, batch, width * blocks), dtype)
         tape.hmask[..., :units] = recurrent_masks
     tape.kernel, tape.recurrent_kernel = kernel, recurrent_kernel
+    tape.projection_kernel = projection_kernel
     tape.packed = packed
     tape.mask, tape.input_masks, tape.recurrent_masks = mask, input_masks, recurrent_masks
     tape.lengths = lengths
@@ -239,71 +296,82 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     tape.go_backwards = bool(go_backwards)
     tape.codes = (activations.CODES[activation], activations.CODES[recurrent_activation])
     tape.num_threads = num_threads or _kernel.DEFAULT_THREADS
-    last = np.zeros((batch, units), dtype)
-    sequence = np.zeros((batch, timesteps, units), dtype) if return_sequence else None
+    last = np.zeros((batch, outputs), dtype)
+    sequence = np.zeros((batch, timesteps, outputs), dtype) if return_sequence else None
     if batch and timesteps:
         _kernel.train_forward(tape.xs, features, packed, h, c, last, mask, tape.hmask,
-                              sequence, tape.rec, tape.hs, tape.hm, tape.go_backwards,
-                              *tape.codes, tape.num_threads, lengths)
+                              sequence, tape.rec, tape.hs, tape.hm, tape.ms,
+                              tape.go_backwards, *tape.codes, tape.num_threads, lengths)
     return sequence, last, h, c, tape
 
 
 def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None = None,
              d_h: Array | None = None, d_c: Array | None = None, *,
              input_gradient: bool = True,
-             ) -> tuple[Array | None, Array, Array, Array, Array, Array]:
+             ) -> tuple[Array | None, Array, Array, Array, Array, Array, Array | None]:
     """Backpropagate through the pass ``tape`` recorded.
 
     The gradients of the outputs (each may be None) are fresh C-contiguous
-    arrays of the tape's dtype: ``d_sequence`` (batch, timesteps, units) in
-    processing order, the others (batch, units); ``d_h``, ``d_c`` may be
-    overwritten.  The tape is left as it was.  ``input_gradient=False``
-    skips the product that forms ``dx`` (returned as None).
+    arrays of the tape's dtype: ``d_sequence`` (batch, timesteps, H) in
+    processing order, ``d_last`` and ``d_h`` (batch, H), ``d_c`` (batch,
+    units), where H is the proj_size of an LSTMP tape, else units; ``d_h``,
+    ``d_c`` may be overwritten.  The tape is left as it was.
+    ``input_gradient=False`` skips the product that forms ``dx`` (returned
+    as None).
 
     Returns
     -------
-    dx, dh0, dc0, dkernel, drecurrent_kernel, dbias
+    dx, dh0, dc0, dkernel, drecurrent_kernel, dbias, dprojection_kernel
+        ``dprojection_kernel`` is None without a projection.
     """
     timesteps, batch, units = tape.shape
+    outputs = tape.proj_size or units
     dtype = tape.kernel.dtype
     features = tape.features
 
-    def zeros() -> Array:
-        return np.zeros((batch, units), dtype)
+    def zeros(n: int = outputs) -> Array:
+        return np.zeros((batch, n), dtype)
 
     dh = zeros() if d_h is None else d_h
-    dc = zeros() if d_c is None else d_c
+    dc = zeros(units) if d_c is None else d_c
     dy = zeros() if d_last is None else d_last
+    dprojection = None
     # The kernel writes dx in whole blocks of W features.
     width = tape.dz.shape[2] // 4
     padded_features = -(-features // width) * width
     dxs = np.zeros((timesteps, batch, padded_features), dtype) if input_gradient else None
     if batch and timesteps:
         dkernel, drecurrent_kernel, dbias = tape.packed_grads
-        kernel_t, recurrent_kernel_t, columns = tape.unpacking()
+        dprojection = tape.packed_projection_grad
+        kernel_t, recurrent_kernel_t, projection_t, columns = tape.unpacking()
         xmask = None
         if len(tape.xs) == 4:   # dx is the sum of each gate's part times its mask
             xmask = np.zeros((4, batch, padded_features), dtype)
             xmask[..., :features] = tape.input_masks
         _kernel.train_backward(tape.xs, features, xmask, tape.packed, kernel_t,
-                               recurrent_kernel_t, tape.rec, tape.hs, tape.hmask, tape.hm,
-                               tape.dz, tape.mask, d_sequence, dh, dc, dy, dxs, dkernel,
-                               drecurrent_kernel, dbias, tape.go_backwards, *tape.codes,
+                               recurrent_kernel_t, projection_t, tape.rec, tape.hs,
+                               tape.hmask, tape.hm, tape.ms, tape.dz, tape.dhs, tape.mask,
+                               d_sequence, dh, dc, dy, dxs, dkernel, drecurrent_kernel,
+                               dprojection, dbias, tape.go_backwards, *tape.codes,
                                tape.num_threads, tape.lengths)
         dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
         dbias = dbias[columns]
+        if dprojection is not None:
+            dprojection = dprojection[:, :tape.proj_size].copy()
     else:
         # Without steps the outputs are zeros or the initial states unchanged:
         # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
         dkernel, drecurrent_kernel = (np.zeros_like(tape.kernel),
                                       np.zeros_like(tape.recurrent_kernel))
         dbias = np.zeros(4 * units, dtype)
+        if tape.projection_kernel is not None:
+            dprojection = np.zeros_like(tape.projection_kernel)
     dx = None
     if dxs is not None:
         dx = np.ascontiguousarray(dxs[:, :, :features].transpose(1, 0, 2))
         if tape.input_masks is not None and len(tape.input_masks) == 1:
             dx *= tape.input_masks[0][:, None, :]
-    return dx, dh, dc, dkernel, drecurrent_kernel, dbias
+    return dx, dh, dc, dkernel, drecurrent_kernel, dbias, dprojection
 
 
 def dropout_masks(rng: np.random.Generator, rate: float, recurrent_rate: float,

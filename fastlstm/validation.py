@@ -46,6 +46,22 @@ def positive_int(value: object, argument: str, limit: int = _INT_MAX) -> int:
     return number
 
 
+def proj_size(value: object, units: int) -> int:
+    """An LSTMP layer's ``proj_size`` as torch.nn.LSTM takes it: None or 0
+    (no projection, returned as 0) or an int with 0 < proj_size < units."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"proj_size must be an int (0 or None: no projection), "
+                        f"got {value!r}")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"proj_size must be >= 0 (0: no projection), got {number}")
+    if number >= units and number:
+        raise ValueError(f"proj_size has to be smaller than units ({units}), got {number}")
+    return number
+
+
 def num_threads(value: object) -> int | None:
     """The layer's ``num_threads``: None (the default) or a positive int,
     capped at the CPUs this process may run on (more threads would only
@@ -216,21 +232,27 @@ def stateful_batch(expected: int | None, batch: int) -> None:
 
 
 def initial_state(value: object, batch: int, units: int, dtype: DTypeLike,
-                  ) -> tuple[Array, Array]:
-    """initial_state → fresh (h, c) arrays the kernel may overwrite."""
+                  proj_size: int = 0) -> tuple[Array, Array]:
+    """initial_state → fresh (h, c) arrays the kernel may overwrite; h has
+    proj_size features with a projection."""
+    shapes = {"h": (batch, proj_size or units), "c": (batch, units)}
+    names = {"h": "(batch, proj_size)" if proj_size else "(batch, units)",
+             "c": "(batch, units)"}
     if value is None:
-        return np.zeros((batch, units), dtype), np.zeros((batch, units), dtype)
+        return np.zeros(shapes["h"], dtype), np.zeros(shapes["c"], dtype)
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ValueError(
-            f"initial_state must be a list [h, c] of two arrays of shape "
-            f"(batch, units) = {(batch, units)}, got {_describe(value)}")
+            "initial_state must be a list [h, c] of two arrays of "
+            + (f"shapes {shapes['h']} and {shapes['c']}" if proj_size
+               else f"shape (batch, units) = {shapes['c']}")
+            + f", got {_describe(value)}")
     states = []
     for state, name in zip(value, ("h", "c"), strict=True):
         array = _numeric_array(state, f"initial_state[{name}]")
-        if array.shape != (batch, units):
+        if array.shape != shapes[name]:
             raise ValueError(
-                f"initial_state[{name}] must have shape (batch, units) = "
-                f"{(batch, units)}, got {array.shape}")
+                f"initial_state[{name}] must have shape {names[name]} = "
+                f"{shapes[name]}, got {array.shape}")
         states.append(np.array(array, dtype=dtype, order="C", copy=True))
     return states[0], states[1]
 

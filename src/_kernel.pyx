@@ -67,14 +67,16 @@ cdef extern from "kernel/plan.h" nogil:
 
 cdef extern from "kernel/forward.h" nogil:
     int fl_forward_f32(const float *x, const float *kernel, const float *bias,
-                       const float *recurrent, float *h, float *c, float *y,
+                       const float *recurrent, const float *projection,
+                       Py_ssize_t P, float *h, float *c, float *y,
                        const unsigned char *mask, const Py_ssize_t *lengths, float *seq,
                        Py_ssize_t B, Py_ssize_t T,
                        Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
                        int rec_act, int threads, fl_poll poll,
                        void *poll_ctx)
     int fl_forward_f64(const double *x, const double *kernel, const double *bias,
-                       const double *recurrent, double *h, double *c, double *y,
+                       const double *recurrent, const double *projection,
+                       Py_ssize_t P, double *h, double *c, double *y,
                        const unsigned char *mask, const Py_ssize_t *lengths, double *seq,
                        Py_ssize_t B, Py_ssize_t T,
                        Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
@@ -96,38 +98,48 @@ cdef extern from "kernel/forward.h" nogil:
 
 cdef extern from "kernel/train.h" nogil:
     int fl_train_forward_f32(const float *x, Py_ssize_t ldx, int x_gates, const float *kernel,
-                             const float *bias, const float *recurrent, float *h, float *c,
+                             const float *bias, const float *recurrent,
+                             const float *projection, Py_ssize_t P, float *h, float *c,
                              float *y, const unsigned char *mask, const Py_ssize_t *lengths,
-                             const float *hmask, float *seq, float *rec, float *hs, float *hm, Py_ssize_t ldh,
+                             const float *hmask, float *seq, float *rec, float *hs, float *hm,
+                             float *ms, Py_ssize_t ldh,
                              Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa,
                              int backwards, int act, int rec_act, int threads, fl_poll poll,
                              void *poll_ctx)
     int fl_train_forward_f64(const double *x, Py_ssize_t ldx, int x_gates,
                              const double *kernel, const double *bias,
-                             const double *recurrent, double *h, double *c, double *y,
+                             const double *recurrent, const double *projection, Py_ssize_t P,
+                             double *h, double *c, double *y,
                              const unsigned char *mask, const Py_ssize_t *lengths,
-                             const double *hmask, double *seq, double *rec, double *hs, double *hm, Py_ssize_t ldh,
+                             const double *hmask, double *seq, double *rec, double *hs,
+                             double *hm, double *ms, Py_ssize_t ldh,
                              Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa,
                              int backwards, int act, int rec_act, int threads, fl_poll poll,
                              void *poll_ctx)
     int fl_train_backward_f32(const float *x, Py_ssize_t ldx, int x_gates,
                               const float *xmask, const float *kernel_t,
-                              const float *recurrent_t, const float *rec, const float *hs,
-                              const float *hmask, const float *hm, Py_ssize_t ldh,
-                              float *dz, const unsigned char *mask,
+                              const float *recurrent_t, const float *projection_t,
+                              Py_ssize_t P, const float *rec, const float *hs,
+                              const float *hmask, const float *hm, const float *ms,
+                              Py_ssize_t ldh, float *dz, float *dhs, const unsigned char *mask,
                               const Py_ssize_t *lengths, const float *dseq,
                               float *dh, float *dc, const float *dy, float *dx,
-                              float *dkernel, float *drk, float *dbias, Py_ssize_t B,
+                              float *dkernel, float *drk, float *dproj, float *dbias,
+                              Py_ssize_t B,
                               Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa,
                               int backwards, int act, int rec_act, int threads, fl_poll poll,
                               void *poll_ctx)
     int fl_train_backward_f64(const double *x, Py_ssize_t ldx, int x_gates,
                               const double *xmask, const double *kernel_t,
-                              const double *recurrent_t, const double *rec,
+                              const double *recurrent_t, const double *projection_t,
+                              Py_ssize_t P, const double *rec,
                               const double *hs, const double *hmask, const double *hm,
-                              Py_ssize_t ldh, double *dz, const unsigned char *mask,
-                              const Py_ssize_t *lengths, const double *dseq, double *dh, double *dc, const double *dy,
-                              double *dx, double *dkernel, double *drk, double *dbias,
+                              const double *ms, Py_ssize_t ldh, double *dz, double *dhs,
+                              const unsigned char *mask,
+                              const Py_ssize_t *lengths, const double *dseq, double *dh,
+                              double *dc, const double *dy,
+                              double *dx, double *dkernel, double *drk, double *dproj,
+                              double *dbias,
                               Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa,
                               int backwards, int act, int rec_act, int threads, fl_poll poll,
                               void *poll_ctx)
@@ -270,8 +282,10 @@ cdef class Packed:
     Built by :func:`pack`; read-only afterwards.
     """
     cdef readonly object kernel            # [NB, I, 4*W]
-    cdef readonly object recurrent_kernel  # [NB, U, 4*W]
+    cdef readonly object recurrent_kernel  # [NB, H, 4*W] (H: P or U)
     cdef readonly object bias              # [NB*4*W]
+    cdef readonly object projection        # [NPB, U, 4*W] or None (LSTMP)
+    cdef readonly Py_ssize_t proj_size     # P, 0 without a projection
     cdef readonly str isa
     cdef readonly int isa_code, width, rows
     # The ISA selected when packing (a dtype without tiles of its own for it
@@ -312,10 +326,21 @@ def _pack_matrix(w, Py_ssize_t W, Py_ssize_t NB):
     return out
 
 
-def pack(kernel, recurrent_kernel, bias):
-    """Pack ``kernel [I, 4U]``, ``recurrent_kernel [U, 4U]`` and
-    ``bias [4U]`` (Keras gate blocks i, f, c, o; one dtype, float32 or
-    float64) for the current ISA.
+def _projection_panels(w, Py_ssize_t W):
+    """``w [U, P]`` as panels of 4W output columns ``[NPB, U, 4W]``, zero
+    past column P (kernel/projection.h)."""
+    U, P = w.shape
+    npb = -(-P // (4 * W))
+    padded = np.zeros((U, npb * 4 * W), w.dtype)
+    padded[:, :P] = w
+    return np.ascontiguousarray(padded.reshape(U, npb, 4 * W).transpose(1, 0, 2))
+
+
+def pack(kernel, recurrent_kernel, bias, projection_kernel=None):
+    """Pack ``kernel [I, 4U]``, ``recurrent_kernel [H, 4U]``, ``bias [4U]``
+    (Keras gate blocks i, f, c, o; one dtype, float32 or float64) and, for
+    an LSTMP layer, ``projection_kernel [U, P]`` (H = P, else H = U) for the
+    current ISA.
 
     Units are padded with zero weights to a multiple of the block width W;
     gate columns are reordered to [block][gate][W] so one tile's gates are
@@ -327,12 +352,15 @@ def pack(kernel, recurrent_kernel, bias):
         code, W, rows = fl_ops_f64_of(_isa).isa, fl_ops_f64_of(_isa).width, fl_ops_f64_of(_isa).rows
     else:
         code, W, rows = fl_ops_f32_of(_isa).isa, fl_ops_f32_of(_isa).width, fl_ops_f32_of(_isa).rows
-    U = recurrent_kernel.shape[0]
+    U = recurrent_kernel.shape[1] // 4
     Up = -(-U // W) * W
     NB = Up // W
     p.kernel = _pack_matrix(kernel, W, NB)
     p.bias = _pack_matrix(bias.reshape(1, 4 * U), W, NB).reshape(NB * 4 * W)
     p.recurrent_kernel = _pack_matrix(recurrent_kernel, W, NB)
+    p.projection = (None if projection_kernel is None
+                    else _projection_panels(projection_kernel, W))
+    p.proj_size = 0 if projection_kernel is None else projection_kernel.shape[1]
     p.isa = ISA_NAMES[code]
     p.isa_code = code
     p.selected = _isa
@@ -368,11 +396,12 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
 
     x                 [B, T, I]  inputs, C-contiguous, the packed dtype
     packed            weights from :func:`pack`
-    h, c              [B, U]     in: initial state; out: final state
-    y                 [B, U]     in: zeros; out: last output (only with mask;
+    h, c              [B, H], [B, U]  in: initial state; out: final state
+                                 (H: the pack's proj_size, or U without one)
+    y                 [B, H]     in: zeros; out: last output (only with mask;
                                  without one the last output is h)
     mask              [B, T]     uint8, nonzero = step is processed, or None
-    seq               [B, T, U]  out: output of every step in processing
+    seq               [B, T, H]  out: output of every step in processing
                                  order, or None to skip writing it
     go_backwards      process t = T-1 .. 0
     activation, recurrent_activation: codes from kernel/activations.h
@@ -396,6 +425,8 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
     cdef void *kp = _data(packed.kernel)
     cdef void *bp = _data(packed.bias)
     cdef void *rp = _data(packed.recurrent_kernel)
+    cdef void *pp = _data(packed.projection)
+    cdef Py_ssize_t P = packed.proj_size
     cdef void *hp = _data(h)
     cdef void *cp = _data(c)
     cdef void *yp = _data(y)
@@ -405,13 +436,14 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         with nogil:
             status = fl_forward_f32(<float *>xp, <float *>kp, <float *>bp, <float *>rp,
-                                    <float *>hp, <float *>cp, <float *>yp, m, lp, <float *>sp,
+                                    <float *>pp, P, <float *>hp, <float *>cp, <float *>yp, m, lp,
+                                    <float *>sp,
                                     B, T, I, U, isa_code, go_backwards, activation,
                                     recurrent_activation, num_threads, poll, NULL)
     else:
         with nogil:
             status = fl_forward_f64(<double *>xp, <double *>kp, <double *>bp,
-                                    <double *>rp, <double *>hp, <double *>cp,
+                                    <double *>rp, <double *>pp, P, <double *>hp, <double *>cp,
                                     <double *>yp, m, lp, <double *>sp, B, T, I, U, isa_code,
                                     go_backwards, activation, recurrent_activation,
                                     num_threads, poll, NULL)
@@ -422,8 +454,8 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
 def train_forward(cnp.ndarray x, Py_ssize_t features, Packed packed, cnp.ndarray h,
                   cnp.ndarray c, cnp.ndarray y, cnp.ndarray mask, cnp.ndarray hmask,
                   cnp.ndarray seq, cnp.ndarray rec, cnp.ndarray hs, cnp.ndarray hm,
-                  bint go_backwards, int activation, int recurrent_activation,
-                  int num_threads, cnp.ndarray lengths=None):
+                  cnp.ndarray ms, bint go_backwards, int activation,
+                  int recurrent_activation, int num_threads, cnp.ndarray lengths=None):
     """Training-mode forward pass on packed weights, recorded for
     :func:`train_backward`.
 
@@ -431,16 +463,20 @@ def train_forward(cnp.ndarray x, Py_ssize_t features, Packed packed, cnp.ndarray
                       P = 4: each gate block's copy (x times its input
                       dropout mask), else P = 1
     packed            weights from :func:`pack`
-    h, c              [B, U]  in: initial state; out: final state
-    y                 [B, U]  in: zeros; out: last output (only with mask)
+    h, c              [B, H], [B, U]  in: initial state; out: final state
+                      (H: the pack's proj_size, or U without one)
+    y                 [B, H]  in: zeros; out: last output (only with mask)
     mask              [B, T]  uint8, nonzero = step is processed, or None
     hmask             [4, B, Up] recurrent dropout masks of the gate blocks
                       (zero padded), or None
-    seq               [B, T, U] out: outputs in processing order, or None
+    seq               [B, T, H] out: outputs in processing order, or None
     rec, hs           [T+1, B, NB*6W], [T+1, B, ldh >= Up] out: the record
-                      (layout in kernel/train.c)
+                      (layout in kernel/train.c; with a projection ldh >=
+                      its padded columns too)
     hm                [4, T+1, B, ldh] out: hs times each gate's recurrent
                       mask, with hmask; else None
+    ms                [T, B, ldh] out: the record of m with a projection,
+                      else None
     num_threads       most threads (>= 1)
     lengths           [B] intp or None, as for :func:`forward` (seq is not
                       written past a row's length)
@@ -466,34 +502,42 @@ def train_forward(cnp.ndarray x, Py_ssize_t features, Packed packed, cnp.ndarray
     cdef void *hsp = _data(hs)
     cdef void *hmp = _data(hm)
     cdef const Py_ssize_t *lp = <const Py_ssize_t *>_data(lengths)
+    cdef void *msp = _data(ms)
+    cdef void *pp = _data(packed.projection)
+    cdef Py_ssize_t P = packed.proj_size
     cdef int status, isa_code = packed.isa_code
     cdef fl_poll poll = _poller()
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         with nogil:
             status = fl_train_forward_f32(
                 <float *>xp, ldx, x_gates, <float *>kp, <float *>bp, <float *>rp,
+                <float *>pp, P,
                 <float *>hp, <float *>cp, <float *>yp, m, lp, <float *>hmaskp, <float *>sp,
-                <float *>recp, <float *>hsp, <float *>hmp, ldh, B, T, features, U,
-                isa_code, go_backwards, activation, recurrent_activation, num_threads,
-                poll, NULL)
+                <float *>recp, <float *>hsp, <float *>hmp, <float *>msp, ldh, B, T,
+                features, U, isa_code, go_backwards, activation, recurrent_activation,
+                num_threads, poll, NULL)
     else:
         with nogil:
             status = fl_train_forward_f64(
                 <double *>xp, ldx, x_gates, <double *>kp, <double *>bp, <double *>rp,
+                <double *>pp, P,
                 <double *>hp, <double *>cp, <double *>yp, m, lp, <double *>hmaskp,
-                <double *>sp, <double *>recp, <double *>hsp, <double *>hmp, ldh, B, T,
-                features, U, isa_code, go_backwards, activation, recurrent_activation,
-                num_threads, poll, NULL)
+                <double *>sp, <double *>recp, <double *>hsp, <double *>hmp, <double *>msp,
+                ldh, B, T, features, U, isa_code, go_backwards, activation,
+                recurrent_activation, num_threads, poll, NULL)
     if status:
         _check(status, f"{B} x {ldh} values")
 
 
 def train_backward(cnp.ndarray x, Py_ssize_t features, cnp.ndarray xmask, Packed packed,
-                   cnp.ndarray kernel_t, cnp.ndarray recurrent_kernel_t, cnp.ndarray rec,
-                   cnp.ndarray hs, cnp.ndarray hmask, cnp.ndarray hm, cnp.ndarray dz,
+                   cnp.ndarray kernel_t, cnp.ndarray recurrent_kernel_t,
+                   cnp.ndarray projection_t, cnp.ndarray rec,
+                   cnp.ndarray hs, cnp.ndarray hmask, cnp.ndarray hm, cnp.ndarray ms,
+                   cnp.ndarray dz, cnp.ndarray dhs,
                    cnp.ndarray mask, cnp.ndarray dseq, cnp.ndarray dh, cnp.ndarray dc,
                    cnp.ndarray dy, cnp.ndarray dx, cnp.ndarray dkernel,
-                   cnp.ndarray drecurrent_kernel, cnp.ndarray dbias, bint go_backwards,
+                   cnp.ndarray drecurrent_kernel, cnp.ndarray dprojection,
+                   cnp.ndarray dbias, bint go_backwards,
                    int activation, int recurrent_activation, int num_threads,
                    cnp.ndarray lengths=None):
     """Backpropagation through the steps recorded by :func:`train_forward`.
@@ -503,17 +547,21 @@ def train_backward(cnp.ndarray x, Py_ssize_t features, cnp.ndarray xmask, Packed
                       padded) when x holds 4 gate copies, else None
     kernel_t          [NX, 4Up, 4W] kernel^T in panels of 4W features (for
                       dx; NX = ceil(I / 4W)), or None when dx is None
-    recurrent_kernel_t  [NQ, 4Up, 4W] R^T in panels of 4W units
-    rec, hs, hm       the forward's record (left unchanged)
+    recurrent_kernel_t  [NQ, 4Up, 4W] R^T in panels of 4W of its H rows
+    projection_t      [NQU, Pq, 4W] the projection kernel transposed in
+                      panels of 4W units, or None without a projection
+    rec, hs, hm, ms   the forward's record (left unchanged)
     dz                [NB, T*B, 4W] out: dL/d(gate pre-activations), by block
-    dseq              [B, T, U] dL/d(outputs, processing order), or None
-    dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
-    dy                [B, U] in: dL/d(last output)
+    dhs               [NPB, T*B, 4W] workspace with a projection, or None
+    dseq              [B, T, H] dL/d(outputs, processing order), or None
+    dh, dc            [B, H], [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
+    dy                [B, H] in: dL/d(last output)
     dx                [T, B, ceil(I / W) * W] in: zeros; out: dL/dx in
                       [..., :I] (of x before the input masks with xmask), or
                       None to skip it
-    dkernel, drecurrent_kernel, dbias  out: [I, 4Up], [U, 4Up], [4Up], the
+    dkernel, drecurrent_kernel, dbias  out: [I, 4Up], [H, 4Up], [4Up], the
                       weight gradients in packed columns
+    dprojection       out: [U, Pq] the projection's gradient, or None
     lengths           as given to the forward (dz is not written and dx stays
                       zero past a row's length; dseq is not read there)
     Other arguments and guarantees as in :func:`train_forward`.
@@ -530,6 +578,11 @@ def train_backward(cnp.ndarray x, Py_ssize_t features, cnp.ndarray xmask, Packed
     cdef void *hsp = _data(hs)
     cdef void *hmaskp = _data(hmask)
     cdef void *hmp = _data(hm)
+    cdef void *msp = _data(ms)
+    cdef void *ptp = _data(projection_t)
+    cdef void *dhsp = _data(dhs)
+    cdef void *dpp = _data(dprojection)
+    cdef Py_ssize_t P = packed.proj_size
     cdef void *dzp = _data(dz)
     cdef void *dsp = _data(dseq)
     cdef void *dhp = _data(dh)
@@ -546,20 +599,24 @@ def train_backward(cnp.ndarray x, Py_ssize_t features, cnp.ndarray xmask, Packed
         with nogil:
             status = fl_train_backward_f32(
                 <float *>xp, ldx, x_gates, <float *>xmaskp, <float *>ktp, <float *>rtp,
-                <float *>recp, <float *>hsp, <float *>hmaskp, <float *>hmp, ldh,
-                <float *>dzp, m, lp, <float *>dsp, <float *>dhp, <float *>dcp, <float *>dyp,
-                <float *>dxp, <float *>dkp, <float *>drp, <float *>dbp, B, T, features, U,
+                <float *>ptp, P,
+                <float *>recp, <float *>hsp, <float *>hmaskp, <float *>hmp, <float *>msp,
+                ldh, <float *>dzp, <float *>dhsp, m, lp, <float *>dsp, <float *>dhp,
+                <float *>dcp, <float *>dyp,
+                <float *>dxp, <float *>dkp, <float *>drp, <float *>dpp, <float *>dbp, B, T,
+                features, U,
                 isa_code, go_backwards, activation, recurrent_activation, num_threads,
                 poll, NULL)
     else:
         with nogil:
             status = fl_train_backward_f64(
                 <double *>xp, ldx, x_gates, <double *>xmaskp, <double *>ktp,
-                <double *>rtp, <double *>recp, <double *>hsp, <double *>hmaskp,
-                <double *>hmp, ldh, <double *>dzp, m, lp, <double *>dsp, <double *>dhp,
+                <double *>rtp, <double *>ptp, P, <double *>recp, <double *>hsp,
+                <double *>hmaskp, <double *>hmp, <double *>msp, ldh, <double *>dzp,
+                <double *>dhsp, m, lp, <double *>dsp, <double *>dhp,
                 <double *>dcp, <double *>dyp, <double *>dxp, <double *>dkp, <double *>drp,
-                <double *>dbp, B, T, features, U, isa_code, go_backwards, activation,
-                recurrent_activation, num_threads, poll, NULL)
+                <double *>dpp, <double *>dbp, B, T, features, U, isa_code, go_backwards,
+                activation, recurrent_activation, num_threads, poll, NULL)
     if status:
         _check(status, f"3 x {B} x {U} values")
 

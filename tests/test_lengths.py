@@ -75,7 +75,8 @@ def _train(x, weights, state, lengths, mask, backwards, threads, d_sequence, d_h
     sequence, _, h, c, tape = training.forward(
         x, *weights, *(s.copy() for s in state), mask=mask, lengths=lengths,
         go_backwards=backwards, num_threads=threads)
-    grads = training.backward(tape, d_sequence.copy(), None, d_h.copy(), d_c.copy())
+    # (the seventh, the projection's gradient, is None: no proj_size here)
+    grads = training.backward(tape, d_sequence.copy(), None, d_h.copy(), d_c.copy())[:6]
     return (sequence, h, c) + grads
 
 
@@ -193,7 +194,7 @@ def test_training_with_dropout_as_the_masked_call(backwards, tol):
             data, *weights, *(s.copy() for s in state), go_backwards=backwards,
             num_threads=threads, input_masks=input_masks, recurrent_masks=recurrent_masks,
             **{k: (v.astype(np.uint8) if k == "mask" else v) for k, v in kw.items()})
-        grads = training.backward(tape, d_sequence.copy(), None, d_h.copy(), d_c.copy())
+        grads = training.backward(tape, d_sequence.copy(), None, d_h.copy(), d_c.copy())[:6]
         runs.append((sequence * processed[:, :, None], h, c) + grads)
     for a, b in zip(runs[1], runs[2], strict=True):
         assert np.array_equal(a, b)

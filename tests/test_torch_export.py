@@ -20,10 +20,10 @@ CONFIG = dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True,
               batch_first=True)
 
 
-def _pair():
+def _pair(**config):
     torch.manual_seed(0)
-    theirs = torch.nn.LSTM(**CONFIG)
-    ours = ft.LSTM(**CONFIG)
+    theirs = torch.nn.LSTM(**CONFIG | config)
+    ours = ft.LSTM(**CONFIG | config)
     ours.load_state_dict(theirs.state_dict())
     return theirs, ours
 
@@ -37,8 +37,10 @@ def _step(module, x):
     return [output, h_n, c_n, x.grad] + [p.grad for p in module.parameters()]
 
 
-def test_compile_fullgraph_inference_and_training():
-    theirs, ours = _pair()
+@pytest.mark.parametrize("proj_size", [0, 2])
+def test_compile_fullgraph_inference_and_training(proj_size):
+    """Both custom ops (forward and backward), with and without weight_hr."""
+    theirs, ours = _pair(proj_size=proj_size)
     compiled = torch.compile(ours, backend="aot_eager", fullgraph=True)
     x = torch.randn(2, 5, 3)
     with torch.no_grad():
@@ -105,6 +107,15 @@ def test_legacy_onnx_exporter_too():
     torch.onnx.export(ours.eval(), (torch.randn(2, 5, 3),), buffer, dynamo=False)
     model = onnx.load_from_string(buffer.getvalue())
     assert [node.op_type for node in model.graph.node].count("LSTM") == 2
+
+
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
+@pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
+def test_onnx_export_refuses_a_projection():
+    """ONNX's LSTM operator has no projection: a module with proj_size says so."""
+    _, ours = _pair(proj_size=2)
+    with pytest.raises(ft.LSTMInputError, match="proj_size=2 cannot be exported to ONNX"):
+        torch.onnx.export(ours.eval(), (torch.randn(2, 5, 3),), io.BytesIO(), dynamo=False)
 
 
 # torch.jit.script and trace are deprecated (DeprecationWarnings), and

@@ -177,7 +177,6 @@ class _Custom(torch.nn.LSTM):
 
 
 @pytest.mark.parametrize("module,error,match", [
-    (torch.nn.LSTM(3, 4, proj_size=2), ValueError, "proj_size=2"),
     (torch.nn.GRU(3, 4), TypeError, "torch.nn.LSTM, got GRU"),
     (torch.nn.RNN(3, 4, nonlinearity="relu"), TypeError, "torch.nn.LSTM, got RNN"),
     (_Custom(3, 4), TypeError, "_Custom overrides nn.LSTM.forward"),

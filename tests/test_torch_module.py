@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import fastlstm
 import fastlstm.torch as ft
 
 TORCH_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
@@ -123,7 +124,8 @@ def test_retain_graph_backward_twice():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(proj_size=2), ValueError, "proj_size"),
+    (dict(proj_size=4), ValueError, "proj_size"),
+    (dict(proj_size=-1), ValueError, "proj_size"),
     (dict(hidden_size=0), ValueError, "hidden_size"),
     (dict(hidden_size=2.0), TypeError, "hidden_size"),
     (dict(bias=1), TypeError, "bias"),
@@ -133,11 +135,11 @@ def test_retain_graph_backward_twice():
 ])
 def test_constructor_errors(kwargs, error, match):
     """The exception classes nn.LSTM raises for the same arguments (checked
-    against it, except proj_size, which nn.LSTM computes)."""
+    against it)."""
     arguments = dict(input_size=3, hidden_size=4) | kwargs
     with pytest.raises(error, match=match):
         ft.LSTM(**arguments)
-    if "proj_size" not in kwargs and "dtype" not in kwargs:
+    if "dtype" not in kwargs:
         with pytest.raises(error):
             torch.nn.LSTM(**arguments)
 
@@ -298,3 +300,31 @@ def test_to_torch_is_nn_lstm_with_the_same_weights():
     assert type(theirs) is torch.nn.LSTM and not theirs.training and theirs.batch_first
     x = torch.randn(2, 5, 3)
     torch.testing.assert_close(theirs(x)[0], module(x)[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_projection_inference_weights_and_to_torch(dtype):
+    """proj_size without autograd (the inference kernel, padded and packed),
+    weight_hr in state_dict and all_weights, and to_torch keeping it."""
+    torch.manual_seed(7)
+    theirs = torch.nn.LSTM(3, 6, num_layers=2, bidirectional=True, proj_size=2, dtype=dtype)
+    ours = ft.LSTM(3, 6, num_layers=2, bidirectional=True, proj_size=2, dtype=dtype)
+    ours.load_state_dict(theirs.state_dict())
+    assert [[tuple(w.shape) for w in ws] for ws in ours.all_weights] == \
+        [[tuple(w.shape) for w in ws] for ws in theirs.all_weights]
+    assert "proj_size=2" in repr(ours)
+    x = torch.randn(5, 3, 3, dtype=dtype)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, [5, 3, 1])
+    tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else {}
+    with torch.no_grad():
+        for inputs in (x, packed):
+            actual, (h_n, c_n) = ours(inputs)
+            expected, (h_ref, c_ref) = theirs(inputs)
+            if inputs is packed:
+                actual, expected = actual.data, expected.data
+            assert h_n.shape == (4, 3, 2) and c_n.shape == (4, 3, 6)
+            for a, e in ((actual, expected), (h_n, h_ref), (c_n, c_ref)):
+                torch.testing.assert_close(a, e, **tolerance)
+        torch.testing.assert_close(ours.to_torch()(x)[0], theirs(x)[0], **tolerance)
+    with pytest.raises(ValueError, match="quantize_dynamic.*proj_size=2"):
+        fastlstm.quantize_dynamic(ours.eval())

@@ -72,20 +72,66 @@ def _noncontiguous(tensor):
     return torch.stack([torch.zeros_like(tensor), tensor], tensor.dim()).select(tensor.dim(), 1)
 
 
-def _forward_backward(rnn, input_val, hx_val, grad_output, grad_hy):
-    """Upstream's ``forward_backward`` of ``_test_RNN_cpu_vs_cudnn``."""
+def _forward_backward(rnn, input_val, hx_val, grad_output, grad_hy, cx_val=None,
+                      grad_cy=None):
+    """Upstream's ``forward_backward`` of ``_test_RNN_cpu_vs_cudnn`` (its
+    projection section passes c's values and gradient: they have other
+    shapes than h's)."""
     if isinstance(input_val, rnn_utils.PackedSequence):
         data = input_val.data.clone().requires_grad_(True)
         x = rnn_utils.PackedSequence(data, input_val.batch_sizes)
     else:
         x = data = input_val.clone().requires_grad_(True)
-    hx = (hx_val.clone().requires_grad_(True), hx_val.add(1).requires_grad_(True))
+    cx_val = hx_val.add(1) if cx_val is None else cx_val
+    grad_cy = grad_hy + 1 if grad_cy is None else grad_cy
+    hx = (hx_val.clone().requires_grad_(True), cx_val.clone().requires_grad_(True))
     output, hy = rnn(x, hx)
     if isinstance(output, rnn_utils.PackedSequence):
         output = output.data
-    torch.autograd.backward([output, hy[0], hy[1]], [grad_output, grad_hy, grad_hy + 1])
+    torch.autograd.backward([output, hy[0], hy[1]], [grad_output, grad_hy, grad_cy])
     return ([output, hy[0], hy[1], data.grad, hx[0].grad, hx[1].grad]
             + [p.grad for p in rnn.parameters()])
+
+
+def _cpu_vs_cudnn_case(bias, bidirectional, batch_first, contig, variable_len, dropout=0,
+                       proj_size=0):
+    """One combination of upstream's ``_test_RNN_cpu_vs_cudnn``: outputs,
+    final states and all gradients of fastlstm.torch against nn.LSTM's
+    (upstream's tolerance is 5e-5).  With ``proj_size`` (its "LSTM with
+    projections" section) h has proj_size features and c its own values and
+    gradient."""
+    input_size, hidden_size, num_layers, seq_length, batch = 10, 6, 2, 7, 6
+    torch.manual_seed(0)
+    directions = 2 if bidirectional else 1
+    features = proj_size or hidden_size
+    shape = (batch, seq_length) if batch_first else (seq_length, batch)
+    input_val = torch.randn(*shape, input_size)
+    grad_output = torch.randn(*shape, features * directions)
+    hx_val = torch.randn(num_layers * directions, batch, features)
+    grad_hy = torch.randn(num_layers * directions, batch, features)
+    cx_val = grad_cy = None
+    if proj_size:
+        cx_val = torch.randn(num_layers * directions, batch, hidden_size)
+        grad_cy = torch.randn(num_layers * directions, batch, hidden_size)
+    if not contig:
+        grad_output, grad_hy = _noncontiguous(grad_output), _noncontiguous(grad_hy)
+        input_val, hx_val = _noncontiguous(input_val), _noncontiguous(hx_val)
+    if variable_len:
+        lengths = [7, 5, 5, 2, 1, 1]
+        input_val = rnn_utils.pack_padded_sequence(input_val, lengths,
+                                                   batch_first=batch_first)
+        grad_output = rnn_utils.pack_padded_sequence(grad_output, lengths,
+                                                     batch_first=batch_first).data
+    config = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                  bias=bias, dropout=dropout, bidirectional=bidirectional,
+                  batch_first=batch_first, proj_size=proj_size)
+    reference = torch.nn.LSTM(**config)
+    rnn = _copy_of(reference, **config)
+    arguments = (input_val, hx_val, grad_output, grad_hy, cx_val, grad_cy)
+    actual = _forward_backward(rnn, *arguments)
+    expected = _forward_backward(reference, *arguments)
+    for a, e in zip(actual, expected, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=5e-6)
 
 
 @pytest.mark.parametrize("dropout", [0, 1])
@@ -93,38 +139,52 @@ def test_RNN_cpu_vs_cudnn(dropout):
     """Upstream ``TestNN._test_RNN_cpu_vs_cudnn`` (no_dropout and
     with_dropout, p=1 being the only deterministic rate): every combination
     of bias, bidirectional, batch_first, contiguous and variable-length
-    (PackedSequence) inputs; outputs, final states and all gradients agree
-    with nn.LSTM's (upstream's tolerance is 5e-5)."""
-    input_size, hidden_size, num_layers, seq_length, batch = 10, 6, 2, 7, 6
-    for bias, bidirectional, batch_first, contig, variable_len in itertools.product(
-            (True, False), repeat=5):
+    (PackedSequence) inputs."""
+    for flags in itertools.product((True, False), repeat=5):
+        bias, _, _, contig, _ = flags
         if dropout and not (bias and contig):    # test time: dropout on 8 of the 32
             continue
-        torch.manual_seed(0)
-        directions = 2 if bidirectional else 1
-        shape = (batch, seq_length) if batch_first else (seq_length, batch)
-        input_val = torch.randn(*shape, input_size)
-        grad_output = torch.randn(*shape, hidden_size * directions)
-        hx_val = torch.randn(num_layers * directions, batch, hidden_size)
-        grad_hy = torch.randn(num_layers * directions, batch, hidden_size)
-        if not contig:
-            grad_output, grad_hy = _noncontiguous(grad_output), _noncontiguous(grad_hy)
-            input_val, hx_val = _noncontiguous(input_val), _noncontiguous(hx_val)
-        if variable_len:
-            lengths = [7, 5, 5, 2, 1, 1]
-            input_val = rnn_utils.pack_padded_sequence(input_val, lengths,
-                                                       batch_first=batch_first)
-            grad_output = rnn_utils.pack_padded_sequence(grad_output, lengths,
-                                                         batch_first=batch_first).data
-        config = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
-                      bias=bias, dropout=dropout, bidirectional=bidirectional,
-                      batch_first=batch_first)
-        reference = torch.nn.LSTM(**config)
-        rnn = _copy_of(reference, **config)
-        actual = _forward_backward(rnn, input_val, hx_val, grad_output, grad_hy)
-        expected = _forward_backward(reference, input_val, hx_val, grad_output, grad_hy)
-        for a, e in zip(actual, expected, strict=True):
-            torch.testing.assert_close(a, e, rtol=1e-5, atol=5e-6)
+        _cpu_vs_cudnn_case(*flags, dropout=dropout)
+
+
+def test_RNN_cpu_vs_cudnn_projections():
+    """Upstream ``TestNN._test_RNN_cpu_vs_cudnn``, its "LSTM with
+    projections" section (proj_size=3), on 8 of its 32 combinations (test
+    time): each of bidirectional, contiguous and variable-length inputs
+    with each other, bias and batch_first alternating with them."""
+    for bidirectional, contig, variable_len in itertools.product((True, False), repeat=3):
+        _cpu_vs_cudnn_case(bidirectional != contig, bidirectional, contig != variable_len,
+                           contig, variable_len, proj_size=3)
+
+
+def test_rnn_proj_args_check():
+    """Upstream ``TestNN.test_rnn_proj_args_check``: an LSTM with proj_size
+    refuses, with a RuntimeError, an input of the wrong feature size, and
+    states of the wrong batch size, layer count or width (h has proj_size
+    features, c hidden_size)."""
+    input_size, hidden_size, proj_size, num_layers, batch, seq_len = 3, 5, 2, 2, 4, 6
+    bad = 7        # upstream's prime: no size divides it
+    x_shape = (seq_len, batch, input_size)
+    h_shape = (num_layers, batch, proj_size)
+    c_shape = (num_layers, batch, hidden_size)
+
+    def changed(shape, dim, size):
+        return shape[:dim] + (size,) + shape[dim + 1:]
+
+    cases = [(changed(x_shape, 2, bad), h_shape, c_shape),        # input size
+             (x_shape, changed(h_shape, 1, bad), c_shape),        # batch of h
+             (x_shape, h_shape, changed(c_shape, 1, bad)),        # batch of c
+             (x_shape, changed(h_shape, 0, bad), c_shape),        # layers of h
+             (x_shape, h_shape, changed(c_shape, 0, bad)),        # layers of c
+             (x_shape, changed(h_shape, 2, hidden_size), c_shape),  # h as wide as c
+             (x_shape, h_shape, changed(c_shape, 2, proj_size))]    # c as narrow as h
+    module = ft.LSTM(input_size, hidden_size, num_layers, proj_size=proj_size)
+    reference = torch.nn.LSTM(input_size, hidden_size, num_layers, proj_size=proj_size)
+    for shapes in cases:
+        x, h, c = (torch.randn(shape) for shape in shapes)
+        for lstm in (module, reference):
+            with pytest.raises(RuntimeError):
+                lstm(x, (h, c))
 
 
 @pytest.mark.parametrize("p, train", list(itertools.product((0, 0.1234), (True, False))))

@@ -17,6 +17,7 @@
 #include "lengths.h"
 #include "plan.h"
 #include "pool.h"
+#include "projection.h"
 
 /* Upper bound on the input-projection workspace [B, chunk, 4Up]: it is
  * computed for `chunk` time steps at once, so memory stays bounded for any
@@ -157,6 +158,8 @@ FL_DEFINE_CHUNK(double, f64)
 #define FL_DEFINE_LAYER(T, SUF)                                               \
 typedef struct {                                                              \
     ptrdiff_t B, T_, n_in, U, Up, NB, W, MR, chunk;                           \
+    ptrdiff_t P;       /* projected features (projection.h), 0: none */       \
+    ptrdiff_t H, Hs;   /* features of h (P or U), row stride of h and y */    \
     int backwards, act, rec_act;                                              \
     const fl_ops_##SUF *ops;  /* the tiles (isa.h) */                         \
     int split_units;   /* 1: parts are unit ranges; 0: row groups */          \
@@ -167,19 +170,22 @@ typedef struct {                                                              \
     const T *x;        /* inputs                    [B][T_][I] */             \
     const T *kp;       /* packed kernel             [NB][I][4][W] */          \
     const T *bias;     /* packed bias               [NB][4][W] */             \
-    const T *r;        /* packed recurrent kernel   [NB][U][4][W] */          \
+    const T *r;        /* packed recurrent kernel   [NB][H][4][W] */          \
+    const T *pk;       /* projection panels         [NPB][U][4W], or NULL */  \
     T *proj;           /* input projection          [B][chunk][NB*4*W] */     \
                        /* (row stride `chunk` even in a shorter last chunk,   \
                           so one thread's rows never overlap another's) */    \
-    T *h;              /* h double buffer           [2][B][Up] */             \
+    T *h;              /* h double buffer           [2][B][Hs] */             \
     T *c;              /* cell                      [B][Up] */                \
-    T *y;              /* last output               [B][Up], NULL: no mask */ \
+    T *y;              /* last output               [B][Hs], NULL: no mask */ \
+    T *m;              /* with P: the cell's output [B][Up], and the tile's */ \
+    T *ym;             /* last output (unused)      [B][Up], NULL: no mask */ \
     const unsigned char *mask;  /*                  [B][T_] or NULL */        \
     const ptrdiff_t *lengths;   /* sorted           [B] or NULL (lengths.h) */ \
     const ptrdiff_t *active;    /* rows with step t [T_], with lengths */     \
     const ptrdiff_t *first;     /* first row of each row group [parts + 1], \
                                    with lengths; else B * g / parts */        \
-    T *seq;            /* outputs                   [B][T_][U] or NULL */     \
+    T *seq;            /* outputs                   [B][T_][H] or NULL */     \
     fl_cancel *cancel; /* polled at every step */                             \
     const fl_layer_i8 *i8;     /* int8 weights, or NULL */                    \
 } fl_layer_##SUF;                                                             \
@@ -234,17 +240,19 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
     }                                                                         \
     ptrdiff_t t = a->backwards ? t0 + tc - 1 - pos : t0 + pos;                \
     ptrdiff_t k = a->backwards ? a->T_ - 1 - t : t;    /* output index */     \
-    T *hprev = a->h + (s & 1) * a->B * a->Up;                                 \
-    T *hnext = a->h + (1 - (s & 1)) * a->B * a->Up;                           \
+    T *hprev = a->h + (s & 1) * a->B * a->Hs;                                 \
+    T *hnext = a->h + (1 - (s & 1)) * a->B * a->Hs;                           \
+    /* With a projection the tile writes m; projection.h makes h of it. */    \
+    T *cell_out = a->P ? a->m : hnext, *tile_y = a->P ? a->ym : a->y;         \
     rows = fl_rows_at(a->active, t, r0, rows);   /* those that have step t */ \
     r1 = r0 + rows;                                                           \
     if (i8 != NULL)                                                           \
         for (ptrdiff_t b = r0; b < r1; ++b)                                   \
-            i8->ops->quantize(FL_F32(hprev + b * a->Up), a->U, hq + b * H4,   \
+            i8->ops->quantize(FL_F32(hprev + b * a->Hs), a->U, hq + b * H4,   \
                               hs + b);                                        \
     ptrdiff_t ntiles = (rows + a->MR - 1) / a->MR;                            \
     fl_tile_##SUF tl;                                                         \
-    tl.U = a->U; tl.ldh = a->Up; tl.ldc = a->Up;                              \
+    tl.U = a->H; tl.ldh = a->Hs; tl.ldc = a->Up;                              \
     tl.ldm = a->T_; tl.lds = a->T_ * a->U;                                    \
     tl.act = a->act; tl.rec_act = a->rec_act;                                 \
     tl.rec = NULL;                                                            \
@@ -254,17 +262,17 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
     for (ptrdiff_t p = p0; p < p1; ++p) {                                     \
         ptrdiff_t col = p * a->W, b = r0;                                     \
         tl.col = col;                                                         \
-        tl.r = a->r + p * a->U * W4;                                          \
+        tl.r = a->r + p * a->H * W4;                                          \
         tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);             \
         for (ptrdiff_t q = 0; q < ntiles; ++q) {                              \
             int mr = fl_tile_rows(rows, ntiles, q);                           \
-            tl.h = hprev + b * a->Up;                                         \
+            tl.h = hprev + b * a->Hs;                                         \
             tl.x = a->proj + (b * a->chunk + t - t0) * G + p * W4;            \
             tl.c = a->c + b * a->Up + col;                                    \
-            tl.hn = hnext + b * a->Up + col;                                  \
-            tl.y = a->y != NULL ? a->y + b * a->Up + col : NULL;              \
+            tl.hn = cell_out + b * a->Up + col;                               \
+            tl.y = tile_y != NULL ? tile_y + b * a->Up + col : NULL;          \
             tl.mask = a->mask != NULL ? a->mask + b * a->T_ + t : NULL;       \
-            tl.seq = a->seq != NULL                                           \
+            tl.seq = a->seq != NULL && !a->P                                  \
                 ? a->seq + (b * a->T_ + k) * a->U + col : NULL;               \
             if (i8 != NULL) {                                                 \
                 fl_tile_i8 t8;                                                \
@@ -284,6 +292,14 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
             b += mr;                                                          \
         }                                                                     \
     }                                                                         \
+    if (a->P)        /* rows mode: every block of these rows is done */       \
+        fl_project_##SUF(a->ops, rows, a->U, a->P, a->pk, a->m + r0 * a->Up,  \
+                         a->Up, hprev + r0 * a->Hs, hnext + r0 * a->Hs, a->Hs, \
+                         a->mask != NULL ? a->mask + r0 * a->T_ + t : NULL,   \
+                         a->T_, a->y != NULL ? a->y + r0 * a->Hs : NULL,      \
+                         a->seq != NULL ? a->seq + (r0 * a->T_ + k) * a->P    \
+                                        : NULL,                               \
+                         a->T_ * a->P);                                       \
 }                                                                             \
                                                                               \
 /* Step s of unit range k (all rows), then count it done. */                  \
@@ -368,7 +384,8 @@ FL_DEFINE_LAYER(double, f64)
  * (float only) instead of kernel and recurrent. */
 #define FL_DEFINE_FORWARD(T, SUF)                                             \
 static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
-                        const T *recurrent, T *h, T *c, T *y,                 \
+                        const T *recurrent, const T *projection, ptrdiff_t P, \
+                        T *h, T *c, T *y,                                     \
                         const unsigned char *mask, const ptrdiff_t *lengths,  \
                         T *seq, ptrdiff_t B,                                  \
                         ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,   \
@@ -384,6 +401,13 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     chunk = chunk < 1 ? 1 : chunk > T_ ? T_ : chunk;                          \
     int split_units;                                                          \
     int nt = fl_plan(FL_PLAN_FORWARD, B, T_, n_in, U, NB, threads, &split_units); \
+    if (P && split_units) {   /* h needs all of m: rows only (projection.h) */ \
+        split_units = 0;                                                      \
+        nt = B < nt ? (int)B : nt;                                            \
+    }                                                                         \
+    const ptrdiff_t H = P ? P : U;                                            \
+    const ptrdiff_t Pq = P ? fl_projected_columns(P, W) : 0;                  \
+    const ptrdiff_t Hs = Pq > Up ? Pq : Up;                                   \
     /* Row groups: up to 4 per thread while each keeps a full tile of rows,  \
      * so that when one thread runs slowly (its core shared with another     \
      * process) the others take over more of its groups (measured with a     \
@@ -392,7 +416,9 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     ptrdiff_t groups = B / (nt * MR);                                         \
     int parts = split_units ? nt                                              \
         : nt * (int)(groups < 1 ? 1 : groups > 4 ? 4 : groups);               \
-    ptrdiff_t n_state = (mask != NULL ? 4 : 3) * B * Up;                      \
+    /* h [2][B][Hs], c [B][Up], y [B][Hs]; with P, m and ym [B][Up] */       \
+    ptrdiff_t n_state = 2 * B * Hs + B * Up + (mask != NULL) * B * Hs         \
+                        + (P != 0) * (1 + (mask != NULL)) * B * Up;           \
     ptrdiff_t n_proj = B * chunk * G;                                         \
     /* The shared counters: one cache line, one line per unit range, then    \
      * the flags of the threads present (read-mostly: a line of their own). */ \
@@ -416,23 +442,26 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     char *base = (char *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);            \
     memset(base, 0, sync_bytes);                                              \
     T *hbuf = (T *)(base + sync_bytes + rows_bytes);                          \
-    T *cbuf = hbuf + 2 * B * Up;                                              \
+    T *cbuf = hbuf + 2 * B * Hs;                                              \
     T *ybuf = mask != NULL ? cbuf + B * Up : NULL;                            \
-    size_t row = U * sizeof(T);                                               \
+    T *mbuf = P ? cbuf + B * Up + (mask != NULL) * B * Hs : NULL;             \
+    size_t row = U * sizeof(T), hrow = H * sizeof(T);                         \
     /* Padding lanes are computed (and discarded) too: keep them finite. */   \
     memset(hbuf, 0, n_state * sizeof(T));                                     \
     for (ptrdiff_t b = 0; b < B; ++b) {                                       \
-        memcpy(hbuf + b * Up, h + b * U, row);                                \
+        memcpy(hbuf + b * Hs, h + b * H, hrow);                               \
         /* with lengths a row's first step may read either h buffer */        \
         if (lengths != NULL)                                                  \
-            memcpy(hbuf + (B + b) * Up, h + b * U, row);                      \
+            memcpy(hbuf + (B + b) * Hs, h + b * H, hrow);                     \
         memcpy(cbuf + b * Up, c + b * U, row);                                \
         if (ybuf != NULL)                                                     \
-            memcpy(ybuf + b * Up, y + b * U, row);                            \
+            memcpy(ybuf + b * Hs, y + b * H, hrow);                           \
     }                                                                         \
     fl_layer_##SUF a;                                                         \
     a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = Up; a.NB = NB;         \
     a.W = W; a.MR = MR; a.chunk = chunk; a.backwards = backwards;             \
+    a.P = P; a.H = H; a.Hs = Hs; a.pk = projection;                           \
+    a.m = mbuf; a.ym = P && mask != NULL ? mbuf + B * Up : NULL;              \
     a.act = act; a.rec_act = rec_act; a.ops = ops;                            \
     a.split_units = split_units; a.parts = parts;                             \
     a.sync = (fl_sync *)base; a.owner = (fl_owner *)(base + 64);              \
@@ -474,25 +503,26 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     for (ptrdiff_t b = 0; b < B; ++b) {                                       \
         /* the buffer of the row's last step: after n steps, buffer n & 1 */  \
         ptrdiff_t last = lengths != NULL && !backwards ? lengths[b] : T_;     \
-        memcpy(h + b * U, hbuf + ((last & 1) * B + b) * Up, row);             \
+        memcpy(h + b * H, hbuf + ((last & 1) * B + b) * Hs, hrow);            \
         memcpy(c + b * U, cbuf + b * Up, row);                                \
         if (ybuf != NULL)                                                     \
-            memcpy(y + b * U, ybuf + b * Up, row);                            \
+            memcpy(y + b * H, ybuf + b * Hs, hrow);                           \
     }                                                                         \
     free(raw);                                                                \
     return 0;                                                                 \
 }                                                                             \
                                                                               \
 int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
-                     const T *recurrent, T *h, T *c, T *y,                    \
+                     const T *recurrent, const T *projection, ptrdiff_t P,    \
+                     T *h, T *c, T *y,                                        \
                      const unsigned char *mask, const ptrdiff_t *lengths,     \
                      T *seq, ptrdiff_t B,                                     \
                      ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,      \
                      int backwards, int act, int rec_act, int threads,        \
                      int (*poll)(void *), void *poll_ctx)                     \
 {                                                                             \
-    return fl_run_##SUF(x, kernel, bias, recurrent, h, c, y, mask, lengths,   \
-                        seq, B, T_,                                           \
+    return fl_run_##SUF(x, kernel, bias, recurrent, projection, P, h, c, y,   \
+                        mask, lengths, seq, B, T_,                            \
                         n_in, U, isa, backwards, act, rec_act, threads, NULL, \
                         poll, poll_ctx);                                      \
 }
@@ -508,7 +538,8 @@ int fl_forward_i8(const float *x, const fl_weights_i8 *weights, float *h, float 
 {
     /* The float32 row of the kernel's instruction set: its width, rows and
      * (unused here) float tiles. */
-    return fl_run_f32(x, NULL, weights->bias, NULL, h, c, y, mask, NULL, seq, B, T_, n_in, U,
+    return fl_run_f32(x, NULL, weights->bias, NULL, NULL, 0, h, c, y, mask, NULL, seq, B, T_,
+                      n_in, U,
                       fl_ops_i8_of(weights->kernel)->isa, backwards, act, rec_act, threads,
                       weights, poll, poll_ctx);
 }

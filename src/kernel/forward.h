@@ -6,15 +6,18 @@
 #include "isa.h"
 
 /* x [B][T_][n_in] inputs; kernel [NB][n_in][4][W], bias [NB][4][W] and
- * recurrent [NB][U][4][W]: weights packed for instruction set `isa`
- * (tiles.h; W is its width in isa.h's table); h, c [B][U] in: initial
- * state, out: final state; y [B][U] in: zeros, out: the last output (used
- * only with a mask); mask [B][T_] (nonzero: the step is processed) or NULL;
+ * recurrent [NB][H][4][W]: weights packed for instruction set `isa`
+ * (tiles.h; W is its width in isa.h's table); projection: with P > 0
+ * (an LSTMP layer: h = (o * act(c)) @ P_k has P < U features) the panels
+ * [NPB][U][4W] of projection.h, else NULL and P = 0; H = P or U: the
+ * features of h; h [B][H], c [B][U] in: initial state, out: final state;
+ * y [B][H] in: zeros, out: the last output (used only with a mask);
+ * mask [B][T_] (nonzero: the step is processed) or NULL;
  * lengths [B] or NULL: row b has steps t < lengths[b] only, sorted longest
  * first (a PackedSequence's rows), so step t runs on the leading rows that
  * still have it; steps past a row's length are not computed and its h, c
  * (y) are those of its own last step (backwards: each row starts at its
- * own last step); seq [B][T_][U] out: the output of every step in
+ * own last step); seq [B][T_][H] out: the output of every step in
  * processing order (steps past a row's length not written), or NULL;
  * backwards: process t = T_-1 .. 0; act, rec_act: activations.h's codes;
  * threads: most threads (>= 1); poll(poll_ctx): asked every few ms whether
@@ -23,7 +26,8 @@
  * unchanged; or -1 when the workspace cannot be allocated. */
 #define FL_DECLARE_FORWARD(T, SUF)                                            \
 int fl_forward_##SUF(const T *x, const T *kernel, const T *bias,              \
-                     const T *recurrent, T *h, T *c, T *y,                    \
+                     const T *recurrent, const T *projection, ptrdiff_t P,    \
+                     T *h, T *c, T *y,                                        \
                      const unsigned char *mask, const ptrdiff_t *lengths,     \
                      T *seq, ptrdiff_t B,                                     \
                      ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa,      \

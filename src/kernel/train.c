@@ -10,6 +10,7 @@
 #include "lengths.h"
 #include "plan.h"
 #include "pool.h"
+#include "projection.h"
 #include "train.h"
 
 /* Training on the packed weights and the tiles of isa.h's table: the
@@ -48,11 +49,20 @@
  *                         lanes zero; the weight gradients are x^T dz and
  *                         h^T dz (fl_proj tiles reading x and h down their
  *                         columns), blocks split between threads
+ * With a projection (P > 0, projection.h), h has H = P features and:
+ *   ms   [T_][B][ldh]     m = o * act(c) of step t at row t * B + b (zero
+ *                         at a masked step); ldh >= both Up and Pq
+ *   dhs  [NPB][T_ * B][4W] dL/dh of each step (zero at a masked one), by
+ *                         panels of 4W features: the projection's gradient
+ *                         is m^T dhs and dL/dm = dhs @ P_k^T, the product
+ *                         half of the backward tile
  */
 #define FL_DEFINE_TRAIN_LAYER(T, SUF)                                         \
 typedef struct {                                                              \
     ptrdiff_t B, T_, n_in, U, Up, NB, W, MR;                                  \
+    ptrdiff_t P, H;     /* projected features (0: none), features of h */     \
     ptrdiff_t ldx, ldh;  /* row strides of x and of hs, c, y (see below) */   \
+    ptrdiff_t ldd;      /* row stride of dh and dy (Up, or Hp with P) */      \
     int backwards, act, rec_act;                                              \
     const fl_ops_##SUF *ops;  /* the tiles (isa.h) */                         \
     const T *x;         /* inputs, time-major        [P][T_][B][ldx] */       \
@@ -64,21 +74,27 @@ typedef struct {                                                              \
                            or NULL */                                         \
     const T *kp;        /* packed kernel             [NB][I][4][W] */         \
     const T *bias;      /* packed bias               [NB][4][W] */            \
-    const T *r;         /* packed recurrent kernel   [NB][U][4][W] */         \
+    const T *r;         /* packed recurrent kernel   [NB][H][4][W] */         \
     const T *rt;        /* packed R^T                [NQ][G4][4][W] */        \
+    const T *pk;        /* projection panels [NPB][U][4W] (projection.h) */   \
+    const T *pt;        /* P_k^T in panels of 4W units [NQ][Pq][4W] */        \
     T *rec, *hs, *dz;   /* see above */                                       \
+    T *ms, *dhs;        /* with P (see above), else NULL */                   \
     T *c;               /* cell                      [B][ldh] */              \
-    T *y;               /* last output [B][ldh], NULL: no mask */             \
+    T *y;               /* the tile's last output [B][ldh], NULL: no mask */  \
+    T *yp;              /* with P and a mask: h's last output [B][ldh] */     \
     const unsigned char *mask;  /*                   [B][T_] or NULL */       \
     const ptrdiff_t *lengths;   /* sorted, [B] or NULL (lengths.h) */        \
     const ptrdiff_t *active;    /* rows with step t [T_], with lengths */    \
     const ptrdiff_t *first;     /* first row of each row group [threads + 1], \
                                    with lengths */                            \
-    T *seq;             /* outputs, processing order [B][T_][U] or NULL */    \
-    T *dh, *dc;         /* carried gradients         [B][Up] */               \
-    T *dy;              /* of the last output [B][Up], NULL: no mask */       \
-    const T *dseq;      /* of the outputs            [B][T_][U] or NULL */    \
-    T *dkernel, *drk, *dbias;  /* out, packed columns [I][G4], [U][G4], [G4] */ \
+    T *seq;             /* outputs, processing order [B][T_][H] or NULL */    \
+    T *dh, *dc;         /* carried gradients    [B][ldd], [B][Up] */          \
+    T *dy;              /* of the last output [B][ldd], NULL: no mask */      \
+    T *dm, *dym;        /* with P: dL/dm [B][Up]; zeros [B][Up] (mask) */     \
+    const T *dseq;      /* of the outputs            [B][T_][H] or NULL */    \
+    T *dkernel, *drk, *dbias;  /* out, packed columns [I][G4], [H][G4], [G4] */ \
+    T *dproj;           /* out with P: P_k's gradient [U][Pq] */              \
     const T *kt;        /* kernel^T in panels of 4W features [NX][G4][4][W] */ \
     T *dx;              /* in: zeros, out: dL/dx [T_ * B][ceil(I / W) * W] */ \
     fl_cancel *cancel;  /* polled at every step, chunk or tile */             \
@@ -112,7 +128,7 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
     ptrdiff_t chunk = ((ptrdiff_t)1 << 19) / (rows * G6 * (ptrdiff_t)sizeof(T)); \
     chunk = chunk < 1 ? 1 : chunk;                                            \
     fl_tile_##SUF tl;                                                         \
-    tl.U = a->U; tl.ldh = ldh; tl.ldc = ldh; tl.ldx = G6; tl.ldr = G6;        \
+    tl.U = a->H; tl.ldh = ldh; tl.ldc = ldh; tl.ldx = G6; tl.ldr = G6;        \
     tl.ldm = T_; tl.lds = T_ * a->U; tl.act = a->act; tl.rec_act = a->rec_act; \
     tl.ldg = a->hm != NULL ? (T_ + 1) * B * ldh : 0;                          \
     fl_chunk_##SUF ch;                                                        \
@@ -153,7 +169,7 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
             for (ptrdiff_t p = 0; p < a->NB; ++p) {                           \
                 ptrdiff_t col = p * a->W, b = r0;                             \
                 tl.col = col;                                                 \
-                tl.r = a->r + p * a->U * W4;                                  \
+                tl.r = a->r + p * a->H * W4;                                  \
                 tl.nvalid = (int)(a->U - col < a->W ? a->U - col : a->W);     \
                 for (ptrdiff_t q = 0; q < ntiles; ++q) {                      \
                     int mr = fl_tile_rows(n, ntiles, q);                      \
@@ -164,15 +180,26 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
                     tl.rec = a->rec + (s + 1) * slot + b * G6 + p * W6;       \
                     tl.x = tl.rec;                                            \
                     tl.c = a->c + b * ldh + col;                              \
-                    tl.hn = hnext + b * ldh + col;                            \
+                    /* with P the tile writes m, projected below */          \
+                    tl.hn = (a->P ? a->ms + t * B * ldh : hnext)              \
+                        + b * ldh + col;                                      \
                     tl.y = a->y != NULL ? a->y + b * ldh + col : NULL;        \
                     tl.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;  \
-                    tl.seq = a->seq != NULL                                   \
+                    tl.seq = a->seq != NULL && !a->P                          \
                         ? a->seq + (b * T_ + s) * a->U + col : NULL;          \
                     a->ops->tile(mr, &tl);                                    \
                     b += mr;                                                  \
                 }                                                             \
             }                                                                 \
+            if (a->P)                                                         \
+                fl_project_##SUF(a->ops, n, a->U, a->P, a->pk,                \
+                                 a->ms + (t * B + r0) * ldh, ldh,             \
+                                 hprev + r0 * ldh, hnext + r0 * ldh, ldh,     \
+                                 a->mask != NULL ? a->mask + r0 * T_ + t : NULL, \
+                                 T_, a->yp != NULL ? a->yp + r0 * ldh : NULL, \
+                                 a->seq != NULL                               \
+                                     ? a->seq + (r0 * T_ + s) * a->P : NULL,  \
+                                 T_ * a->P);                                  \
             fl_train_mask_h_##SUF(a, next, r0, r1);                           \
         }                                                                     \
     }                                                                         \
@@ -238,11 +265,108 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a, int thread, \
     }                                                                         \
 }                                                                             \
                                                                               \
+/* fl_train_backward_rows with a projection: per step the product gives  \
+ * dL/dh (P features) on the rows with step s + 1, then on the rows with   \
+ * step s the output's gradient and the mask rules join it at h's level,   \
+ * dL/dm = dL/dh @ P_k^T, and the cell's backward step (the backward tile  \
+ * without its product) from dL/dm. */                                      \
+static void fl_train_backward_lstmp_rows_##SUF(const fl_train_##SUF *a,       \
+                                               int thread, ptrdiff_t r0,      \
+                                               ptrdiff_t r1)                  \
+{                                                                             \
+    const ptrdiff_t B = a->B, T_ = a->T_, Up = a->Up, W = a->W, P = a->P;     \
+    const ptrdiff_t W4 = 4 * W, W6 = 6 * W, G4 = 4 * Up, G6 = a->NB * W6;     \
+    const ptrdiff_t slot = B * G6, rows = r1 - r0, BT = B * T_;               \
+    const ptrdiff_t NBh = (P + W - 1) / W, Pq = fl_projected_columns(P, W);   \
+    fl_back_##SUF hb, mb, cb;                                                 \
+    memset(&hb, 0, sizeof hb);                                                \
+    hb.ldz = W4; hb.zstride = BT * W4; hb.lds = a->ldd;   /* dh += dzn R^T */ \
+    mb = hb;                                                                  \
+    mb.K = Pq; mb.lds = Up;                               /* dm = dh P_k^T */ \
+    cb = mb;                                              /* the cell */     \
+    cb.K = 0; cb.ldr = G6; cb.ldm = T_; cb.act = a->act; cb.rec_act = a->rec_act; \
+    for (ptrdiff_t s = T_ - 1; s >= -1; --s) {                                \
+        if (fl_cancelled(a->cancel, thread))                                  \
+            return;                                                           \
+        ptrdiff_t t = a->backwards ? T_ - 1 - s : s;                          \
+        ptrdiff_t tn = a->backwards ? t - 1 : t + 1;   /* step s + 1 */       \
+        ptrdiff_t cell = s >= 0 ? fl_rows_at(a->active, t, r0, rows) : 0;     \
+        ptrdiff_t prod = s + 1 < T_ ? fl_rows_at(a->active, tn, r0, rows) : 0; \
+        ptrdiff_t ntiles = (prod + a->MR - 1) / a->MR;                        \
+        hb.K = G4;                                                            \
+        for (ptrdiff_t p0 = 0; p0 < NBh && prod > 0; p0 += 4) {               \
+            ptrdiff_t b = r0;                                                 \
+            hb.rt = a->rt + (p0 / 4) * G4 * W4;                               \
+            hb.nblk = (int)(NBh - p0 < 4 ? NBh - p0 : 4);                     \
+            for (ptrdiff_t q = 0; q < ntiles; ++q) {                          \
+                int mr = fl_tile_rows(prod, ntiles, q);                       \
+                hb.dzn = a->dz + (tn * B + b) * W4;                           \
+                hb.dh = a->dh + b * a->ldd + p0 * W;                          \
+                a->ops->back(mr, &hb);                                        \
+                b += mr;                                                      \
+            }                                                                 \
+        }                                                                     \
+        if (s < 0)                                                            \
+            break;                                                            \
+        ntiles = (cell + a->MR - 1) / a->MR;                                  \
+        for (ptrdiff_t b = r0; b < r0 + cell; ++b) {                          \
+            T *g = a->dh + b * a->ldd;                                        \
+            const T *ext = a->dseq != NULL ? a->dseq + (b * T_ + s) * P : NULL; \
+            int keep = a->mask == NULL || a->mask[b * T_ + t];                \
+            if (a->mask != NULL) {  /* as the tile's dy: see fl_back */      \
+                T *dy = a->dy + b * a->ldd;                                   \
+                for (ptrdiff_t j = 0; ext != NULL && j < P; ++j)              \
+                    dy[j] += ext[j];                                          \
+                for (ptrdiff_t j = 0; keep && j < P; ++j) {                   \
+                    g[j] += dy[j];                                            \
+                    dy[j] = 0;                                                \
+                }                                                             \
+            } else {                                                          \
+                for (ptrdiff_t j = 0; ext != NULL && j < P; ++j)              \
+                    g[j] += ext[j];                                           \
+            }                                                                 \
+            for (ptrdiff_t j0 = 0; j0 < P; j0 += W4) {                        \
+                T *row = a->dhs + (j0 / W4) * BT * W4 + (t * B + b) * W4;    \
+                ptrdiff_t n = P - j0 < W4 ? P - j0 : W4;                      \
+                if (keep)                                                     \
+                    memcpy(row, g + j0, n * sizeof(T));                       \
+                else                                                          \
+                    memset(row, 0, n * sizeof(T));                            \
+            }                                                                 \
+            if (keep)   /* the next dh comes whole from the product */        \
+                memset(g, 0, P * sizeof(T));                                  \
+            memset(a->dm + b * Up, 0, Up * sizeof(T));                        \
+        }                                                                     \
+        for (ptrdiff_t p0 = 0; p0 < a->NB; p0 += 4) {                         \
+            ptrdiff_t b = r0;                                                 \
+            mb.rt = a->pt + (p0 / 4) * Pq * W4;                               \
+            mb.nblk = cb.nblk = (int)(a->NB - p0 < 4 ? a->NB - p0 : 4);       \
+            ptrdiff_t last = (p0 + cb.nblk - 1) * W;                          \
+            cb.nlast = (int)(a->U - last < W ? a->U - last : W);              \
+            for (ptrdiff_t q = 0; q < ntiles; ++q) {                          \
+                int mr = fl_tile_rows(cell, ntiles, q);                       \
+                mb.dzn = a->dhs + (t * B + b) * W4;                           \
+                mb.dh = cb.dh = a->dm + b * Up + p0 * W;                      \
+                a->ops->back(mr, &mb);                                        \
+                cb.dc = a->dc + b * Up + p0 * W;                              \
+                cb.dy = a->dym != NULL ? a->dym + b * Up + p0 * W : NULL;     \
+                cb.rec = a->rec + (s + 1) * slot + b * G6 + p0 * W6;          \
+                cb.cprev = cb.rec - slot;                                     \
+                cb.mask = a->mask != NULL ? a->mask + b * T_ + t : NULL;      \
+                cb.dz = a->dz + p0 * cb.zstride + (t * B + b) * W4;           \
+                a->ops->back(mr, &cb);                                        \
+                b += mr;                                                      \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+}                                                                             \
+                                                                              \
 /* The weight gradients of blocks [p0, p1): dkernel = x^T dz, drk = h^T dz \
  * (h entering each step) and dbias = the column sums of dz.  The sums run  \
  * over chunks of kc rows: a chunk of a block's panel stays in L1 while     \
  * every row of the output passes over it, and the chunk's rows of x and h  \
- * stay in L2 for every block. */                                             \
+ * stay in L2 for every block.  With a projection, blocks NB .. NB+NPB-1 are \
+ * its panels: dproj = m^T dhs. */                                            \
 static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
                                    ptrdiff_t p0, ptrdiff_t p1)                \
 {                                                                             \
@@ -253,6 +377,8 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
     const T *hin = (a->hm != NULL ? a->hm : a->hs) + (a->backwards ? a->B * ldh : 0); \
     const ptrdiff_t hg = a->hm != NULL ? (a->T_ + 1) * a->B * ldh : 0;        \
     const ptrdiff_t ti = (I + a->MR - 1) / a->MR, tu = (U + a->MR - 1) / a->MR; \
+    const ptrdiff_t th = (a->H + a->MR - 1) / a->MR;                          \
+    const ptrdiff_t Pq = fl_projected_columns(a->P, a->W);                    \
     fl_proj_##SUF xt;    /* out[r] (+)= sum_k x[k * ldk + r] * dz[k] */       \
     xt.ldx = 1;                                                               \
     xt.ldo = xt.ldb = G4;                                                     \
@@ -269,6 +395,23 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
         xt.n_in = k1 - k0 < kc ? k1 - k0 : kc;                                \
         for (ptrdiff_t p = p0; p < p1; ++p) {                                 \
             ptrdiff_t i0 = 0, u0 = 0;                                         \
+            if (p >= a->NB) {           /* a projection panel */              \
+                ptrdiff_t pb = p - a->NB;                                     \
+                xt.kp = a->dhs + (pb * BT + k0) * W4;                         \
+                xt.ldk = ldh;                                                 \
+                xt.ldg = 0;                                                   \
+                xt.ldo = xt.ldb = Pq;                                         \
+                for (ptrdiff_t q = 0; q < tu; ++q) {                          \
+                    int mr = fl_tile_rows(U, tu, q);                          \
+                    xt.x = a->ms + k0 * ldh + u0;                             \
+                    xt.out = a->dproj + u0 * Pq + pb * W4;                    \
+                    xt.bias = started ? xt.out : NULL;                        \
+                    a->ops->proj(mr, &xt);                                    \
+                    u0 += mr;                                                 \
+                }                                                             \
+                continue;                                                     \
+            }                                                                 \
+            xt.ldo = xt.ldb = G4;                                             \
             xt.kp = a->dz + (p * BT + k0) * W4;                               \
             xt.ldk = ldx;                                                     \
             xt.ldg = a->xg;                                                   \
@@ -282,8 +425,8 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
             }                                                                 \
             xt.ldk = ldh;                                                     \
             xt.ldg = hg;                                                      \
-            for (ptrdiff_t q = 0; q < tu; ++q) {                              \
-                int mr = fl_tile_rows(U, tu, q);                              \
+            for (ptrdiff_t q = 0; q < th; ++q) {                              \
+                int mr = fl_tile_rows(a->H, th, q);                           \
                 xt.x = hin + k0 * ldh + u0;                                   \
                 xt.out = a->drk + u0 * G4 + p * W4;                           \
                 xt.bias = started ? xt.out : NULL;                            \
@@ -292,7 +435,7 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
             }                                                                 \
         }                                                                     \
     }                                                                         \
-    for (ptrdiff_t p = p0; p < p1; ++p) {                                     \
+    for (ptrdiff_t p = p0; p < p1 && p < a->NB; ++p) {                        \
         const T *pan = a->dz + p * BT * W4;                                   \
         T *db = a->dbias + p * W4;                                            \
         memset(db, 0, W4 * sizeof(T));                                        \
@@ -379,7 +522,12 @@ static void fl_train_job_fn_##SUF(void *ctx, int slot)                        \
         ptrdiff_t i1 = j->first ? j->first[g + 1] : j->total * (g + 1) / j->parts; \
         switch (j->pass) {                                                    \
         case FL_TRAIN_FORWARD: fl_train_forward_rows_##SUF(j->a, slot, i0, i1); break; \
-        case FL_TRAIN_BACKWARD: fl_train_backward_rows_##SUF(j->a, slot, i0, i1); break; \
+        case FL_TRAIN_BACKWARD:                                               \
+            if (j->a->P)                                                      \
+                fl_train_backward_lstmp_rows_##SUF(j->a, slot, i0, i1);       \
+            else                                                              \
+                fl_train_backward_rows_##SUF(j->a, slot, i0, i1);             \
+            break;                                                            \
         case FL_TRAIN_WEIGHTS: fl_train_weights_##SUF(j->a, slot, i0, i1); break; \
         default: fl_train_dx_rows_##SUF(j->a, slot, i0, i1); break;           \
         }                                                                     \
@@ -392,7 +540,8 @@ static void fl_train_run_##SUF(const fl_train_##SUF *a, int pass, int nt)     \
     fl_train_job_##SUF job;                                                   \
     job.a = a;                                                                \
     job.pass = pass;                                                          \
-    job.total = pass == FL_TRAIN_WEIGHTS ? a->NB                              \
+    job.total = pass == FL_TRAIN_WEIGHTS                                      \
+                  ? a->NB + fl_projected_columns(a->P, a->W) / (4 * a->W)     \
               : pass != FL_TRAIN_DX ? a->B                                    \
               : a->active != NULL ? a->T_ : a->B * a->T_;                     \
     job.parts = nt;                                                           \
@@ -436,20 +585,23 @@ FL_DEFINE_PAD(double, f64)
 #define FL_DEFINE_TRAIN_ENTRIES(T, SUF)                                       \
 int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,           \
                            const T *kernel, const T *bias, const T *recurrent, \
+                           const T *projection, ptrdiff_t P,                  \
                            T *h, T *c, T *y, const unsigned char *mask,       \
                            const ptrdiff_t *lengths,                          \
                            const T *hmask, T *seq, T *rec, T *hs, T *hm,      \
-                           ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,          \
+                           T *ms, ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,   \
                            ptrdiff_t n_in, ptrdiff_t U, int isa, int backwards, \
                            int act, int rec_act, int threads,                 \
                            int (*poll)(void *), void *poll_ctx)               \
 {                                                                             \
     const fl_ops_##SUF *ops = fl_ops_##SUF##_of(isa);                         \
-    const ptrdiff_t W = ops->width, NB = (U + W - 1) / W;                     \
+    const ptrdiff_t W = ops->width, NB = (U + W - 1) / W, H = P ? P : U;      \
     int split_units;                                                          \
     int nt = fl_plan(FL_PLAN_TRAIN, B, T_, n_in, U, NB, threads, &split_units); \
     /* Padding lanes are computed (and discarded) too: start them at zero. */ \
-    T *cbuf = (T *)calloc((mask != NULL ? 2 : 1) * B * ldh, sizeof(T));       \
+    /* c, the tile's last output (mask), h's last output (mask and P) */     \
+    ptrdiff_t nbuf = 1 + (mask != NULL) * (1 + (P != 0));                     \
+    T *cbuf = (T *)calloc(nbuf * B * ldh, sizeof(T));                         \
     ptrdiff_t *counts = NULL;                                                 \
     if (lengths != NULL)                                                      \
         counts = (ptrdiff_t *)malloc((T_ + nt + 1) * sizeof(ptrdiff_t));      \
@@ -458,10 +610,13 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,           \
         return -1;                                                            \
     }                                                                         \
     T *ybuf = mask != NULL ? cbuf + B * ldh : NULL;                           \
+    T *ypbuf = mask != NULL && P ? cbuf + 2 * B * ldh : NULL;                 \
     T *h0 = hs + (backwards ? T_ : 0) * B * ldh;                              \
     memset(h0, 0, B * ldh * sizeof(T));                                       \
-    fl_pad_rows_##SUF(h0, h, B, U, ldh);                                      \
+    fl_pad_rows_##SUF(h0, h, B, H, ldh);                                      \
     fl_pad_rows_##SUF(cbuf, c, B, U, ldh);                                    \
+    if (ypbuf != NULL)                                                        \
+        fl_pad_rows_##SUF(ypbuf, y, B, P, ldh);                               \
     if (lengths != NULL) {                                                    \
         fl_active_rows(lengths, B, T_, counts);                               \
         fl_row_groups(lengths, B, nt, counts + T_);                           \
@@ -475,11 +630,12 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,           \
     fl_train_##SUF a;                                                         \
     memset(&a, 0, sizeof a);                                                  \
     a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = NB * W; a.NB = NB;     \
-    a.W = W; a.MR = ops->rows; a.ldx = ldx; a.ldh = ldh;                      \
+    a.W = W; a.MR = ops->rows; a.ldx = ldx; a.ldh = ldh; a.P = P; a.H = H;    \
     a.backwards = backwards; a.act = act; a.rec_act = rec_act; a.ops = ops;   \
-    a.x = x; a.kp = kernel; a.bias = bias; a.r = recurrent;                   \
+    a.x = x; a.kp = kernel; a.bias = bias; a.r = recurrent; a.pk = projection; \
     a.xg = x_gates > 1 ? T_ * B * ldx : 0; a.hmask = hmask; a.hm = hm;        \
-    a.rec = rec; a.hs = hs; a.c = cbuf; a.y = ybuf; a.mask = mask; a.seq = seq; \
+    a.rec = rec; a.hs = hs; a.ms = ms; a.c = cbuf; a.y = ybuf; a.yp = ypbuf;  \
+    a.mask = mask; a.seq = seq;                                               \
     a.lengths = lengths;                                                      \
     a.active = counts;                                                        \
     a.first = counts != NULL ? counts + T_ : NULL;                            \
@@ -493,32 +649,37 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,           \
     }                                                                         \
     for (ptrdiff_t b = 0; b < B; ++b) {   /* h after each row's last step */  \
         ptrdiff_t last = backwards ? 0 : lengths != NULL ? lengths[b] : T_;   \
-        memcpy(h + b * U, hs + (last * B + b) * ldh, U * sizeof(T));          \
+        memcpy(h + b * H, hs + (last * B + b) * ldh, H * sizeof(T));          \
     }                                                                         \
     fl_unpad_rows_##SUF(c, cbuf, B, U, ldh);                                  \
     if (ybuf != NULL)                                                         \
-        fl_unpad_rows_##SUF(y, ybuf, B, U, ldh);                              \
+        fl_unpad_rows_##SUF(y, P ? ypbuf : ybuf, B, H, ldh);                  \
     free(cbuf);                                                               \
     return 0;                                                                 \
 }                                                                             \
                                                                               \
 int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,          \
                             const T *xmask, const T *kernel_t,                \
-                            const T *recurrent_t, const T *rec, const T *hs,  \
-                            const T *hmask, const T *hm, ptrdiff_t ldh,       \
-                            T *dz, const unsigned char *mask,                 \
+                            const T *recurrent_t, const T *projection_t,      \
+                            ptrdiff_t P, const T *rec, const T *hs,           \
+                            const T *hmask, const T *hm, const T *ms,         \
+                            ptrdiff_t ldh, T *dz, T *dhs,                     \
+                            const unsigned char *mask,                        \
                             const ptrdiff_t *lengths,                         \
                             const T *dseq, T *dh, T *dc, const T *dy, T *dx,  \
-                            T *dkernel, T *drk, T *dbias, ptrdiff_t B,        \
-                            ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa, \
+                            T *dkernel, T *drk, T *dproj, T *dbias,           \
+                            ptrdiff_t B, ptrdiff_t T_, ptrdiff_t n_in,        \
+                            ptrdiff_t U, int isa,                             \
                             int backwards, int act, int rec_act, int threads, \
                             int (*poll)(void *), void *poll_ctx)              \
 {                                                                             \
     const fl_ops_##SUF *ops = fl_ops_##SUF##_of(isa);                         \
     const ptrdiff_t W = ops->width, NB = (U + W - 1) / W, Up = NB * W;        \
+    const ptrdiff_t H = P ? P : U, ldd = (H + W - 1) / W * W;                 \
     int split_units;                                                          \
     int nt = fl_plan(FL_PLAN_TRAIN, B, T_, n_in, U, NB, threads, &split_units); \
-    T *buf = (T *)calloc(3 * B * Up, sizeof(T));                              \
+    /* dh, dy [B][ldd], dc [B][Up]; with P dm, dym [B][Up] */                \
+    T *buf = (T *)calloc(B * (2 * ldd + Up + (P != 0) * 2 * Up), sizeof(T));  \
     ptrdiff_t *counts = NULL;                                                 \
     if (lengths != NULL)                                                      \
         counts = (ptrdiff_t *)malloc((T_ + nt + 1) * sizeof(ptrdiff_t));      \
@@ -530,23 +691,29 @@ int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,          \
         fl_active_rows(lengths, B, T_, counts);                               \
         fl_row_groups(lengths, B, nt, counts + T_);                           \
     }                                                                         \
-    T *dhp = buf, *dcp = buf + B * Up;                                        \
-    T *dyp = mask != NULL ? buf + 2 * B * Up : NULL;                          \
-    fl_pad_rows_##SUF(dhp, dh, B, U, Up);                                     \
+    T *dhp = buf, *dcp = buf + B * ldd;                                       \
+    T *dyp = mask != NULL ? dcp + B * Up : NULL;                              \
+    fl_pad_rows_##SUF(dhp, dh, B, H, ldd);                                    \
     fl_pad_rows_##SUF(dcp, dc, B, U, Up);                                     \
     if (dyp != NULL) {                                                        \
-        fl_pad_rows_##SUF(dyp, dy, B, U, Up);                                 \
+        fl_pad_rows_##SUF(dyp, dy, B, H, ldd);                                \
     } else {        /* without a mask the last output is the final h */      \
         for (ptrdiff_t b = 0; b < B; ++b)                                     \
-            for (ptrdiff_t j = 0; j < U; ++j)                                 \
-                dhp[b * Up + j] += dy[b * U + j];                             \
+            for (ptrdiff_t j = 0; j < H; ++j)                                 \
+                dhp[b * ldd + j] += dy[b * H + j];                            \
     }                                                                         \
+    if (P)    /* its padding columns stay zero */                             \
+        memset(dhs, 0, fl_projected_columns(P, W) * B * T_ * sizeof(T));     \
     fl_train_##SUF a;                                                         \
     memset(&a, 0, sizeof a);                                                  \
     a.B = B; a.T_ = T_; a.n_in = n_in; a.U = U; a.Up = Up; a.NB = NB;         \
-    a.W = W; a.MR = ops->rows; a.ldx = ldx; a.ldh = ldh;                      \
+    a.W = W; a.MR = ops->rows; a.ldx = ldx; a.ldh = ldh; a.ldd = ldd;         \
+    a.P = P; a.H = H;                                                         \
     a.backwards = backwards; a.act = act; a.rec_act = rec_act; a.ops = ops;   \
     a.x = x; a.rt = recurrent_t; a.rec = (T *)rec; a.hs = (T *)hs; a.dz = dz; \
+    a.pt = projection_t; a.ms = (T *)ms; a.dhs = dhs; a.dproj = dproj;        \
+    a.dm = P ? dcp + B * Up + B * ldd : NULL;                                 \
+    a.dym = P && mask != NULL ? a.dm + B * Up : NULL;                         \
     a.xg = x_gates > 1 ? T_ * B * ldx : 0; a.xmask = xmask;                   \
     a.hmask = hmask; a.hm = (T *)hm;                                          \
     a.mask = mask; a.dh = dhp; a.dc = dcp; a.dy = dyp; a.dseq = dseq;         \
@@ -567,7 +734,7 @@ int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,          \
         free(buf);                                                            \
         return FL_CANCELLED;                                                  \
     }                                                                         \
-    fl_unpad_rows_##SUF(dh, dhp, B, U, Up);                                   \
+    fl_unpad_rows_##SUF(dh, dhp, B, H, ldd);                                  \
     fl_unpad_rows_##SUF(dc, dcp, B, U, Up);                                   \
     free(buf);                                                                \
     return 0;                                                                 \

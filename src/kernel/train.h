@@ -6,16 +6,6 @@
  * its own copy of x, x times that gate's input mask; hmask [4][B][Up] the
  * recurrent masks of gates i, f, c, o (zero padded), or NULL.
  *
- * fl_train_forward: x [x_gates][T_][B][ldx >= I] inputs, time-major;
- * kernel, bias, recurrent: packed for `isa` (tiles.h); h, c [B][U] in:
- * initial state, out: final state; y [B][U] in: zeros, out: last output
- * (only with a mask); mask [B][T_] or NULL; lengths [B] or NULL: as
- * forward.h's (steps past a row's length are not computed, their outputs
- * not written; h, c of each row's last step); seq [B][T_][U] out: outputs in
- * processing order, or NULL; rec [T_+1][B][NB*6W], hs [T_+1][B][ldh >= Up]
- * and with hmask hm [4][T_+1][B][ldh] (hs times each gate's mask) out: the
- * record for fl_train_backward (layout in train.c).
- *
  * fl_train_backward: x, x_gates, hmask, rec, hs, hm, ldx, ldh as the
  * forward had them; xmask [4][B][ceil(I / W) * W] the input masks when
  * x_gates is 4 (zero padded; dx is the sum of each gate's part times its
@@ -28,6 +18,14 @@
  * the input masks when x_gates is 4, else of x as given), or NULL to skip
  * it; dkernel [I][4Up], drk [U][4Up], dbias [4Up] out: the weight
  * gradients in packed columns.
+ *
+ * A projection (LSTMP, projection.h): P > 0 and projection the panels
+ * [NPB][U][4W]; h, y, dh, dy have H = P features (rows of recurrent and
+ * drk, seq and dseq too), ldh >= the projection's Pq columns as well, ms
+ * [T_][B][ldh] the forward's record of m; the backward takes projection_t,
+ * P_k^T [NQ][Pq][4W] in panels of 4W units, the workspace dhs
+ * [NPB][T_*B][4W], and writes dproj [U][Pq].  Not with hmask (recurrent
+ * dropout).  Without one: P = 0 and those are NULL.
  *
  * Both: B, T_, n_in >= 1; threads: most threads; poll(poll_ctx): asked every
  * few ms whether to stop (cancel.h), or NULL.  They return 0; FL_CANCELLED
@@ -42,21 +40,25 @@
 #define FL_DECLARE_TRAIN(T, SUF)                                              \
 int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,           \
                            const T *kernel, const T *bias, const T *recurrent, \
+                           const T *projection, ptrdiff_t P,                  \
                            T *h, T *c, T *y, const unsigned char *mask,       \
                            const ptrdiff_t *lengths,                          \
                            const T *hmask, T *seq, T *rec, T *hs, T *hm,      \
-                           ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,          \
+                           T *ms, ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,   \
                            ptrdiff_t n_in, ptrdiff_t U, int isa, int backwards, \
                            int act, int rec_act, int threads,                 \
                            int (*poll)(void *), void *poll_ctx);              \
 int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,          \
                             const T *xmask, const T *kernel_t,                \
-                            const T *recurrent_t, const T *rec, const T *hs,  \
-                            const T *hmask, const T *hm, ptrdiff_t ldh,       \
-                            T *dz, const unsigned char *mask,                 \
+                            const T *recurrent_t, const T *projection_t,      \
+                            ptrdiff_t P, const T *rec, const T *hs,           \
+                            const T *hmask, const T *hm, const T *ms,         \
+                            ptrdiff_t ldh, T *dz, T *dhs,                     \
+                            const unsigned char *mask,                        \
                             const ptrdiff_t *lengths,                         \
                             const T *dseq, T *dh, T *dc, const T *dy, T *dx,  \
-                            T *dkernel, T *drk, T *dbias, ptrdiff_t B,        \
+                            T *dkernel, T *drk, T *dproj, T *dbias,           \
+                            ptrdiff_t B,                                      \
                             ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa, \
                             int backwards, int act, int rec_act, int threads, \
                             int (*poll)(void *), void *poll_ctx);
