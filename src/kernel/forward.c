@@ -76,6 +76,18 @@ typedef struct {
     char pad[64 - sizeof(ptrdiff_t)];
 } fl_owner;    /* one cache line each: claims of different ranges do not collide */
 
+/* The first row of row group g of n.  Groups of whole tiles (MR rows)
+ * while each group gets one, so that only the batch's last tile may be
+ * short (a short tile has fewer FMAs to hide its latency: the AVX2 1-row
+ * tile runs at half the speed of the 3-row one); else near-equal groups. */
+static inline ptrdiff_t fl_group_start(ptrdiff_t B, ptrdiff_t MR, ptrdiff_t n, ptrdiff_t g)
+{
+    if (B < n * MR)
+        return B * g / n;
+    ptrdiff_t r = MR * (((B + MR - 1) / MR) * g / n);
+    return r < B ? r : B;
+}
+
 /* An int8 layer (fl_forward_i8): its weights, tiles and the workspace of
  * quantized rows, NULL in float layers.  int8 layers are float32 layers;
  * the layer macro below is instantiated for double too, where FL_F32's
@@ -263,7 +275,8 @@ static void fl_layer_job_##SUF(void *ctx, int slot)                           \
     ptrdiff_t n = a->parts, s, g;                                             \
     if (!a->split_units) {                                                    \
         while ((g = FL_ADD(&a->sync->next, 1) - 1) < n) {                     \
-            ptrdiff_t r0 = a->B * g / n, r1 = a->B * (g + 1) / n;             \
+            ptrdiff_t r0 = fl_group_start(a->B, a->MR, n, g);                 \
+            ptrdiff_t r1 = fl_group_start(a->B, a->MR, n, g + 1);             \
             for (s = 0; s < a->T_; ++s) {                                     \
                 if (fl_cancelled(a->cancel, slot))                            \
                     return;                                                   \
@@ -332,15 +345,19 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     const ptrdiff_t NB = (U + W - 1) / W, Up = NB * W, G = 4 * Up;            \
     ptrdiff_t chunk = FL_WORKSPACE_BYTES / (B * G * (ptrdiff_t)sizeof(T));    \
     chunk = chunk < 1 ? 1 : chunk > T_ ? T_ : chunk;                          \
+    /* Whole tiles of steps in the projection along time (see fl_layer_step) */ \
+    if (chunk > MR && chunk < T_)                                             \
+        chunk -= chunk % MR;                                                  \
     int split_units;                                                          \
     int nt = fl_plan(FL_PLAN_FORWARD, B, T_, n_in, U, NB, threads, &split_units); \
     /* Row groups: up to 4 per thread while each keeps a full tile of rows,  \
      * so that when one thread runs slowly (its core shared with another     \
      * process) the others take over more of its groups (measured with a     \
      * busy core at (64, 50, 256, 512): 93 ms with one group per thread, 75  \
-     * with 4). */                                                            \
+     * with 4).  One thread runs one group: every group streams all the      \
+     * weights each step, and has a short last tile. */                      \
     ptrdiff_t groups = B / (nt * MR);                                         \
-    int parts = split_units ? nt                                              \
+    int parts = split_units || nt == 1 ? nt                                   \
         : nt * (int)(groups < 1 ? 1 : groups > 4 ? 4 : groups);               \
     ptrdiff_t n_state = (mask != NULL ? 4 : 3) * B * Up;                      \
     ptrdiff_t n_proj = B * chunk * G;                                         \
