@@ -189,8 +189,11 @@ FN(back_rows)(const int mr, const int nb, const FL_CAT(fl_back, FL_TS) *a)
         for (int k = 0; k < 4 * FL_W; ++k, rp += 4 * FL_W) {
             V bv[4];
 #pragma GCC unroll 4
-            for (int j = 0; j < nb; ++j)
+            for (int j = 0; j < nb; ++j) {
                 bv[j] = FN(load)(rp + j * FL_W);
+                if (mr < FL_MR)
+                    FL_KEEP(bv[j]);
+            }
 #pragma GCC unroll 16
             for (int r = 0; r < mr; ++r) {
                 V dv = FN(splat)(zp[r * a->ldz + k]);
