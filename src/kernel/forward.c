@@ -76,18 +76,6 @@ typedef struct {
     char pad[64 - sizeof(ptrdiff_t)];
 } fl_owner;    /* one cache line each: claims of different ranges do not collide */
 
-/* The first row of row group g of n.  Groups of whole tiles (MR rows)
- * while each group gets one, so that only the batch's last tile may be
- * short (a short tile has fewer FMAs to hide its latency: the AVX2 1-row
- * tile runs at half the speed of the 3-row one); else near-equal groups. */
-static inline ptrdiff_t fl_group_start(ptrdiff_t B, ptrdiff_t MR, ptrdiff_t n, ptrdiff_t g)
-{
-    if (B < n * MR)
-        return B * g / n;
-    ptrdiff_t r = MR * (((B + MR - 1) / MR) * g / n);
-    return r < B ? r : B;
-}
-
 /* An int8 layer (fl_forward_i8): its weights, tiles and the workspace of
  * quantized rows, NULL in float layers.  int8 layers are float32 layers;
  * the layer macro below is instantiated for double too, where FL_F32's
@@ -275,8 +263,7 @@ static void fl_layer_job_##SUF(void *ctx, int slot)                           \
     ptrdiff_t n = a->parts, s, g;                                             \
     if (!a->split_units) {                                                    \
         while ((g = FL_ADD(&a->sync->next, 1) - 1) < n) {                     \
-            ptrdiff_t r0 = fl_group_start(a->B, a->MR, n, g);                 \
-            ptrdiff_t r1 = fl_group_start(a->B, a->MR, n, g + 1);             \
+            ptrdiff_t r0 = a->B * g / n, r1 = a->B * (g + 1) / n;             \
             for (s = 0; s < a->T_; ++s) {                                     \
                 if (fl_cancelled(a->cancel, slot))                            \
                     return;                                                   \
