@@ -1,8 +1,7 @@
 """Build the compiled kernel: the C sources under src/kernel/ and the Cython
 layer src/_kernel.pyx become one private module, fastlstm._kernel
-(inference and training: one thread pool, one table of tiles).  BLAS comes
-from SciPy's Cython interface at run time for the recurrent dropout path, so
-nothing is linked for it here."""
+(inference and training: one thread pool, one table of tiles).  No BLAS:
+the tiles do every product."""
 
 import glob
 import sys

@@ -41,7 +41,8 @@ print(2 * n**3 / np.median(best) / 1e9, core)
 def ceiling(coretype):
     env = dict(os.environ, OPENBLAS_CORETYPE=coretype, OPENBLAS_NUM_THREADS="1")
     env.pop("OPENBLAS_L2_SIZE", None)
-    out = subprocess.run([sys.executable, "-c", CEIL, dtype.name], env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", CEIL, dtype.name], env=env,
+                         capture_output=True, text=True, check=True).stdout
     return out.strip()
 
 layers = {}
@@ -56,7 +57,7 @@ for shape in SHAPES:
         layers[shape, isa] = (layer, x)
 times = {k: [] for k in layers}
 ceilings = []
-for rnd in range(5):
+for _ in range(5):
     ceilings.append(ceiling("Nehalem"))
     for key, (layer, x) in layers.items():
         _kernel.set_isa(key[1])     # a layer repacks for the current ISA
@@ -64,13 +65,17 @@ for rnd in range(5):
         assert layer._packed.isa == key[1]
         reps = []
         for _ in range(3):
-            t0 = time.perf_counter(); layer(x); reps.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            layer(x)
+            reps.append(time.perf_counter() - t0)
         times[key].append(min(reps))
 print("ceilings (GFLOP/s, core):", ceilings)
 ceil = np.median([float(c.split()[0]) for c in ceilings])
 for shape in SHAPES:
     row = {isa: np.median(times[shape, isa]) for isa in ISAS}
     g = {isa: flops(*shape) / row[isa] / 1e9 for isa in ISAS}
-    print(shape, {isa: f"{1e3*row[isa]:.1f} ms {g[isa]:.1f} GF/s {100*g[isa]/ceil:.0f}%" for isa in ISAS},
+    print(shape,
+          {isa: f"{1e3*row[isa]:.1f} ms {g[isa]:.1f} GF/s {100*g[isa]/ceil:.0f}%"
+           for isa in ISAS},
           "ratio", {isa: round(row[ISAS[0]] / row[isa], 2) for isa in ISAS[1:]})
 print("load", os.getloadavg())

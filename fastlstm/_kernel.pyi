@@ -3,12 +3,14 @@
 Arrays are C-contiguous, all of one float dtype (float32 or float64), shaped
 as the kernel's docstrings say; None stands for an absent mask or output.
 """
-from typing import Any, Literal, TypedDict, overload
+from typing import Any, Literal, TypedDict, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 _Array = NDArray[Any]
+# float32 in, float32 out; float64 in, float64 out.
+_Float = TypeVar("_Float", np.float32, np.float64)
 
 class _Info(TypedDict):
     isa: str
@@ -27,10 +29,7 @@ def set_isa(name: str) -> None: ...
 def isa() -> str: ...
 def current_isa() -> int: ...
 def info() -> _Info: ...
-@overload
-def activate(kind: int, x: NDArray[np.float32]) -> NDArray[np.float32]: ...
-@overload
-def activate(kind: int, x: NDArray[np.float64]) -> NDArray[np.float64]: ...
+def activate(kind: int, x: NDArray[_Float]) -> NDArray[_Float]: ...
 def pool_workers() -> int: ...
 
 class Packed:
@@ -63,28 +62,18 @@ def forward(x: _Array, packed: Packed, h: _Array, c: _Array, y: _Array,
             mask: NDArray[np.uint8] | None, seq: _Array | None, go_backwards: bool,
             activation: int, recurrent_activation: int, num_threads: int, /) -> None: ...
 def train_forward(x: _Array, features: int, packed: Packed, h: _Array, c: _Array,
-                  y: _Array, mask: NDArray[np.uint8] | None, seq: _Array | None,
-                  rec: _Array, hs: _Array, go_backwards: bool, activation: int,
-                  recurrent_activation: int, num_threads: int, /) -> None: ...
-def train_backward(x: _Array, features: int, packed: Packed, kernel_t: _Array | None,
-                   recurrent_kernel_t: _Array, rec: _Array, hs: _Array, dz: _Array,
+                  y: _Array, mask: NDArray[np.uint8] | None, hmask: _Array | None,
+                  seq: _Array | None, rec: _Array, hs: _Array, hm: _Array | None,
+                  go_backwards: bool, activation: int, recurrent_activation: int,
+                  num_threads: int, /) -> None: ...
+def train_backward(x: _Array, features: int, xmask: _Array | None, packed: Packed,
+                   kernel_t: _Array | None, recurrent_kernel_t: _Array, rec: _Array,
+                   hs: _Array, hmask: _Array | None, hm: _Array | None, dz: _Array,
                    mask: NDArray[np.uint8] | None, dseq: _Array | None, dh: _Array,
                    dc: _Array, dy: _Array, dx: _Array | None, dkernel: _Array,
                    drecurrent_kernel: _Array, dbias: _Array, go_backwards: bool,
                    activation: int, recurrent_activation: int, num_threads: int,
                    /) -> None: ...
-def dropout_forward(xs: _Array, kernel: _Array, recurrent_kernel: _Array, bias: _Array,
-                    h: _Array, c: _Array, y: _Array, mask: NDArray[np.uint8] | None,
-                    rmask: _Array | None, seq: _Array | None, gates: _Array, cs: _Array,
-                    acts: _Array, hp: _Array, go_backwards: bool, activation: int,
-                    recurrent_activation: int, isa: int, /) -> None: ...
-def dropout_backward(xs: _Array, kernel: _Array, recurrent_kernel_t: _Array, gates: _Array,
-                     dz: _Array, cs: _Array, acts: _Array, hp: _Array, c0: _Array,
-                     mask: NDArray[np.uint8] | None, rmask: _Array | None,
-                     dseq: _Array | None, dh: _Array, dc: _Array, dy: _Array,
-                     dxs: _Array | None, dkernel: _Array, drecurrent_kernel: _Array,
-                     dbias: _Array, go_backwards: bool, activation: int,
-                     recurrent_activation: int, /) -> None: ...
 
 # int8 inference (fastlstm.quantization)
 INT8_NAMES: tuple[str, ...]

@@ -26,8 +26,6 @@ from typing import Any
 
 from . import keras_files
 
-from . import validation
-
 # Keras configs are JSON: nested dicts and lists.
 Config = dict[str, Any]
 

@@ -15,8 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from . import (keras_files, keras_import, keras_io, quantization, serialization, torch_io,
-               validation)
+from . import (
+    keras_files,
+    keras_import,
+    keras_io,
+    keras_layers,
+    quantization,
+    serialization,
+    torch_io,
+    validation,
+)
 from .bidirectional import Bidirectional
 from .keras_model import Model as KerasModel
 from .layer import LSTM
@@ -389,9 +397,8 @@ def quantize_dynamic(model: Any, dtype: str = "int8") -> Any:
     if isinstance(model, KerasModel):
         imported = copy.deepcopy(model)
         for layer in imported.layers:
-            inner = getattr(layer, "layer", None)      # keras_layers.Recurrent
-            if isinstance(inner, (LSTM, Bidirectional)):
-                layer.layer = quantize_dynamic(inner)
+            if isinstance(layer, keras_layers.Recurrent):
+                layer.layer = quantize_dynamic(layer.layer)
         return imported
     if type(model).__module__ == "fastlstm.torch":     # imports torch: only when given one
         from .torch import quantized_module

@@ -11,6 +11,11 @@ torch backends) step by step:
 A masked step keeps h and c; its output repeats the previous output, which
 is zeros before the first unmasked step.
 
+Dropout masks, as Keras 3's ``LSTMCell`` applies them in training (its
+implementation 1 with per-gate masks): gate block g's part of z is
+``(x_t * input_masks[g]) @ kernel_g + (h * recurrent_masks[g]) @
+recurrent_kernel_g + bias_g``; one input mask serves all four gates.
+
 ``lstm_int8`` is the same loop with the int8 gates of
 ``fastlstm.quantization`` (the exact integers and roundings the int8
 kernel computes).
@@ -31,8 +36,13 @@ def lstm(x: ArrayLike, kernel: NDArray[Any], recurrent_kernel: NDArray[Any],
          initial_state: tuple[ArrayLike, ArrayLike] | list[ArrayLike] | None = None,
          mask: ArrayLike | None = None, go_backwards: bool = False,
          activation: str = "tanh", recurrent_activation: str = "sigmoid",
+         input_masks: NDArray[Any] | None = None, recurrent_masks: NDArray[Any] | None = None,
          ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """Run an LSTM over ``x`` (batch, timesteps, features).
+
+    ``input_masks`` (1 or 4, batch, features) and ``recurrent_masks`` (4,
+    batch, units) are dropout masks (already scaled), one per sequence and
+    gate block, or None.
 
     Returns ``(sequence, last_output, h, c)``: the outputs of every step in
     processing order (batch, timesteps, units), the last output, and the
@@ -40,11 +50,19 @@ def lstm(x: ArrayLike, kernel: NDArray[Any], recurrent_kernel: NDArray[Any],
     """
     dtype = np.asarray(kernel).dtype
     bias = np.zeros(kernel.shape[1], dtype) if bias is None else bias
+    units = recurrent_kernel.shape[0]
 
     def gates(x_t: NDArray[Any], h: NDArray[Any]) -> NDArray[Any]:
-        return x_t @ kernel + h @ recurrent_kernel + bias   # type: ignore[no-any-return]
+        if input_masks is None and recurrent_masks is None:
+            return x_t @ kernel + h @ recurrent_kernel + bias   # type: ignore[no-any-return]
+        xs = [x_t] if input_masks is None else [x_t * m for m in input_masks]
+        hs = [h] if recurrent_masks is None else [h * m for m in recurrent_masks]
+        block = [slice(g * units, (g + 1) * units) for g in range(4)]
+        return np.concatenate(
+            [xs[g % len(xs)] @ kernel[:, block[g]] + hs[g % len(hs)] @ recurrent_kernel[:, block[g]]
+             + bias[block[g]] for g in range(4)], axis=1)
 
-    return _run(x, gates, recurrent_kernel.shape[0], dtype, initial_state, mask,
+    return _run(x, gates, units, dtype, initial_state, mask,
                 go_backwards, activation, recurrent_activation)
 
 

@@ -369,7 +369,7 @@ class LSTM(_Recurrent):
         h_n: list[Any] = []
         c_n: list[Any] = []
         with torch.no_grad():
-            for layer in range(self.num_layers):
+            for _ in range(self.num_layers):
                 outputs = []
                 for direction in range(2 if self.bidirectional else 1):
                     index = len(h_n)

@@ -41,14 +41,10 @@ def _row_stride(n: int, dtype: DTypeLike) -> int:
 class Tape:
     """Workspace of one training-mode forward pass and of its backward.
 
-    Two layouts (see ``src/_kernel.pyx`` and ``src/kernel/train.c``), both
-    time-major:
-
-    * packed (``packed`` is set): the weights packed for the inference
-      tiles, which run the recurrence in both directions; the common case.
-    * keras: Keras-layout buffers for the per-step BLAS code, used with
-      recurrent dropout or per-gate input masks (which mask h or x per gate
-      block inside a step's products).
+    Time-major buffers for the packed tiles (layout in
+    ``src/kernel/train.c``): the record of each step, the h entering each
+    step, and with dropout x times each gate's input mask and h times each
+    gate's recurrent mask, which the tiles read per gate block.
 
     The backward pass writes only ``dz``, so a recorded pass can be
     backpropagated more than once (``retain_graph`` in PyTorch).  ``forward``
@@ -56,62 +52,52 @@ class Tape:
     """
 
     # Set by forward: its inputs, kept for backward.
-    xs: Array
     kernel: Array
     recurrent_kernel: Array
     packed: Any
     mask: Array | None
     input_masks: Array | None
     recurrent_masks: Array | None
+    hmask: Array | None
     c0: Array
     go_backwards: bool
     codes: tuple[int, int]
     num_threads: int
 
     def __init__(self, batch: int, timesteps: int, features: int, units: int,
-                 dtype: DTypeLike, layout: tuple[int, ...]) -> None:
-        """``layout`` is ``(width, blocks)`` of a pack, or ``(recurrent_blocks,)``
-        for the Keras layout."""
+                 dtype: DTypeLike, layout: tuple[int, int, int, bool]) -> None:
+        """``layout`` is ``(width, blocks)`` of a pack, then the copies of x
+        (1, or 4 with per-gate input masks) and whether h has recurrent masks."""
         self.shape = (timesteps, batch, units)
         self.features = features
         self.layout = layout
         self.dtype = np.dtype(dtype)
-        if len(layout) == 2:
-            width, blocks = layout
-            padded = width * blocks
-            self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
-            self.hs = np.empty((timesteps + 1, batch, _row_stride(padded, dtype)), dtype)
-            self.dz = np.empty((blocks, timesteps * batch, 4 * width), dtype)
-            self.xs = np.empty((1, timesteps, batch, _row_stride(features, dtype)), dtype)
-            # The weight gradients in packed columns, before unpacking.
-            self.packed_grads = (np.empty((features, 4 * padded), dtype),
-                                 np.empty((units, 4 * padded), dtype),
-                                 np.empty(4 * padded, dtype))
-        else:
-            recurrent_blocks, = layout
-            shape = self.shape
-            self.gates = np.empty((timesteps, batch, 4 * units), dtype)
-            self.dz = np.empty_like(self.gates)
-            self.cs = np.empty(shape, dtype)
-            self.acts = np.empty(shape, dtype)
-            self.hp = np.empty((recurrent_blocks,) + shape, dtype)
+        width, blocks, x_gates, recurrent = layout
+        padded = width * blocks
+        ldh = _row_stride(padded, dtype)
+        self.rec = np.empty((timesteps + 1, batch, 6 * padded), dtype)
+        self.hs = np.empty((timesteps + 1, batch, ldh), dtype)
+        self.hm = np.empty((4, timesteps + 1, batch, ldh), dtype) if recurrent else None
+        self.dz = np.empty((blocks, timesteps * batch, 4 * width), dtype)
+        self.xs = np.empty((x_gates, timesteps, batch, _row_stride(features, dtype)), dtype)
+        # The weight gradients in packed columns, before unpacking.
+        self.packed_grads = (np.empty((features, 4 * padded), dtype),
+                             np.empty((units, 4 * padded), dtype),
+                             np.empty(4 * padded, dtype))
         # Derived from ``packed`` by backward, cached while the pack is the same.
         self._unpacking: tuple[Any, Array, Array, Array] | None = None
 
     @staticmethod
     def values(batch: int, timesteps: int, features: int, units: int,
-               layout: tuple[int, ...]) -> int:
+               layout: tuple[int, int, int, bool]) -> int:
         """How many values a tape of these sizes holds (``__init__``'s buffers)."""
-        if len(layout) == 2:
-            width, blocks = layout
-            padded = width * blocks
-            # rec (6 per padded unit), hs, dz (4), xs; the packed weight gradients.
-            return ((timesteps + 1) * batch * (6 * padded + padded + 64)
-                    + timesteps * batch * (4 * padded + features + 64)
-                    + (features + units + 1) * 4 * padded)
-        recurrent_blocks, = layout
-        # gates and dz (4 units each), cs, acts and the recurrent_blocks hp.
-        return timesteps * batch * units * (10 + recurrent_blocks)
+        width, blocks, x_gates, recurrent = layout
+        padded = width * blocks
+        # rec (6 per padded unit), hs and hm (padded + 64 each), dz (4), xs;
+        # the packed weight gradients.
+        return ((timesteps + 1) * batch * (6 * padded + (1 + 4 * recurrent) * (padded + 64))
+                + timesteps * batch * (4 * padded + x_gates * (features + 64))
+                + (features + units + 1) * 4 * padded)
 
     def fits(self, batch: int, timesteps: int, features: int, units: int,
              dtype: DTypeLike, layout: tuple[int, ...]) -> bool:
@@ -164,15 +150,15 @@ def forward_bytes(batch: int, timesteps: int, features: int, units: int, dtype: 
         raise ValueError(
             f"training supports batch * timesteps up to {_INT_MAX}, got "
             f"batch={batch}, timesteps={timesteps}")
-    fused = not recurrent_masks and input_masks <= 1
     # A pack's width divides 16, so 16-unit blocks bound its padding.
-    layout = (16, -(-units // 16)) if fused else (4 if recurrent_masks else 1,)
+    blocks = -(-units // 16)
+    layout = (16, blocks, 4 if input_masks == 4 else 1, recurrent_masks)
     values = (2 + return_sequence * timesteps) * batch * units        # c0, last, sequence
     if workspace is None or not (workspace.shape == (timesteps, batch, units)
                                  and workspace.features == features):
         values += Tape.values(batch, timesteps, features, units, layout)
-    if not fused:                       # x time-major, once per input mask
-        values += max(1, input_masks) * timesteps * batch * features
+    # The recurrent masks padded for the kernel.
+    values += 4 * recurrent_masks * batch * 16 * blocks
     # Masks are drawn in float64, compared, scaled and cast: 4 copies at most.
     mask_values = input_masks * batch * features + 4 * recurrent_masks * batch * units
     return values * np.dtype(dtype).itemsize + mask_values * 4 * 8
@@ -204,8 +190,7 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         A previous tape whose buffers may be reused.
     pack : callable or None
         Returns these weights packed by ``_kernel.pack`` for the current
-        instruction set (a layer's cached pack), called only when the packed
-        tiles run; None: packed here.
+        instruction set (a layer's cached pack); None: packed here.
     num_threads : int or None
         Most threads (batch row groups); None: ``_kernel.DEFAULT_THREADS``.
 
@@ -217,36 +202,29 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
         before the first unmasked step); without a mask it stays zero, and
         the last output is the final ``h``.
     """
-    batch, timesteps = x.shape[:2]
+    batch, timesteps, features = x.shape
     units = recurrent_kernel.shape[0]
     dtype = kernel.dtype
-    # Per-gate masks of h or x change each gate block's product: BLAS per step.
-    fused = recurrent_masks is None and (input_masks is None or len(input_masks) == 1)
-    packed: Any = None
-    if fused:
-        packed = _kernel.pack(kernel, recurrent_kernel, bias) if pack is None else pack()
-        blocks, _, gates = packed.recurrent_kernel.shape
-        layout: tuple[int, ...] = (gates // 4, blocks)
-    else:
-        layout = (1 if recurrent_masks is None else 4,)
-    features = x.shape[2]
+    packed = _kernel.pack(kernel, recurrent_kernel, bias) if pack is None else pack()
+    blocks, _, gates = packed.recurrent_kernel.shape
+    width = gates // 4
+    # Per-gate masks: each gate block reads its own masked copy of x or h.
+    x_gates = 1 if input_masks is None else len(input_masks)
+    layout = (width, blocks, x_gates, recurrent_masks is not None)
     tape = workspace
     if tape is None or not tape.fits(batch, timesteps, features, units, dtype, layout):
         tape = Tape(batch, timesteps, features, units, dtype, layout)
-    # The kernel wants x time-major, once per input mask: [P, T, B, I]; the
-    # packed path's rows are _row_stride long.
+    # x time-major, once per input mask: [P, T, B, I] in rows _row_stride long.
     x_time_major = x.transpose(1, 0, 2)
-    if fused:
-        xs = tape.xs
-        if input_masks is None:
-            xs[0, :, :, :features] = x_time_major
-        else:
-            np.multiply(x_time_major, input_masks[0], out=xs[0, :, :, :features])
-    elif input_masks is None:
-        xs = np.ascontiguousarray(x_time_major)[None]
+    if input_masks is None:
+        tape.xs[0, :, :, :features] = x_time_major
     else:
-        xs = np.multiply(x_time_major[None], input_masks[:, None, :, :], order="C")
-    tape.xs, tape.kernel, tape.recurrent_kernel = xs, kernel, recurrent_kernel
+        np.multiply(x_time_major[None], input_masks[:, None], out=tape.xs[..., :features])
+    tape.hmask = None
+    if recurrent_masks is not None:
+        tape.hmask = np.zeros((4, batch, width * blocks), dtype)
+        tape.hmask[..., :units] = recurrent_masks
+    tape.kernel, tape.recurrent_kernel = kernel, recurrent_kernel
     tape.packed = packed
     tape.mask, tape.input_masks, tape.recurrent_masks = mask, input_masks, recurrent_masks
     tape.c0 = c.copy()
@@ -256,15 +234,9 @@ def forward(x: Array, kernel: Array, recurrent_kernel: Array, bias: Array, h: Ar
     last = np.zeros((batch, units), dtype)
     sequence = np.zeros((batch, timesteps, units), dtype) if return_sequence else None
     if batch and timesteps:
-        if fused:
-            _kernel.train_forward(xs[0], features, packed, h, c, last, mask, sequence,
-                                  tape.rec, tape.hs, tape.go_backwards, *tape.codes,
-                                  tape.num_threads)
-        else:
-            _kernel.dropout_forward(xs, kernel, recurrent_kernel, bias, h, c, last, mask,
-                                    recurrent_masks, sequence, tape.gates, tape.cs,
-                                    tape.acts, tape.hp, tape.go_backwards, *tape.codes,
-                                    _kernel.current_isa())
+        _kernel.train_forward(tape.xs, features, packed, h, c, last, mask, tape.hmask,
+                              sequence, tape.rec, tape.hs, tape.hm, tape.go_backwards,
+                              *tape.codes, tape.num_threads)
     return sequence, last, h, c, tape
 
 
@@ -286,6 +258,7 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     """
     timesteps, batch, units = tape.shape
     dtype = tape.kernel.dtype
+    features = tape.features
 
     def zeros() -> Array:
         return np.zeros((batch, units), dtype)
@@ -293,49 +266,35 @@ def backward(tape: Tape, d_sequence: Array | None = None, d_last: Array | None =
     dh = zeros() if d_h is None else d_h
     dc = zeros() if d_c is None else d_c
     dy = zeros() if d_last is None else d_last
-    # The kernel overwrites these (GEMMs with beta = 0); without steps they
-    # stay zero.
-    new: Callable[..., Array] = np.empty if batch and timesteps else np.zeros
-    dxs = new(tape.xs.shape[:3] + (tape.features,), dtype) if input_gradient else None
-    if tape.packed is not None:
+    # The kernel writes dx in whole blocks of W features.
+    width = tape.dz.shape[2] // 4
+    padded_features = -(-features // width) * width
+    dxs = np.zeros((timesteps, batch, padded_features), dtype) if input_gradient else None
+    if batch and timesteps:
         dkernel, drecurrent_kernel, dbias = tape.packed_grads
-        if batch and timesteps:
-            kernel_t, recurrent_kernel_t, columns = tape.unpacking()
-            if input_gradient:    # the kernel writes whole blocks of W features
-                width = tape.dz.shape[2] // 4
-                dxs = np.zeros((1, timesteps, batch, -(-tape.features // width) * width),
-                               dtype)
-            _kernel.train_backward(tape.xs[0], tape.features, tape.packed, kernel_t,
-                                   recurrent_kernel_t, tape.rec, tape.hs, tape.dz, tape.mask,
-                                   d_sequence, dh, dc, dy, None if dxs is None else dxs[0],
-                                   dkernel, drecurrent_kernel, dbias, tape.go_backwards,
-                                   *tape.codes, tape.num_threads)
-            dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
-            dbias = dbias[columns]
-        else:
-            dkernel, drecurrent_kernel = (np.zeros_like(tape.kernel),
-                                          np.zeros_like(tape.recurrent_kernel))
-            dbias = np.zeros(4 * units, dtype)
+        kernel_t, recurrent_kernel_t, columns = tape.unpacking()
+        xmask = None
+        if len(tape.xs) == 4:   # dx is the sum of each gate's part times its mask
+            xmask = np.zeros((4, batch, padded_features), dtype)
+            xmask[..., :features] = tape.input_masks
+        _kernel.train_backward(tape.xs, features, xmask, tape.packed, kernel_t,
+                               recurrent_kernel_t, tape.rec, tape.hs, tape.hmask, tape.hm,
+                               tape.dz, tape.mask, d_sequence, dh, dc, dy, dxs, dkernel,
+                               drecurrent_kernel, dbias, tape.go_backwards, *tape.codes,
+                               tape.num_threads)
+        dkernel, drecurrent_kernel = dkernel[:, columns], drecurrent_kernel[:, columns]
+        dbias = dbias[columns]
     else:
-        dkernel = new(tape.kernel.shape, dtype)
-        drecurrent_kernel = new(tape.recurrent_kernel.shape, dtype)
-        dbias = new(4 * units, dtype)
-        if batch and timesteps:
-            _kernel.dropout_backward(tape.xs, tape.kernel,
-                                     np.ascontiguousarray(tape.recurrent_kernel.T),
-                                     tape.gates, tape.dz, tape.cs, tape.acts, tape.hp,
-                                     tape.c0, tape.mask, tape.recurrent_masks, d_sequence,
-                                     dh, dc, dy, dxs, dkernel, drecurrent_kernel, dbias,
-                                     tape.go_backwards, *tape.codes)
-    # Without steps the outputs are zeros or the initial states unchanged:
-    # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
-    if dxs is None:
-        dx = None
-    elif tape.input_masks is None:
-        dx = np.ascontiguousarray(dxs[0, :, :, :tape.features].transpose(1, 0, 2))
-    else:
-        dx = np.einsum("ptbi,pbi->bti", dxs[..., :tape.features], tape.input_masks,
-                       order="C")
+        # Without steps the outputs are zeros or the initial states unchanged:
+        # dh0, dc0 are d_h, d_c and nothing else receives a gradient.
+        dkernel, drecurrent_kernel = (np.zeros_like(tape.kernel),
+                                      np.zeros_like(tape.recurrent_kernel))
+        dbias = np.zeros(4 * units, dtype)
+    dx = None
+    if dxs is not None:
+        dx = np.ascontiguousarray(dxs[:, :, :features].transpose(1, 0, 2))
+        if tape.input_masks is not None and len(tape.input_masks) == 1:
+            dx *= tape.input_masks[0][:, None, :]
     return dx, dh, dc, dkernel, drecurrent_kernel, dbias
 
 

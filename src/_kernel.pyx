@@ -8,29 +8,6 @@ are given.  This module only turns arrays into pointers: the C kernel under
 src/kernel/ (one thread pool, one table of tiles per instruction set and
 dtype) does the work.  Shapes use B = batch, T = timesteps, I = input
 features, U = units, G = 4U.
-
-``dropout_forward`` / ``dropout_backward`` are the per-step BLAS path for
-recurrent dropout, whose masks of h differ per gate block (which changes
-each block's product).  Its workspace is time-major and indexed by real
-time t, so one step's rows are contiguous (a strided step slice of a
-batch-major buffer puts B rows a power-of-two-ish stride apart, which
-thrashes the cache in the per-step GEMMs) and row t*B + b of every buffer
-lines up with x[b, t]:
-
-    xs     [P, T, B, I]  inputs: x, or x times one input mask (P == 1), or
-                         x times the mask of each gate block (P == 4)
-    gates  [T, B, G]     activated gates i, f, c, o of each step
-    cs     [T, B, U]     c after each step (carried over masked steps)
-    acts   [T, B, U]     act(c) of each processed step
-    hp     [Q, T, B, U]  h entering each step, times the recurrent dropout
-                         mask of each gate block when Q == 4
-
-The recurrent masks ``rmask`` [4, B, U] multiply h inside the time loop.
-The backward pass walks the steps in reverse through the cell and one GEMM
-per step (dh_prev = dZ_t @ R^T, with R^T stored contiguously), writing
-dZ = dL/d(gate pre-activations) [T, B, G] into its own buffer; then it forms
-dW = X^T dZ, dR = H_prev^T dZ and dX = dZ W^T as one large GEMM each, and
-db = the column sums of dZ.
 """
 import os
 import threading
@@ -41,10 +18,7 @@ import numpy as np
 cimport numpy as cnp
 from cpython.pythread cimport PyThread_get_thread_ident
 from cython cimport floating
-from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
-
-from _blas cimport gemm
 
 cnp.import_array()
 
@@ -119,49 +93,41 @@ cdef extern from "kernel/forward.h" nogil:
                       int rec_act, int threads, fl_poll poll, void *poll_ctx)
 
 cdef extern from "kernel/train.h" nogil:
-    int fl_train_forward_f32(const float *x, Py_ssize_t ldx, const float *kernel,
+    int fl_train_forward_f32(const float *x, Py_ssize_t ldx, int x_gates, const float *kernel,
                              const float *bias, const float *recurrent, float *h, float *c,
-                             float *y, const unsigned char *mask, float *seq, float *rec,
-                             float *hs, Py_ssize_t ldh, Py_ssize_t B, Py_ssize_t T,
-                             Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
-                             int rec_act, int threads, fl_poll poll,
-                       void *poll_ctx)
-    int fl_train_forward_f64(const double *x, Py_ssize_t ldx, const double *kernel,
-                             const double *bias, const double *recurrent, double *h,
-                             double *c, double *y, const unsigned char *mask, double *seq,
-                             double *rec, double *hs, Py_ssize_t ldh, Py_ssize_t B,
-                             Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa, int backwards,
-                             int act, int rec_act, int threads, fl_poll poll,
-                       void *poll_ctx)
-    int fl_train_backward_f32(const float *x, Py_ssize_t ldx, const float *kernel_t,
+                             float *y, const unsigned char *mask, const float *hmask,
+                             float *seq, float *rec, float *hs, float *hm, Py_ssize_t ldh,
+                             Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa,
+                             int backwards, int act, int rec_act, int threads, fl_poll poll,
+                             void *poll_ctx)
+    int fl_train_forward_f64(const double *x, Py_ssize_t ldx, int x_gates,
+                             const double *kernel, const double *bias,
+                             const double *recurrent, double *h, double *c, double *y,
+                             const unsigned char *mask, const double *hmask, double *seq,
+                             double *rec, double *hs, double *hm, Py_ssize_t ldh,
+                             Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa,
+                             int backwards, int act, int rec_act, int threads, fl_poll poll,
+                             void *poll_ctx)
+    int fl_train_backward_f32(const float *x, Py_ssize_t ldx, int x_gates,
+                              const float *xmask, const float *kernel_t,
                               const float *recurrent_t, const float *rec, const float *hs,
-                              Py_ssize_t ldh, float *dz, const unsigned char *mask,
-                              const float *dseq, float *dh, float *dc, const float *dy,
-                              float *dx, float *dkernel, float *drk, float *dbias,
+                              const float *hmask, const float *hm, Py_ssize_t ldh,
+                              float *dz, const unsigned char *mask, const float *dseq,
+                              float *dh, float *dc, const float *dy, float *dx,
+                              float *dkernel, float *drk, float *dbias, Py_ssize_t B,
+                              Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa,
+                              int backwards, int act, int rec_act, int threads, fl_poll poll,
+                              void *poll_ctx)
+    int fl_train_backward_f64(const double *x, Py_ssize_t ldx, int x_gates,
+                              const double *xmask, const double *kernel_t,
+                              const double *recurrent_t, const double *rec,
+                              const double *hs, const double *hmask, const double *hm,
+                              Py_ssize_t ldh, double *dz, const unsigned char *mask,
+                              const double *dseq, double *dh, double *dc, const double *dy,
+                              double *dx, double *dkernel, double *drk, double *dbias,
                               Py_ssize_t B, Py_ssize_t T, Py_ssize_t I, Py_ssize_t U, int isa,
                               int backwards, int act, int rec_act, int threads, fl_poll poll,
-                       void *poll_ctx)
-    int fl_train_backward_f64(const double *x, Py_ssize_t ldx, const double *kernel_t,
-                              const double *recurrent_t, const double *rec,
-                              const double *hs, Py_ssize_t ldh, double *dz,
-                              const unsigned char *mask, const double *dseq, double *dh,
-                              double *dc, const double *dy, double *dx, double *dkernel,
-                              double *drk, double *dbias, Py_ssize_t B, Py_ssize_t T,
-                              Py_ssize_t I, Py_ssize_t U, int isa, int backwards, int act,
-                              int rec_act, int threads, fl_poll poll,
-                       void *poll_ctx)
-
-cdef extern from "kernel/dropout.h" nogil:
-    void fl_train_cell_row_f32(int isa, float *z, float *c, float *h, float *a, long U,
-                               int act, int rec_act)
-    void fl_train_cell_row_f64(int isa, double *z, double *c, double *h, double *a,
-                               long U, int act, int rec_act)
-    void fl_train_cell_back_row_f32(const float *z, float *dz, const float *c_prev,
-                                    const float *a, const float *dh, float *dc, long U,
-                                    int act, int rec_act)
-    void fl_train_cell_back_row_f64(const double *z, double *dz, const double *c_prev,
-                                    const double *a, const double *dh, double *dc,
-                                    long U, int act, int rec_act)
+                              void *poll_ctx)
 
 ISA_NAMES = ("portable", "sse2", "neon", "avx2", "avx512")
 # Whether calls can run on several threads (kernel/pool.h: POSIX threads).
@@ -446,28 +412,36 @@ def forward(cnp.ndarray x, Packed packed, cnp.ndarray h, cnp.ndarray c,
 
 
 def train_forward(cnp.ndarray x, Py_ssize_t features, Packed packed, cnp.ndarray h,
-                  cnp.ndarray c, cnp.ndarray y, cnp.ndarray mask, cnp.ndarray seq,
-                  cnp.ndarray rec, cnp.ndarray hs, bint go_backwards, int activation,
-                  int recurrent_activation, int num_threads):
+                  cnp.ndarray c, cnp.ndarray y, cnp.ndarray mask, cnp.ndarray hmask,
+                  cnp.ndarray seq, cnp.ndarray rec, cnp.ndarray hs, cnp.ndarray hm,
+                  bint go_backwards, int activation, int recurrent_activation,
+                  int num_threads):
     """Training-mode forward pass on packed weights, recorded for
     :func:`train_backward`.
 
-    x                 [T, B, ldx]  inputs, time-major, in [..., :features]
+    x                 [P, T, B, ldx]  inputs, time-major, in [..., :features];
+                      P = 4: each gate block's copy (x times its input
+                      dropout mask), else P = 1
     packed            weights from :func:`pack`
     h, c              [B, U]  in: initial state; out: final state
     y                 [B, U]  in: zeros; out: last output (only with mask)
     mask              [B, T]  uint8, nonzero = step is processed, or None
+    hmask             [4, B, Up] recurrent dropout masks of the gate blocks
+                      (zero padded), or None
     seq               [B, T, U] out: outputs in processing order, or None
     rec, hs           [T+1, B, NB*6W], [T+1, B, ldh >= Up] out: the record
                       (layout in kernel/train.c)
+    hm                [4, T+1, B, ldh] out: hs times each gate's recurrent
+                      mask, with hmask; else None
     num_threads       most threads (>= 1)
 
     Arrays are C-contiguous, of the pack's dtype; the caller guarantees the
     shapes agree, B, T, features >= 1, and that every size fits a C int.
     Raises MemoryError if the cell buffer cannot be allocated.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], ldx = x.shape[2]
+    cdef Py_ssize_t T = x.shape[1], B = x.shape[2], ldx = x.shape[3]
     cdef Py_ssize_t U = packed.units, ldh = hs.shape[2]
+    cdef int x_gates = x.shape[0]
     cdef const unsigned char *m = <const unsigned char *>_data(mask)
     cdef void *xp = _data(x)
     cdef void *kp = _data(packed.kernel)
@@ -476,61 +450,72 @@ def train_forward(cnp.ndarray x, Py_ssize_t features, Packed packed, cnp.ndarray
     cdef void *hp = _data(h)
     cdef void *cp = _data(c)
     cdef void *yp = _data(y)
+    cdef void *hmaskp = _data(hmask)
     cdef void *sp = _data(seq)
     cdef void *recp = _data(rec)
     cdef void *hsp = _data(hs)
+    cdef void *hmp = _data(hm)
     cdef int status, isa_code = packed.isa_code
     cdef fl_poll poll = _poller()
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         with nogil:
             status = fl_train_forward_f32(
-                <float *>xp, ldx, <float *>kp, <float *>bp, <float *>rp, <float *>hp,
-                <float *>cp, <float *>yp, m, <float *>sp, <float *>recp, <float *>hsp, ldh,
-                B, T, features, U, isa_code, go_backwards, activation,
-                recurrent_activation, num_threads, poll, NULL)
+                <float *>xp, ldx, x_gates, <float *>kp, <float *>bp, <float *>rp,
+                <float *>hp, <float *>cp, <float *>yp, m, <float *>hmaskp, <float *>sp,
+                <float *>recp, <float *>hsp, <float *>hmp, ldh, B, T, features, U,
+                isa_code, go_backwards, activation, recurrent_activation, num_threads,
+                poll, NULL)
     else:
         with nogil:
             status = fl_train_forward_f64(
-                <double *>xp, ldx, <double *>kp, <double *>bp, <double *>rp,
-                <double *>hp, <double *>cp, <double *>yp, m, <double *>sp,
-                <double *>recp, <double *>hsp, ldh, B, T, features, U, isa_code,
-                go_backwards, activation, recurrent_activation, num_threads, poll, NULL)
+                <double *>xp, ldx, x_gates, <double *>kp, <double *>bp, <double *>rp,
+                <double *>hp, <double *>cp, <double *>yp, m, <double *>hmaskp,
+                <double *>sp, <double *>recp, <double *>hsp, <double *>hmp, ldh, B, T,
+                features, U, isa_code, go_backwards, activation, recurrent_activation,
+                num_threads, poll, NULL)
     if status:
         _check(status, f"{B} x {ldh} values")
 
 
-def train_backward(cnp.ndarray x, Py_ssize_t features, Packed packed,
+def train_backward(cnp.ndarray x, Py_ssize_t features, cnp.ndarray xmask, Packed packed,
                    cnp.ndarray kernel_t, cnp.ndarray recurrent_kernel_t, cnp.ndarray rec,
-                   cnp.ndarray hs, cnp.ndarray dz, cnp.ndarray mask, cnp.ndarray dseq,
-                   cnp.ndarray dh, cnp.ndarray dc, cnp.ndarray dy, cnp.ndarray dx,
-                   cnp.ndarray dkernel, cnp.ndarray drecurrent_kernel, cnp.ndarray dbias,
-                   bint go_backwards, int activation, int recurrent_activation,
-                   int num_threads):
+                   cnp.ndarray hs, cnp.ndarray hmask, cnp.ndarray hm, cnp.ndarray dz,
+                   cnp.ndarray mask, cnp.ndarray dseq, cnp.ndarray dh, cnp.ndarray dc,
+                   cnp.ndarray dy, cnp.ndarray dx, cnp.ndarray dkernel,
+                   cnp.ndarray drecurrent_kernel, cnp.ndarray dbias, bint go_backwards,
+                   int activation, int recurrent_activation, int num_threads):
     """Backpropagation through the steps recorded by :func:`train_forward`.
 
-    x, packed, features  as given to the forward
+    x, features, packed, hmask  as given to the forward
+    xmask             [4, B, ceil(I / W) * W] the input dropout masks (zero
+                      padded) when x holds 4 gate copies, else None
     kernel_t          [NX, 4Up, 4W] kernel^T in panels of 4W features (for
                       dx; NX = ceil(I / 4W)), or None when dx is None
     recurrent_kernel_t  [NQ, 4Up, 4W] R^T in panels of 4W units
-    rec, hs           the forward's record (left unchanged)
+    rec, hs, hm       the forward's record (left unchanged)
     dz                [NB, T*B, 4W] out: dL/d(gate pre-activations), by block
     dseq              [B, T, U] dL/d(outputs, processing order), or None
     dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
     dy                [B, U] in: dL/d(last output)
     dx                [T, B, ceil(I / W) * W] in: zeros; out: dL/dx in
-                      [..., :I], or None to skip it
+                      [..., :I] (of x before the input masks with xmask), or
+                      None to skip it
     dkernel, drecurrent_kernel, dbias  out: [I, 4Up], [U, 4Up], [4Up], the
                       weight gradients in packed columns
     Other arguments and guarantees as in :func:`train_forward`.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], ldx = x.shape[2]
+    cdef Py_ssize_t T = x.shape[1], B = x.shape[2], ldx = x.shape[3]
     cdef Py_ssize_t U = packed.units, ldh = hs.shape[2]
+    cdef int x_gates = x.shape[0]
     cdef const unsigned char *m = <const unsigned char *>_data(mask)
     cdef void *xp = _data(x)
+    cdef void *xmaskp = _data(xmask)
     cdef void *ktp = _data(kernel_t)
     cdef void *rtp = _data(recurrent_kernel_t)
     cdef void *recp = _data(rec)
     cdef void *hsp = _data(hs)
+    cdef void *hmaskp = _data(hmask)
+    cdef void *hmp = _data(hm)
     cdef void *dzp = _data(dz)
     cdef void *dsp = _data(dseq)
     cdef void *dhp = _data(dh)
@@ -545,329 +530,23 @@ def train_backward(cnp.ndarray x, Py_ssize_t features, Packed packed,
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         with nogil:
             status = fl_train_backward_f32(
-                <float *>xp, ldx, <float *>ktp, <float *>rtp, <float *>recp,
-                <float *>hsp, ldh, <float *>dzp, m, <float *>dsp, <float *>dhp,
-                <float *>dcp, <float *>dyp, <float *>dxp, <float *>dkp, <float *>drp,
-                <float *>dbp, B, T, features, U, isa_code, go_backwards, activation,
-                recurrent_activation, num_threads, poll, NULL)
+                <float *>xp, ldx, x_gates, <float *>xmaskp, <float *>ktp, <float *>rtp,
+                <float *>recp, <float *>hsp, <float *>hmaskp, <float *>hmp, ldh,
+                <float *>dzp, m, <float *>dsp, <float *>dhp, <float *>dcp, <float *>dyp,
+                <float *>dxp, <float *>dkp, <float *>drp, <float *>dbp, B, T, features, U,
+                isa_code, go_backwards, activation, recurrent_activation, num_threads,
+                poll, NULL)
     else:
         with nogil:
             status = fl_train_backward_f64(
-                <double *>xp, ldx, <double *>ktp, <double *>rtp, <double *>recp,
-                <double *>hsp, ldh, <double *>dzp, m, <double *>dsp, <double *>dhp,
-                <double *>dcp, <double *>dyp, <double *>dxp, <double *>dkp,
-                <double *>drp, <double *>dbp, B, T, features, U, isa_code,
-                go_backwards, activation, recurrent_activation, num_threads, poll, NULL)
+                <double *>xp, ldx, x_gates, <double *>xmaskp, <double *>ktp,
+                <double *>rtp, <double *>recp, <double *>hsp, <double *>hmaskp,
+                <double *>hmp, ldh, <double *>dzp, m, <double *>dsp, <double *>dhp,
+                <double *>dcp, <double *>dyp, <double *>dxp, <double *>dkp, <double *>drp,
+                <double *>dbp, B, T, features, U, isa_code, go_backwards, activation,
+                recurrent_activation, num_threads, poll, NULL)
     if status:
         _check(status, f"3 x {B} x {U} values")
-
-
-# ------------------------------------- per-step BLAS path (recurrent dropout)
-# Kept, for now, as the one path off the packed tiles: recurrent dropout
-# multiplies h by a different mask for each gate block, so the tile would
-# need the four masked copies of h (one broadcast per gate and k, a variant
-# of the cell-step tile) and the backward product split by gate block; that
-# is the open half of issue 10.  What it costs today (a shared, overloaded
-# 2-core machine, 1 fastlstm thread, training step at (32, 100, 64, 256),
-# median of 5): 0.71 s without dropout, 18.9 s with recurrent_dropout=0.3.
-cdef inline void _cell(int isa, floating *z, floating *c, floating *h, floating *a,
-                       Py_ssize_t U, int act, int rec_act) noexcept nogil:
-    if floating is float:
-        fl_train_cell_row_f32(isa, z, c, h, a, U, act, rec_act)
-    else:
-        fl_train_cell_row_f64(isa, z, c, h, a, U, act, rec_act)
-
-
-cdef inline void _cell_back(const floating *z, floating *dz, const floating *c_prev,
-                            const floating *a, const floating *dh, floating *dc,
-                            Py_ssize_t U, int act, int rec_act) noexcept nogil:
-    if floating is float:
-        fl_train_cell_back_row_f32(z, dz, c_prev, a, dh, dc, U, act, rec_act)
-    else:
-        fl_train_cell_back_row_f64(z, dz, c_prev, a, dh, dc, U, act, rec_act)
-
-
-cdef inline void _scaled_copy(floating *dst, const floating *src,
-                              const floating *scale, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    if scale == NULL:
-        memcpy(dst, src, n * sizeof(floating))
-    else:
-        for j in range(n):
-            dst[j] = src[j] * scale[j]
-
-
-cdef void _forward(const floating *xs, Py_ssize_t P, const floating *kernel,
-                   const floating *rkernel, const floating *bias,
-                   floating *h, floating *c, floating *y,
-                   const unsigned char *mask, const floating *rmask,
-                   floating *seq, floating *gates, floating *cs, floating *acts,
-                   floating *hp, Py_ssize_t B, Py_ssize_t T, Py_ssize_t I,
-                   Py_ssize_t U, bint backwards, int act, int rec_act,
-                   int isa) noexcept nogil:
-    cdef Py_ssize_t G = 4 * U, BT = B * T, BTU = B * T * U
-    cdef Py_ssize_t s, t, b, g, row
-    cdef bint on
-    # Input projection of every step at once: gates = xs @ kernel + bias.
-    for row in range(BT):
-        memcpy(gates + row * G, bias, G * sizeof(floating))
-    if P == 1:
-        gemm(False, False, <int>BT, <int>G, <int>I, <floating>1, xs, <int>I,
-             kernel, <int>G, <floating>1, gates, <int>G)
-    else:      # one masked copy of x per gate block
-        for g in range(4):
-            gemm(False, False, <int>BT, <int>U, <int>I, <floating>1, xs + g * BT * I,
-                 <int>I, kernel + g * U, <int>G, <floating>1, gates + g * U, <int>G)
-    for s in range(T):
-        t = T - 1 - s if backwards else s
-        # hp[:, :, t] = h (times the recurrent masks); gates[:, t] += hp @ R.
-        if rmask == NULL:
-            memcpy(hp + t * B * U, h, B * U * sizeof(floating))
-            gemm(False, False, <int>B, <int>G, <int>U, <floating>1, hp + t * B * U,
-                 <int>U, rkernel, <int>G, <floating>1, gates + t * B * G, <int>G)
-        else:
-            for g in range(4):
-                for b in range(B):
-                    _scaled_copy(hp + g * BTU + (t * B + b) * U, h + b * U,
-                                 rmask + (g * B + b) * U, U)
-                gemm(False, False, <int>B, <int>U, <int>U, <floating>1,
-                     hp + g * BTU + t * B * U, <int>U, rkernel + g * U, <int>G,
-                     <floating>1, gates + t * B * G + g * U, <int>G)
-        for b in range(B):
-            on = mask == NULL or mask[b * T + t] != 0
-            if on:
-                _cell(isa, gates + (t * B + b) * G, c + b * U, h + b * U,
-                      acts + (t * B + b) * U, U, act, rec_act)
-                if mask != NULL:
-                    memcpy(y + b * U, h + b * U, U * sizeof(floating))
-            # masked: h and c stay, the output repeats the previous one
-            memcpy(cs + (t * B + b) * U, c + b * U, U * sizeof(floating))
-            if seq != NULL:
-                memcpy(seq + (b * T + s) * U, (h if mask == NULL else y) + b * U,
-                       U * sizeof(floating))
-
-
-cdef void _backward(const floating *xs, Py_ssize_t P, const floating *kernel,
-                    const floating *rkernel_t, const floating *gates, floating *dzs,
-                    const floating *cs,
-                    const floating *acts, const floating *hp, const floating *c0,
-                    const unsigned char *mask, const floating *rmask,
-                    const floating *dseq, floating *dh, floating *dc, floating *dy,
-                    floating *tmp, floating *dxs, floating *dkernel,
-                    floating *drkernel, floating *dbias, Py_ssize_t B, Py_ssize_t T,
-                    Py_ssize_t I, Py_ssize_t U, bint backwards, int act,
-                    int rec_act) noexcept nogil:
-    cdef Py_ssize_t G = 4 * U, BT = B * T, BTU = B * T * U
-    cdef Py_ssize_t s, t, t_prev, b, g, j
-    cdef floating *dz
-    cdef const floating *c_prev
-    cdef floating *rows_dh
-    cdef const floating *rm
-    if mask == NULL:
-        # Without a mask the last output is the final h.
-        for j in range(B * U):
-            dh[j] += dy[j]
-    for s in range(T - 1, -1, -1):
-        t = T - 1 - s if backwards else s
-        t_prev = t + 1 if backwards else t - 1
-        for b in range(B):
-            dz = dzs + (t * B + b) * G
-            if mask == NULL:
-                if dseq != NULL:
-                    for j in range(U):
-                        dh[b * U + j] += dseq[(b * T + s) * U + j]
-            else:
-                # The output y is carried over masked steps and replaced by h
-                # at processed ones, so its gradient accumulates until then.
-                if dseq != NULL:
-                    for j in range(U):
-                        dy[b * U + j] += dseq[(b * T + s) * U + j]
-                if mask[b * T + t] == 0:
-                    memset(dz, 0, G * sizeof(floating))
-                    continue
-                for j in range(U):
-                    dh[b * U + j] += dy[b * U + j]
-                    dy[b * U + j] = 0
-            c_prev = c0 + b * U if s == 0 else cs + (t_prev * B + b) * U
-            _cell_back(gates + (t * B + b) * G, dz, c_prev, acts + (t * B + b) * U,
-                       dh + b * U, dc + b * U, U, act, rec_act)
-        # dh_prev = dZ_t @ R^T (per gate block, times its mask, with dropout);
-        # masked rows keep dh.
-        if rmask == NULL:
-            rows_dh = dh if mask == NULL else tmp
-            gemm(False, False, <int>B, <int>U, <int>G, <floating>1, dzs + t * B * G,
-                 <int>G, rkernel_t, <int>U, <floating>0, rows_dh, <int>U)
-            if mask != NULL:
-                for b in range(B):
-                    if mask[b * T + t] != 0:
-                        memcpy(dh + b * U, tmp + b * U, U * sizeof(floating))
-        else:
-            for g in range(4):
-                gemm(False, False, <int>B, <int>U, <int>U, <floating>1,
-                     dzs + t * B * G + g * U, <int>G, rkernel_t + g * U * U, <int>U,
-                     <floating>0, tmp, <int>U)
-                for b in range(B):
-                    if mask != NULL and mask[b * T + t] == 0:
-                        continue
-                    rm = rmask + (g * B + b) * U
-                    if g == 0:
-                        for j in range(U):
-                            dh[b * U + j] = tmp[b * U + j] * rm[j]
-                    else:
-                        for j in range(U):
-                            dh[b * U + j] += tmp[b * U + j] * rm[j]
-    # Everything below is one large product over all B*T rows.
-    if P == 1:
-        gemm(True, False, <int>I, <int>G, <int>BT, <floating>1, xs, <int>I,
-             dzs, <int>G, <floating>0, dkernel, <int>G)
-        if dxs != NULL:
-            gemm(False, True, <int>BT, <int>I, <int>G, <floating>1, dzs, <int>G,
-                 kernel, <int>G, <floating>0, dxs, <int>I)
-    else:
-        for g in range(4):
-            gemm(True, False, <int>I, <int>U, <int>BT, <floating>1, xs + g * BT * I,
-                 <int>I, dzs + g * U, <int>G, <floating>0, dkernel + g * U, <int>G)
-            if dxs != NULL:
-                gemm(False, True, <int>BT, <int>I, <int>U, <floating>1, dzs + g * U,
-                     <int>G, kernel + g * U, <int>G, <floating>0, dxs + g * BT * I,
-                     <int>I)
-    if rmask == NULL:
-        gemm(True, False, <int>U, <int>G, <int>BT, <floating>1, hp, <int>U,
-             dzs, <int>G, <floating>0, drkernel, <int>G)
-    else:
-        for g in range(4):
-            gemm(True, False, <int>U, <int>U, <int>BT, <floating>1, hp + g * BTU,
-                 <int>U, dzs + g * U, <int>G, <floating>0, drkernel + g * U, <int>G)
-    _column_sums(dbias, dzs, BT, G)
-
-
-def dropout_forward(const floating[:, :, :, ::1] xs,
-            const floating[:, ::1] kernel,
-            const floating[:, ::1] recurrent_kernel,
-            const floating[::1] bias,
-            floating[:, ::1] h,
-            floating[:, ::1] c,
-            floating[:, ::1] y,
-            const unsigned char[:, ::1] mask,
-            const floating[:, :, ::1] rmask,
-            floating[:, :, ::1] seq,
-            floating[:, :, ::1] gates,
-            floating[:, :, ::1] cs,
-            floating[:, :, ::1] acts,
-            floating[:, :, :, ::1] hp,
-            bint go_backwards, int activation, int recurrent_activation, int isa):
-    """Training-mode forward pass over a batch of sequences, one BLAS
-    product per step (see ``train_forward`` for the common case).
-
-    xs                [P, T, B, I]  inputs, time-major (P = 1, or 4
-                                    gate-masked copies)
-    kernel            [I, G], recurrent_kernel [U, G], bias [G]
-    h, c              [B, U]  in: initial state; out: final state
-    y                 [B, U]  in: zeros; out: last output (only with mask)
-    mask              [B, T]  nonzero = step is processed, or None
-    rmask             [4, B, U] recurrent dropout mask per gate block, or None
-    seq               [B, T, U] out: outputs in processing order, or None
-    gates, cs, acts   workspace, out (see the module docstring)
-    hp                [Q, T, B, U] workspace, Q = 4 with rmask else 1
-    isa               instruction set code whose float32 activations to use
-
-    The caller guarantees the shapes agree, B, T, I >= 1 and that B*T and
-    every size fit a C int.
-    """
-    cdef Py_ssize_t P = xs.shape[0], T = xs.shape[1], B = xs.shape[2]
-    cdef Py_ssize_t I = xs.shape[3], U = h.shape[1]
-    cdef const unsigned char *mask_ptr = NULL
-    cdef const floating *rmask_ptr = NULL
-    cdef floating *seq_ptr = NULL
-    if mask is not None:
-        mask_ptr = &mask[0, 0]
-    if rmask is not None:
-        rmask_ptr = &rmask[0, 0, 0]
-    if seq is not None:
-        seq_ptr = &seq[0, 0, 0]
-    with nogil:
-        _forward(&xs[0, 0, 0, 0], P, &kernel[0, 0], &recurrent_kernel[0, 0],
-                 &bias[0], &h[0, 0], &c[0, 0], &y[0, 0], mask_ptr, rmask_ptr,
-                 seq_ptr, &gates[0, 0, 0], &cs[0, 0, 0], &acts[0, 0, 0],
-                 &hp[0, 0, 0, 0], B, T, I, U, go_backwards, activation,
-                 recurrent_activation, isa)
-
-
-def dropout_backward(const floating[:, :, :, ::1] xs,
-             const floating[:, ::1] kernel,
-             const floating[:, ::1] recurrent_kernel_t,
-             const floating[:, :, ::1] gates,
-             floating[:, :, ::1] dz,
-             const floating[:, :, ::1] cs,
-             const floating[:, :, ::1] acts,
-             const floating[:, :, :, ::1] hp,
-             const floating[:, ::1] c0,
-             const unsigned char[:, ::1] mask,
-             const floating[:, :, ::1] rmask,
-             const floating[:, :, ::1] dseq,
-             floating[:, ::1] dh,
-             floating[:, ::1] dc,
-             floating[:, ::1] dy,
-             floating[:, :, :, ::1] dxs,
-             floating[:, ::1] dkernel,
-             floating[:, ::1] drecurrent_kernel,
-             floating[::1] dbias,
-             bint go_backwards, int activation, int recurrent_activation):
-    """Backpropagation through the steps recorded by ``dropout_forward``.
-
-    recurrent_kernel_t  [G, U] the recurrent kernel transposed: the per-step
-                      product reads it row by row (OpenBLAS packs a
-                      transposed operand noticeably slower, every step)
-    gates, cs, acts, hp  the forward's workspace (left unchanged, so one
-                      recorded pass can be backpropagated more than once)
-    c0                [B, U] the forward's initial c
-    dz                [T, B, G] out: dL/d(gate pre-activations)
-    dseq              [B, T, U] dL/d(outputs, processing order), or None
-    dh, dc            [B, U] in: dL/d(final h, c); out: dL/d(initial h, c)
-    dy                [B, U] in: dL/d(last output); clobbered
-    dxs               [P, T, B, I] out: dL/dxs, or None to skip it
-    dkernel, drecurrent_kernel, dbias  out: weight gradients
-    Other arguments as in ``dropout_forward``; the caller guarantees the same.
-    Raises MemoryError if the scratch row buffer cannot be allocated.
-    """
-    cdef Py_ssize_t P = xs.shape[0], T = xs.shape[1], B = xs.shape[2]
-    cdef Py_ssize_t I = xs.shape[3], U = dh.shape[1]
-    cdef const unsigned char *mask_ptr = NULL
-    cdef const floating *rmask_ptr = NULL
-    cdef const floating *dseq_ptr = NULL
-    cdef floating *dxs_ptr = NULL
-    if mask is not None:
-        mask_ptr = &mask[0, 0]
-    if rmask is not None:
-        rmask_ptr = &rmask[0, 0, 0]
-    if dseq is not None:
-        dseq_ptr = &dseq[0, 0, 0]
-    if dxs is not None:
-        dxs_ptr = &dxs[0, 0, 0, 0]
-    cdef floating *tmp = <floating *>malloc(B * U * sizeof(floating))
-    if tmp == NULL:
-        raise MemoryError(f"fastlstm: cannot allocate {B} x {U} values")
-    with nogil:
-        _backward(&xs[0, 0, 0, 0], P, &kernel[0, 0], &recurrent_kernel_t[0, 0],
-                  &gates[0, 0, 0], &dz[0, 0, 0], &cs[0, 0, 0], &acts[0, 0, 0],
-                  &hp[0, 0, 0, 0],
-                  &c0[0, 0], mask_ptr, rmask_ptr, dseq_ptr, &dh[0, 0], &dc[0, 0],
-                  &dy[0, 0], tmp, dxs_ptr, &dkernel[0, 0], &drecurrent_kernel[0, 0],
-                  &dbias[0], B, T, I, U, go_backwards, activation,
-                  recurrent_activation)
-    free(tmp)
-
-
-cdef void _column_sums(floating *out, const floating *a, Py_ssize_t rows,
-                       Py_ssize_t cols) noexcept nogil:
-    """out[cols] = the sums of the columns of a[rows, cols]."""
-    cdef Py_ssize_t i, j
-    cdef const floating *row
-    memset(out, 0, cols * sizeof(floating))
-    for i in range(rows):
-        row = a + i * cols
-        for j in range(cols):
-            out[j] += row[j]
 
 
 # --------------------------------------------------------------------- int8

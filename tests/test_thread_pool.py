@@ -2,9 +2,9 @@
 get a core, late or never, and the result is bitwise the same; a forked
 child starts its own workers."""
 import multiprocessing
+import os
 import subprocess
 import sys
-import os
 import threading
 
 import numpy as np

@@ -292,12 +292,29 @@ DROPOUT_CASES = [(0.3, 0.0), (0.0, 0.4), (0.25, 0.5)]
 def test_dropout_matches_keras(make_weights, tol, rate, recurrent_rate, with_mask):
     """Keras 3's LSTM (torch backend) fed the masks our layer drew gives the
     same outputs and the same gradients for inputs and weights."""
+    _dropout_against_keras(make_weights, tol, np.float32, rate, recurrent_rate, with_mask)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_matches_keras_every_isa(isa, make_weights, tol, dtype):
+    """The same, per instruction set and dtype, with both kinds of dropout."""
+    _dropout_against_keras(make_weights, tol, dtype, 0.25, 0.5, True)
+
+
+def _dropout_against_keras(make_weights, tol, dtype, rate, recurrent_rate, with_mask):
     import keras
 
-    x, state, mask = _case(np.float32, 14, with_mask, True)
-    weights = make_weights(F, U, np.float32, seed=15)
+    # Keras's step-by-step LSTM (the one that takes dropout masks) is itself
+    # off by 2e-8 to 5e-8 in float64 (measured against the NumPy reference
+    # without dropout, implementations 1 and 2, torch backend): compared at
+    # float32's tolerance.  float64 dropout is held at 1e-10 against the
+    # NumPy reference and torch autograd in test_dropout_every_isa.
+    keras_tol = tol(np.float32)
+
+    x, state, mask = _case(dtype, 14, with_mask, True)
+    weights = make_weights(F, U, dtype, seed=15)
     layer = fastlstm.LSTM(U, return_sequences=True, return_state=True, dropout=rate,
-                          recurrent_dropout=recurrent_rate, seed=16)
+                          recurrent_dropout=recurrent_rate, seed=16, dtype=dtype)
     layer.set_weights(weights)
     cotangents = _output_weights(layer, B, T, seed=17)
     outputs = layer(x, mask=mask, initial_state=state, training=True)
@@ -310,10 +327,11 @@ def test_dropout_matches_keras(make_weights, tol, rate, recurrent_rate, with_mas
     if input_masks is not None:
         assert input_masks.shape == ((4 if recurrent_rate else 1), B, F)
         kept = input_masks != 0
-        np.testing.assert_allclose(input_masks[kept], 1 / (1 - rate), **tol(np.float32))
+        np.testing.assert_allclose(input_masks[kept], 1 / (1 - rate), **tol(dtype))
 
     klayer = keras.layers.LSTM(U, return_sequences=True, return_state=True, dropout=rate,
-                               recurrent_dropout=recurrent_rate, seed=16)
+                               recurrent_dropout=recurrent_rate, seed=16,
+                               dtype=np.dtype(dtype).name)
     klayer.build((B, T, F))
     klayer.set_weights(weights)
     to_keras = lambda masks: (  # noqa: E731
@@ -328,10 +346,10 @@ def test_dropout_matches_keras(make_weights, tol, rate, recurrent_rate, with_mas
                for e, w in zip(expected, cotangents, strict=True))
     loss.backward()
     for ours, theirs in zip(outputs, expected, strict=True):
-        np.testing.assert_allclose(ours, theirs.detach().numpy(), **tol(np.float32))
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), **keras_tol)
     keras_grads = [xt.grad] + [v.value.grad for v in klayer.weights]
     for ours, theirs in zip(grads, keras_grads, strict=True):
-        np.testing.assert_allclose(ours, theirs.numpy(), **tol(np.float32))
+        np.testing.assert_allclose(ours, theirs.numpy(), **keras_tol)
 
 
 @pytest.mark.parametrize("rate, recurrent_rate", DROPOUT_CASES)
@@ -445,12 +463,12 @@ def test_nan_and_inf_propagate_like_the_reference(make_weights, dtype):
 
 def _record_and_backprop(weights, x, state, mask, cotangents, go_backwards=False,
                          num_threads=None, activation="tanh", recurrent_activation="sigmoid",
-                         dropout=0.0):
+                         dropout=0.0, recurrent_dropout=0.0):
     """fastlstm's outputs and every gradient (dx, dh0, dc0, weights), and the tape."""
     layer = fastlstm.LSTM(weights[1].shape[0], return_sequences=True, return_state=True,
                           go_backwards=go_backwards, dtype=x.dtype, num_threads=num_threads,
                           activation=activation, recurrent_activation=recurrent_activation,
-                          dropout=dropout, seed=0)
+                          dropout=dropout, recurrent_dropout=recurrent_dropout, seed=0)
     layer.set_weights(weights)
     outputs = layer(x, mask=mask, initial_state=state, training=True)
     grads = layer.backward([c.copy() for c in cotangents]) + layer.grads
@@ -557,47 +575,78 @@ def test_small_problems_run_on_one_thread():
     assert threads(8, 1000, 128) == 2
 
 
-def test_which_path(make_weights):
-    """The packed tiles run without dropout and with input dropout (one
-    mask); recurrent dropout (per-gate masks) takes the per-step BLAS path.
-    The layer's pack is shared by training and inference calls."""
+def test_one_pack_for_every_dropout(make_weights):
+    """Training with or without dropout runs on the layer's pack, which
+    training and inference calls share."""
     x = np.random.default_rng(29).normal(size=(2, 3, F)).astype(np.float32)
-    for dropout, recurrent_dropout, packed in [(0, 0, True), (0.5, 0, True), (0, 0.5, False),
-                                               (0.5, 0.5, False)]:
+    for dropout, recurrent_dropout in [(0, 0), (0.5, 0), (0, 0.5), (0.5, 0.5)]:
         layer = fastlstm.LSTM(U, dropout=dropout, recurrent_dropout=recurrent_dropout)
         layer.set_weights(make_weights(F, U, np.float32, seed=30))
         layer(x, training=True)
-        assert (layer._tape.packed is not None) == packed
-        if packed:
-            pack = layer._packed
-            assert pack is layer._tape.packed
-            layer(x)
-            layer(x, training=True)
-            assert layer._packed is pack
+        pack = layer._packed
+        assert pack is layer._tape.packed
+        layer(x)
+        layer(x, training=True)
+        assert layer._packed is pack
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("units", [3, 19])
-def test_recurrent_dropout_path_every_isa(isa, tol, units):
-    """The per-step BLAS path (recurrent dropout) uses each instruction
-    set's float32 activations, tails of the vector width included."""
+def test_dropout_every_isa(isa, tol, dtype, units):
+    """Dropout on each instruction set's tiles (per-gate copies of x and h,
+    the per-gate backward product), float32 and float64, units below and
+    between vector widths, with a mask and go_backwards: outputs against the
+    NumPy reference given the same masks, gradients against torch autograd."""
     rng = np.random.default_rng(31)
-    x = rng.normal(size=(B, T, F)).astype(np.float32)
-    state = [rng.normal(size=(B, units)).astype(np.float32) for _ in range(2)]
-    weights = [rng.uniform(-0.5, 0.5, s).astype(np.float32)
+    x = rng.normal(size=(B, T, F)).astype(dtype)
+    state = [rng.normal(size=(B, units)).astype(dtype) for _ in range(2)]
+    mask = rng.random((B, T)) > 0.3
+    weights = [rng.uniform(-0.5, 0.5, s).astype(dtype)
                for s in [(F, 4 * units), (units, 4 * units), (4 * units,)]]
-    layer = fastlstm.LSTM(units, return_sequences=True, dropout=0.2, recurrent_dropout=0.4,
-                          seed=32)
+    cotangents = [rng.normal(size=(B, T, units)).astype(dtype),
+                  rng.normal(size=(B, units)).astype(dtype),
+                  rng.normal(size=(B, units)).astype(dtype)]
+    layer = fastlstm.LSTM(units, return_sequences=True, return_state=True, go_backwards=True,
+                          dropout=0.2, recurrent_dropout=0.4, seed=32, dtype=dtype)
     layer.set_weights(weights)
-    cotangent = rng.normal(size=(B, T, units)).astype(np.float32)
-    sequence = layer(x, initial_state=state, training=True)
-    grads = layer.backward(cotangent)[:1] + layer.grads
+    outputs = layer(x, mask=mask, initial_state=state, training=True)
+    grads = layer.backward([c.copy() for c in cotangents]) + layer.grads
     tape = layer._tape
-    assert tape.packed is None
-    leaves = [torch.tensor(a, requires_grad=True) for a in [x] + weights]
-    expected, *_ = torch_lstm(leaves[0], *(torch.tensor(s) for s in state), *leaves[1:],
-                              input_masks=torch.tensor(tape.input_masks),
-                              recurrent_masks=torch.tensor(tape.recurrent_masks))
-    (expected * torch.tensor(cotangent)).sum().backward()
-    np.testing.assert_allclose(sequence, expected.detach().numpy(), **tol(np.float32))
+    assert tape.packed.isa == isa
+    masks = dict(input_masks=tape.input_masks, recurrent_masks=tape.recurrent_masks)
+    sequence, _, h, c = reference.lstm(x, *weights, initial_state=state, mask=mask,
+                                       go_backwards=True, **masks)
+    for ours, expected in zip(outputs, [sequence, h, c], strict=True):
+        np.testing.assert_allclose(ours, expected, **tol(dtype))
+    leaves = [torch.tensor(a, requires_grad=True) for a in [x, *state] + weights]
+    sequence, _, h, c = torch_lstm(*leaves, mask=mask, go_backwards=True,
+                                   **{k: torch.tensor(v) for k, v in masks.items()})
+    loss = sum((o * torch.tensor(w)).sum()
+               for o, w in zip([sequence, h, c], cotangents, strict=True))
+    loss.backward()
     for ours, leaf in zip(grads, leaves, strict=True):
-        np.testing.assert_allclose(ours, leaf.grad.numpy(), **tol(np.float32))
+        np.testing.assert_allclose(ours, leaf.grad.numpy(), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_threads_bitwise_identical(isa, dtype):
+    """With input and recurrent dropout (the same masks: same seed), 1, 2 and
+    3 threads give the same bits, every output and gradient."""
+    batch, timesteps, features, units = THREAD_SHAPES[0]
+    rng = np.random.default_rng(33)
+    x = rng.normal(size=(batch, timesteps, features)).astype(dtype)
+    state = [rng.normal(size=(batch, units)).astype(dtype) for _ in range(2)]
+    mask = rng.random((batch, timesteps)) > 0.2
+    weights = [(rng.uniform(-0.5, 0.5, s) / np.sqrt(units)).astype(dtype)
+               for s in [(features, 4 * units), (units, 4 * units), (4 * units,)]]
+    cotangents = [rng.normal(size=(batch, timesteps, units)).astype(dtype),
+                  rng.normal(size=(batch, units)).astype(dtype),
+                  rng.normal(size=(batch, units)).astype(dtype)]
+    runs = [_record_and_backprop(weights, x, state, mask, cotangents, num_threads=n,
+                                 dropout=0.25, recurrent_dropout=0.5)
+            for n in (1, 2, 3)]
+    tape = runs[0][1]
+    assert tape.recurrent_masks is not None and len(tape.input_masks) == 4
+    for n, (run, _) in zip((2, 3), runs[1:], strict=True):
+        for a, b in zip(runs[0][0], run, strict=True):
+            assert np.array_equal(a, b), f"num_threads={n} differs from num_threads=1"

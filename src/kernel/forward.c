@@ -93,6 +93,60 @@ typedef struct {
 } fl_layer_i8;
 #define FL_F32(p) ((float *)(void *)(p))
 
+/* The input projection of a chunk (forward.h). */
+#define FL_DEFINE_CHUNK(T, SUF)                                               \
+void fl_project_chunk_##SUF(const fl_chunk_##SUF *c, ptrdiff_t p0, ptrdiff_t p1) \
+{                                                                             \
+    const ptrdiff_t W4 = 4 * c->ops->width, MR = c->ops->rows;                \
+    int along_time = c->steps >= MR || c->rows < c->steps;                    \
+    ptrdiff_t outer = along_time ? c->rows : c->steps;                        \
+    ptrdiff_t inner = along_time ? c->steps : c->rows;                        \
+    ptrdiff_t ptiles = (inner + MR - 1) / MR;                                 \
+    fl_proj_##SUF pj;                                                         \
+    pj.n_in = c->n_in;                                                        \
+    pj.ldk = 1;                                                               \
+    pj.ldb = 0;                                                               \
+    pj.ldg = c->xg;                                                           \
+    pj.ldx = along_time ? c->xs : c->xb;                                      \
+    pj.ldo = along_time ? c->os : c->ob;                                      \
+    for (ptrdiff_t p = p0; p < p1; ++p) {                                     \
+        pj.kp = c->kp + p * c->n_in * W4;                                     \
+        pj.bias = c->bias + p * W4;                                           \
+        for (ptrdiff_t o = 0; o < outer; ++o) {                               \
+            ptrdiff_t i0 = 0;                                                 \
+            for (ptrdiff_t t = 0; t < ptiles; ++t) {                          \
+                int mr = fl_tile_rows(inner, ptiles, t);                      \
+                ptrdiff_t b = along_time ? o : i0;                            \
+                ptrdiff_t s = along_time ? i0 : o;                            \
+                pj.x = c->x + b * c->xb + s * c->xs;                          \
+                pj.out = c->out + b * c->ob + s * c->os + p * c->op;          \
+                if (c->i8 != NULL) {                                          \
+                    fl_proj_i8 p8;                                            \
+                    p8.p.q = c->q + b * c->qb + s * c->qs;                    \
+                    p8.p.ldq = along_time ? c->qs : c->qb;                    \
+                    p8.p.qs = c->qscale + b * c->sb + s * c->ss;              \
+                    p8.p.ldqs = along_time ? c->ss : c->sb;                   \
+                    p8.p.w = c->w8->kernel_panels + p * c->K4x * 4 * W4;      \
+                    p8.p.comp = c->w8->kernel_comp + p * W4;                  \
+                    p8.p.ws = c->w8->kernel_scale + p * W4;                   \
+                    p8.p.K4 = c->K4x;                                         \
+                    p8.bias = FL_F32(pj.bias);                                \
+                    p8.out = FL_F32(pj.out);                                  \
+                    p8.ldo = pj.ldo;                                          \
+                    c->i8->proj(mr, &p8);                                     \
+                } else {                                                      \
+                    c->ops->proj(mr, &pj);                                    \
+                }                                                             \
+                i0 += mr;                                                     \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+}
+
+FL_DEFINE_CHUNK(float, f32)
+FL_DEFINE_CHUNK(double, f64)
+#undef FL_DEFINE_CHUNK
+
 /* The whole layer: one job for fl_pool_run.  Time is cut into chunks of
  * `chunk` steps; at a chunk's first step, whoever runs rows r0..r1 of
  * blocks p0..p1 first computes their input projection for the chunk. */
@@ -129,7 +183,6 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
                                 ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t buf)    \
 {                                                                             \
     fl_tile_fn_##SUF tile = a->ops->tile;                                     \
-    fl_proj_fn_##SUF proj = a->ops->proj;                                     \
     const fl_layer_i8 *i8 = a->i8;                                            \
     ptrdiff_t rows = r1 - r0, G = a->NB * 4 * a->W, W4 = 4 * a->W;            \
     ptrdiff_t X4 = 0, H4 = 0;      /* bytes of a quantized row of x, of h */   \
@@ -153,50 +206,21 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
                         FL_F32(a->x + (b * a->T_ + t0 + st) * a->n_in),       \
                         a->n_in, xq + (b * a->chunk + st) * X4,               \
                         xs + b * a->chunk + st);                              \
-        fl_proj_##SUF pj;                                                     \
-        pj.n_in = a->n_in;                                                    \
-        pj.ldk = 1;                                                           \
-        pj.ldb = 0;                                                           \
-        /* Tile the projection along time within each row when the chunk is   \
-         * long enough, else along the batch rows at each step. */            \
-        int along_time = tc >= a->MR || rows < tc;                            \
-        ptrdiff_t outer = along_time ? rows : tc;                             \
-        ptrdiff_t inner = along_time ? tc : rows;                             \
-        ptrdiff_t ptiles = (inner + a->MR - 1) / a->MR;                       \
-        pj.ldx = along_time ? a->n_in : a->T_ * a->n_in;                      \
-        pj.ldo = along_time ? G : a->chunk * G;                               \
-        for (ptrdiff_t p = p0; p < p1; ++p) {                                 \
-            pj.kp = a->kp + p * a->n_in * W4;                                 \
-            pj.bias = a->bias + p * W4;                                       \
-            for (ptrdiff_t o = 0; o < outer; ++o) {                           \
-                ptrdiff_t i0 = 0;                                             \
-                for (ptrdiff_t q = 0; q < ptiles; ++q) {                      \
-                    int mr = fl_tile_rows(inner, ptiles, q);                  \
-                    ptrdiff_t b = r0 + (along_time ? o : i0);                 \
-                    ptrdiff_t st = along_time ? i0 : o;                       \
-                    pj.x = a->x + (b * a->T_ + t0 + st) * a->n_in;            \
-                    pj.out = a->proj + (b * a->chunk + st) * G + p * W4;      \
-                    if (i8 != NULL) {                                         \
-                        fl_proj_i8 p8;                                        \
-                        p8.p.q = xq + (b * a->chunk + st) * X4;               \
-                        p8.p.ldq = along_time ? X4 : a->chunk * X4;           \
-                        p8.p.qs = xs + b * a->chunk + st;                     \
-                        p8.p.ldqs = along_time ? 1 : a->chunk;                \
-                        p8.p.w = i8->w->kernel_panels + p * i8->K4x * 4 * W4; \
-                        p8.p.comp = i8->w->kernel_comp + p * W4;              \
-                        p8.p.ws = i8->w->kernel_scale + p * W4;               \
-                        p8.p.K4 = i8->K4x;                                    \
-                        p8.bias = FL_F32(pj.bias);                            \
-                        p8.out = FL_F32(pj.out);                              \
-                        p8.ldo = pj.ldo;                                      \
-                        i8->ops->proj(mr, &p8);                               \
-                    } else {                                                  \
-                        proj(mr, &pj);                                        \
-                    }                                                         \
-                    i0 += mr;                                                 \
-                }                                                             \
-            }                                                                 \
+        fl_chunk_##SUF ch;                                                    \
+        memset(&ch, 0, sizeof ch);                                            \
+        ch.ops = a->ops;                                                      \
+        ch.rows = rows; ch.steps = tc; ch.n_in = a->n_in;                     \
+        ch.kp = a->kp; ch.bias = a->bias;                                     \
+        ch.x = a->x + (r0 * a->T_ + t0) * a->n_in;                            \
+        ch.xb = a->T_ * a->n_in; ch.xs = a->n_in;                             \
+        ch.out = a->proj + r0 * a->chunk * G;                                 \
+        ch.ob = a->chunk * G; ch.os = G; ch.op = W4;                          \
+        if (i8 != NULL) {                                                     \
+            ch.i8 = i8->ops; ch.w8 = i8->w; ch.K4x = i8->K4x;                 \
+            ch.q = xq + r0 * a->chunk * X4; ch.qb = a->chunk * X4; ch.qs = X4; \
+            ch.qscale = xs + r0 * a->chunk; ch.sb = a->chunk; ch.ss = 1;      \
         }                                                                     \
+        fl_project_chunk_##SUF(&ch, p0, p1);                                  \
     }                                                                         \
     ptrdiff_t t = a->backwards ? t0 + tc - 1 - pos : t0 + pos;                \
     ptrdiff_t k = a->backwards ? a->T_ - 1 - t : t;    /* output index */     \
@@ -212,6 +236,8 @@ static void fl_layer_step_##SUF(const fl_layer_##SUF *a, ptrdiff_t s,         \
     tl.ldm = a->T_; tl.lds = a->T_ * a->U;                                    \
     tl.act = a->act; tl.rec_act = a->rec_act;                                 \
     tl.rec = NULL;                                                            \
+    tl.hg = NULL;                                                             \
+    tl.ldg = 0;                                                               \
     tl.ldx = a->chunk * G;  /* the same for every chunk: see proj above */    \
     for (ptrdiff_t p = p0; p < p1; ++p) {                                     \
         ptrdiff_t col = p * a->W, b = r0;                                     \
@@ -332,7 +358,7 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     const ptrdiff_t NB = (U + W - 1) / W, Up = NB * W, G = 4 * Up;            \
     ptrdiff_t chunk = FL_WORKSPACE_BYTES / (B * G * (ptrdiff_t)sizeof(T));    \
     chunk = chunk < 1 ? 1 : chunk > T_ ? T_ : chunk;                          \
-    /* Whole tiles of steps in the projection along time (see fl_layer_step) */ \
+    /* Whole tiles of steps along time in fl_project_chunk */                \
     if (chunk > MR && chunk < T_)                                             \
         chunk -= chunk % MR;                                                  \
     int split_units;                                                          \

@@ -3,6 +3,7 @@
 #define FASTLSTM_FORWARD_H
 
 #include <stddef.h>
+#include "isa.h"
 
 /* x [B][T_][n_in] inputs; kernel [NB][n_in][4][W], bias [NB][4][W] and
  * recurrent [NB][U][4][W]: weights packed for instruction set `isa`
@@ -46,5 +47,40 @@ int fl_forward_i8(const float *x, const fl_weights_i8 *weights, float *h, float 
                   float *y, const unsigned char *mask, float *seq, ptrdiff_t B,
                   ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int backwards, int act,
                   int rec_act, int threads, int (*poll)(void *), void *poll_ctx);
+
+/* The input projection of a chunk of steps, for inference (forward.c)
+ * and training (train.c): for batch rows b < rows, steps s < steps and
+ * blocks p in [p0, p1) of the packed kernel and bias,
+ *     out(b, s) = bias + x(b, s) @ kernel,
+ * where each operand v(b, s) lies at v + b * (its row stride) + s * (its
+ * step stride), and block p of out p * op further.  The tiles run along
+ * time within each row when the chunk has at least MR steps (or more steps
+ * than rows), else along the rows at each step.  xg: 0, or the distance of
+ * the per-gate copies of x (input dropout).  An int8 layer (i8 set, float32
+ * only) reads x's quantized rows q(b, s) and their scales qs(b, s) instead,
+ * with the same addressing. */
+#define FL_DECLARE_CHUNK(T, SUF)                                              \
+typedef struct {                                                              \
+    const fl_ops_##SUF *ops;                                                  \
+    ptrdiff_t rows, steps, n_in;                                              \
+    const T *kp, *bias;        /* packed [NB][n_in][4][W], [NB][4][W] */      \
+    const T *x;                                                               \
+    ptrdiff_t xb, xs, xg;                                                     \
+    T *out;                                                                   \
+    ptrdiff_t ob, os, op;                                                     \
+    const fl_ops_i8 *i8;       /* NULL: float weights */                      \
+    const fl_weights_i8 *w8;                                                  \
+    ptrdiff_t K4x;             /* groups of 4 inputs */                       \
+    const unsigned char *q;                                                   \
+    ptrdiff_t qb, qs;                                                         \
+    const float *qscale;                                                      \
+    ptrdiff_t sb, ss;                                                         \
+} fl_chunk_##SUF;                                                             \
+                                                                              \
+void fl_project_chunk_##SUF(const fl_chunk_##SUF *c, ptrdiff_t p0, ptrdiff_t p1);
+
+FL_DECLARE_CHUNK(float, f32)
+FL_DECLARE_CHUNK(double, f64)
+#undef FL_DECLARE_CHUNK
 
 #endif /* FASTLSTM_FORWARD_H */

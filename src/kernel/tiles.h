@@ -26,6 +26,11 @@ typedef struct {                                                              \
     ptrdiff_t U;                  /* units: length of the k loop */           \
     const T *h;              /* h_prev, column 0      [mr][ldh] */            \
     ptrdiff_t ldh;                                                            \
+    const T *hg;             /* or NULL; else the product's h_prev per gate: \
+                                gate g's (h times its recurrent dropout     \
+                                mask) at hg + g * ldg [mr][ldh]; h is still  \
+                                what a skipped step carries */               \
+    ptrdiff_t ldg;                                                            \
     ptrdiff_t col;                /* first unit of the block (p * W) */       \
     const T *r;              /* packed panel          [U][4][W] */            \
     const T *x;              /* input projection      [mr][ldx] at block */   \
@@ -45,7 +50,9 @@ typedef struct {                                                              \
 } fl_tile_##SUF;
 
 /* A product tile for mr rows and one block (4*W columns):
- *   out[r] = init[r] + sum_k x[r * ldx + k * ldk] * panel[k].
+ *   out[r] = init[r] + sum_k x[r * ldx + k * ldk] * panel[k],
+ * where gate g's columns read x at x + g * ldg (ldg = 0: one x for all
+ * gates; else a copy per gate, the gate's dropout mask applied).
  * The input projection: x row-major (ldk = 1), init = the block's bias for
  * every row (ldb = 0).  Training's weight gradients x^T dZ and h^T dZ: x
  * read down its columns (ldx = 1), init = out to accumulate (bias = out,
@@ -53,8 +60,8 @@ typedef struct {                                                              \
 #define FL_DEFINE_PROJ_ARGS(T, SUF)                                           \
 typedef struct {                                                              \
     ptrdiff_t n_in;               /* length of the k loop */                  \
-    const T *x;                   /* x[r * ldx + k * ldk] */                  \
-    ptrdiff_t ldx, ldk;                                                       \
+    const T *x;                   /* x[g * ldg + r * ldx + k * ldk] */        \
+    ptrdiff_t ldx, ldk, ldg;                                                  \
     const T *kp;                  /* packed panel          [n_in][4][W] */    \
     const T *bias;                /* init of row r at r * ldb, or NULL */     \
     ptrdiff_t ldb;                                                            \
@@ -64,7 +71,9 @@ typedef struct {                                                              \
 
 /* Training's backward step for mr rows and a group of up to 4 blocks (4*W
  * units): dh += dzn @ R^T for the group's units, then, when `rec` is set,
- * the cell's backward step, which writes the step's dZ and updates dc. */
+ * the cell's backward step, which writes the step's dZ and updates dc.
+ * With dropout masks (gmask), the product is taken per gate block g and
+ * times its mask: dh += sum_g (dzn_g @ R_g^T) * mask_g, g = i, f, c, o. */
 #define FL_DEFINE_BACK_ARGS(T, SUF)                                           \
 typedef struct {                                                              \
     ptrdiff_t K;             /* gate columns of dzn (4*Up), 0: no product */  \
@@ -81,6 +90,8 @@ typedef struct {                                                              \
     const unsigned char *mask; /* mask[b, t] of row 0, or NULL [mr][ldm] */   \
     ptrdiff_t ldm;                                                            \
     T *dz;                   /* out: dZ of the step at the group, by blocks */ \
+    const T *gmask;          /* or NULL: the masks at the group, gate g of  */ \
+    ptrdiff_t ldgm, gmstride; /* row r at g * gmstride + r * ldgm */          \
     int nblk;                /* blocks in the group (1..4) */                 \
     int nlast;               /* real units of its last block (<= W) */        \
     int act, rec_act;                                                         \

@@ -31,9 +31,13 @@ static void fl_proj_portable_##SUF(int mr, const fl_proj_##SUF *a)            \
             acc[r][j] = a->bias != NULL ? a->bias[r * a->ldb + j] : (T)0;     \
     for (k = 0; k < a->n_in; ++k, kp += 4 * FL_PW)                            \
         for (r = 0; r < mr; ++r) {                                            \
-            T xv = a->x[r * a->ldx + k * a->ldk];                             \
-            for (j = 0; j < 4 * FL_PW; ++j)                                   \
-                acc[r][j] += xv * kp[j];                                      \
+            const T *xr = a->x + r * a->ldx + k * a->ldk;                     \
+            if (a->ldg == 0)                                                  \
+                for (j = 0; j < 4 * FL_PW; ++j)                               \
+                    acc[r][j] += xr[0] * kp[j];                               \
+            else        /* gate g reads its own x */                          \
+                for (j = 0; j < 4 * FL_PW; ++j)                               \
+                    acc[r][j] += xr[j / FL_PW * a->ldg] * kp[j];              \
         }                                                                     \
     for (r = 0; r < mr; ++r)                                                  \
         memcpy(a->out + r * a->ldo, acc[r], sizeof acc[r]);                   \
@@ -93,9 +97,15 @@ static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
             acc[r][j] = a->x[r * a->ldx + j];                                 \
     for (k = 0; k < a->U; ++k, rp += 4 * FL_PW)                               \
         for (r = 0; r < mr; ++r) {                                            \
-            T hv = a->h[r * a->ldh + k];                                      \
-            for (j = 0; j < 4 * FL_PW; ++j)                                   \
-                acc[r][j] += hv * rp[j];                                      \
+            if (a->hg == NULL) {                                              \
+                T hv = a->h[r * a->ldh + k];                                  \
+                for (j = 0; j < 4 * FL_PW; ++j)                               \
+                    acc[r][j] += hv * rp[j];                                  \
+            } else {    /* gate g reads its own h_prev (dropout) */           \
+                const T *hk = a->hg + r * a->ldh + k;                         \
+                for (j = 0; j < 4 * FL_PW; ++j)                               \
+                    acc[r][j] += hk[j / FL_PW * a->ldg] * rp[j];              \
+            }                                                                 \
         }                                                                     \
     fl_cell_portable_##SUF(mr, acc, a);                                       \
 }
@@ -111,13 +121,33 @@ static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
     for (r = 0; r < mr; ++r)                                                  \
         for (j = 0; j < nu; ++j)                                              \
             acc[r][j] = a->dh[r * a->lds + j];                                \
-    for (k = 0; k < a->K; ++k, rp += 4 * FL_PW)                               \
-        for (r = 0; r < mr; ++r) {                                            \
-            T dv = a->dzn[k / (4 * FL_PW) * a->zstride + r * a->ldz           \
-                          + k % (4 * FL_PW)];                                 \
-            for (j = 0; j < nu; ++j)                                          \
-                acc[r][j] += dv * rp[j];                                      \
+    if (a->gmask == NULL) {                                                   \
+        for (k = 0; k < a->K; ++k, rp += 4 * FL_PW)                           \
+            for (r = 0; r < mr; ++r) {                                        \
+                T dv = a->dzn[k / (4 * FL_PW) * a->zstride + r * a->ldz       \
+                              + k % (4 * FL_PW)];                             \
+                for (j = 0; j < nu; ++j)                                      \
+                    acc[r][j] += dv * rp[j];                                  \
+            }                                                                 \
+    } else if (a->K > 0) {  /* dropout: per gate block, times its mask */    \
+        for (int g = 0; g < 4; ++g) {                                         \
+            T part[FL_PMR][4 * FL_PW] = {{0}};                                \
+            for (k = 0; k < a->K; ++k) {                                      \
+                if (k % (4 * FL_PW) / FL_PW != g)                             \
+                    continue;                                                 \
+                for (r = 0; r < mr; ++r) {                                    \
+                    T dv = a->dzn[k / (4 * FL_PW) * a->zstride + r * a->ldz   \
+                                  + k % (4 * FL_PW)];                         \
+                    for (j = 0; j < nu; ++j)                                  \
+                        part[r][j] += dv * rp[k * 4 * FL_PW + j];             \
+                }                                                             \
+            }                                                                 \
+            const T *m = a->gmask + g * a->gmstride;                          \
+            for (r = 0; r < mr; ++r)                                          \
+                for (j = 0; j < nu; ++j)                                      \
+                    acc[r][j] += part[r][j] * m[r * a->ldgm + j];             \
         }                                                                     \
+    }                                                                         \
     for (r = 0; r < mr; ++r) {                                                \
         T *dhr = a->dh + r * a->lds;                                          \
         if (a->rec == NULL) {      /* the gradient of the initial h */        \

@@ -102,11 +102,36 @@ FN(cell_rows)(const int mr, V z[][4], const FL_CAT(fl_tile, FL_TS) *a)
     } while (0)
 #endif
 
+/* One step k of a row's four gate accumulators: acc[g] += v * b_g, where
+ * v is *x for every gate, or with pg (a constant) gate g's own value
+ * x[g * ldg] (dropout's per-gate copies of x or h). */
 FL_INLINE void
-FN(tile_rows)(const int mr, const FL_CAT(fl_tile, FL_TS) *a)
+FN(gates_fma)(const int pg, V acc[4], const FL_T *x, const ptrdiff_t ldg,
+              const V b0, const V b1, const V b2, const V b3)
+{
+    if (pg) {
+        acc[0] += FN(splat)(x[0]) * b0;
+        acc[1] += FN(splat)(x[ldg]) * b1;
+        acc[2] += FN(splat)(x[2 * ldg]) * b2;
+        acc[3] += FN(splat)(x[3 * ldg]) * b3;
+    } else {
+        V v = FN(splat)(x[0]);
+        acc[0] += v * b0;
+        acc[1] += v * b1;
+        acc[2] += v * b2;
+        acc[3] += v * b3;
+    }
+}
+
+/* pg (a constant): the product reads a copy of h_prev per gate (a->hg,
+ * recurrent dropout); else one h_prev for all four gates. */
+FL_INLINE void
+FN(tile_rows)(const int mr, const int pg, const FL_CAT(fl_tile, FL_TS) *a)
 {
     V acc[FL_MR][4];
     const FL_T *rp = a->r;
+    const FL_T *h = pg ? a->hg : a->h;
+    const ptrdiff_t ldg = a->ldg;
     ptrdiff_t k;
 #pragma GCC unroll 16
     for (int r = 0; r < mr; ++r)
@@ -119,11 +144,7 @@ FN(tile_rows)(const int mr, const FL_CAT(fl_tile, FL_TS) *a)
         FL_KEEP_PANEL(mr, b0, b1, b2, b3);
 #pragma GCC unroll 16
         for (int r = 0; r < mr; ++r) {
-            V hv = FN(splat)(a->h[r * a->ldh + k]);
-            acc[r][0] += hv * b0;
-            acc[r][1] += hv * b1;
-            acc[r][2] += hv * b2;
-            acc[r][3] += hv * b3;
+            FN(gates_fma)(pg, acc[r], h + r * a->ldh + k, ldg, b0, b1, b2, b3);
         }
     }
     /* The cell update goes row by row through memory: unrolled over all
@@ -138,10 +159,12 @@ FN(tile_rows)(const int mr, const FL_CAT(fl_tile, FL_TS) *a)
 }
 
 /* Product rows (fl_proj in tiles.h): out[r] = init[r] + the sum over k
- * of x[r * ldx + k * ldk] * panel[k], for mr rows and one block. */
+ * of x[r * ldx + k * ldk] * panel[k], for mr rows and one block; pg (a
+ * constant): gate g reads its own x at x + g * ldg. */
 FL_INLINE void
-FN(proj_rows)(const int mr, const FL_CAT(fl_proj, FL_TS) *a)
+FN(proj_rows)(const int mr, const int pg, const FL_CAT(fl_proj, FL_TS) *a)
 {
+    const ptrdiff_t ldg = a->ldg;
     V acc[FL_MR][4];
     const FL_T *kp = a->kp;
 #pragma GCC unroll 16
@@ -157,11 +180,7 @@ FN(proj_rows)(const int mr, const FL_CAT(fl_proj, FL_TS) *a)
         const FL_T *xk = a->x + k * a->ldk;
 #pragma GCC unroll 16
         for (int r = 0; r < mr; ++r) {
-            V xv = FN(splat)(xk[r * a->ldx]);
-            acc[r][0] += xv * b0;
-            acc[r][1] += xv * b1;
-            acc[r][2] += xv * b2;
-            acc[r][3] += xv * b3;
+            FN(gates_fma)(pg, acc[r], xk + r * a->ldx, ldg, b0, b1, b2, b3);
         }
     }
 #pragma GCC unroll 16
@@ -174,19 +193,17 @@ FN(proj_rows)(const int mr, const FL_CAT(fl_proj, FL_TS) *a)
 /* Training's backward step (fl_back in tiles.h).  The product keeps
  * the tile's fixed summation order: lane j of row r sums dh[r, j] +
  * dzn[r, 0] * rt[0, j] + dzn[r, 1] * rt[1, j] + ... */
+/* acc[r][j] += the sum over the gate columns k in [k0, k0 + kn) of each
+ * block q of dzn of dzn[r, q, k] * rt[q, k, j] (the backward product, or
+ * one gate's part of it). */
 FL_INLINE void
-FN(back_rows)(const int mr, const int nb, const FL_CAT(fl_back, FL_TS) *a)
+FN(back_product)(const int mr, const int nb, const FL_CAT(fl_back, FL_TS) *a,
+                 const int k0, const int kn, V acc[][4])
 {
-    V acc[FL_MR][4];
-    const FL_T *rp = a->rt;
-#pragma GCC unroll 16
-    for (int r = 0; r < mr; ++r)
-#pragma GCC unroll 4
-        for (int j = 0; j < nb; ++j)
-            acc[r][j] = FN(load)(a->dh + r * a->lds + j * FL_W);
     for (ptrdiff_t q = 0; q < a->K / (4 * FL_W); ++q) {
         const FL_T *zp = a->dzn + q * a->zstride;
-        for (int k = 0; k < 4 * FL_W; ++k, rp += 4 * FL_W) {
+        const FL_T *rp = a->rt + (q * 4 * FL_W + k0) * 4 * FL_W;
+        for (int k = k0; k < k0 + kn; ++k, rp += 4 * FL_W) {
             V bv[4];
 #pragma GCC unroll 4
             for (int j = 0; j < nb; ++j) {
@@ -201,6 +218,36 @@ FN(back_rows)(const int mr, const int nb, const FL_CAT(fl_back, FL_TS) *a)
                 for (int j = 0; j < nb; ++j)
                     acc[r][j] += dv * bv[j];
             }
+        }
+    }
+}
+
+FL_INLINE void
+FN(back_rows)(const int mr, const int nb, const FL_CAT(fl_back, FL_TS) *a)
+{
+    V acc[FL_MR][4];
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < nb; ++j)
+            acc[r][j] = FN(load)(a->dh + r * a->lds + j * FL_W);
+    if (a->gmask == NULL) {
+        FN(back_product)(mr, nb, a, 0, 4 * FL_W, acc);
+    } else if (a->K > 0) {      /* dropout: per gate block, times its mask */
+        for (int g = 0; g < 4; ++g) {
+            V part[FL_MR][4];
+            const FL_T *m = a->gmask + g * a->gmstride;
+#pragma GCC unroll 16
+            for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+                for (int j = 0; j < nb; ++j)
+                    part[r][j] = FN(splat)(0.0f);
+            FN(back_product)(mr, nb, a, g * FL_W, FL_W, part);
+#pragma GCC unroll 16
+            for (int r = 0; r < mr; ++r)
+#pragma GCC unroll 4
+                for (int j = 0; j < nb; ++j)
+                    acc[r][j] += part[r][j] * FN(load)(m + r * a->ldgm + j * FL_W);
         }
     }
     V d[FL_MR][4];
@@ -312,15 +359,33 @@ FN(back_rows)(const int mr, const int nb, const FL_CAT(fl_back, FL_TS) *a)
     default: f(1, a); break;                                                  \
     }
 
+/* One operand for all gates, or one per gate (dropout), as a constant. */
+#define FL_PROJ_SHARED(m, a) FN(proj_rows)(m, 0, a)
+#define FL_PROJ_PER_GATE(m, a) FN(proj_rows)(m, 1, a)
+#define FL_TILE_SHARED(m, a) FN(tile_rows)(m, 0, a)
+#define FL_TILE_PER_GATE(m, a) FN(tile_rows)(m, 1, a)
+
 static void FN(proj)(int mr, const FL_CAT(fl_proj, FL_TS) *a)
 {
-    FL_MR_SWITCH(FN(proj_rows))
+    if (a->ldg == 0) {
+        FL_MR_SWITCH(FL_PROJ_SHARED)
+    } else {
+        FL_MR_SWITCH(FL_PROJ_PER_GATE)
+    }
 }
 
 static void FN(tile)(int mr, const FL_CAT(fl_tile, FL_TS) *a)
 {
-    FL_MR_SWITCH(FN(tile_rows))
+    if (a->hg == NULL) {
+        FL_MR_SWITCH(FL_TILE_SHARED)
+    } else {
+        FL_MR_SWITCH(FL_TILE_PER_GATE)
+    }
 }
+#undef FL_PROJ_SHARED
+#undef FL_PROJ_PER_GATE
+#undef FL_TILE_SHARED
+#undef FL_TILE_PER_GATE
 
 /* The group's blocks as a compile-time constant too: no product is
  * computed for blocks past the last unit. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cancel.h"
+#include "forward.h"
 #include "isa.h"
 #include "plan.h"
 #include "pool.h"
@@ -19,6 +20,13 @@
  * weight gradients and dL/dx follow as passes of their own, over groups of
  * blocks and of rows.
  *
+ * Dropout (Keras's LSTMCell with per-gate masks) runs on the same tiles:
+ * each gate block of a product reads its own operand (the tiles' gate
+ * strides), x times the gate's input mask (copies made by the caller) and
+ * h times the gate's recurrent mask (hm, written here after each step);
+ * the backward products take each gate's part times its mask.  Bitwise
+ * for any thread count as without dropout.
+ *
  * Buffers (B batch, T_ steps, I features, U units padded to Up = NB * W,
  * NQ = ceil(NB / 4) groups of 4 blocks, G4 = 4 * Up, G6 = NB * 6 * W):
  *   rec  [T_ + 1][B][G6]  slot s + 1: the record of processing step s
@@ -28,6 +36,9 @@
  *                         writes slot t (backwards) or t + 1, so slots
  *                         [backwards, backwards + T_) are the h entering
  *                         each step t, in time order
+ *   hm   [4][T_ + 1][B][ldh] with recurrent dropout: hs times each gate's
+ *                         mask, gate-major so that each gate's h rows lie
+ *                         one row stride apart for the weight gradients
  *   x and hs have row strides ldx >= I and ldh >= Up whose byte sizes are
  *   not multiples of 512: the weight gradient tiles read them down columns,
  *   and rows a power of two apart would share a few cache sets.
@@ -43,7 +54,13 @@ typedef struct {                                                              \
     ptrdiff_t ldx, ldh;  /* row strides of x and of hs, c, y (see below) */   \
     int backwards, act, rec_act;                                              \
     const fl_ops_##SUF *ops;  /* the tiles (isa.h) */                         \
-    const T *x;         /* inputs, time-major        [T_][B][ldx] */          \
+    const T *x;         /* inputs, time-major        [P][T_][B][ldx] */       \
+    ptrdiff_t xg;       /* 0 (P = 1), or T_ * B * ldx: x times each gate's    \
+                           input dropout mask (P = 4) */                      \
+    const T *xmask;     /* those masks [4][B][ldo of dx], or NULL */          \
+    const T *hmask;     /* recurrent dropout masks   [4][B][Up], or NULL */   \
+    T *hm;              /* h times them: as hs, per gate [4][T_ + 1][B][ldh], \
+                           or NULL */                                         \
     const T *kp;        /* packed kernel             [NB][I][4][W] */         \
     const T *bias;      /* packed bias               [NB][4][W] */            \
     const T *r;         /* packed recurrent kernel   [NB][U][4][W] */         \
@@ -62,6 +79,24 @@ typedef struct {                                                              \
     fl_cancel *cancel;  /* polled at every step, chunk or tile */             \
 } fl_train_##SUF;                                                             \
                                                                               \
+/* With recurrent dropout: slot `slot` of hm, rows [r0, r1), = h times each \
+ * gate's mask (one rounding, as Keras's h * mask). */                        \
+static void fl_train_mask_h_##SUF(const fl_train_##SUF *a, ptrdiff_t slot,    \
+                                  ptrdiff_t r0, ptrdiff_t r1)                 \
+{                                                                             \
+    if (a->hm == NULL)                                                        \
+        return;                                                               \
+    const ptrdiff_t B = a->B, Up = a->Up, ldh = a->ldh;                       \
+    for (ptrdiff_t g = 0; g < 4; ++g)                                         \
+        for (ptrdiff_t b = r0; b < r1; ++b) {                                 \
+            const T *h = a->hs + (slot * B + b) * ldh;                        \
+            const T *m = a->hmask + (g * B + b) * Up;                         \
+            T *out = a->hm + ((g * (a->T_ + 1) + slot) * B + b) * ldh;        \
+            for (ptrdiff_t j = 0; j < Up; ++j)                                \
+                out[j] = h[j] * m[j];                                         \
+        }                                                                     \
+}                                                                             \
+                                                                              \
 static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
                                         ptrdiff_t r0, ptrdiff_t r1)           \
 {                                                                             \
@@ -72,50 +107,38 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
     /* Steps projected at once: their records stay in L2 until stepped. */    \
     ptrdiff_t chunk = ((ptrdiff_t)1 << 19) / (rows * G6 * (ptrdiff_t)sizeof(T)); \
     chunk = chunk < 1 ? 1 : chunk;                                            \
+    if (chunk > a->MR)              /* whole tiles of steps along time */     \
+        chunk -= chunk % a->MR;                                               \
     fl_tile_##SUF tl;                                                         \
-    fl_proj_##SUF pj;                                                         \
     tl.U = a->U; tl.ldh = ldh; tl.ldc = ldh; tl.ldx = G6; tl.ldr = G6;        \
     tl.ldm = T_; tl.lds = T_ * a->U; tl.act = a->act; tl.rec_act = a->rec_act; \
-    pj.n_in = I;                                                              \
-    pj.ldk = 1;                                                               \
-    pj.ldb = 0;                                                               \
+    tl.ldg = a->hm != NULL ? (T_ + 1) * B * ldh : 0;                          \
+    fl_chunk_##SUF ch;                                                        \
+    memset(&ch, 0, sizeof ch);                                                \
+    ch.ops = a->ops; ch.rows = rows; ch.n_in = I;                             \
+    ch.kp = a->kp; ch.bias = a->bias;                                         \
+    ch.xb = ldx; ch.xs = a->backwards ? -B * ldx : B * ldx; ch.xg = a->xg;    \
+    ch.ob = G6; ch.os = slot; ch.op = W6;                                     \
     for (ptrdiff_t b = r0; b < r1; ++b)      /* slot 0: the initial c */      \
         for (ptrdiff_t p = 0; p < a->NB; ++p)                                 \
             memcpy(a->rec + b * G6 + p * W6 + 4 * a->W, a->c + b * ldh + p * a->W, \
                    a->W * sizeof(T));                                         \
+    fl_train_mask_h_##SUF(a, a->backwards ? T_ : 0, r0, r1);                  \
     for (ptrdiff_t s0 = 0; s0 < T_; s0 += chunk) {                            \
-        ptrdiff_t tc = T_ - s0 < chunk ? T_ - s0 : chunk;                     \
-        /* Projection of the chunk's steps into their records' gates,        \
-         * tiled along time within a row when the chunk is long enough. */    \
-        int along_time = tc >= a->MR || rows < tc;                            \
-        ptrdiff_t outer = along_time ? rows : tc;                             \
-        ptrdiff_t inner = along_time ? tc : rows;                             \
-        ptrdiff_t ptiles = (inner + a->MR - 1) / a->MR;                       \
-        pj.ldx = !along_time ? ldx : a->backwards ? -B * ldx : B * ldx;       \
-        pj.ldo = along_time ? slot : G6;                                      \
-        for (ptrdiff_t p = 0; p < a->NB; ++p) {                               \
-            pj.kp = a->kp + p * I * W4;                                       \
-            pj.bias = a->bias + p * W4;                                       \
-            for (ptrdiff_t o = 0; o < outer; ++o) {                           \
-                ptrdiff_t i0 = 0;                                             \
-                for (ptrdiff_t q = 0; q < ptiles; ++q) {                      \
-                    int mr = fl_tile_rows(inner, ptiles, q);                  \
-                    ptrdiff_t b = r0 + (along_time ? o : i0);                 \
-                    ptrdiff_t s = s0 + (along_time ? i0 : o);                 \
-                    ptrdiff_t t = a->backwards ? T_ - 1 - s : s;              \
-                    pj.x = a->x + (t * B + b) * ldx;                          \
-                    pj.out = a->rec + (s + 1) * slot + b * G6 + p * W6;       \
-                    a->ops->proj(mr, &pj);                                    \
-                    i0 += mr;                                                 \
-                }                                                             \
-            }                                                                 \
-        }                                                                     \
+        /* Projection of the chunk's steps into their records' gates. */      \
+        ch.steps = T_ - s0 < chunk ? T_ - s0 : chunk;                         \
+        ch.x = a->x + ((a->backwards ? T_ - 1 - s0 : s0) * B + r0) * ldx;     \
+        ch.out = a->rec + (s0 + 1) * slot + r0 * G6;                          \
+        fl_project_chunk_##SUF(&ch, 0, a->NB);                                \
+        ptrdiff_t tc = ch.steps;                                              \
         for (ptrdiff_t s = s0; s < s0 + tc; ++s) {                            \
             if (fl_cancelled(a->cancel, thread))                              \
                 return;                                                       \
             ptrdiff_t t = a->backwards ? T_ - 1 - s : s;                      \
-            T *hprev = a->hs + (a->backwards ? t + 1 : t) * B * ldh;          \
-            T *hnext = a->hs + (a->backwards ? t : t + 1) * B * ldh;          \
+            ptrdiff_t prev = a->backwards ? t + 1 : t;                        \
+            ptrdiff_t next = a->backwards ? t : t + 1;                        \
+            T *hprev = a->hs + prev * B * ldh;                                \
+            T *hnext = a->hs + next * B * ldh;                                \
             for (ptrdiff_t p = 0; p < a->NB; ++p) {                           \
                 ptrdiff_t col = p * a->W, b = r0;                             \
                 tl.col = col;                                                 \
@@ -124,6 +147,7 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
                 for (ptrdiff_t q = 0; q < ntiles; ++q) {                      \
                     int mr = fl_tile_rows(rows, ntiles, q);                   \
                     tl.h = hprev + b * ldh;                                   \
+                    tl.hg = a->hm != NULL ? a->hm + (prev * B + b) * ldh : NULL; \
                     /* the tile reads its projection before writing the      \
                      * record over it */                                      \
                     tl.rec = a->rec + (s + 1) * slot + b * G6 + p * W6;       \
@@ -138,6 +162,7 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
                     b += mr;                                                  \
                 }                                                             \
             }                                                                 \
+            fl_train_mask_h_##SUF(a, next, r0, r1);                           \
         }                                                                     \
     }                                                                         \
 }                                                                             \
@@ -154,6 +179,7 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a, int thread, \
     bk.ldz = W4; bk.zstride = T_ * B * W4;                                    \
     bk.lds = Up; bk.ldr = G6; bk.ldq = T_ * a->U; bk.ldm = T_;                \
     bk.act = a->act; bk.rec_act = a->rec_act;                                 \
+    bk.ldgm = Up; bk.gmstride = B * Up;                                       \
     for (ptrdiff_t s = T_ - 1; s >= -1; --s) {                                \
         if (fl_cancelled(a->cancel, thread))                                  \
             return;                                                           \
@@ -172,6 +198,7 @@ static void fl_train_backward_rows_##SUF(const fl_train_##SUF *a, int thread, \
                 bk.dh = a->dh + b * Up + p0 * W;                              \
                 bk.dc = a->dc + b * Up + p0 * W;                              \
                 bk.dy = a->dy != NULL ? a->dy + b * Up + p0 * W : NULL;       \
+                bk.gmask = a->hmask != NULL ? a->hmask + b * Up + p0 * W : NULL; \
                 bk.rec = NULL;                                                \
                 if (s >= 0) {                                                 \
                     bk.rec = a->rec + (s + 1) * slot + b * G6 + p0 * W6;      \
@@ -199,7 +226,9 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
     const ptrdiff_t BT = a->B * a->T_, I = a->n_in, U = a->U;                 \
     const ptrdiff_t ldx = a->ldx, ldh = a->ldh, W4 = 4 * a->W, G4 = 4 * a->Up; \
     const ptrdiff_t kc = (16384 / (ptrdiff_t)sizeof(T)) / W4;   /* 16 KiB */  \
-    const T *hin = a->hs + (a->backwards ? a->B * ldh : 0);                   \
+    /* with dropout, per gate: x and h times the gate's masks */             \
+    const T *hin = (a->hm != NULL ? a->hm : a->hs) + (a->backwards ? a->B * ldh : 0); \
+    const ptrdiff_t hg = a->hm != NULL ? (a->T_ + 1) * a->B * ldh : 0;        \
     const ptrdiff_t ti = (I + a->MR - 1) / a->MR, tu = (U + a->MR - 1) / a->MR; \
     fl_proj_##SUF xt;    /* out[r] (+)= sum_k x[k * ldk + r] * dz[k] */       \
     xt.ldx = 1;                                                               \
@@ -212,6 +241,7 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
             ptrdiff_t i0 = 0, u0 = 0;                                         \
             xt.kp = a->dz + (p * BT + k0) * W4;                               \
             xt.ldk = ldx;                                                     \
+            xt.ldg = a->xg;                                                   \
             for (ptrdiff_t q = 0; q < ti; ++q) {                              \
                 int mr = fl_tile_rows(I, ti, q);                              \
                 xt.x = a->x + k0 * ldx + i0;                                  \
@@ -221,6 +251,7 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
                 i0 += mr;                                                     \
             }                                                                 \
             xt.ldk = ldh;                                                     \
+            xt.ldg = hg;                                                      \
             for (ptrdiff_t q = 0; q < tu; ++q) {                              \
                 int mr = fl_tile_rows(U, tu, q);                              \
                 xt.x = hin + k0 * ldh + u0;                                   \
@@ -242,27 +273,37 @@ static void fl_train_weights_##SUF(const fl_train_##SUF *a, int thread,       \
 }                                                                             \
                                                                               \
 /* dL/dx of rows [r0, r1) (row t * B + b) = dz @ kernel^T: the product half  \
- * of the backward tile, over groups of 4 blocks of W features. */            \
+ * of the backward tile, over groups of 4 blocks of W features.  With input \
+ * dropout masks (per batch row) the tiles stop at each step's last row. */  \
 static void fl_train_dx_rows_##SUF(const fl_train_##SUF *a, int thread,       \
                                    ptrdiff_t r0, ptrdiff_t r1)                \
 {                                                                             \
-    const ptrdiff_t BT = a->B * a->T_, W4 = 4 * a->W, G4 = 4 * a->Up;         \
+    const ptrdiff_t B = a->B, BT = B * a->T_, W4 = 4 * a->W, G4 = 4 * a->Up;  \
     const ptrdiff_t nbx = (a->n_in + a->W - 1) / a->W, ldo = nbx * a->W;      \
-    const ptrdiff_t rows = r1 - r0, ntiles = (rows + a->MR - 1) / a->MR;      \
     fl_back_##SUF bk;                                                         \
+    memset(&bk, 0, sizeof bk);                                                \
     bk.K = G4; bk.ldz = W4; bk.zstride = BT * W4; bk.lds = ldo; bk.rec = NULL; \
+    bk.ldgm = ldo; bk.gmstride = B * ldo;                                     \
     for (ptrdiff_t p0 = 0; p0 < nbx; p0 += 4) {                               \
-        ptrdiff_t b = r0;                                                     \
         bk.rt = a->kt + (p0 / 4) * G4 * W4;                                   \
         bk.nblk = (int)(nbx - p0 < 4 ? nbx - p0 : 4);                         \
-        for (ptrdiff_t q = 0; q < ntiles; ++q) {                              \
-            if (fl_cancelled(a->cancel, thread))                              \
-                return;                                                       \
-            int mr = fl_tile_rows(rows, ntiles, q);                           \
-            bk.dzn = a->dz + b * W4;                                          \
-            bk.dh = a->dx + b * ldo + p0 * a->W;                              \
-            a->ops->back(mr, &bk);                                            \
-            b += mr;                                                          \
+        for (ptrdiff_t n0 = r0; n0 < r1; ) {                                  \
+            ptrdiff_t n1 = a->xmask != NULL && (n0 / B + 1) * B < r1          \
+                ? (n0 / B + 1) * B : r1;                                      \
+            ptrdiff_t rows = n1 - n0, ntiles = (rows + a->MR - 1) / a->MR;    \
+            ptrdiff_t b = n0;                                                 \
+            for (ptrdiff_t q = 0; q < ntiles; ++q) {                          \
+                if (fl_cancelled(a->cancel, thread))                          \
+                    return;                                                   \
+                int mr = fl_tile_rows(rows, ntiles, q);                       \
+                bk.dzn = a->dz + b * W4;                                      \
+                bk.dh = a->dx + b * ldo + p0 * a->W;                          \
+                bk.gmask = a->xmask != NULL                                   \
+                    ? a->xmask + (b % B) * ldo + p0 * a->W : NULL;            \
+                a->ops->back(mr, &bk);                                        \
+                b += mr;                                                      \
+            }                                                                 \
+            n0 = n1;                                                          \
         }                                                                     \
     }                                                                         \
 }                                                                             \
@@ -335,10 +376,11 @@ FL_DEFINE_PAD(double, f64)
 
 /* The entries of one dtype (train.h). */
 #define FL_DEFINE_TRAIN_ENTRIES(T, SUF)                                       \
-int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
-                           const T *bias, const T *recurrent, T *h, T *c,     \
-                           T *y, const unsigned char *mask, T *seq, T *rec,   \
-                           T *hs, ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,   \
+int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,           \
+                           const T *kernel, const T *bias, const T *recurrent, \
+                           T *h, T *c, T *y, const unsigned char *mask,       \
+                           const T *hmask, T *seq, T *rec, T *hs, T *hm,      \
+                           ptrdiff_t ldh, ptrdiff_t B, ptrdiff_t T_,          \
                            ptrdiff_t n_in, ptrdiff_t U, int isa, int backwards, \
                            int act, int rec_act, int threads,                 \
                            int (*poll)(void *), void *poll_ctx)               \
@@ -363,6 +405,7 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
     a.W = W; a.MR = ops->rows; a.ldx = ldx; a.ldh = ldh;                      \
     a.backwards = backwards; a.act = act; a.rec_act = rec_act; a.ops = ops;   \
     a.x = x; a.kp = kernel; a.bias = bias; a.r = recurrent;                   \
+    a.xg = x_gates > 1 ? T_ * B * ldx : 0; a.hmask = hmask; a.hm = hm;        \
     a.rec = rec; a.hs = hs; a.c = cbuf; a.y = ybuf; a.mask = mask; a.seq = seq; \
     fl_cancel cancel = fl_cancel_start(poll, poll_ctx);                       \
     a.cancel = &cancel;                                                       \
@@ -379,9 +422,11 @@ int fl_train_forward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel,        \
     return 0;                                                                 \
 }                                                                             \
                                                                               \
-int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
+int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, int x_gates,          \
+                            const T *xmask, const T *kernel_t,                \
                             const T *recurrent_t, const T *rec, const T *hs,  \
-                            ptrdiff_t ldh, T *dz, const unsigned char *mask,  \
+                            const T *hmask, const T *hm, ptrdiff_t ldh,       \
+                            T *dz, const unsigned char *mask,                 \
                             const T *dseq, T *dh, T *dc, const T *dy, T *dx,  \
                             T *dkernel, T *drk, T *dbias, ptrdiff_t B,        \
                             ptrdiff_t T_, ptrdiff_t n_in, ptrdiff_t U, int isa, \
@@ -412,6 +457,8 @@ int fl_train_backward_##SUF(const T *x, ptrdiff_t ldx, const T *kernel_t,     \
     a.W = W; a.MR = ops->rows; a.ldx = ldx; a.ldh = ldh;                      \
     a.backwards = backwards; a.act = act; a.rec_act = rec_act; a.ops = ops;   \
     a.x = x; a.rt = recurrent_t; a.rec = (T *)rec; a.hs = (T *)hs; a.dz = dz; \
+    a.xg = x_gates > 1 ? T_ * B * ldx : 0; a.xmask = xmask;                   \
+    a.hmask = hmask; a.hm = (T *)hm;                                          \
     a.mask = mask; a.dh = dhp; a.dc = dcp; a.dy = dyp; a.dseq = dseq;         \
     a.dkernel = dkernel; a.drk = drk; a.dbias = dbias; a.kt = kernel_t;       \
     a.dx = dx;                                                                \
