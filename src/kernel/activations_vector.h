@@ -9,9 +9,12 @@
  */
 #if FL_F64
 /* exp(x) for x <= 0 (or NaN, which propagates); results below DBL_MIN
- * flush to 0, where NumPy's values are subnormal or 0.  Cephes exp:
- * x = n ln2 + r, |r| <= ln2 / 2, and a Pade form
- * exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)). */
+ * flush to 0, where NumPy's values are subnormal or 0.  x = n ln2 + r,
+ * |r| <= ln2 / 2 (Cephes's reduction), and exp(r) by its Taylor polynomial
+ * of degree 13 (truncation under 0.03 ulp): no division, unlike Cephes's
+ * Pade form, since a double division occupies the divider 8-16 cycles a
+ * vector (the AVX-512 cell's 8 units made 12 of them, about a third of
+ * the FMA time of their H = 256 product). */
 FL_INLINE V FN(exp_neg)(V x)
 {
     const V lo = FN(splat)(-708.39641853226410622);    /* log(DBL_MIN) */
@@ -23,13 +26,19 @@ FL_INLINE V FN(exp_neg)(V x)
     VI ni = (VI)t - (VI)magic;
     V r = xc - n * 6.93145751953125E-1;                 /* Cody-Waite: ln 2 = hi + lo */
     r = r - n * 1.42860682030941723212E-6;
-    V rr = r * r;
-    V p = 1.26177193074810590878E-4 * rr + 3.02994407707441961300E-2;
-    p = (p * rr + 9.99999999999999999910E-1) * r;
-    V q = 3.00198505138664455042E-6 * rr + 2.52448340349684104192E-3;
-    q = q * rr + 2.27265548208155028766E-1;
-    q = q * rr + 2.00000000000000000009E0;
-    V y = 1.0 + 2.0 * (p / (q - p));
+    V p = 1.6059043836821613e-10 * r + 2.08767569878681e-09;      /* 1/13!, 1/12! */
+    p = p * r + 2.505210838544172e-08;
+    p = p * r + 2.755731922398589e-07;
+    p = p * r + 2.7557319223985893e-06;
+    p = p * r + 2.48015873015873e-05;
+    p = p * r + 1.984126984126984e-04;
+    p = p * r + 1.388888888888889e-03;
+    p = p * r + 8.333333333333333e-03;
+    p = p * r + 4.1666666666666664e-02;
+    p = p * r + 1.6666666666666666e-01;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    V y = p * r + 1.0;
     y = y * (V)((ni + 1023) << 52);                     /* * 2**n, n in [-1022, 0] */
     return FN(select)(under, FN(splat)(0.0), y);
 }
@@ -79,18 +88,25 @@ FL_INLINE V FN(tanh)(V x)
     V q = z + 1.12811678491632931402E2;
     q = q * z + 2.23548839060100448583E3;
     q = q * z + 4.84406305325125486048E3;
-    V small = x + x * (z * p / q);
+    V e = FN(exp_neg)(-2.0 * ax);
+    /* One division for both forms, lane by lane: z P / Q below 0.625,
+     * (1 - e) / (1 + e) above. */
+    VI is_small = ax < 0.625;
+    V ratio = FN(select)(is_small, z * p, 1.0 - e) / FN(select)(is_small, q, 1.0 + e);
+    V small = x + x * ratio;
+    V big = (V)((VI)ratio | ((VI)x & FL_SIGN_BITS));  /* sign of x */
+    return FN(select)(is_small, small, big);
 #else
     V p = -5.70498872745e-3f * z + 2.06390887954e-2f;
     p = p * z - 5.37397155531e-2f;
     p = p * z + 1.33314422036e-1f;
     p = p * z - 3.33332819422e-1f;
     V small = p * z * x + x;
-#endif
     V e = FN(exp_neg)(-2.0f * ax);
     V big = (1.0f - e) / (1.0f + e);
     big = (V)((VI)big | ((VI)x & FL_SIGN_BITS));      /* sign of x */
     return FN(select)(ax < 0.625f, small, big);
+#endif
 }
 
 FL_INLINE V FN(act)(int kind, V x)

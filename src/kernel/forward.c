@@ -399,6 +399,9 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     const ptrdiff_t NB = (U + W - 1) / W, Up = NB * W, G = 4 * Up;            \
     ptrdiff_t chunk = FL_WORKSPACE_BYTES / (B * G * (ptrdiff_t)sizeof(T));    \
     chunk = chunk < 1 ? 1 : chunk > T_ ? T_ : chunk;                          \
+    /* Whole tiles of steps along time in fl_project_chunk */                \
+    if (chunk > MR && chunk < T_)                                             \
+        chunk -= chunk % MR;                                                  \
     int split_units;                                                          \
     int nt = fl_plan(FL_PLAN_FORWARD, B, T_, n_in, U, NB, threads, &split_units); \
     if (P && split_units) {   /* h needs all of m: rows only (projection.h) */ \
@@ -412,9 +415,10 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
      * so that when one thread runs slowly (its core shared with another     \
      * process) the others take over more of its groups (measured with a     \
      * busy core at (64, 50, 256, 512): 93 ms with one group per thread, 75  \
-     * with 4). */                                                            \
+     * with 4).  One thread runs one group: every group streams all the      \
+     * weights each step, and has a short last tile. */                      \
     ptrdiff_t groups = B / (nt * MR);                                         \
-    int parts = split_units ? nt                                              \
+    int parts = split_units || nt == 1 ? nt                                   \
         : nt * (int)(groups < 1 ? 1 : groups > 4 ? 4 : groups);               \
     /* h [2][B][Hs], c [B][Up], y [B][Hs]; with P, m and ym [B][Up] */       \
     ptrdiff_t n_state = 2 * B * Hs + B * Up + (mask != NULL) * B * Hs         \

@@ -61,18 +61,23 @@ FL_TARGET_END
  * weight vectors of step k in registers; the fourth is read by each row's
  * FMA from memory (L1): 16 registers, no spill, and per step k 9 loads
  * (3 weight vectors, 3 memory operands, 3 broadcasts) for 12 FMAs, 0.75 a
- * FMA, under the 2 loads and 2 FMAs a cycle of Haswell..Zen 3.  Checked
- * with objdump (gcc 12: no stack access in the k loop).  Measured alone
- * (a copy of one step's tiles in a micro-benchmark outside the repository,
- * 1 thread, against OpenBLAS's Haswell sgemm 512^3 in the same process, on
- * a shared Xeon with AVX-512, issue 11): the product runs at 100-105% of
- * sgemm for B = 8 and 32 at H = 128 and 256, and the input projection's
- * tile is the same loop; the fused cell (five exp-based activations per
- * unit) adds 15-30%, so a whole step reaches 70-87%.  The layer's numbers
- * are in benchmarks/RESULTS.md.  Tried and measured slower: 2 rows x 4
- * gates (8 accumulators: 59-78%), 6 rows x 2 vectors of 4 units (BLIS's
- * 6x16 shape: 66-90%, and half speed at B = 1).  float64 has the same
- * register budget at 4 lanes. */
+ * FMA, under the 2 loads and 2 FMAs a cycle of Haswell..Zen 3.  The 2-row
+ * tile (a batch's remainder) holds all four weight vectors (13 registers,
+ * 6 loads for 8 FMAs; FL_KEEP_PANEL in tiles_vector.h); the 1-row tile has
+ * 4 accumulators for the 8 FMAs in flight that 2 FMA units of 4 cycles'
+ * latency need, so it runs at about half speed.  Checked with objdump (gcc
+ * 12: no stack access in the k loops).  Measured (one step's tiles in a
+ * micro-benchmark outside the repository, 1 thread, best of 60 bursts, on
+ * a shared Xeon with AVX-512 whose OpenBLAS Haswell sgemm reaches 75-79
+ * GFLOP/s when quiet, issue 11): B = 3..33 at U = 256 66-70 GFLOP/s with
+ * the cell (sigmoid/tanh), 80 with linear activations, so the product runs
+ * at sgemm speed and the cell's five exp-based activations per unit cost
+ * 16% at U = 256 and 30% at U = 128; the 2-row tile 44 -> 58 GFLOP/s with
+ * its weights in registers.  The layer's numbers are in
+ * benchmarks/RESULTS.md.  Tried and measured slower: 2 rows x 4 gates as
+ * the full tile (8 accumulators: 59-78% of sgemm), 6 rows x 2 vectors of 4
+ * units (BLIS's 6x16 shape: 66-90%, and half speed at B = 1).  float64 has
+ * the same register budget at 4 lanes. */
 #define FL_SUF avx2
 #define FL_W 8
 #define FL_MR 3

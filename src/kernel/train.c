@@ -127,6 +127,8 @@ static void fl_train_forward_rows_##SUF(const fl_train_##SUF *a, int thread,  \
     /* Steps projected at once: their records stay in L2 until stepped. */    \
     ptrdiff_t chunk = ((ptrdiff_t)1 << 19) / (rows * G6 * (ptrdiff_t)sizeof(T)); \
     chunk = chunk < 1 ? 1 : chunk;                                            \
+    if (chunk > a->MR)              /* whole tiles of steps along time */     \
+        chunk -= chunk % a->MR;                                               \
     fl_tile_##SUF tl;                                                         \
     tl.U = a->H; tl.ldh = ldh; tl.ldc = ldh; tl.ldx = G6; tl.ldr = G6;        \
     tl.ldm = T_; tl.lds = T_ * a->U; tl.act = a->act; tl.rec_act = a->rec_act; \
