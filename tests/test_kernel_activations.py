@@ -83,7 +83,7 @@ def _inputs(dtype, name):
     """Where the activation varies (to the underflow of its tail and the
     overflow of exponential), tiny inputs, and large ones; 16-aligned."""
     rng = np.random.default_rng(31)
-    count = 4000 if dtype == np.float64 and name == "gelu" else 40_000
+    count = 1000 if dtype == np.float64 and name == "gelu" else 10_000
     top = 88.0 if dtype == np.float32 else 709.0
     parts = [np.linspace(-12, 12, count // 2),
              rng.choice([-1, 1], count // 4) * 10.0 ** rng.uniform(-30, 0, count // 4),
@@ -138,12 +138,15 @@ B, T, F, U = 3, 5, 4, 6
 def _problem(dtype, seed, name):
     """Inputs and weights small enough that the unbounded activations'
     recurrences stay O(1) (no growth beyond the tolerance); exponential as
-    both activations compounds (exp of a sum of exps): ten times smaller."""
+    both activations compounds (exp of a sum of exps): ten times smaller, and
+    its recurrent kernel a thousand times, so that h = o exp(c) (c ~ 5 after
+    the steps) does not feed back into the gates' exponentials."""
     scale = 0.1 if name == "exponential" else 1.0
     rng = np.random.default_rng(seed)
     x = (scale * rng.normal(size=(B, T, F))).astype(dtype)
-    weights = [(scale * rng.uniform(-0.4, 0.4, shape)).astype(dtype)
-               for shape in [(F, 4 * U), (U, 4 * U), (4 * U,)]]
+    weights = [(factor * rng.uniform(-0.4, 0.4, shape)).astype(dtype)
+               for factor, shape in [(scale, (F, 4 * U)), (scale**3, (U, 4 * U)),
+                                     (scale, (4 * U,))]]
     state = [(0.5 * scale * rng.normal(size=(B, U))).astype(dtype) for _ in range(2)]
     return x, weights, state
 
@@ -152,14 +155,16 @@ _KERAS_CACHE = {}
 
 
 def _keras(name, dtype):
-    """Keras 3's LSTM (torch backend) on the problem, computed once per case."""
-    key = (name, np.dtype(dtype).name)
+    """Keras 3's LSTM (torch backend) on the problem, computed once per
+    activation in float64 (the float32 problem is the float64 one rounded,
+    and the float64 answer is the better reference for float32 too)."""
+    key = name
     if key not in _KERAS_CACHE:
         import keras
-        x, weights, state = _problem(dtype, 41, name)
+        x, weights, state = _problem(np.float64, 41, name)
         layer = keras.layers.LSTM(U, activation=name, recurrent_activation=name,
                                   return_sequences=True, return_state=True,
-                                  dtype=np.dtype(dtype).name)
+                                  dtype="float64")
         layer.build((None, None, F))
         layer.set_weights(weights)
         # No mask: Keras's masked float64 steps are float32-accurate (1e-8),
@@ -179,14 +184,8 @@ def test_lstm_matches_keras(isa, tol, name, dtype):
                           return_sequences=True, return_state=True, dtype=dtype)
     layer.set_weights(weights)
     ours = layer(x, initial_state=state)
-    tolerance = tol(dtype)
-    if name == "exponential" and dtype == np.float32:
-        # Even this problem reaches c ~ 20 by step 4, and exp(c) turns the
-        # rounding of c (a few ulps of 20, 2e-6 absolute) into 1e-5 relative
-        # in the output, for Keras as for us: the condition number of exp.
-        tolerance = dict(tolerance, rtol=1e-4)
     for a, b in zip(ours, _keras(name, dtype), strict=True):
-        np.testing.assert_allclose(a, b, **tolerance)
+        np.testing.assert_allclose(a, b, **tol(dtype))
 
 
 def test_whole_keras_model_with_kernel_activations(tmp_path):

@@ -623,12 +623,14 @@ NEW_ACTIVATIONS = ["elu", "selu", "gelu", "silu", "softplus", "softsign", "expon
 def _activation_problem(dtype, seed, name):
     """Weights small enough that the unbounded activations' recurrences stay
     O(1) over the steps; exponential as both activations compounds (exp of
-    a sum of exps): ten times smaller."""
+    a sum of exps): ten times smaller, and its recurrent kernel a thousand
+    times, so that h = o exp(c) does not feed back into the gates' exps."""
     scale = 0.1 if name == "exponential" else 1.0
     rng = np.random.default_rng(seed)
     x = (scale * rng.normal(size=(B, T, F))).astype(dtype)
-    weights = [(scale * rng.uniform(-0.4, 0.4, shape)).astype(dtype)
-               for shape in [(F, 4 * U), (U, 4 * U), (4 * U,)]]
+    weights = [(factor * rng.uniform(-0.4, 0.4, shape)).astype(dtype)
+               for factor, shape in [(scale, (F, 4 * U)), (scale**3, (U, 4 * U)),
+                                     (scale, (4 * U,))]]
     state = [(0.5 * scale * rng.normal(size=(B, U))).astype(dtype) for _ in range(2)]
     mask = rng.random((B, T)) > 0.3
     return x, weights, state, mask
@@ -649,7 +651,12 @@ def test_training_gradients_match_torch_autograd(isa, tol, name, dtype):
     assert tape.packed.isa == isa
     expected = _torch_outputs_and_grads(name, x, state, weights, mask, cotangents)
     for a, e in zip(ours, expected, strict=True):
-        np.testing.assert_allclose(a, e, **tol(dtype))
+        tolerance = tol(dtype)
+        if name == "exponential" and dtype == np.float32:
+            # Outputs reach 260 here: gradient entries are sums of terms that
+            # large, so float32 rounds them to 1e-5 of the largest entry.
+            tolerance = dict(tolerance, atol=1e-5 * np.abs(e).max())
+        np.testing.assert_allclose(a, e, **tolerance)
 
 
 def _torch_outputs_and_grads(name, x, state, weights, mask, cotangents, **masks):
