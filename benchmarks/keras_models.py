@@ -3,7 +3,7 @@ direct call on Keras's torch backend, and a tf.function on the TensorFlow
 backend, at batch 1 and 256.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/keras_models.py \
-        [--budget 1.0] [--tf-python /path/to/python-with-tensorflow]
+        [--budget 1.0] [--tf-python /path/to/python-with-tensorflow] [--only Conv1D]
 
 The models are built with Keras (torch backend) with fixed random weights
 and saved as .keras files; fastlstm loads those files.  The TensorFlow
@@ -12,7 +12,8 @@ tensorflow and keras; Keras picks its backend once per process), which
 loads the same files and inputs.  Every library's result is checked against
 Keras's model.predict before it is timed.  Prints a Markdown table;
 milliseconds are medians of single calls, fastlstm and the torch-backend
-calls timed in turns in one process.
+calls timed in turns in one process; the "× vs tf.function" ratio divides
+the tf.function by fastlstm timed in turns with it in the TensorFlow process.
 """
 import argparse
 import json
@@ -67,8 +68,9 @@ def build_models():
     return models
 
 
-def torch_side(directory, budget):
-    """fastlstm, Keras-torch direct call and model.predict, timed in turns."""
+def torch_side(directory, budget, only=""):
+    """fastlstm, Keras-torch direct call and model.predict, timed in turns
+    (the models whose name contains ``only``)."""
     os.environ["KERAS_BACKEND"] = "torch"
     import keras
     import torch
@@ -76,6 +78,8 @@ def torch_side(directory, budget):
     import fastlstm
     results, names = {}, {}
     for index, (name, (model, make_input)) in enumerate(build_models().items()):
+        if only not in name:
+            continue
         path = directory / f"model{index}.keras"
         model.save(path)
         names[index] = name
@@ -109,15 +113,20 @@ def torch_side(directory, budget):
 
 
 def tensorflow_side(directory, budget):
-    """Run in the --tf-python process: tf.function and model.predict on TensorFlow."""
+    """Run in the --tf-python process: tf.function and model.predict on
+    TensorFlow; the tf.function timed in turns with fastlstm in this same
+    process, so their ratio does not depend on when each process ran."""
     os.environ["KERAS_BACKEND"] = "tensorflow"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
+
+    import fastlstm
     results = {}
     for path in sorted(directory.glob("model*.keras")):
         index = int(path.stem[5:])
         model = keras.saving.load_model(path)
+        fast = fastlstm.from_keras(path)
         call = tf.function(lambda t, model=model: model(t, training=False))
         for batch in BATCHES:
             with np.load(directory / f"input{index}_{batch}.npz") as data:
@@ -126,8 +135,10 @@ def tensorflow_side(directory, budget):
             tensors = [tf.constant(a) for a in arrays] if len(arrays) > 1 else tf.constant(x)
             expected = model.predict(x, verbose=0)
             np.testing.assert_allclose(call(tensors).numpy(), expected, rtol=1e-4, atol=1e-5)
-            results[f"{index},{batch},tf.function"] = median_seconds(
-                lambda call=call, t=tensors: call(t).numpy(), budget)
+            calls = {"tf.function": lambda call=call, t=tensors: call(t).numpy(),
+                     "fastlstm (tf process)": lambda fast=fast, x=x: fast(x)}
+            for library, seconds in medians_in_turns(calls, 2 * budget, rounds=4).items():
+                results[f"{index},{batch},{library}"] = seconds
             results[f"{index},{batch},keras-tf predict"] = median_seconds(
                 lambda model=model, x=x: model.predict(x, verbose=0), budget)
     print(json.dumps({"version": f"keras {keras.__version__}, tensorflow {tf.__version__}",
@@ -139,6 +150,8 @@ def main():
     parser.add_argument("--budget", type=float, default=1.0,
                         help="seconds of calls per library and cell")
     parser.add_argument("--tf-python", help="a Python with tensorflow and keras installed")
+    parser.add_argument("--only", default="", help="time only the models whose name "
+                        "contains this (e.g. Conv1D)")
     parser.add_argument("--tf-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tf_worker:
@@ -146,7 +159,7 @@ def main():
         return
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
-        results, names, torch_version = torch_side(directory, args.budget)
+        results, names, torch_version = torch_side(directory, args.budget, args.only)
         tf_version = "not measured (no --tf-python)"
         if args.tf_python:
             # The worker imports run.py, hence fastlstm: from this source tree.
@@ -171,6 +184,9 @@ def main():
             ours = results[(index, batch, "fastlstm")]
             times = [results.get((index, batch, lib)) for lib in libraries]
             ratios = [t / ours if t is not None else None for t in times[1:]]
+            # tf.function against fastlstm timed in turns with it, in its process.
+            if times[1] is not None:
+                ratios[0] = times[1] / results[(index, batch, "fastlstm (tf process)")]
             print(f"| {name} | {batch} | "
                   + " | ".join("–" if t is None else f"{1e3 * t:.3f}" for t in times) + " | "
                   + " | ".join("–" if r is None else f"{r:.1f}" for r in ratios) + " |")

@@ -600,10 +600,16 @@ def _padded_steps(x: Array, size: int, stride: int, dilation: int, padding: str,
     return x, max((x.shape[1] - span) // stride + 1, 0)
 
 
-def _windows(x: Array, size: int, stride: int, dilation: int, count: int) -> Array:
-    """(batch, count, size, channels): the steps each output step reads."""
-    index = (np.arange(count)[:, None] * stride + np.arange(size)[None, :] * dilation)
-    return x[:, index]
+def _window_reduce(x: Array, size: int, stride: int, count: int, ufunc: np.ufunc) -> Array:
+    """``ufunc`` over each window of ``size`` steps (every ``stride``-th):
+    ``size`` strided views combined in place, no gathered copy of the windows."""
+    if count == 0:
+        return np.zeros((x.shape[0], 0) + x.shape[2:], x.dtype)
+    span = stride * (count - 1) + 1
+    out = np.array(x[:, :span:stride])
+    for k in range(1, size):
+        ufunc(out, x[:, k:k + span:stride], out=out)
+    return out
 
 
 class Conv1D(Layer):
@@ -643,18 +649,24 @@ class Conv1D(Layer):
         x = self.cast(inputs[0])
         kernel = self.weights[0]                     # (size, channels / groups, filters)
         x, count = _padded_steps(x, self.size, self.stride, self.dilation, self.padding, 0)
-        windows = _windows(x, self.size, self.stride, self.dilation, count)
+        batch, channels = x.shape[0], x.shape[2]
         per_group, out_group = kernel.shape[1], self.filters // self.groups
-        outputs = []
-        for g in range(self.groups):
-            part = windows[..., g * per_group:(g + 1) * per_group]
-            weights = kernel[:, :, g * out_group:(g + 1) * out_group]
-            outputs.append(part.reshape(part.shape[0], count, -1)
-                           @ weights.reshape(-1, out_group))
+        # im2col: the windows as rows (batch * count, size, channels), filled by
+        # one strided copy per kernel position, then one GEMM per group over
+        # every (batch, step) row at once.
+        columns = np.empty((batch, count, self.size, channels), x.dtype)
+        span = self.stride * (count - 1) + 1
+        for k in range(self.size if count else 0):
+            start = k * self.dilation
+            columns[:, :, k] = x[:, start:start + span:self.stride]
+        rows = columns.reshape(batch * count, self.size, channels)
+        outputs = [rows[:, :, g * per_group:(g + 1) * per_group].reshape(batch * count, -1)
+                   @ kernel[:, :, g * out_group:(g + 1) * out_group].reshape(-1, out_group)
+                   for g in range(self.groups)]
         y = outputs[0] if self.groups == 1 else np.concatenate(outputs, axis=-1)
         if self.use_bias:
             y += self.weights[1]
-        return self.function(y)
+        return self.function(y.reshape(batch, count, self.filters))
 
 
 class _Pooling1D(Layer):
@@ -678,7 +690,7 @@ class MaxPooling1D(_Pooling1D):
     def call(self, inputs: list[Array], mask: Any = None) -> Array:
         x, count = _padded_steps(self.cast(inputs[0]), self.size, self.stride, 1,
                                  self.padding, -np.inf)
-        return np.asarray(_windows(x, self.size, self.stride, 1, count).max(axis=2))
+        return _window_reduce(x, self.size, self.stride, count, np.maximum)
 
 
 class AveragePooling1D(_Pooling1D):
@@ -688,8 +700,8 @@ class AveragePooling1D(_Pooling1D):
         ones = np.ones(x.shape[:2] + (1,), self.dtype)
         x, count = _padded_steps(x, self.size, self.stride, 1, self.padding, 0)
         ones, _ = _padded_steps(ones, self.size, self.stride, 1, self.padding, 0)
-        total = _windows(x, self.size, self.stride, 1, count).sum(axis=2)
-        return np.asarray(total / _windows(ones, self.size, self.stride, 1, count).sum(axis=2))
+        total = _window_reduce(x, self.size, self.stride, count, np.add)
+        return np.asarray(total / _window_reduce(ones, self.size, self.stride, count, np.add))
 
 
 # ------------------------------------------------------- on fastlstm's kernel
@@ -704,12 +716,12 @@ def _with_dtype(value: Any, dtype: str) -> Any:
 def _check_kernel_activations(config: Config, where: str) -> None:
     for key in ("activation", "recurrent_activation"):
         name = config.get(key)
-        if name is not None and name not in activations.CODES:
+        if name is not None and name not in activations.FUNCTIONS:
             known = "is one of Keras's" if name in keras_activations.FUNCTIONS else "is not a"
             raise ValueError(
                 f"{where}: {key}={name!r} {known} activations that fastlstm computes for "
-                f"Dense, Conv1D and Activation layers, but its LSTM kernel supports only "
-                f"{sorted(activations.CODES)} so far")
+                f"Dense, Conv1D and Activation layers, but its LSTM kernel computes only the "
+                f"elementwise ones: {sorted(activations.FUNCTIONS)}")
 
 
 class Recurrent(Layer):

@@ -90,8 +90,12 @@ class LSTM:
     units : int
         Dimensionality of the output space (and of the states h and c).
     activation : str, default "tanh"
-        Applied to the candidate cell value and to the cell state; one of
-        "tanh", "sigmoid", "hard_sigmoid", "relu", "linear" (or None).
+        Applied to the candidate cell value and to the cell state; any
+        elementwise activation Keras 3 names, with Keras's defaults: "tanh",
+        "sigmoid", "hard_sigmoid", "relu", "linear" (or None), "elu", "selu",
+        "gelu" (the erf form), "silu" ("swish"), "softplus", "softsign",
+        "exponential", "relu6", "leaky_relu" (slope 0.2), "hard_silu"
+        ("hard_swish"), "mish".
     recurrent_activation : str, default "sigmoid"
         Applied to the input, forget and output gates (same choices).
     use_bias : bool, default True

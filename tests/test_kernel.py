@@ -50,9 +50,18 @@ def test_matches_reference(shape, dtype, masked, with_state, backwards, make_wei
         np.testing.assert_allclose(got, want, **tol(dtype))
 
 
+# Every pair of the first five; each later one (exponential, which overflows
+# with these weights, aside: test_kernel_activations.py scales its problem)
+# as the activation beside sigmoid and as the recurrent one beside tanh.
+FIRST_FIVE = ["tanh", "sigmoid", "hard_sigmoid", "relu", "linear"]
+LATER = sorted(set(CODES) - set(FIRST_FIVE) - {"exponential"})
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation,recurrent_activation",
-                         list(itertools.product(CODES, repeat=2)))
+                         list(itertools.product(FIRST_FIVE, repeat=2))
+                         + [(name, "sigmoid") for name in LATER]
+                         + [("tanh", name) for name in LATER])
 def test_every_activation(activation, recurrent_activation, dtype, make_weights, tol):
     rng = np.random.default_rng(5)
     weights = make_weights(4, 6, dtype, seed=2)

@@ -5,7 +5,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastlstm
-from fastlstm.activations import CODES
 from fastlstm.reference import lstm as reference
 
 
@@ -13,8 +12,12 @@ from fastlstm.reference import lstm as reference
 def problems(draw):
     batch = draw(st.integers(0, 5))
     steps = draw(st.integers(0, 9))
-    activation = draw(st.sampled_from(sorted(CODES)))
-    recurrent_activation = draw(st.sampled_from(sorted(CODES)))
+    # The first five and the bounded later ones: the other later ones grow
+    # (or overflow, as exp of exp does) over these steps with an initializer's
+    # weights; test_kernel_activations.py runs them on scaled problems.
+    names = sorted(["tanh", "sigmoid", "hard_sigmoid", "relu", "linear", "softsign", "relu6"])
+    activation = draw(st.sampled_from(names))
+    recurrent_activation = draw(st.sampled_from(names))
     # Unbounded activations (relu, linear) let h and c grow geometrically,
     # and each step scales the rounding error by that growth; float32 then
     # drifts beyond 1e-5 relative within a few steps, so those run in float64.

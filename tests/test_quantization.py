@@ -256,6 +256,24 @@ def test_layer_matches_the_int8_reference(int8_kernel):
         assert np.median(np.abs(g - e)) <= 1e-6
 
 
+@pytest.mark.parametrize("activation", ["gelu", "mish", "elu", "softplus"])
+def test_every_activation_on_int8_gates(int8_kernel, activation):
+    """The int8 kernels compute their gates in float32 with the float
+    kernel's activation code (one activation per family of its code: erfc,
+    tanh of softplus, expm1, log1p); tolerance as above, relative where the
+    unbounded activations grow (to 1e6 over these steps)."""
+    layer = fastlstm.LSTM(12, return_sequences=True, activation=activation,
+                          recurrent_activation=activation, seed=15)
+    layer.build(5)
+    quantized = fastlstm.quantize_dynamic(layer)
+    x = _standardized((4, 6, 5), 16)
+    expected = reference.lstm_int8(x, quantized.int8_weights, activation=activation,
+                                   recurrent_activation=activation)[0]
+    got = quantized(x)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-3)
+    assert np.median(np.abs(got - expected) / np.maximum(np.abs(expected), 1)) <= 1e-6
+
+
 # rows shared, units shared, rows on AMX tiles (where the CPU has them)
 @pytest.mark.parametrize("batch, units", [(40, 24), (2, 96), (33, 260)])
 def test_bitwise_the_same_for_any_thread_count(batch, units):

@@ -28,6 +28,18 @@ TORCH_ACTIVATIONS = {
     "hard_sigmoid": lambda z: torch.nn.functional.relu6(z + 3) / 6,
     "relu": torch.relu,
     "linear": lambda z: z,
+    # The rest as Keras 3 defines them (keras.activations, default arguments).
+    "elu": torch.nn.functional.elu,
+    "selu": torch.nn.functional.selu,
+    "gelu": torch.nn.functional.gelu,             # approximate="none": the erf form
+    "silu": torch.nn.functional.silu,
+    "softplus": lambda z: torch.logaddexp(torch.zeros_like(z), z),
+    "softsign": torch.nn.functional.softsign,
+    "exponential": torch.exp,
+    "relu6": torch.nn.functional.relu6,
+    "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.2),
+    "hard_silu": lambda z: z * torch.nn.functional.relu6(z + 3) / 6,
+    "mish": torch.nn.functional.mish,
 }
 B, T, F, U = 3, 5, 4, 3
 
@@ -650,3 +662,79 @@ def test_dropout_threads_bitwise_identical(isa, dtype):
     for n, (run, _) in zip((2, 3), runs[1:], strict=True):
         for a, b in zip(runs[0][0], run, strict=True):
             assert np.array_equal(a, b), f"num_threads={n} differs from num_threads=1"
+
+
+# ------------------------------------- every elementwise activation Keras 3 names
+NEW_ACTIVATIONS = ["elu", "selu", "gelu", "silu", "softplus", "softsign", "exponential",
+                   "relu6", "leaky_relu", "hard_silu", "mish"]
+
+
+def _activation_problem(dtype, seed, name):
+    """Weights small enough that the unbounded activations' recurrences stay
+    O(1) over the steps; exponential as both activations compounds (exp of
+    a sum of exps): ten times smaller, and its recurrent kernel a thousand
+    times, so that h = o exp(c) does not feed back into the gates' exps."""
+    scale = 0.1 if name == "exponential" else 1.0
+    rng = np.random.default_rng(seed)
+    x = (scale * rng.normal(size=(B, T, F))).astype(dtype)
+    weights = [(factor * rng.uniform(-0.4, 0.4, shape)).astype(dtype)
+               for factor, shape in [(scale, (F, 4 * U)), (scale**3, (U, 4 * U)),
+                                     (scale, (4 * U,))]]
+    state = [(0.5 * scale * rng.normal(size=(B, U))).astype(dtype) for _ in range(2)]
+    mask = rng.random((B, T)) > 0.3
+    return x, weights, state, mask
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", NEW_ACTIVATIONS)
+def test_training_gradients_match_torch_autograd(isa, tol, name, dtype):
+    """The packed tiles' forward record and backward step (the outputs of
+    gelu, silu, hard_silu and mish do not determine their inputs: those
+    record the inputs)."""
+    x, weights, state, mask = _activation_problem(dtype, 43, name)
+    rng = np.random.default_rng(44)
+    cotangents = [rng.normal(size=(B, T, U)).astype(dtype),
+                  rng.normal(size=(B, U)).astype(dtype), rng.normal(size=(B, U)).astype(dtype)]
+    ours, tape = _record_and_backprop(weights, x, state, mask, cotangents, activation=name,
+                                      recurrent_activation=name)
+    assert tape.packed.isa == isa
+    expected = _torch_outputs_and_grads(name, x, state, weights, mask, cotangents)
+    for a, e in zip(ours, expected, strict=True):
+        tolerance = tol(dtype)
+        if name == "exponential" and dtype == np.float32:
+            # Outputs reach 260 here: gradient entries are sums of terms that
+            # large, so float32 rounds them to 1e-5 of the largest entry.
+            tolerance = dict(tolerance, atol=1e-5 * np.abs(e).max())
+        np.testing.assert_allclose(a, e, **tolerance)
+
+
+def _torch_outputs_and_grads(name, x, state, weights, mask, cotangents, **masks):
+    leaves = [torch.tensor(a, requires_grad=True) for a in [x, *state] + weights]
+    sequence, _, h, c = torch_lstm(*leaves, mask=mask, activation=name,
+                                   recurrent_activation=name, **masks)
+    loss = sum((o * torch.tensor(w, dtype=o.dtype)).sum()
+               for o, w in zip([sequence, h, c], cotangents, strict=True))
+    loss.backward()
+    return [t.detach().numpy() for t in [sequence, h, c] + [leaf.grad for leaf in leaves]]
+
+
+@pytest.mark.parametrize("name", ["gelu", "mish", "elu"])
+def test_recurrent_dropout_path_gradients(tol, name):
+    """Recurrent dropout (the masked-h variant of the packed tiles) keeps
+    the inputs of gelu/mish gates for the backward step too."""
+    x, weights, state, mask = _activation_problem(np.float64, 45, name)
+    layer = fastlstm.LSTM(U, return_sequences=True, return_state=True, activation=name,
+                          recurrent_activation=name, recurrent_dropout=0.3, seed=3,
+                          dtype="float64")
+    layer.set_weights(weights)
+    rng = np.random.default_rng(46)
+    cotangents = [rng.normal(size=(B, T, U)), rng.normal(size=(B, U)),
+                  rng.normal(size=(B, U))]
+    outputs = layer(x, mask=mask, initial_state=state, training=True)
+    grads = layer.backward([c.copy() for c in cotangents]) + layer.grads
+    tape = layer._tape
+    assert tape.recurrent_masks is not None
+    expected = _torch_outputs_and_grads(name, x, state, weights, mask, cotangents,
+                                        recurrent_masks=torch.tensor(tape.recurrent_masks))
+    for a, e in zip(list(outputs) + grads, expected, strict=True):
+        np.testing.assert_allclose(a, e, **tol(np.float64))

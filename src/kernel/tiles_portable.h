@@ -43,7 +43,7 @@ static void fl_proj_portable_##SUF(int mr, const fl_proj_##SUF *a)            \
         memcpy(a->out + r * a->ldo, acc[r], sizeof acc[r]);                   \
 }                                                                             \
                                                                               \
-/* The cell update of mr rows from their gate pre-activations z (the float \
+/* The cell update of mr rows from their gate pre-activations z (the float    \
  * tile's, and the int8 tile's). */                                           \
 static void fl_cell_portable_##SUF(int mr, T z[][4 * FL_PW],                  \
                                    const fl_tile_##SUF *a)                    \
@@ -72,10 +72,12 @@ static void fl_cell_portable_##SUF(int mr, T z[][4 * FL_PW],                  \
             }                                                                 \
             if (a->rec != NULL) {                                             \
                 T *rc = a->rec + r * a->ldr + j;                              \
-                rc[0] = i;                                                    \
-                rc[FL_PW] = f;                                                \
-                rc[2 * FL_PW] = g;                                            \
-                rc[3 * FL_PW] = o;                                            \
+                /* gates as activations.h's records say */                 \
+                int in_rec = fl_act_records_input(a->rec_act);                \
+                rc[0] = in_rec ? zr[j] : i;                                   \
+                rc[FL_PW] = in_rec ? zr[FL_PW + j] : f;                       \
+                rc[2 * FL_PW] = fl_act_records_input(a->act) ? zr[2 * FL_PW + j] : g; \
+                rc[3 * FL_PW] = in_rec ? zr[3 * FL_PW + j] : o;               \
                 rc[4 * FL_PW] = c[j];                                         \
                 rc[5 * FL_PW] = ac;                                           \
             }                                                                 \
@@ -112,7 +114,7 @@ static void fl_tile_portable_##SUF(int mr, const fl_tile_##SUF *a)            \
 
 /* The backward tile (fl_back in tiles.h). */
 #define FL_DEFINE_PORTABLE_BACK(T, SUF)                                       \
-static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
+static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)            \
 {                                                                             \
     T acc[FL_PMR][4 * FL_PW];                                                 \
     const T *rp = a->rt;                                                      \
@@ -178,16 +180,20 @@ static void fl_back_portable_##SUF(int mr, const fl_back_##SUF *a)  \
                 } else {                                                      \
                     dh += ext;                                                \
                 }                                                             \
-                T i = rc[w], f = rc[FL_PW + w], g = rc[2 * FL_PW + w];        \
-                T o = rc[3 * FL_PW + w], ac = rc[5 * FL_PW + w];              \
-                T dc = a->dc[r * a->lds + u] + dh * o * fl_dact_##SUF(a->act, ac); \
+                T i, f, g, o, ac = rc[5 * FL_PW + w];                         \
+                T di = fl_dact_recorded_##SUF(a->rec_act, rc[w], &i);         \
+                T df = fl_dact_recorded_##SUF(a->rec_act, rc[FL_PW + w], &f); \
+                T dg = fl_dact_recorded_##SUF(a->act, rc[2 * FL_PW + w], &g); \
+                T dout = fl_dact_recorded_##SUF(a->rec_act, rc[3 * FL_PW + w], &o); \
+                T dac = fl_act_records_input(a->act)                          \
+                    ? fl_dact_in_##SUF(a->act, rc[4 * FL_PW + w])             \
+                    : fl_dact_##SUF(a->act, ac);                              \
+                T dc = a->dc[r * a->lds + u] + dh * o * dac;                  \
                 int real = w < n;   /* padding lanes may hold inf * 0 */      \
-                dz[w] = real ? dc * g * fl_dact_##SUF(a->rec_act, i) : (T)0;  \
-                dz[FL_PW + w] = real                                          \
-                    ? dc * cp[w] * fl_dact_##SUF(a->rec_act, f) : (T)0;       \
-                dz[2 * FL_PW + w] = real ? dc * i * fl_dact_##SUF(a->act, g) : (T)0; \
-                dz[3 * FL_PW + w] = real                                      \
-                    ? dh * ac * fl_dact_##SUF(a->rec_act, o) : (T)0;          \
+                dz[w] = real ? dc * g * di : (T)0;                            \
+                dz[FL_PW + w] = real ? dc * cp[w] * df : (T)0;                \
+                dz[2 * FL_PW + w] = real ? dc * i * dg : (T)0;                \
+                dz[3 * FL_PW + w] = real ? dh * ac * dout : (T)0;             \
                 a->dc[r * a->lds + u] = dc * f;                               \
                 dhr[u] = (T)0;                                                \
             }                                                                 \

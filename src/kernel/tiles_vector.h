@@ -63,12 +63,13 @@ FN(cell_rows)(const int mr, V z[][4], const FL_CAT(fl_tile, FL_TS) *a)
         }
         FN(store)(c, cn);
         FN(store)(hn, h);
-        if (a->rec != NULL) {
+        if (a->rec != NULL) {   /* gates as activations.h's records say */
             FL_T *rc = a->rec + r * a->ldr;
-            FN(store)(rc, i);
-            FN(store)(rc + FL_W, f);
-            FN(store)(rc + 2 * FL_W, g);
-            FN(store)(rc + 3 * FL_W, o);
+            const int in_rec = fl_act_records_input(a->rec_act);
+            FN(store)(rc, in_rec ? z[r][0] : i);
+            FN(store)(rc + FL_W, in_rec ? z[r][1] : f);
+            FN(store)(rc + 2 * FL_W, fl_act_records_input(a->act) ? z[r][2] : g);
+            FN(store)(rc + 3 * FL_W, in_rec ? z[r][3] : o);
             FN(store)(rc + 4 * FL_W, cn);
             FN(store)(rc + 5 * FL_W, ac);
         }
@@ -308,11 +309,17 @@ FN(back_rows)(const int mr, const int nb, const FL_CAT(fl_back, FL_TS) *a)
                 dg = dc * i * (1.0f - g * g);
                 dout = dh * ac * (o * (1.0f - o));
             } else {
-                dc += dh * o * FN(dact)(a->act, ac);
-                di = dc * g * FN(dact)(a->rec_act, i);
-                df = dc * cp * FN(dact)(a->rec_act, f);
-                dg = dc * i * FN(dact)(a->act, g);
-                dout = dh * ac * FN(dact)(a->rec_act, o);
+                V dact_i = FN(dact_recorded)(a->rec_act, i, &i);
+                V dact_f = FN(dact_recorded)(a->rec_act, f, &f);
+                V dact_g = FN(dact_recorded)(a->act, g, &g);
+                V dact_o = FN(dact_recorded)(a->rec_act, o, &o);
+                V dact_c = fl_act_records_input(a->act)
+                    ? FN(dact_in)(a->act, FN(load)(rc + 4 * FL_W)) : FN(dact)(a->act, ac);
+                dc += dh * o * dact_c;
+                di = dc * g * dact_i;
+                df = dc * cp * dact_f;
+                dg = dc * i * dact_g;
+                dout = dh * ac * dact_o;
             }
             if (n < FL_W) {     /* padding lanes may hold inf * 0 = NaN */
                 di = FN(select)(lanes, di, zero);
