@@ -89,7 +89,8 @@ FN(cell_rows)(const int mr, V z[][4], const FL_CAT(fl_tile, FL_TS) *a)
 /* Tiles of fewer than FL_MR rows have registers to spare, yet gcc 12 reads
  * the panel vectors from memory at every row's FMA there (the AVX2 2-row
  * tile: 10 loads for 8 FMAs, 1.6x the time a row of the 3-row tile takes).
- * An empty asm that "changes" a vector pins it to a register. */
+ * An empty asm that "changes" a vector pins it to a register.  Not in the
+ * 1-row tile, which is latency bound and measured 13% slower pinned. */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FL_KEEP(v) __asm__("" : "+v"(v))
 #else
@@ -97,7 +98,7 @@ FN(cell_rows)(const int mr, V z[][4], const FL_CAT(fl_tile, FL_TS) *a)
 #endif
 #define FL_KEEP_PANEL(mr, b0, b1, b2, b3)                                     \
     do {                                                                      \
-        if ((mr) < FL_MR) {                                                   \
+        if ((mr) > 1 && (mr) < FL_MR) {                                       \
             FL_KEEP(b0); FL_KEEP(b1); FL_KEEP(b2); FL_KEEP(b3);               \
         }                                                                     \
     } while (0)
@@ -209,7 +210,7 @@ FN(back_product)(const int mr, const int nb, const FL_CAT(fl_back, FL_TS) *a,
 #pragma GCC unroll 4
             for (int j = 0; j < nb; ++j) {
                 bv[j] = FN(load)(rp + j * FL_W);
-                if (mr < FL_MR)
+                if (mr > 1 && mr < FL_MR)
                     FL_KEEP(bv[j]);
             }
 #pragma GCC unroll 16
