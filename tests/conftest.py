@@ -28,6 +28,33 @@ def tol():
 
 
 @pytest.fixture
+def activation_problem():
+    """``activation_problem(dtype, seed, name, (B, T, F, U))`` → ``x,
+    [kernel, recurrent_kernel, bias], [h0, c0], mask`` for an LSTM whose
+    activation and recurrent_activation are ``name``: weights small enough
+    that the unbounded activations' recurrences stay O(1) over the steps.
+    exponential as both activations compounds (exp of a sum of exps): its
+    problem is ten times smaller and its recurrent kernel a thousand times,
+    so that h = o exp(c) does not feed back into the gates' exponentials."""
+
+    def make(dtype, seed, name, shape):
+        batch, timesteps, features, units = shape
+        scale = 0.1 if name == "exponential" else 1.0
+        rng = np.random.default_rng(seed)
+        x = (scale * rng.normal(size=(batch, timesteps, features))).astype(dtype)
+        weights = [(factor * rng.uniform(-0.4, 0.4, size)).astype(dtype)
+                   for factor, size in [(scale, (features, 4 * units)),
+                                         (scale**3, (units, 4 * units)),
+                                         (scale, (4 * units,))]]
+        state = [(0.5 * scale * rng.normal(size=(batch, units))).astype(dtype)
+                 for _ in range(2)]
+        mask = rng.random((batch, timesteps)) > 0.3
+        return x, weights, state, mask
+
+    return make
+
+
+@pytest.fixture
 def make_weights():
     """``make_weights(input_dim, units, dtype, seed)`` → random Keras-layout
     ``[kernel, recurrent_kernel, bias]`` with a non-zero bias, scaled so the

@@ -135,33 +135,17 @@ def test_special_values(isa, name, dtype):
 B, T, F, U = 3, 5, 4, 6
 
 
-def _problem(dtype, seed, name):
-    """Inputs and weights small enough that the unbounded activations'
-    recurrences stay O(1) (no growth beyond the tolerance); exponential as
-    both activations compounds (exp of a sum of exps): ten times smaller, and
-    its recurrent kernel a thousand times, so that h = o exp(c) (c ~ 5 after
-    the steps) does not feed back into the gates' exponentials."""
-    scale = 0.1 if name == "exponential" else 1.0
-    rng = np.random.default_rng(seed)
-    x = (scale * rng.normal(size=(B, T, F))).astype(dtype)
-    weights = [(factor * rng.uniform(-0.4, 0.4, shape)).astype(dtype)
-               for factor, shape in [(scale, (F, 4 * U)), (scale**3, (U, 4 * U)),
-                                     (scale, (4 * U,))]]
-    state = [(0.5 * scale * rng.normal(size=(B, U))).astype(dtype) for _ in range(2)]
-    return x, weights, state
-
-
 _KERAS_CACHE = {}
 
 
-def _keras(name, dtype):
+def _keras(name, activation_problem):
     """Keras 3's LSTM (torch backend) on the problem, computed once per
     activation in float64 (the float32 problem is the float64 one rounded,
     and the float64 answer is the better reference for float32 too)."""
     key = name
     if key not in _KERAS_CACHE:
         import keras
-        x, weights, state = _problem(np.float64, 41, name)
+        x, weights, state, _ = activation_problem(np.float64, 41, name, (B, T, F, U))
         layer = keras.layers.LSTM(U, activation=name, recurrent_activation=name,
                                   return_sequences=True, return_state=True,
                                   dtype="float64")
@@ -178,13 +162,13 @@ def _keras(name, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", NEW)
-def test_lstm_matches_keras(isa, tol, name, dtype):
-    x, weights, state = _problem(dtype, 41, name)
+def test_lstm_matches_keras(isa, tol, activation_problem, name, dtype):
+    x, weights, state, _ = activation_problem(dtype, 41, name, (B, T, F, U))
     layer = fastlstm.LSTM(U, activation=name, recurrent_activation=name,
                           return_sequences=True, return_state=True, dtype=dtype)
     layer.set_weights(weights)
     ours = layer(x, initial_state=state)
-    for a, b in zip(ours, _keras(name, dtype), strict=True):
+    for a, b in zip(ours, _keras(name, activation_problem), strict=True):
         np.testing.assert_allclose(a, b, **tol(dtype))
 
 

@@ -669,29 +669,13 @@ NEW_ACTIVATIONS = ["elu", "selu", "gelu", "silu", "softplus", "softsign", "expon
                    "relu6", "leaky_relu", "hard_silu", "mish"]
 
 
-def _activation_problem(dtype, seed, name):
-    """Weights small enough that the unbounded activations' recurrences stay
-    O(1) over the steps; exponential as both activations compounds (exp of
-    a sum of exps): ten times smaller, and its recurrent kernel a thousand
-    times, so that h = o exp(c) does not feed back into the gates' exps."""
-    scale = 0.1 if name == "exponential" else 1.0
-    rng = np.random.default_rng(seed)
-    x = (scale * rng.normal(size=(B, T, F))).astype(dtype)
-    weights = [(factor * rng.uniform(-0.4, 0.4, shape)).astype(dtype)
-               for factor, shape in [(scale, (F, 4 * U)), (scale**3, (U, 4 * U)),
-                                     (scale, (4 * U,))]]
-    state = [(0.5 * scale * rng.normal(size=(B, U))).astype(dtype) for _ in range(2)]
-    mask = rng.random((B, T)) > 0.3
-    return x, weights, state, mask
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", NEW_ACTIVATIONS)
-def test_training_gradients_match_torch_autograd(isa, tol, name, dtype):
+def test_training_gradients_match_torch_autograd(isa, tol, activation_problem, name, dtype):
     """The packed tiles' forward record and backward step (the outputs of
     gelu, silu, hard_silu and mish do not determine their inputs: those
     record the inputs)."""
-    x, weights, state, mask = _activation_problem(dtype, 43, name)
+    x, weights, state, mask = activation_problem(dtype, 43, name, (B, T, F, U))
     rng = np.random.default_rng(44)
     cotangents = [rng.normal(size=(B, T, U)).astype(dtype),
                   rng.normal(size=(B, U)).astype(dtype), rng.normal(size=(B, U)).astype(dtype)]
@@ -719,10 +703,10 @@ def _torch_outputs_and_grads(name, x, state, weights, mask, cotangents, **masks)
 
 
 @pytest.mark.parametrize("name", ["gelu", "mish", "elu"])
-def test_recurrent_dropout_path_gradients(tol, name):
+def test_recurrent_dropout_path_gradients(tol, activation_problem, name):
     """Recurrent dropout (the masked-h variant of the packed tiles) keeps
     the inputs of gelu/mish gates for the backward step too."""
-    x, weights, state, mask = _activation_problem(np.float64, 45, name)
+    x, weights, state, mask = activation_problem(np.float64, 45, name, (B, T, F, U))
     layer = fastlstm.LSTM(U, return_sequences=True, return_state=True, activation=name,
                           recurrent_activation=name, recurrent_dropout=0.3, seed=3,
                           dtype="float64")
