@@ -18,11 +18,14 @@ def problems(draw):
     names = sorted(["tanh", "sigmoid", "hard_sigmoid", "relu", "linear", "softsign", "relu6"])
     activation = draw(st.sampled_from(names))
     recurrent_activation = draw(st.sampled_from(names))
-    # Unbounded activations (relu, linear) let h and c grow geometrically,
-    # and each step scales the rounding error by that growth; float32 then
-    # drifts beyond 1e-5 relative within a few steps, so those run in float64.
-    unbounded = {"relu", "linear"} & {activation, recurrent_activation}
-    dtypes = [np.float64] if unbounded else [np.float32, np.float64]
+    # Activations with values above 1 (relu, linear, and relu6, which is
+    # bounded but gives gates up to 6) let h and c grow geometrically, and
+    # each step scales the rounding error by that growth; float32 then drifts
+    # beyond 1e-5 relative within a few steps (relu6 gates over 9 steps:
+    # 7e-5, seen on the aarch64 build, whose FMA contraction rounds
+    # differently from NumPy's), so those run in float64.
+    growing = {"relu", "linear", "relu6"} & {activation, recurrent_activation}
+    dtypes = [np.float64] if growing else [np.float32, np.float64]
     return dict(
         batch=batch, steps=steps,
         input_dim=draw(st.integers(1, 6)),
@@ -71,4 +74,10 @@ def test_layer_matches_reference(p, tol):
     assert len(got) == len(expected)
     for g, e in zip(got, expected, strict=True):
         assert g.shape == e.shape and g.dtype == dtype
-        np.testing.assert_allclose(g, e, **tol(dtype))
+        # Where linear activations overflow (h and c grow like a power tower
+        # over the steps), sums of infinities are inf or nan depending on the
+        # order of the products (the kernel's FMA order is not NumPy's):
+        # either is an overflow, so there only "not finite" is compared.
+        overflowed = ~np.isfinite(e)
+        np.testing.assert_array_equal(~np.isfinite(g), overflowed)
+        np.testing.assert_allclose(g[~overflowed], e[~overflowed], **tol(dtype))
