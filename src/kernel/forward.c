@@ -411,13 +411,18 @@ static int fl_run_##SUF(const T *x, const T *kernel, const T *bias,           \
     const ptrdiff_t H = P ? P : U;                                            \
     const ptrdiff_t Pq = P ? fl_projected_columns(P, W) : 0;                  \
     const ptrdiff_t Hs = Pq > Up ? Pq : Up;                                   \
-    /* Row groups: up to 4 per thread while each keeps a full tile of rows,  \
-     * so that when one thread runs slowly (its core shared with another     \
-     * process) the others take over more of its groups (measured with a     \
-     * busy core at (64, 50, 256, 512): 93 ms with one group per thread, 75  \
-     * with 4).  One thread runs one group: every group streams all the      \
-     * weights each step, and has a short last tile. */                      \
-    ptrdiff_t groups = B / (nt * MR);                                         \
+    /* Row groups: up to 4 per thread, so that when one thread runs slowly  \
+     * (its core shared with another process) the others take over more of  \
+     * its groups (measured with a busy core at (64, 50, 256, 512) on a      \
+     * Xeon: 93 ms with one group per thread, 75 with 4), but each of at     \
+     * least 4 tiles of rows: every group streams all of h_prev @ U's        \
+     * weights each step, from L3 once they outgrow L2 (U = 256: 1 MB; Zen 3 \
+     * has 512 KB of L2), and a group of g rows does g / 2 FLOPs a byte of   \
+     * them.  Measured quiet at 2 threads on a Zen 3 EPYC (AVX2, MR = 3):    \
+     * (32, 100, 64, 256) 17.7 ms with 4 groups of 4 rows per thread, 14.8   \
+     * with 1 of 16; (64, 50, 256, 512) 68.0 ms with 4 groups of 8 rows,     \
+     * 63.9 with 2 of 16, 69.2 with 1 of 32.  One thread runs one group. */  \
+    ptrdiff_t groups = B / (nt * 4 * MR);                                     \
     int parts = split_units || nt == 1 ? nt                                   \
         : nt * (int)(groups < 1 ? 1 : groups > 4 ? 4 : groups);               \
     /* h [2][B][Hs], c [B][Up], y [B][Hs]; with P, m and ym [B][Up] */       \
