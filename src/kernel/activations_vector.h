@@ -7,78 +7,107 @@
  * measures them against the correctly rounded values and NumPy's (at most
  * 2-3 ulps, float32 and float64).
  */
+/* Every statement of a lockstep function runs over its n vectors (n a
+ * constant where it is inlined): the n dependency chains then sit side by
+ * side in the instruction stream, where the out-of-order core overlaps
+ * them.  One exp_neg is a chain of about 18 dependent instructions (about
+ * 70 cycles on Zen 3); the cell's five of them one after another left the
+ * FMA units idle most of the time (issue 11: the cell step of 8 units took
+ * about 100 cycles; with its exps in lockstep, a quarter less). */
+#define FL_EACH(k, n) _Pragma("GCC unroll 16") for (int k = 0; k < (n); ++k)
+/* The most vectors one lockstep call takes: a tile's rows or a row's gates. */
+#define FL_EACH_MAX (FL_MR > 4 ? FL_MR : 4)
+
 #if FL_F64
-/* exp(x) for x <= 0 (or NaN, which propagates); results below DBL_MIN
- * flush to 0, where NumPy's values are subnormal or 0.  x = n ln2 + r,
- * |r| <= ln2 / 2 (Cephes's reduction), and exp(r) by its Taylor polynomial
- * of degree 13 (truncation under 0.03 ulp): no division, unlike Cephes's
- * Pade form, since a double division occupies the divider 8-16 cycles a
- * vector (the AVX-512 cell's 8 units made 12 of them, about a third of
- * the FMA time of their H = 256 product). */
-FL_INLINE V FN(exp_neg)(V x)
+/* exp(x) for x <= 0 (or NaN, which propagates), n vectors in place;
+ * results below DBL_MIN flush to 0, where NumPy's values are subnormal or
+ * 0.  x = n ln2 + r, |r| <= ln2 / 2 (Cephes's reduction), and exp(r) by
+ * its Taylor polynomial of degree 13 (truncation under 0.03 ulp): no
+ * division, unlike Cephes's Pade form, since a double division occupies
+ * the divider 8-16 cycles a vector (the AVX-512 cell's 8 units made 12 of
+ * them, about a third of the FMA time of their H = 256 product). */
+FL_INLINE void FN(exp_neg_each)(const int n, V x[])
 {
     const V lo = FN(splat)(-708.39641853226410622);    /* log(DBL_MIN) */
     const V magic = FN(splat)(6755399441055744.0);     /* 1.5 * 2**52: rounds to int */
-    VI under = x < lo;
-    V xc = FN(select)(under, lo, x);
-    V t = xc * 1.4426950408889634073599 + magic;
-    V n = t - magic;                                    /* round(x / ln 2) */
-    VI ni = (VI)t - (VI)magic;
-    V r = xc - n * 6.93145751953125E-1;                 /* Cody-Waite: ln 2 = hi + lo */
-    r = r - n * 1.42860682030941723212E-6;
-    V p = 1.6059043836821613e-10 * r + 2.08767569878681e-09;      /* 1/13!, 1/12! */
-    p = p * r + 2.505210838544172e-08;
-    p = p * r + 2.755731922398589e-07;
-    p = p * r + 2.7557319223985893e-06;
-    p = p * r + 2.48015873015873e-05;
-    p = p * r + 1.984126984126984e-04;
-    p = p * r + 1.388888888888889e-03;
-    p = p * r + 8.333333333333333e-03;
-    p = p * r + 4.1666666666666664e-02;
-    p = p * r + 1.6666666666666666e-01;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    V y = p * r + 1.0;
-    y = y * (V)((ni + 1023) << 52);                     /* * 2**n, n in [-1022, 0] */
-    return FN(select)(under, FN(splat)(0.0), y);
+    VI under[FL_EACH_MAX];
+    V t[FL_EACH_MAX], r[FL_EACH_MAX], p[FL_EACH_MAX];
+    FL_EACH(k, n) under[k] = x[k] < lo;
+    FL_EACH(k, n) x[k] = FN(select)(under[k], lo, x[k]);
+    FL_EACH(k, n) t[k] = x[k] * 1.4426950408889634073599 + magic;
+    FL_EACH(k, n) {
+        V m = t[k] - magic;                             /* round(x / ln 2) */
+        r[k] = x[k] - m * 6.93145751953125E-1;          /* Cody-Waite: ln 2 = hi + lo */
+    }
+    FL_EACH(k, n) r[k] = r[k] - (t[k] - magic) * 1.42860682030941723212E-6;
+    FL_EACH(k, n) p[k] = 1.6059043836821613e-10 * r[k] + 2.08767569878681e-09;  /* 1/13!, 1/12! */
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 2.505210838544172e-08;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 2.755731922398589e-07;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 2.7557319223985893e-06;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 2.48015873015873e-05;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 1.984126984126984e-04;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 1.388888888888889e-03;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 8.333333333333333e-03;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 4.1666666666666664e-02;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 1.6666666666666666e-01;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 0.5;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 1.0;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 1.0;
+    FL_EACH(k, n) {                                     /* * 2**n, n in [-1022, 0] */
+        VI ni = (VI)t[k] - (VI)magic;
+        x[k] = FN(select)(under[k], FN(splat)(0.0), p[k] * (V)((ni + 1023) << 52));
+    }
 }
 #else
-/* exp(x) for x <= 0 (or NaN, which propagates); results below FLT_MIN
- * flush to 0, where NumPy's float32 values are subnormal or 0. */
-FL_INLINE V FN(exp_neg)(V x)
+/* exp(x) for x <= 0 (or NaN, which propagates), n vectors in place;
+ * results below FLT_MIN flush to 0, where NumPy's float32 values are
+ * subnormal or 0. */
+FL_INLINE void FN(exp_neg_each)(const int n, V x[])
 {
     const V lo = FN(splat)(-87.33654475f);      /* log(FLT_MIN) */
     const V magic = FN(splat)(12582912.0f);     /* 1.5 * 2**23: rounds to int */
-    VI under = x < lo;
-    V xc = FN(select)(under, lo, x);
-    V t = xc * 1.44269504088896341f + magic;
-    V n = t - magic;                             /* round(x / ln 2) */
-    VI ni = (VI)t - (VI)magic;
-    V r = xc - n * 0.693359375f;                 /* Cody-Waite: ln 2 = hi + lo */
-    r = r - n * -2.12194440e-4f;
-    V p = 1.9875691500e-4f * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    V y = p * (r * r) + r + 1.0f;
-    y = y * (V)((ni + 127) << 23);               /* * 2**n, n in [-126, 0] */
-    return FN(select)(under, FN(splat)(0.0f), y);
+    VI under[FL_EACH_MAX];
+    V t[FL_EACH_MAX], r[FL_EACH_MAX], p[FL_EACH_MAX];
+    FL_EACH(k, n) under[k] = x[k] < lo;
+    FL_EACH(k, n) x[k] = FN(select)(under[k], lo, x[k]);
+    FL_EACH(k, n) t[k] = x[k] * 1.44269504088896341f + magic;
+    FL_EACH(k, n) {
+        V m = t[k] - magic;                      /* round(x / ln 2) */
+        r[k] = x[k] - m * 0.693359375f;          /* Cody-Waite: ln 2 = hi + lo */
+    }
+    FL_EACH(k, n) r[k] = r[k] - (t[k] - magic) * -2.12194440e-4f;
+    FL_EACH(k, n) p[k] = 1.9875691500e-4f * r[k] + 1.3981999507e-3f;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 8.3334519073e-3f;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 4.1665795894e-2f;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 1.6666665459e-1f;
+    FL_EACH(k, n) p[k] = p[k] * r[k] + 5.0000001201e-1f;
+    FL_EACH(k, n) p[k] = p[k] * (r[k] * r[k]) + r[k] + 1.0f;
+    FL_EACH(k, n) {                              /* * 2**n, n in [-126, 0] */
+        VI ni = (VI)t[k] - (VI)magic;
+        x[k] = FN(select)(under[k], FN(splat)(0.0f), p[k] * (V)((ni + 127) << 23));
+    }
 }
 #endif
 
-/* 1 / (1 + exp(-x)) from exp(-|x|) <= 1, so nothing overflows. */
-FL_INLINE V FN(sigmoid)(V x)
+FL_INLINE V FN(exp_neg)(V x)
 {
-    V e = FN(exp_neg)(-FN(abs)(x));
+    FN(exp_neg_each)(1, &x);
+    return x;
+}
+
+/* 1 / (1 + exp(-x)) from e = exp(-|x|) <= 1, so nothing overflows. */
+FL_INLINE V FN(sigmoid_of)(V x, V e)
+{
     V s = 1.0f / (1.0f + e);
     return FN(select)(x < 0.0f, e * s, s);
 }
 
-/* Cephes tanhf / tanh: below 0.625 an odd polynomial (float) or x + x z
- * P(z) / Q(z), z = x^2 (double); above, (1 - e) / (1 + e) with
- * e = exp(-2|x|) (no cancellation there since e < 0.29). */
-FL_INLINE V FN(tanh)(V x)
+FL_INLINE V FN(sigmoid)(V x) { return FN(sigmoid_of)(x, FN(exp_neg)(-FN(abs)(x))); }
+
+/* Cephes tanhf / tanh from e = exp(-2|x|): below 0.625 an odd polynomial
+ * (float) or x + x z P(z) / Q(z), z = x^2 (double); above, (1 - e) / (1 + e)
+ * (no cancellation there since e < 0.29). */
+FL_INLINE V FN(tanh_of)(V x, V e)
 {
     V ax = FN(abs)(x);
     V z = x * x;
@@ -88,7 +117,6 @@ FL_INLINE V FN(tanh)(V x)
     V q = z + 1.12811678491632931402E2;
     q = q * z + 2.23548839060100448583E3;
     q = q * z + 4.84406305325125486048E3;
-    V e = FN(exp_neg)(-2.0 * ax);
     /* One division for both forms, lane by lane: z P / Q below 0.625,
      * (1 - e) / (1 + e) above. */
     VI is_small = ax < 0.625;
@@ -102,11 +130,33 @@ FL_INLINE V FN(tanh)(V x)
     p = p * z + 1.33314422036e-1f;
     p = p * z - 3.33332819422e-1f;
     V small = p * z * x + x;
-    V e = FN(exp_neg)(-2.0f * ax);
     V big = (1.0f - e) / (1.0f + e);
     big = (V)((VI)big | ((VI)x & FL_SIGN_BITS));      /* sign of x */
     return FN(select)(ax < 0.625f, small, big);
 #endif
+}
+
+FL_INLINE V FN(tanh)(V x) { return FN(tanh_of)(x, FN(exp_neg)(-2.0f * FN(abs)(x))); }
+
+/* tanh of n vectors, their exps in lockstep. */
+FL_INLINE void FN(tanh_each)(const int n, const V x[], V out[])
+{
+    FL_EACH(k, n) out[k] = -2.0f * FN(abs)(x[k]);
+    FN(exp_neg_each)(n, out);
+    FL_EACH(k, n) out[k] = FN(tanh_of)(x[k], out[k]);
+}
+
+/* An LSTM cell's gates in place, sigmoid, sigmoid, tanh, sigmoid (i, f, g,
+ * o), their four exps in lockstep. */
+FL_INLINE void FN(lstm_gates)(V gate[4])
+{
+    V e[4] = {-FN(abs)(gate[0]), -FN(abs)(gate[1]), -2.0f * FN(abs)(gate[2]),
+              -FN(abs)(gate[3])};
+    FN(exp_neg_each)(4, e);
+    gate[0] = FN(sigmoid_of)(gate[0], e[0]);
+    gate[1] = FN(sigmoid_of)(gate[1], e[1]);
+    gate[2] = FN(tanh_of)(gate[2], e[2]);
+    gate[3] = FN(sigmoid_of)(gate[3], e[3]);
 }
 
 /* expm1(x) for x <= 0 (or NaN, which propagates): the Taylor series to

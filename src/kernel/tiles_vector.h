@@ -24,54 +24,65 @@
 #include "activations_vector.h"
 
 /* The cell update of mr rows from their gate pre-activations z: the float
- * tile's, and the int8 tiles' (tiles_int8_vector.h). */
+ * tile's, and the int8 tiles' (tiles_int8_vector.h).  Three passes over the
+ * rows: each row's gates and new c (sigmoid and tanh, the usual case: the
+ * row's four exps in lockstep), the rows' tanh(c) (their exps in lockstep
+ * across the rows), then each row's h and stores.  Lockstep overlaps the
+ * exps' long dependency chains (activations_vector.h); the passes go row by
+ * row through the arrays below (memory), since unrolled over all rows their
+ * temporaries would spill anyway, and the code would bloat. */
 FL_INLINE void
 FN(cell_rows)(const int mr, V z[][4], const FL_CAT(fl_tile, FL_TS) *a)
 {
     const int fast = a->act == FL_ACT_TANH && a->rec_act == FL_ACT_SIGMOID;
+    V gate[FL_MR][4], cn[FL_MR], ac[FL_MR];
+#pragma GCC unroll 1
+    for (int r = 0; r < mr; ++r) {
+        if (fast) {
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; ++g)
+                gate[r][g] = z[r][g];
+            FN(lstm_gates)(gate[r]);
+        } else {
+            gate[r][0] = FN(act)(a->rec_act, z[r][0]);
+            gate[r][1] = FN(act)(a->rec_act, z[r][1]);
+            gate[r][2] = FN(act)(a->act, z[r][2]);
+            gate[r][3] = FN(act)(a->rec_act, z[r][3]);
+        }
+        cn[r] = gate[r][1] * FN(load)(a->c + r * a->ldc) + gate[r][0] * gate[r][2];
+    }
+    if (fast) {
+        FN(tanh_each)(mr, cn, ac);
+    } else {
+#pragma GCC unroll 1
+        for (int r = 0; r < mr; ++r)
+            ac[r] = FN(act)(a->act, cn[r]);
+    }
 #pragma GCC unroll 1
     for (int r = 0; r < mr; ++r) {
         FL_T *c = a->c + r * a->ldc, *hn = a->hn + r * a->ldc;
-        V i, f, g, o, cn, ac, h, out;
-        V cold = FN(load)(c);
-        if (fast) {
-            i = FN(sigmoid)(z[r][0]);
-            f = FN(sigmoid)(z[r][1]);
-            g = FN(tanh)(z[r][2]);
-            o = FN(sigmoid)(z[r][3]);
-            cn = f * cold + i * g;
-            ac = FN(tanh)(cn);
-        } else {
-            i = FN(act)(a->rec_act, z[r][0]);
-            f = FN(act)(a->rec_act, z[r][1]);
-            g = FN(act)(a->act, z[r][2]);
-            o = FN(act)(a->rec_act, z[r][3]);
-            cn = f * cold + i * g;
-            ac = FN(act)(a->act, cn);
-        }
-        h = o * ac;
-        out = h;
+        V h = gate[r][3] * ac[r], out = h, cnew = cn[r];
         if (a->mask != NULL) {
             FL_T *y = a->y + r * a->ldc;
             if (a->mask[r * a->ldm]) {
                 FN(store)(y, h);
             } else {    /* skipped step: carry h and c, repeat the output */
                 h = FN(load)(a->h + r * a->ldh + a->col);
-                cn = cold;
+                cnew = FN(load)(c);
                 out = FN(load)(y);
             }
         }
-        FN(store)(c, cn);
+        FN(store)(c, cnew);
         FN(store)(hn, h);
         if (a->rec != NULL) {   /* gates as activations.h's records say */
             FL_T *rc = a->rec + r * a->ldr;
             const int in_rec = fl_act_records_input(a->rec_act);
-            FN(store)(rc, in_rec ? z[r][0] : i);
-            FN(store)(rc + FL_W, in_rec ? z[r][1] : f);
-            FN(store)(rc + 2 * FL_W, fl_act_records_input(a->act) ? z[r][2] : g);
-            FN(store)(rc + 3 * FL_W, in_rec ? z[r][3] : o);
-            FN(store)(rc + 4 * FL_W, cn);
-            FN(store)(rc + 5 * FL_W, ac);
+            FN(store)(rc, in_rec ? z[r][0] : gate[r][0]);
+            FN(store)(rc + FL_W, in_rec ? z[r][1] : gate[r][1]);
+            FN(store)(rc + 2 * FL_W, fl_act_records_input(a->act) ? z[r][2] : gate[r][2]);
+            FN(store)(rc + 3 * FL_W, in_rec ? z[r][3] : gate[r][3]);
+            FN(store)(rc + 4 * FL_W, cnew);
+            FN(store)(rc + 5 * FL_W, ac[r]);
         }
         if (a->seq != NULL) {
             if (a->nvalid == FL_W) {
