@@ -47,9 +47,14 @@ def _interrupt_after(seconds, call):
 
 
 def _layer(units, **kwargs):
-    layer = fastlstm.LSTM(units, seed=5, **kwargs)
-    layer.build(8)
-    layer.get_weights()     # draw the weights now (lazily drawn, they take ~0.1 s)
+    """A layer on 8 features with torch's initial range, U(-1/sqrt(units),
+    1/sqrt(units)): drawn in milliseconds, where the Keras initializers'
+    orthogonal recurrent kernel of 1024 units takes over a second."""
+    layer = fastlstm.LSTM(units, **kwargs)
+    rng = np.random.default_rng(units)
+    bound = units ** -0.5
+    shapes = [(8, 4 * units), (units, 4 * units), (4 * units,)]
+    layer.set_weights([rng.uniform(-bound, bound, shape).astype(np.float32) for shape in shapes])
     return layer
 
 
@@ -96,15 +101,18 @@ def test_training_forward_stops_and_leaves_no_tape():
 
 
 def test_training_backward_stops_and_keeps_its_tape():
-    layer = _layer(1024, return_sequences=True, num_threads=2)
+    # 512 units: the backward takes a few tenths of a second (its weights
+    # come from L3 at every step), long enough for the signal and short
+    # enough to run twice more in full below.
+    layer = _layer(512, return_sequences=True, num_threads=2)
     x = _inputs(1, 2000, seed=9)
     layer(x, training=True)
-    d_out = np.random.default_rng(10).standard_normal((1, 2000, 1024)).astype(np.float32)
+    d_out = np.random.default_rng(10).standard_normal((1, 2000, 512)).astype(np.float32)
     delay = _interrupt_after(0.05, lambda: layer.backward(d_out))
     assert delay < DEADLINE
     # The backward only reads the tape: running it again gives the gradients
     # of an uninterrupted run.
-    fresh = _layer(1024, return_sequences=True)
+    fresh = _layer(512, return_sequences=True)
     fresh.set_weights(layer.get_weights())
     fresh(x, training=True)
     for got, want in zip(layer.backward(d_out), fresh.backward(d_out), strict=True):
