@@ -160,7 +160,7 @@ class LSTM:
                  dtype: DTypeLike = "float32", dropout: float = 0.0,
                  recurrent_dropout: float = 0.0, num_threads: int | None = None,
                  proj_size: int | None = None) -> None:
-        # 4 * units columns must fit BLAS's 32-bit ints.
+        # 4 * units columns fit a 32-bit int (validation._INT_MAX says why).
         self.units = validation.positive_int(units, "units", limit=(2**31 - 1) // 4)
         self.proj_size = validation.proj_size(proj_size, self.units)
         self.activation = activations.canonical(activation, "activation")

@@ -20,7 +20,9 @@ if sys.platform != "win32":
 
 Array = NDArray[Any]
 
-# BLAS takes 32-bit ints: every dimension it sees must fit one.
+# Every dimension fits a 32-bit int, as TensorFlow's and oneDNN's LSTMs need
+# (the kernel itself indexes with ptrdiff_t): weights and inputs that pass
+# here still move to Keras and torch.
 _INT_MAX = 2**31 - 1
 _FLOAT_DTYPES = {np.dtype(np.float32), np.dtype(np.float64)}
 
