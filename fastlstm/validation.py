@@ -20,9 +20,9 @@ if sys.platform != "win32":
 
 Array = NDArray[Any]
 
-# Every dimension fits a 32-bit int, as TensorFlow's and oneDNN's LSTMs need
-# (the kernel itself indexes with ptrdiff_t): weights and inputs that pass
-# here still move to Keras and torch.
+# Every dimension fits a 32-bit int: far past anything that fits in memory,
+# and it keeps any product of two dimensions inside the kernel's ptrdiff_t
+# index arithmetic.
 _INT_MAX = 2**31 - 1
 _FLOAT_DTYPES = {np.dtype(np.float32), np.dtype(np.float64)}
 
