@@ -8,8 +8,9 @@ backend, at batch 1 and 256.
 The models are built with Keras (torch backend) with fixed random weights
 and saved as .keras files; fastlstm loads those files.  The TensorFlow
 columns come from a second process (``--tf-python``: a Python with
-tensorflow and keras; Keras picks its backend once per process), which
-loads the same files and inputs.  Every library's result is checked against
+tensorflow, keras, scipy, h5py, threadpoolctl and tqdm, the last four for
+fastlstm and this script; Keras picks its backend once per process), which
+loads the same files and inputs; if it fails, its stderr is printed.  Every library's result is checked against
 Keras's model.predict before it is timed.  Prints a Markdown table;
 milliseconds are medians of single calls, fastlstm and the torch-backend
 calls timed in turns in one process; the "× vs tf.function" ratio divides
@@ -164,10 +165,12 @@ def main():
         if args.tf_python:
             # The worker imports run.py, hence fastlstm: from this source tree.
             env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-            output = subprocess.run(
+            worker = subprocess.run(
                 [args.tf_python, __file__, "--tf-worker", name, "--budget", str(args.budget)],
-                check=True, capture_output=True, text=True, env=env).stdout
-            report = json.loads(output.strip().splitlines()[-1])
+                capture_output=True, text=True, env=env)
+            if worker.returncode:
+                sys.exit(f"the TensorFlow worker ({args.tf_python}) failed:\n{worker.stderr}")
+            report = json.loads(worker.stdout.strip().splitlines()[-1])
             tf_version = report["version"]
             for key, seconds in report["results"].items():
                 index, batch, library = key.split(",")
