@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import keras_activations
+from fastlstm import keras_activations, keras_layers
 
 L = keras.layers
 RNG = np.random.default_rng(0)
@@ -337,6 +337,23 @@ LAYER_CASES.update({
 @pytest.mark.parametrize("case", sorted(LAYER_CASES))
 def test_layer_matches_keras(case, tol):
     model, x = LAYER_CASES[case]()
+    _assert_same(fastlstm.from_keras(model)(x), model.predict(x, verbose=0), tol)
+
+
+@pytest.mark.parametrize("conv", [
+    lambda: L.Conv1D(4, 3, activation="softmax"),
+    lambda: L.Conv1D(6, 2, strides=2, dilation_rate=1, groups=3, padding="same",
+                     activation="relu"),
+    lambda: L.Conv1D(3, 3, dilation_rate=2, padding="causal")])
+def test_conv1d_in_blocks_of_the_batch_matches_keras(conv, tol, monkeypatch):
+    """Conv1D windows a block of batch items at a time: with the block held
+    to 2 items (of a batch of 7: blocks 2, 2, 2, 1) every block, the short
+    last one included, matches Keras."""
+    model = _randomize(keras.Sequential([keras.Input((9, 6)), conv()]), 60)
+    x = _floats((7, 9, 6), 61, pad=False)
+    conv_layer = fastlstm.from_keras(model).layers[-1]
+    steps, size = conv_layer.output_shape([(7, 9, 6)])[1], conv_layer.size
+    monkeypatch.setattr(keras_layers, "_CONV_CHUNK_BYTES", 2 * steps * size * 6 * 4)
     _assert_same(fastlstm.from_keras(model)(x), model.predict(x, verbose=0), tol)
 
 
