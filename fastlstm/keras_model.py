@@ -41,6 +41,9 @@ class _Tensor:
     def __init__(self, layer: str, node: int, index: int) -> None:
         self.key: TensorId = (layer, node, index)
 
+    def __repr__(self) -> str:
+        return f"tensor{list(self.key)}"
+
 
 class _Node:
     """One call of a layer or operation: ``args`` and ``kwargs`` hold
@@ -200,7 +203,22 @@ class _Parser:
             raise self.fail(f"layer {owner!r}: call {index} takes {len(node.args)} "
                             f"positional arguments; fastlstm supports one (a tensor or a "
                             f"list of tensors)")
+        if "mask" in node.kwargs and not isinstance(layer, keras_layers.Operation):
+            self.mask(node.kwargs["mask"], node.args[0], owner, index)
         return node
+
+    def mask(self, mask: Any, inputs: Any, owner: str, index: int) -> None:
+        """A call's recorded mask has the structure of its input, as Keras
+        builds it: None, a tensor for one tensor (or a list of one), a list
+        of tensors or Nones with one entry per tensor of a list input."""
+        count = len(inputs) if isinstance(inputs, list) else 1
+        if mask is None or (isinstance(mask, _Tensor) and count == 1):
+            return
+        if not (isinstance(mask, list) and len(mask) == count
+                and all(m is None or isinstance(m, _Tensor) for m in mask)):
+            raise self.fail(f"layer {owner!r}: call {index}'s mask must be None, a tensor "
+                            f"or a list of {count} tensors or nulls (one per input), "
+                            f"got {mask!r}")
 
 
 def _endpoints(parser: _Parser, value: Any, key: str) -> tuple[list[_Tensor], bool]:

@@ -248,6 +248,12 @@ def _unknown_kwarg(config):
     _layer(config, "Dense")["inbound_nodes"][0]["kwargs"]["constants"] = 1
 
 
+def _mask(value):
+    def edit(config):
+        _layer(config, "LSTM")["inbound_nodes"][0]["kwargs"]["mask"] = value
+    return edit
+
+
 def _no_output_layers(config):
     del _functional(config)["output_layers"]
 
@@ -270,6 +276,11 @@ def _class_unknown(config):
     (_units_a_string, TypeError, r"layer 'dense\w*' \(Dense\): config 'units' must be int, "
                                  r"got 'four'"),
     (_unknown_kwarg, ValueError, r"call 0 has arguments \['constants'\]"),
+    # A mask with the wrong structure for the call's one input tensor.
+    (_mask([]), ValueError, r"layer 'lstm\w*': call 0's mask must be None, a tensor or a "
+                            r"list of 1 tensors or nulls \(one per input\), got \[\]"),
+    (_mask(3), ValueError, r"call 0's mask must be None, .*, got 3"),
+    (_mask([None, None]), ValueError, r"call 0's mask must be .*, got \[None, None\]"),
     (_no_output_layers, ValueError, "'output_layers' must be a non-empty list, got None"),
     (_class_unknown, ValueError, "expected a Sequential or functional model, got class_name "
                                  "'Subclassed'"),
